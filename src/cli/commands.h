@@ -1,0 +1,14 @@
+// Entry points of the `tarn` sub-commands (the table is in main.cc). Each takes the
+// arguments after the sub-command name and returns the process exit status.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tarn::cli {
+
+int RunServe(const std::vector<std::string>& args);
+int RunInit(const std::vector<std::string>& args);
+int RunVersion(const std::vector<std::string>& args);
+
+}  // namespace tarn::cli

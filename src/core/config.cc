@@ -1,0 +1,200 @@
+#include "core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+
+#include "core/strings.h"
+
+namespace tarn {
+
+Result<ListenAddress> ListenAddress::Parse(std::string_view s) {
+  ListenAddress a;
+  s = Trim(s);
+  if (s == "off" || s == "false" || s == "disabled") {
+    a.enabled = false;
+    return a;
+  }
+  size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "listen address '" + std::string(s) + "' is not HOST:PORT or off");
+  }
+  std::string host(s.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  auto port = ParseUint64(s.substr(colon + 1));
+  if (!port || *port > 65535) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "listen address '" + std::string(s) + "' has no valid port (0-65535)");
+  }
+  a.host = host;
+  a.port = static_cast<uint16_t>(*port);
+  return a;
+}
+
+std::string ListenAddress::ToString() const {
+  if (!enabled) return "off";
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+bool Config::ServiceEnabled(const std::string& name) const {
+  auto it = services.find(name);
+  return it == services.end() || it->second;
+}
+
+namespace {
+
+Status YamlError(const std::string& file, const YAML::Node& node, const std::string& what) {
+  int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  return Error(ErrorCode::kInvalidArgument, file + ":" + std::to_string(line) + ": " + what);
+}
+
+template <typename T>
+Status Read(const std::string& file, const YAML::Node& node, const std::string& key, T* out) {
+  try {
+    *out = node.as<T>();
+  } catch (const YAML::Exception&) {
+    return YamlError(file, node, "field '" + key + "' has the wrong type");
+  }
+  return Status::OK();
+}
+
+Status ReadListen(const std::string& file, const YAML::Node& node, const std::string& key,
+                  ListenAddress* out) {
+  std::string s;
+  RETURN_IF_ERROR(Read(file, node, key, &s));
+  auto a = ListenAddress::Parse(s);
+  if (!a.ok()) return YamlError(file, node, "field '" + key + "': " + a.status().message());
+  *out = *a;
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<Config> LoadConfigFile(const std::string& path, Config c) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return Error(ErrorCode::kNotFound, "config file " + path + " cannot be read");
+  } catch (const YAML::Exception& e) {
+    return Error(ErrorCode::kInvalidArgument,
+                 path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  c.source_file = path;
+  if (!root || root.IsNull()) return c;
+  if (!root.IsMap()) return YamlError(path, root, "the top level must be a mapping");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    std::string key = it->first.as<std::string>();
+    const YAML::Node& v = it->second;
+    if (key == "data_dir") {
+      RETURN_IF_ERROR(Read(path, v, key, &c.data_dir));
+    } else if (key == "account_id") {
+      RETURN_IF_ERROR(Read(path, v, key, &c.account_id));
+    } else if (key == "region") {
+      RETURN_IF_ERROR(Read(path, v, key, &c.region));
+    } else if (key == "listen") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'listen' must be a mapping");
+      for (auto l = v.begin(); l != v.end(); ++l) {
+        std::string name = l->first.as<std::string>();
+        ListenAddress* dst = name == "api"       ? &c.api
+                             : name == "sql"     ? &c.sql
+                             : name == "mqtt"    ? &c.mqtt
+                             : name == "mqtts"   ? &c.mqtts
+                             : name == "mqtt_ws" ? &c.mqtt_ws
+                             : name == "console" ? &c.console
+                                                 : nullptr;
+        if (!dst) return YamlError(path, l->first, "unknown listener 'listen." + name + "'");
+        RETURN_IF_ERROR(ReadListen(path, l->second, "listen." + name, dst));
+      }
+    } else if (key == "tls") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'tls' must be a mapping");
+      for (auto t = v.begin(); t != v.end(); ++t) {
+        std::string name = t->first.as<std::string>();
+        std::string* dst = name == "cert_file"        ? &c.tls.cert_file
+                           : name == "key_file"       ? &c.tls.key_file
+                           : name == "client_ca_file" ? &c.tls.client_ca_file
+                                                      : nullptr;
+        if (!dst) return YamlError(path, t->first, "unknown field 'tls." + name + "'");
+        RETURN_IF_ERROR(Read(path, t->second, "tls." + name, dst));
+      }
+    } else if (key == "http") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'http' must be a mapping");
+      for (auto h = v.begin(); h != v.end(); ++h) {
+        std::string name = h->first.as<std::string>();
+        uint32_t* dst = name == "max_header_bytes"    ? &c.http.max_header_bytes
+                        : name == "header_timeout_ms" ? &c.http.header_timeout_ms
+                        : name == "idle_timeout_ms"   ? &c.http.idle_timeout_ms
+                        : name == "max_connections"   ? &c.http.max_connections
+                                                      : nullptr;
+        if (!dst) return YamlError(path, h->first, "unknown field 'http." + name + "'");
+        RETURN_IF_ERROR(Read(path, h->second, "http." + name, dst));
+      }
+    } else if (key == "log") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'log' must be a mapping");
+      for (auto h = v.begin(); h != v.end(); ++h) {
+        std::string name = h->first.as<std::string>();
+        if (name == "level") RETURN_IF_ERROR(Read(path, h->second, "log.level", &c.log_level));
+        else if (name == "json") RETURN_IF_ERROR(Read(path, h->second, "log.json", &c.log_json));
+        else if (name == "file") RETURN_IF_ERROR(Read(path, h->second, "log.file", &c.log_file));
+        else return YamlError(path, h->first, "unknown field 'log." + name + "'");
+      }
+    } else if (key == "services") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'services' must be a mapping");
+      for (auto s = v.begin(); s != v.end(); ++s) {
+        bool on = true;
+        std::string name = s->first.as<std::string>();
+        RETURN_IF_ERROR(Read(path, s->second, "services." + name, &on));
+        c.services[name] = on;
+      }
+    } else {
+      return YamlError(path, it->first, "unknown field '" + key + "'");
+    }
+  }
+  return c;
+}
+
+Status ApplyEnvironment(Config* c) {
+  auto env = [](const char* name) -> const char* {
+    const char* v = std::getenv(name);
+    return (v && *v) ? v : nullptr;
+  };
+  if (auto v = env("TARN_DATA_DIR")) c->data_dir = v;
+  if (auto v = env("TARN_ACCOUNT_ID")) c->account_id = v;
+  if (auto v = env("TARN_REGION")) c->region = v;
+  struct { const char* var; ListenAddress* dst; } listeners[] = {
+      {"TARN_API_LISTEN", &c->api},       {"TARN_SQL_LISTEN", &c->sql},
+      {"TARN_MQTT_LISTEN", &c->mqtt},     {"TARN_MQTTS_LISTEN", &c->mqtts},
+      {"TARN_MQTT_WS_LISTEN", &c->mqtt_ws}, {"TARN_CONSOLE_LISTEN", &c->console},
+  };
+  for (auto& l : listeners) {
+    if (auto v = env(l.var)) {
+      auto a = ListenAddress::Parse(v);
+      if (!a.ok()) return a.status().WithContext(l.var);
+      *l.dst = *a;
+    }
+  }
+  if (auto v = env("TARN_LOG_LEVEL")) c->log_level = v;
+  if (auto v = env("TARN_LOG_JSON")) c->log_json = std::string(v) == "1" || std::string(v) == "true";
+  return Status::OK();
+}
+
+Status ValidateConfig(const Config& c) {
+  if (!c.account_id.empty()) {
+    bool ok = c.account_id.size() == 12;
+    for (char ch : c.account_id) ok = ok && ch >= '0' && ch <= '9';
+    if (!ok) return Error(ErrorCode::kInvalidArgument, "account_id must be 12 digits, got '" + c.account_id + "'");
+  }
+  if (c.region.empty()) return Error(ErrorCode::kInvalidArgument, "region must not be empty");
+  for (char ch : c.region) {
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+      return Error(ErrorCode::kInvalidArgument, "region '" + c.region + "' is not a region name");
+  }
+  if (c.tls.cert_file.empty() != c.tls.key_file.empty())
+    return Error(ErrorCode::kInvalidArgument, "tls.cert_file and tls.key_file go together");
+  return Status::OK();
+}
+
+}  // namespace tarn

@@ -1,0 +1,72 @@
+// The lake's configuration: tarn.yaml, then TARN_* environment variables, then command-line
+// flags, each overriding the one before. Plain data; copy freely.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "core/status.h"
+
+namespace tarn {
+
+// A listener address: "HOST:PORT", "[::1]:PORT", port 0 = pick a free port, "off" = disabled.
+struct ListenAddress {
+  bool enabled = true;
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+
+  static Result<ListenAddress> Parse(std::string_view s);
+  std::string ToString() const;  // "off" or "host:port"
+};
+
+struct TlsConfig {
+  std::string cert_file;       // PEM certificate chain; empty = TLS off for the HTTP API
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // PEM CA bundle for client certificates (mutual TLS)
+};
+
+struct HttpLimits {
+  uint32_t max_header_bytes = 64 * 1024;
+  uint32_t header_timeout_ms = 10'000;  // whole request head must arrive within this
+  uint32_t idle_timeout_ms = 60'000;    // keep-alive idle and per-read body progress
+  uint32_t max_connections = 1024;
+};
+
+struct Config {
+  std::string data_dir = "tarn-data";
+  std::string account_id;  // 12 digits; generated at init when empty
+  std::string region = "us-east-1";
+
+  ListenAddress api{true, "127.0.0.1", 9000};
+  ListenAddress sql{true, "127.0.0.1", 5439};
+  ListenAddress mqtt{true, "127.0.0.1", 1883};
+  ListenAddress mqtts{true, "127.0.0.1", 8883};
+  ListenAddress mqtt_ws{true, "127.0.0.1", 8083};
+  ListenAddress console{true, "127.0.0.1", 9001};
+
+  TlsConfig tls;
+  HttpLimits http;
+
+  std::string log_level = "info";
+  bool log_json = false;
+  std::string log_file;
+
+  // Services switched off in the config ("services: {mqtt: false}"); absent = on.
+  std::map<std::string, bool> services;
+  bool ServiceEnabled(const std::string& name) const;
+
+  // Where the config came from, for error messages.
+  std::string source_file;
+};
+
+// Reads `path` (YAML). Unknown keys and wrong types are errors naming the file, line and key.
+Result<Config> LoadConfigFile(const std::string& path, Config base = Config());
+// Applies TARN_* environment variables: TARN_DATA_DIR, TARN_ACCOUNT_ID, TARN_REGION,
+// TARN_API_LISTEN, TARN_SQL_LISTEN, TARN_MQTT_LISTEN, TARN_MQTTS_LISTEN, TARN_MQTT_WS_LISTEN,
+// TARN_CONSOLE_LISTEN, TARN_LOG_LEVEL, TARN_LOG_JSON.
+Status ApplyEnvironment(Config* config);
+// Checks values that no single field can (account id shape, region).
+Status ValidateConfig(const Config& config);
+
+}  // namespace tarn

@@ -1,0 +1,70 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace tarn {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  std::string path = std::filesystem::temp_directory_path() / ("tarn-config-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ConfigTest, ListenAddress) {
+  auto a = ListenAddress::Parse("0.0.0.0:9000");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "0.0.0.0");
+  EXPECT_EQ(a->port, 9000);
+  EXPECT_FALSE(ListenAddress::Parse("off")->enabled);
+  EXPECT_EQ(ListenAddress::Parse("[::1]:0")->host, "::1");
+  EXPECT_FALSE(ListenAddress::Parse("localhost").ok());
+  EXPECT_FALSE(ListenAddress::Parse("h:70000").ok());
+}
+
+TEST(ConfigTest, FileThenEnvironment) {
+  std::string path = WriteTemp(
+      "data_dir: /tmp/x\nregion: eu-west-1\nlisten:\n  api: 127.0.0.1:0\n  mqtt: off\nservices:\n  mqtt: false\n");
+  auto c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->data_dir, "/tmp/x");
+  EXPECT_EQ(c->region, "eu-west-1");
+  EXPECT_EQ(c->api.port, 0);
+  EXPECT_FALSE(c->mqtt.enabled);
+  EXPECT_FALSE(c->ServiceEnabled("mqtt"));
+  EXPECT_TRUE(c->ServiceEnabled("s3"));
+  setenv("TARN_REGION", "ap-south-1", 1);
+  setenv("TARN_SQL_LISTEN", "off", 1);
+  ASSERT_TRUE(ApplyEnvironment(&*c).ok());
+  unsetenv("TARN_REGION");
+  unsetenv("TARN_SQL_LISTEN");
+  EXPECT_EQ(c->region, "ap-south-1");
+  EXPECT_FALSE(c->sql.enabled);
+  std::filesystem::remove(path);
+}
+
+TEST(ConfigTest, ErrorsNameFileAndLine) {
+  std::string path = WriteTemp("region: us-east-1\nlisten:\n  bogus: 1.2.3.4:1\n");
+  auto c = LoadConfigFile(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find(path + ":3"), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find("listen.bogus"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST(ConfigTest, Validation) {
+  Config c;
+  c.account_id = "12345";
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.account_id = "123456789012";
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.region = "US East";
+  EXPECT_FALSE(ValidateConfig(c).ok());
+}
+
+}  // namespace
+}  // namespace tarn

@@ -1,0 +1,155 @@
+#include "lake/lake.h"
+
+#include <filesystem>
+
+#include "core/clock.h"
+#include "core/crypto.h"
+#include "core/data_dir.h"
+#include "core/log.h"
+#include "core/meta_store.h"
+#include "core/strings.h"
+#include "net/aws_api.h"
+#include "net/http_server.h"
+#include "security/iam/iam_store.h"
+#include "security/keyring.h"
+
+namespace tarn {
+
+namespace {
+
+Status MigrateCore(MetaStore* meta) {
+  return meta->Migrate("lake", {
+      {1, "CREATE TABLE IF NOT EXISTS lake_info (id INTEGER PRIMARY KEY CHECK (id = 1), "
+          "account_id TEXT NOT NULL, region TEXT NOT NULL, created INTEGER NOT NULL);"},
+  });
+}
+
+// Reads or records the lake's account id and region. The account id is fixed at init; a
+// config that names another one is an error rather than a silent re-labelling of ARNs.
+Result<bool> EnsureLakeInfo(MetaStore* meta, Config* config) {
+  ASSIGN_OR_RETURN(Statement q, meta->Prepare("SELECT account_id, region FROM lake_info WHERE id = 1"));
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (row) {
+    std::string account = q.ColumnText(0);
+    if (!config->account_id.empty() && config->account_id != account) {
+      return Error(ErrorCode::kFailedPrecondition,
+                   "this data directory belongs to account " + account + ", not " + config->account_id);
+    }
+    config->account_id = account;
+    return false;
+  }
+  if (config->account_id.empty()) config->account_id = NewAccountId();
+  ASSIGN_OR_RETURN(Statement ins, meta->Prepare(
+      "INSERT INTO lake_info(id, account_id, region, created) VALUES(1, ?1, ?2, ?3)"));
+  ins.Bind(1, config->account_id).Bind(2, config->region).Bind(3, Clock::Real()->NowSeconds());
+  RETURN_IF_ERROR(ins.Run());
+  return true;
+}
+
+}  // namespace
+
+Result<InitResult> InitializeDataDir(Config* config) {
+  RETURN_IF_ERROR(ValidateConfig(*config));
+  DataDir dir(config->data_dir);
+  RETURN_IF_ERROR(dir.Create());
+  RETURN_IF_ERROR(dir.Lock());
+  ASSIGN_OR_RETURN(auto meta, MetaStore::Open(dir.meta_db()));
+  RETURN_IF_ERROR(MigrateCore(meta.get()));
+  ASSIGN_OR_RETURN(auto keyring, security::Keyring::Open(dir.keys()));
+  InitResult result;
+  RETURN_IF_ERROR(meta->Transaction([&]() -> Status {
+    ASSIGN_OR_RETURN(bool created, EnsureLakeInfo(meta.get(), config));
+    (void)created;
+    return Status::OK();
+  }));
+  security::IamStore iam(meta.get(), keyring.get(), config->account_id);
+  RETURN_IF_ERROR(iam.Migrate());
+  ASSIGN_OR_RETURN(bool has_root, iam.HasRootUser());
+  result.account_id = config->account_id;
+  result.region = config->region;
+  if (!has_root) {
+    security::RootCredentials creds = security::IamStore::NewRootCredentials();
+    RETURN_IF_ERROR(iam.CreateRootUser(creds));
+    result.created = true;
+    result.access_key_id = creds.access_key_id;
+    result.secret_access_key = creds.secret_access_key;
+    result.password = creds.password;
+  }
+  return result;
+}
+
+struct Lake::Impl {
+  Config config;
+  std::unique_ptr<DataDir> dir;
+  std::unique_ptr<MetaStore> meta;
+  std::unique_ptr<security::Keyring> keyring;
+  std::unique_ptr<security::IamStore> iam;
+  std::unique_ptr<net::ApiRouter> router;
+  std::unique_ptr<net::HttpServer> api_server;
+  std::string endpoints_json;
+};
+
+Lake::Lake() : impl_(std::make_unique<Impl>()) {}
+Lake::~Lake() { Stop(); }
+
+const Config& Lake::config() const { return impl_->config; }
+std::string Lake::EndpointsJson() const { return impl_->endpoints_json; }
+
+Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
+  std::unique_ptr<Lake> lake(new Lake());
+  Impl& m = *lake->impl_;
+  m.config = std::move(config);
+  RETURN_IF_ERROR(ValidateConfig(m.config));
+  m.dir = std::make_unique<DataDir>(m.config.data_dir);
+  RETURN_IF_ERROR(m.dir->Create());
+  RETURN_IF_ERROR(m.dir->Lock());
+  ASSIGN_OR_RETURN(m.meta, MetaStore::Open(m.dir->meta_db()));
+  RETURN_IF_ERROR(MigrateCore(m.meta.get()));
+  ASSIGN_OR_RETURN(bool created, EnsureLakeInfo(m.meta.get(), &m.config));
+  if (created) {
+    return Error(ErrorCode::kFailedPrecondition, "data directory " + m.config.data_dir + " is not initialised");
+  }
+  ASSIGN_OR_RETURN(m.keyring, security::Keyring::Open(m.dir->keys()));
+  m.iam = std::make_unique<security::IamStore>(m.meta.get(), m.keyring.get(), m.config.account_id);
+  RETURN_IF_ERROR(m.iam->Migrate());
+  m.router = std::make_unique<net::ApiRouter>(m.config.region);
+  return lake;
+}
+
+Status Lake::Start() {
+  Impl& m = *impl_;
+  std::vector<std::pair<std::string, std::string>> endpoints;
+  if (m.config.api.enabled) {
+    net::HttpServerOptions opts;
+    opts.name = "api";
+    opts.listen = m.config.api;
+    opts.limits = m.config.http;
+    opts.tls = m.config.tls;
+    ASSIGN_OR_RETURN(m.api_server, net::HttpServer::Start(opts, m.router.get()));
+    endpoints.emplace_back("api", m.api_server->address());
+  }
+  std::string json = "{";
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (i) json += ", ";
+    json += "\"" + endpoints[i].first + "\": \"" + JsonEscape(endpoints[i].second) + "\"";
+  }
+  json += "}\n";
+  m.endpoints_json = json;
+  RETURN_IF_ERROR(WriteFileAtomic(m.dir->endpoints_file(), json));
+  for (const auto& [name, addr] : endpoints) TLOG_INFO("lake", "{} listening on {}", name, addr);
+  return Status::OK();
+}
+
+void Lake::Stop() {
+  Impl& m = *impl_;
+  if (m.api_server) {
+    m.api_server->Stop();
+    m.api_server.reset();
+  }
+  if (m.dir) {
+    std::error_code ec;
+    std::filesystem::remove(m.dir->endpoints_file(), ec);
+  }
+}
+
+}  // namespace tarn

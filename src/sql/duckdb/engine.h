@@ -1,0 +1,188 @@
+// Tarn's wrapper over DuckDB's C API: the only place that includes duckdb.h (DESIGN.md §6).
+// DuckDB errors become Status with SQL error codes (SqlSyntaxError, SqlUndefinedTable …).
+//
+// Thread-safety: a Database is thread-safe; a Connection and everything made from it
+// (results, prepared statements, appenders) belong to one thread at a time, except
+// Connection::Interrupt(), which may be called from any thread to cancel the running query.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tarn::sql {
+
+// Column types as DuckDB reports them (values match DuckDB's duckdb_type).
+enum class ColumnType : int {
+  kInvalid = 0, kBoolean = 1, kTinyInt = 2, kSmallInt = 3, kInteger = 4, kBigInt = 5,
+  kUTinyInt = 6, kUSmallInt = 7, kUInteger = 8, kUBigInt = 9, kFloat = 10, kDouble = 11,
+  kTimestamp = 12, kDate = 13, kTime = 14, kInterval = 15, kHugeInt = 16, kVarchar = 17,
+  kBlob = 18, kDecimal = 19, kTimestampS = 20, kTimestampMs = 21, kTimestampNs = 22,
+  kEnum = 23, kList = 24, kStruct = 25, kMap = 26, kUuid = 27, kUnion = 28, kBit = 29,
+  kTimeTz = 30, kTimestampTz = 31, kUHugeInt = 32, kArray = 33,
+};
+const char* ColumnTypeName(ColumnType t);
+
+struct DatabaseOptions {
+  int threads = 0;               // 0 = DuckDB's default (all cores)
+  std::string memory_limit;      // e.g. "4GB"; empty = DuckDB's default
+  bool read_only = false;
+  std::string temp_directory;    // spill directory; empty = DuckDB's default
+};
+
+class Connection;
+
+class Database {
+ public:
+  // Opens (creating) a database file, or an in-memory one for path "" or ":memory:".
+  // Extension auto-install and auto-load from the network are switched off.
+  static Result<std::unique_ptr<Database>> Open(const std::string& path,
+                                                const DatabaseOptions& options = {});
+  ~Database();
+  Result<std::unique_ptr<Connection>> Connect();
+
+ private:
+  Database() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  friend class Connection;
+};
+
+// A chunk of result rows (up to 2048) with typed, column-wise access. Valid until the next
+// fetch from its result.
+class Chunk {
+ public:
+  ~Chunk();
+  Chunk(Chunk&&) noexcept;
+  Chunk& operator=(Chunk&&) noexcept;
+
+  size_t size() const;
+  bool IsNull(size_t col, size_t row) const;
+  bool GetBool(size_t col, size_t row) const;
+  // Integer and date/time types widen to int64 (dates: days since epoch; timestamps: µs).
+  int64_t GetInt64(size_t col, size_t row) const;
+  double GetDouble(size_t col, size_t row) const;
+  // VARCHAR and BLOB bytes (a view into the chunk).
+  std::string_view GetString(size_t col, size_t row) const;
+
+ private:
+  friend class QueryResult;
+  Chunk(void* chunk, const std::vector<ColumnType>* types);
+  void* chunk_ = nullptr;  // duckdb_data_chunk
+  const std::vector<ColumnType>* types_;
+  std::vector<void*> data_;          // per column
+  std::vector<uint64_t*> validity_;  // per column
+};
+
+// A query result, streamed chunk by chunk (never materialised unless asked).
+class QueryResult {
+ public:
+  ~QueryResult();
+  QueryResult(QueryResult&&) noexcept;
+  QueryResult& operator=(QueryResult&&) noexcept;
+
+  size_t column_count() const { return names_.size(); }
+  const std::string& column_name(size_t i) const { return names_[i]; }
+  ColumnType column_type(size_t i) const { return types_[i]; }
+  const std::vector<ColumnType>& column_types() const { return types_; }
+  // Rows changed by INSERT/UPDATE/DELETE.
+  int64_t rows_changed() const { return rows_changed_; }
+  // True when the statement returns rows (SELECT, SHOW …) rather than a count.
+  bool returns_rows() const { return returns_rows_; }
+
+  // Next chunk, or nullopt at the end. An error mid-stream (interrupt, I/O) is returned.
+  Result<std::optional<Chunk>> Next();
+
+  // Reads everything into text cells ("NULL" values are nullopt). For tests and small results.
+  Result<std::vector<std::vector<std::optional<std::string>>>> ToRows();
+
+ private:
+  friend class Connection;
+  friend class PreparedStatement;
+  QueryResult();
+
+ public:
+  struct Impl;  // opaque; defined in engine.cc
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::vector<std::string> names_;
+  std::vector<ColumnType> types_;
+  int64_t rows_changed_ = 0;
+  bool returns_rows_ = true;
+};
+
+class PreparedStatement {
+ public:
+  ~PreparedStatement();
+  size_t parameter_count() const;
+  // Parameters are 1-based, like SQL's $1.
+  Status BindNull(size_t i);
+  Status Bind(size_t i, bool v);
+  Status Bind(size_t i, int64_t v);
+  Status Bind(size_t i, double v);
+  Status Bind(size_t i, std::string_view v);
+  Status BindBlob(size_t i, std::string_view v);
+  Status ClearBindings();
+  // Runs with the current bindings; the result streams.
+  Result<QueryResult> Execute();
+
+ private:
+  friend class Connection;
+  PreparedStatement() = default;
+  void* stmt_ = nullptr;  // duckdb_prepared_statement
+};
+
+// Appends rows to a table quickly (bulk loads). Call the Append* for each column in order,
+// then EndRow(); Close() (or the destructor) flushes.
+class Appender {
+ public:
+  ~Appender();
+  Status AppendNull();
+  Status Append(bool v);
+  Status Append(int64_t v);
+  Status Append(double v);
+  Status Append(std::string_view v);
+  Status AppendTimestampMicros(int64_t micros);
+  Status EndRow();
+  Status Flush();
+  Status Close();
+
+ private:
+  friend class Connection;
+  Appender() = default;
+  Status Check(int state, const char* what);
+  void* appender_ = nullptr;  // duckdb_appender
+};
+
+class Connection {
+ public:
+  ~Connection();
+
+  // Runs one or more statements separated by ';'. Returns the last statement's result.
+  Result<QueryResult> Query(std::string_view sql);
+  // Runs one or more statements, discarding results.
+  Status Execute(std::string_view sql);
+  // Prepares exactly one statement.
+  Result<std::unique_ptr<PreparedStatement>> Prepare(std::string_view sql);
+  Result<std::unique_ptr<Appender>> CreateAppender(const std::string& schema, const std::string& table);
+  // Cancels the running query (thread-safe); it then fails with kCancelled.
+  void Interrupt();
+
+ private:
+  friend class Database;
+  Connection() = default;
+  void* conn_ = nullptr;  // duckdb_connection
+};
+
+// Quotes an identifier for SQL ("a""b").
+std::string QuoteIdentifier(std::string_view name);
+// Quotes a string literal for SQL ('it''s').
+std::string QuoteLiteral(std::string_view value);
+
+}  // namespace tarn::sql
