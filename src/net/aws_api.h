@@ -55,7 +55,9 @@ class ApiService {
 };
 
 // Verifies a request's credentials (SigV4 header or query, streaming payload signatures) and
-// fills call.identity. May wrap request.body with a verifying reader. Returns an error for a
+// fills call.identity. May replace request.body with a verifying, de-chunking reader (it owns
+// that reader until the request ends; aws-chunked bodies reach services already decoded, with
+// their trailers in request.trailers). Returns an error for a
 // request that claims credentials and fails; an unsigned request yields an anonymous
 // identity, and the service's authorisation decides whether anonymous may proceed.
 class Authenticator {

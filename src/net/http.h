@@ -68,6 +68,9 @@ struct HttpRequest {
   uint16_t remote_port = 0;
   bool secure = false;  // arrived over TLS
   BodyReader* body = nullptr;  // never null while the handler runs
+  // Trailing header fields, filled by a decoding body reader when it reaches the end of an
+  // aws-chunked body (x-amz-checksum-crc32 … sent as trailers). Read after the body.
+  Headers trailers;
 
   // Decoded query parameters in order (for S3 sub-resources, presigned URLs…).
   std::vector<std::pair<std::string, std::string>> QueryParams() const;
