@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "catalog/glue_api.h"
+#include "catalog/store.h"
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/data_dir.h"
@@ -85,6 +87,8 @@ struct Lake::Impl {
   std::unique_ptr<security::Keyring> keyring;
   std::unique_ptr<security::IamStore> iam;
   std::unique_ptr<net::ApiRouter> router;
+  std::unique_ptr<catalog::CatalogStore> catalog;
+  std::unique_ptr<catalog::GlueApi> glue;
   std::unique_ptr<net::HttpServer> api_server;
   std::string endpoints_json;
 };
@@ -113,6 +117,13 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   m.iam = std::make_unique<security::IamStore>(m.meta.get(), m.keyring.get(), m.config.account_id);
   RETURN_IF_ERROR(m.iam->Migrate());
   m.router = std::make_unique<net::ApiRouter>(m.config.region);
+
+  // Glue Data Catalog (AWSGlue.* JSON 1.1). No Authorizer is installed yet, so the catalog
+  // allows every call until IAM policy evaluation is wired in here.
+  m.catalog = std::make_unique<catalog::CatalogStore>(m.meta.get(), Clock::Real(), m.config.account_id);
+  RETURN_IF_ERROR(m.catalog->Migrate());
+  m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), nullptr, nullptr, m.config.region);
+  m.router->RegisterJsonService("AWSGlue", "glue", m.glue.get());
   return lake;
 }
 

@@ -1,0 +1,72 @@
+#include "catalog/partition_filter.h"
+
+#include <gtest/gtest.h>
+
+namespace tarn::catalog {
+namespace {
+
+const std::vector<PartitionKey> kKeys = {
+    {"year", "string"}, {"month", "int"}, {"region", "string"}, {"ratio", "double"}};
+
+bool M(const std::string& expr, std::vector<std::string> values) {
+  auto f = PartitionFilter::Compile(expr, kKeys);
+  EXPECT_TRUE(f.ok()) << expr << ": " << f.status().ToString();
+  return f.ok() && (*f)->Matches(values);
+}
+
+TEST(PartitionFilter, ComparisonsAreTypedByKey) {
+  std::vector<std::string> v = {"2026", "9", "eu-west", "0.5"};
+  EXPECT_TRUE(M("year = '2026'", v));
+  EXPECT_FALSE(M("year <> '2026'", v));
+  // month is an int: 9 < 10 numerically although '9' > '10' as strings.
+  EXPECT_TRUE(M("month < 10", v));
+  EXPECT_TRUE(M("month < '10'", v));
+  EXPECT_FALSE(M("month >= 10", v));
+  // year is a string: compared as text.
+  EXPECT_TRUE(M("year > '199'", v));
+  EXPECT_TRUE(M("ratio <= 0.5 AND ratio > 0.25", v));
+}
+
+TEST(PartitionFilter, BooleanOperatorsAndPrecedence) {
+  std::vector<std::string> v = {"2026", "9", "eu-west", "0.5"};
+  EXPECT_TRUE(M("year = '2025' OR month = 9 AND region = 'eu-west'", v));
+  EXPECT_FALSE(M("(year = '2025' OR month = 9) AND region = 'us'", v));
+  EXPECT_TRUE(M("NOT year = '2025'", v));
+  EXPECT_TRUE(M("not (year = '2025') and MONTH in (1, 9)", v));
+}
+
+TEST(PartitionFilter, InBetweenLike) {
+  std::vector<std::string> v = {"2026", "11", "eu-west-1", "0.5"};
+  EXPECT_TRUE(M("month IN (10, 11, 12)", v));
+  EXPECT_FALSE(M("month NOT IN (10, 11, 12)", v));
+  EXPECT_TRUE(M("month BETWEEN 9 AND 11", v));
+  EXPECT_FALSE(M("month BETWEEN 1 AND 9", v));
+  EXPECT_TRUE(M("region LIKE 'eu-%'", v));
+  EXPECT_TRUE(M("region LIKE 'eu-west-_'", v));
+  EXPECT_FALSE(M("region NOT LIKE '%west%'", v));
+  EXPECT_TRUE(M("`year` = '2026'", v));
+  EXPECT_TRUE(M("region = 'eu-west-1' AND year IS NOT NULL", v));
+}
+
+TEST(PartitionFilter, BadExpressionsAreInvalidInput) {
+  for (const char* bad : {"", "year =", "nokey = '1'", "year = '2026' AND", "month = 'x'",
+                          "(year = '1'", "year == ", "year ~ '1'", "year = 'unterminated",
+                          "month IN 1, 2", "month BETWEEN 1 2", "region LIKE 5"}) {
+    auto f = PartitionFilter::Compile(bad, kKeys);
+    ASSERT_FALSE(f.ok()) << bad;
+    EXPECT_EQ(f.status().code(), ErrorCode::kInvalidInput) << bad;
+  }
+}
+
+TEST(PartitionFilter, LikeMatch) {
+  EXPECT_TRUE(LikeMatch("abc", "a%"));
+  EXPECT_TRUE(LikeMatch("abc", "%c"));
+  EXPECT_TRUE(LikeMatch("abc", "%b%"));
+  EXPECT_TRUE(LikeMatch("abc", "a_c"));
+  EXPECT_FALSE(LikeMatch("abc", "a_"));
+  EXPECT_TRUE(LikeMatch("", "%"));
+  EXPECT_FALSE(LikeMatch("abc", "%d%"));
+}
+
+}  // namespace
+}  // namespace tarn::catalog
