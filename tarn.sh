@@ -23,14 +23,14 @@ configure() {  # configure DIR [cmake args…]
 
 build_main() {
   configure "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$BUILD" -j "$JOBS" -- -k 0 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true; }
+  cmake --build "$BUILD" -j "$JOBS" -- -k 0 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking|Re-checking)|^ninja: no work to do' || true; }
   [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "tarn: build failed" >&2; exit 1; }
 }
 
 build_asan() {
   configure "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DTARN_SANITIZE=ON -DTARN_BUILD_BENCH=OFF \
     -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1"
-  cmake --build "$ASAN_BUILD" -j "$JOBS" --target unit_tests -- -k 0 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true; }
+  cmake --build "$ASAN_BUILD" -j "$JOBS" --target unit_tests -- -k 0 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking|Re-checking)|^ninja: no work to do' || true; }
   [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "tarn: sanitizer build failed" >&2; exit 1; }
 }
 

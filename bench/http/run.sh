@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench/http: GET /health on Tarn's API port vs nginx serving a static file of the same size,
+# both driven by wrk (2 threads, 64 connections) in the same run. Prints both and the ratio.
+#   bench/http/run.sh [DURATION_SECONDS]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DURATION="${1:-10}"
+TARN="$("$ROOT/tarn.sh" build | tail -1)"
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/install.sh)"; exit 1; }
+work="$(mktemp -d)"
+cleanup() {
+  [[ -n "${tarn_pid:-}" ]] && kill "$tarn_pid" 2>/dev/null && wait "$tarn_pid" 2>/dev/null || true
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$TARN" serve --data-dir "$work/data" --api-listen 127.0.0.1:0 --sql-listen off --mqtt-listen off \
+  --mqtts-listen off --mqtt-ws-listen off --console-listen off >"$work/tarn.log" 2>&1 &
+tarn_pid=$!
+for _ in $(seq 200); do [[ -f "$work/data/run/endpoints.json" ]] && break; sleep 0.05; done
+api="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$work/data/run/endpoints.json")"
+body="$(curl -s "http://$api/health")"
+
+mkdir -p "$work/www" "$work/nginx"
+printf '%s' "$body" > "$work/www/health"
+nport="$(free_port)"
+cat > "$work/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  open_file_cache max=100;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/www;
+    location / { default_type application/json; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work/nginx" 2>/dev/null
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nport/health" >/dev/null && break; sleep 0.05; done
+
+rps() { wrk -t2 -c64 -d"${DURATION}s" --latency "$1" | tee -a "$work/wrk.txt" | awk '/Requests\/sec/ {print $2}'; }
+lat() { awk '/ 99%/ {print $2}' "$work/wrk.txt" | tail -1; }
+: > "$work/wrk.txt"
+nginx_rps="$(rps "http://127.0.0.1:$nport/health")"; nginx_p99="$(lat)"
+tarn_rps="$(rps "http://$api/health")"; tarn_p99="$(lat)"
+ratio="$(awk -v a="$tarn_rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')"
+printf '%-8s %12s %10s\n' server req/s p99
+printf '%-8s %12s %10s\n' nginx "$nginx_rps" "$nginx_p99"
+printf '%-8s %12s %10s\n' tarn "$tarn_rps" "$tarn_p99"
+echo "ratio tarn/nginx: $ratio (goal >= 0.8)"
