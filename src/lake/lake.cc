@@ -14,6 +14,7 @@
 #include "net/http_server.h"
 #include "security/iam/iam_store.h"
 #include "security/keyring.h"
+#include "storage/local_store.h"
 
 namespace tarn {
 
@@ -86,6 +87,8 @@ struct Lake::Impl {
   std::unique_ptr<MetaStore> meta;
   std::unique_ptr<security::Keyring> keyring;
   std::unique_ptr<security::IamStore> iam;
+  // The object store every module writes through (landing, curated, audit zones).
+  std::unique_ptr<storage::LocalObjectStore> store;
   std::unique_ptr<net::ApiRouter> router;
   std::unique_ptr<catalog::CatalogStore> catalog;
   std::unique_ptr<catalog::GlueApi> glue;
@@ -116,6 +119,9 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   ASSIGN_OR_RETURN(m.keyring, security::Keyring::Open(m.dir->keys()));
   m.iam = std::make_unique<security::IamStore>(m.meta.get(), m.keyring.get(), m.config.account_id);
   RETURN_IF_ERROR(m.iam->Migrate());
+  ASSIGN_OR_RETURN(m.store, storage::LocalObjectStore::Open(m.dir->objects(), m.meta.get(),
+                                                           m.config.region,
+                                                           {"landing", "curated", "audit"}));
   m.router = std::make_unique<net::ApiRouter>(m.config.region);
 
   // Glue Data Catalog (AWSGlue.* JSON 1.1). No Authorizer is installed yet, so the catalog

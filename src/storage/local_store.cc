@@ -1,0 +1,1224 @@
+#include "storage/local_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "core/clock.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "storage/checksum.h"
+
+namespace tarn::storage {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kIoBuffer = 1 << 20;
+constexpr const char* kInternal = ".tarn";
+
+Status Errno(const std::string& what) {
+  return Error(ErrorCode::kIoError, what + ": " + std::strerror(errno));
+}
+
+Status FsyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("open " + path);
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Errno("fsync " + path);
+  return Status::OK();
+}
+
+std::string Parent(const std::string& path) {
+  size_t p = path.rfind('/');
+  return p == std::string::npos ? "." : path.substr(0, p);
+}
+
+// mkdir -p below `base` for the relative `rel` directory; false when a component exists and is
+// not a directory (the key then takes an internal location).
+bool MakeDirs(const std::string& base, const std::string& rel) {
+  std::string path = base;
+  size_t start = 0;
+  while (start <= rel.size()) {
+    size_t slash = rel.find('/', start);
+    std::string seg = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    path += "/" + seg;
+    if (::mkdir(path.c_str(), 0755) != 0) {
+      if (errno != EEXIST) return false;
+      struct stat st;
+      if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    }
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+json AttrsToJson(const ObjectAttributes& a) {
+  json j = json::object();
+  if (!a.content_type.empty()) j["ct"] = a.content_type;
+  if (!a.content_encoding.empty()) j["ce"] = a.content_encoding;
+  if (!a.content_disposition.empty()) j["cd"] = a.content_disposition;
+  if (!a.content_language.empty()) j["cl"] = a.content_language;
+  if (!a.cache_control.empty()) j["cc"] = a.cache_control;
+  if (!a.expires.empty()) j["ex"] = a.expires;
+  if (!a.user_metadata.empty()) j["m"] = a.user_metadata;
+  if (!a.tags.empty()) j["t"] = a.tags;
+  return j;
+}
+
+ObjectAttributes AttrsFromJson(const std::string& s) {
+  ObjectAttributes a;
+  json j = json::parse(s, nullptr, false);
+  if (!j.is_object()) return a;
+  a.content_type = j.value("ct", "");
+  a.content_encoding = j.value("ce", "");
+  a.content_disposition = j.value("cd", "");
+  a.content_language = j.value("cl", "");
+  a.cache_control = j.value("cc", "");
+  a.expires = j.value("ex", "");
+  if (j.contains("m")) a.user_metadata = j["m"].get<std::map<std::string, std::string>>();
+  if (j.contains("t")) a.tags = j["t"].get<std::map<std::string, std::string>>();
+  return a;
+}
+
+std::map<std::string, std::string> MapFromJson(const std::string& s) {
+  json j = json::parse(s, nullptr, false);
+  if (!j.is_object()) return {};
+  return j.get<std::map<std::string, std::string>>();
+}
+
+std::string StripQuotes(std::string s) {
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
+  return ToLower(s);
+}
+
+// Reads an open object file with pread, from [first, first + length).
+class FileObjectReader final : public ObjectReader {
+ public:
+  FileObjectReader(int fd, ObjectInfo info, uint64_t first, uint64_t length)
+      : fd_(fd), info_(std::move(info)), first_(first), length_(length) {}
+  ~FileObjectReader() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const ObjectInfo& info() const override { return info_; }
+  uint64_t first() const override { return first_; }
+  uint64_t length() const override { return length_; }
+  Result<size_t> Read(char* buf, size_t n) override {
+    uint64_t left = length_ - pos_;
+    if (left == 0 || n == 0) return size_t{0};
+    size_t want = static_cast<size_t>(std::min<uint64_t>(left, n));
+    ssize_t got;
+    do {
+      got = ::pread(fd_, buf, want, static_cast<off_t>(first_ + pos_));
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) return Errno("reading " + info_.key);
+    if (got == 0) return Error(ErrorCode::kIoError, "object file shorter than its index entry");
+    pos_ += static_cast<uint64_t>(got);
+    return static_cast<size_t>(got);
+  }
+
+ private:
+  int fd_;
+  ObjectInfo info_;
+  uint64_t first_, length_, pos_ = 0;
+};
+
+class ReaderSource final : public ByteSource {
+ public:
+  explicit ReaderSource(ObjectReader* r) : r_(r) {}
+  Result<size_t> Read(char* buf, size_t n) override { return r_->Read(buf, n); }
+
+ private:
+  ObjectReader* r_;
+};
+
+const char* kSelectCols =
+    "bucket, key, version_id, is_latest, delete_marker, size, etag, modified, parts, attrs, "
+    "checksums, location, seq";
+
+}  // namespace
+
+struct LocalObjectStore::Row {
+  std::string bucket, key, version_id;
+  bool is_latest = true, delete_marker = false;
+  uint64_t size = 0;
+  std::string etag;
+  int64_t modified = 0;
+  int parts = 0;
+  std::string attrs = "{}", checksums = "{}", location;
+  int64_t seq = 0;
+
+  static Row From(const Statement& q) {
+    Row r;
+    r.bucket = q.ColumnText(0);
+    r.key = q.ColumnText(1);
+    r.version_id = q.ColumnText(2);
+    r.is_latest = q.ColumnInt(3) != 0;
+    r.delete_marker = q.ColumnInt(4) != 0;
+    r.size = static_cast<uint64_t>(q.ColumnInt(5));
+    r.etag = q.ColumnText(6);
+    r.modified = q.ColumnInt(7);
+    r.parts = static_cast<int>(q.ColumnInt(8));
+    r.attrs = q.ColumnText(9);
+    r.checksums = q.ColumnText(10);
+    r.location = q.ColumnText(11);
+    r.seq = q.ColumnInt(12);
+    return r;
+  }
+  ObjectInfo Info() const {
+    ObjectInfo i;
+    i.bucket = bucket;
+    i.key = key;
+    i.version_id = version_id;
+    i.is_latest = is_latest;
+    i.delete_marker = delete_marker;
+    i.size = size;
+    i.etag = etag;
+    i.last_modified_ms = modified;
+    i.parts_count = parts;
+    i.attrs = AttrsFromJson(attrs);
+    i.checksums = MapFromJson(checksums);
+    return i;
+  }
+};
+
+// A temp file holding a PUT's bytes until it is committed; removed if never committed.
+struct LocalObjectStore::Staged {
+  std::string tmp;
+  uint64_t size = 0;
+  std::string md5;  // raw
+  std::map<std::string, std::string> checksums;  // name → base64
+  std::map<std::string, std::string> raw_checksums;
+  Staged() = default;
+  Staged(Staged&& o) noexcept { *this = std::move(o); }
+  Staged& operator=(Staged&& o) noexcept {
+    tmp = std::move(o.tmp);
+    o.tmp.clear();
+    size = o.size;
+    md5 = std::move(o.md5);
+    checksums = std::move(o.checksums);
+    raw_checksums = std::move(o.raw_checksums);
+    return *this;
+  }
+  ~Staged() {
+    if (!tmp.empty()) ::unlink(tmp.c_str());
+  }
+};
+
+LocalObjectStore::LocalObjectStore(std::string root, MetaStore* meta, std::string region)
+    : root_(std::move(root)), meta_(meta), region_(std::move(region)) {}
+LocalObjectStore::~LocalObjectStore() = default;
+
+bool LocalObjectStore::IsNaturalKey(std::string_view key) {
+  if (key.empty() || key.size() > 1024) return false;
+  if (key.find('\0') != std::string_view::npos) return false;
+  size_t start = 0;
+  while (true) {
+    size_t slash = key.find('/', start);
+    std::string_view seg =
+        key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (seg.empty() || seg == "." || seg == ".." || seg.size() > 255) return false;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+Result<std::unique_ptr<LocalObjectStore>> LocalObjectStore::Open(
+    const std::string& root, MetaStore* meta, const std::string& region,
+    const std::vector<std::string>& default_buckets) {
+  std::unique_ptr<LocalObjectStore> s(new LocalObjectStore(root, meta, region));
+  RETURN_IF_ERROR(s->Init(default_buckets));
+  return s;
+}
+
+Status LocalObjectStore::Init(const std::vector<std::string>& default_buckets) {
+  RETURN_IF_ERROR(meta_->Migrate("storage", {
+      {1,
+       "CREATE TABLE s3_buckets (name TEXT PRIMARY KEY, created INTEGER NOT NULL, "
+       "  versioning INTEGER NOT NULL DEFAULT 0);"
+       "CREATE TABLE s3_bucket_config (bucket TEXT NOT NULL, name TEXT NOT NULL, "
+       "  value TEXT NOT NULL, PRIMARY KEY (bucket, name));"
+       "CREATE TABLE s3_objects (bucket TEXT NOT NULL, key TEXT NOT NULL, "
+       "  version_id TEXT NOT NULL, is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, "
+       "  size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL, "
+       "  parts INTEGER NOT NULL, attrs TEXT NOT NULL, checksums TEXT NOT NULL, "
+       "  location TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (bucket, key, version_id));"
+       "CREATE INDEX s3_objects_current ON s3_objects (bucket, key) "
+       "  WHERE is_latest = 1 AND delete_marker = 0;"
+       "CREATE TABLE s3_uploads (upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, "
+       "  key TEXT NOT NULL, initiated INTEGER NOT NULL, attrs TEXT NOT NULL, "
+       "  checksums TEXT NOT NULL);"
+       "CREATE INDEX s3_uploads_by_key ON s3_uploads (bucket, key);"
+       "CREATE TABLE s3_parts (upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, "
+       "  size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL, "
+       "  checksums TEXT NOT NULL, PRIMARY KEY (upload_id, part_number));"
+       "CREATE TABLE s3_intents (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"},
+  }));
+  for (const char* sub : {"", "/.tarn", "/.tarn/tmp", "/.tarn/blobs", "/.tarn/versions",
+                          "/.tarn/uploads"}) {
+    std::error_code ec;
+    fs::create_directories(root_ + sub, ec);
+    if (ec) return Error(ErrorCode::kIoError, "creating " + root_ + sub + ": " + ec.message());
+  }
+  {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT COALESCE(MAX(seq), 0) FROM s3_objects"));
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) seq_ = q.ColumnInt(0);
+  }
+  RETURN_IF_ERROR(RecoverIntents());
+  // Leftover temp files belong to PUTs that never committed.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_ + "/.tarn/tmp", ec)) fs::remove(e.path(), ec);
+  for (const auto& b : default_buckets) {
+    Status s = CreateBucket(b);
+    if (!s.ok() && s.code() != ErrorCode::kBucketAlreadyOwnedByYou) return s;
+  }
+  return Status::OK();
+}
+
+Status LocalObjectStore::RecoverIntents() {
+  std::vector<std::pair<int64_t, std::string>> intents;
+  {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT id, body FROM s3_intents ORDER BY id"));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      intents.emplace_back(q.ColumnInt(0), q.ColumnText(1));
+    }
+  }
+  for (const auto& [id, body] : intents) {
+    json j = json::parse(body, nullptr, false);
+    std::string tmp = j.is_object() ? j.value("tmp", "") : "";
+    struct stat st;
+    if (!tmp.empty() && ::stat(tmp.c_str(), &st) == 0) {
+      // The rename never happened: the PUT did not take effect.
+      ::unlink(tmp.c_str());
+      ASSIGN_OR_RETURN(Statement d, meta_->Prepare("DELETE FROM s3_intents WHERE id = ?1"));
+      d.Bind(1, id);
+      RETURN_IF_ERROR(d.Run());
+      TLOG_INFO("storage", "rolled back an interrupted PUT of {}", j.value("key", ""));
+    } else {
+      RETURN_IF_ERROR(ApplyIntent(body));
+      TLOG_INFO("storage", "completed an interrupted PUT of {}", j.value("key", ""));
+    }
+  }
+  return Status::OK();
+}
+
+// ---- buckets ----
+
+Status LocalObjectStore::CreateBucket(const std::string& bucket) {
+  if (!IsValidBucketName(bucket)) {
+    return Error(ErrorCode::kInvalidBucketName, "The specified bucket is not valid: " + bucket);
+  }
+  std::unique_lock lock(mu_);
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "INSERT INTO s3_buckets(name, created) VALUES(?1, ?2) ON CONFLICT(name) DO NOTHING"));
+  q.Bind(1, bucket).Bind(2, Clock::Real()->NowMillis());
+  RETURN_IF_ERROR(q.Run());
+  if (meta_->Changes() == 0) {
+    return Error(ErrorCode::kBucketAlreadyOwnedByYou,
+                 "Your previous request to create the named bucket succeeded and you already own it");
+  }
+  if (::mkdir((root_ + "/" + bucket).c_str(), 0755) != 0 && errno != EEXIST) {
+    return Errno("creating bucket directory");
+  }
+  return Status::OK();
+}
+
+Status LocalObjectStore::DeleteBucket(const std::string& bucket) {
+  std::unique_lock lock(mu_);
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  for (const char* sql : {"SELECT 1 FROM s3_objects WHERE bucket = ?1 LIMIT 1",
+                          "SELECT 1 FROM s3_uploads WHERE bucket = ?1 LIMIT 1"}) {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
+    q.Bind(1, bucket);
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) {
+      return Error(ErrorCode::kBucketNotEmpty, "The bucket you tried to delete is not empty");
+    }
+  }
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    for (const char* sql : {"DELETE FROM s3_buckets WHERE name = ?1",
+                            "DELETE FROM s3_bucket_config WHERE bucket = ?1"}) {
+      ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
+      q.Bind(1, bucket);
+      RETURN_IF_ERROR(q.Run());
+    }
+    return Status::OK();
+  }));
+  // Only empty directories can remain (objects are gone from the index); files an operator
+  // dropped in by hand are kept.
+  std::error_code ec;
+  std::vector<fs::path> dirs;
+  for (auto it = fs::recursive_directory_iterator(root_ + "/" + bucket, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec)) dirs.push_back(it->path());
+  }
+  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) ::rmdir(d->c_str());
+  ::rmdir((root_ + "/" + bucket).c_str());
+  return Status::OK();
+}
+
+Result<BucketInfo> LocalObjectStore::HeadBucket(const std::string& bucket) {
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT created FROM s3_buckets WHERE name = ?1"));
+  q.Bind(1, bucket);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(ErrorCode::kNoSuchBucket, "The specified bucket does not exist");
+  return BucketInfo{bucket, q.ColumnInt(0), region_};
+}
+
+Result<std::vector<BucketInfo>> LocalObjectStore::ListBuckets() {
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT name, created FROM s3_buckets ORDER BY name"));
+  std::vector<BucketInfo> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.ColumnText(0), q.ColumnInt(1), region_});
+  }
+  return out;
+}
+
+Result<Versioning> LocalObjectStore::BucketVersioning(const std::string& bucket) {
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT versioning FROM s3_buckets WHERE name = ?1"));
+  q.Bind(1, bucket);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(ErrorCode::kNoSuchBucket, "The specified bucket does not exist");
+  return static_cast<Versioning>(q.ColumnInt(0));
+}
+
+Status LocalObjectStore::SetVersioning(const std::string& bucket, Versioning v) {
+  ASSIGN_OR_RETURN(Versioning cur, BucketVersioning(bucket));
+  if (v == Versioning::kUnversioned && cur != Versioning::kUnversioned) {
+    return Error(ErrorCode::kInvalidArgument, "versioning can only be suspended once enabled");
+  }
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("UPDATE s3_buckets SET versioning = ?2 WHERE name = ?1"));
+  q.Bind(1, bucket).Bind(2, static_cast<int64_t>(v));
+  return q.Run();
+}
+
+Result<Versioning> LocalObjectStore::GetVersioning(const std::string& bucket) {
+  return BucketVersioning(bucket);
+}
+
+Status LocalObjectStore::SetBucketConfig(const std::string& bucket, const std::string& name,
+                                         const std::string& value) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  if (value.empty()) {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+        "DELETE FROM s3_bucket_config WHERE bucket = ?1 AND name = ?2"));
+    q.Bind(1, bucket).Bind(2, name);
+    return q.Run();
+  }
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "INSERT INTO s3_bucket_config(bucket, name, value) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(bucket, name) DO UPDATE SET value = excluded.value"));
+  q.Bind(1, bucket).Bind(2, name).Bind(3, value);
+  return q.Run();
+}
+
+Result<std::optional<std::string>> LocalObjectStore::GetBucketConfig(const std::string& bucket,
+                                                                     const std::string& name) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT value FROM s3_bucket_config WHERE bucket = ?1 AND name = ?2"));
+  q.Bind(1, bucket).Bind(2, name);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(q.ColumnText(0));
+}
+
+// ---- objects ----
+
+std::string LocalObjectStore::NewVersionId() {
+  // Time-ordered prefix so ids sort by creation; random tail so they are unguessable.
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%013lld", static_cast<long long>(Clock::Real()->NowMillis()));
+  return std::string(buf) + RandomString(19);
+}
+
+Result<std::optional<LocalObjectStore::Row>> LocalObjectStore::FindRow(
+    const std::string& bucket, const std::string& key, const std::string& version_id) {
+  std::string sql = std::string("SELECT ") + kSelectCols +
+                    " FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND " +
+                    (version_id.empty() ? "is_latest = 1" : "version_id = ?3");
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
+  q.Bind(1, bucket).Bind(2, key);
+  if (!version_id.empty()) q.Bind(3, version_id);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return std::optional<Row>();
+  return std::optional<Row>(Row::From(q));
+}
+
+Result<LocalObjectStore::Staged> LocalObjectStore::Stage(
+    ByteSource& data, uint64_t max_size, const std::vector<ChecksumAlgorithm>& algorithms) {
+  Staged staged;
+  std::string tmp = root_ + "/.tarn/tmp/" + NewUuid();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("creating " + tmp);
+  staged.tmp = tmp;
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  Hasher md5(Hasher::Algorithm::kMd5);
+  std::vector<Checksummer> sums;
+  for (auto a : algorithms) sums.emplace_back(a);
+  std::unique_ptr<char[]> buf(new char[kIoBuffer]);
+  while (true) {
+    ASSIGN_OR_RETURN(size_t n, data.Read(buf.get(), kIoBuffer));
+    if (n == 0) break;
+    staged.size += n;
+    if (staged.size > max_size) {
+      return Error(ErrorCode::kEntityTooLarge, "Your proposed upload exceeds the maximum allowed size");
+    }
+    std::string_view chunk(buf.get(), n);
+    md5.Update(chunk);
+    for (auto& s : sums) s.Update(chunk);
+    size_t off = 0;
+    while (off < n) {
+      ssize_t w = ::write(fd, buf.get() + off, n - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Errno("writing object data");
+      }
+      off += static_cast<size_t>(w);
+    }
+  }
+  if (::fsync(fd) != 0) return Errno("fsync object data");
+  staged.md5 = md5.Final();
+  for (auto& s : sums) {
+    std::string raw = s.Final();
+    staged.raw_checksums[ChecksumName(s.algorithm())] = raw;
+    staged.checksums[ChecksumName(s.algorithm())] = Base64Encode(raw);
+  }
+  return staged;
+}
+
+Result<ObjectInfo> LocalObjectStore::PutObject(const std::string& bucket, const std::string& key,
+                                               ByteSource& data, const PutOptions& options) {
+  RETURN_IF_ERROR(ValidateKey(key));
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ASSIGN_OR_RETURN(Staged staged, Stage(data, options.max_size, options.checksums));
+  ObjectInfo info;
+  info.bucket = bucket;
+  info.key = key;
+  info.size = staged.size;
+  info.etag = HexEncode(staged.md5);
+  info.attrs = options.attrs;
+  info.checksums = staged.checksums;
+  if (options.verify) RETURN_IF_ERROR(options.verify(info));
+  return Commit(bucket, key, staged, std::move(info));
+}
+
+Result<ObjectInfo> LocalObjectStore::Commit(const std::string& bucket, const std::string& key,
+                                            Staged& staged, ObjectInfo info) {
+  std::unique_lock lock(mu_);
+  ASSIGN_OR_RETURN(Versioning versioning, BucketVersioning(bucket));
+  info.version_id = versioning == Versioning::kEnabled ? NewVersionId() : "null";
+  info.last_modified_ms = Clock::Real()->NowMillis();
+  info.is_latest = true;
+
+  std::string natural = bucket + "/" + key;
+  std::string location;
+  if (IsNaturalKey(key)) {
+    struct stat st;
+    bool dir_there = ::lstat(Abs(natural).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    size_t slash = key.rfind('/');
+    bool parents_ok = slash == std::string::npos || MakeDirs(root_ + "/" + bucket, key.substr(0, slash));
+    if (!dir_there && parents_ok) location = natural;
+  }
+  if (location.empty()) {
+    std::string id = NewUuid();
+    std::string rel = std::string(kInternal) + "/blobs/" + bucket + "/" + id.substr(0, 2);
+    std::error_code ec;
+    fs::create_directories(root_ + "/" + rel, ec);
+    if (ec) return Error(ErrorCode::kIoError, "creating " + rel + ": " + ec.message());
+    location = rel + "/" + id;
+  }
+
+  json intent = {{"tmp", staged.tmp},
+                 {"bucket", bucket},
+                 {"key", key},
+                 {"version_id", info.version_id},
+                 {"size", info.size},
+                 {"etag", info.etag},
+                 {"modified", info.last_modified_ms},
+                 {"parts", info.parts_count},
+                 {"attrs", AttrsToJson(info.attrs).dump()},
+                 {"checksums", json(info.checksums).dump()},
+                 {"location", location}};
+  // A version kept by this PUT whose file sits at the natural path moves aside first (a hard
+  // link, so the rename below only replaces the name).
+  if (location == natural) {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+        "SELECT version_id FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND location = ?3 "
+        "AND version_id <> ?4"));
+    q.BindAll(bucket, key, natural, info.version_id);
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) {
+      std::string vid = q.ColumnText(0);
+      std::string rel = std::string(kInternal) + "/versions/" + bucket;
+      std::error_code ec;
+      fs::create_directories(root_ + "/" + rel, ec);
+      std::string dest = rel + "/" + NewUuid();
+      if (::link(Abs(natural).c_str(), Abs(dest).c_str()) != 0) return Errno("preserving version");
+      intent["relocate_version"] = vid;
+      intent["relocate_to"] = dest;
+    }
+  }
+  std::string body = intent.dump();
+  {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare("INSERT INTO s3_intents(body) VALUES(?1)"));
+    q.Bind(1, body);
+    RETURN_IF_ERROR(q.Run());
+  }
+  if (::rename(staged.tmp.c_str(), Abs(location).c_str()) != 0) {
+    Status err = Errno("placing object");
+    ASSIGN_OR_RETURN(Statement d, meta_->Prepare("DELETE FROM s3_intents WHERE body = ?1"));
+    d.Bind(1, body);
+    d.Run().IgnoreError();
+    return err;
+  }
+  staged.tmp.clear();
+  RETURN_IF_ERROR(FsyncPath(Parent(Abs(location)), true));
+  RETURN_IF_ERROR(ApplyIntent(body));
+  return info;
+}
+
+// Makes the index match a placed file: the new row becomes the latest, a replaced "null"
+// version goes, a moved version points at its new file. Idempotent (crash recovery reruns it).
+Status LocalObjectStore::ApplyIntent(const std::string& body) {
+  json j = json::parse(body);
+  std::string bucket = j["bucket"], key = j["key"], vid = j["version_id"];
+  std::string location = j["location"];
+  std::vector<std::string> unlink_after;
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    if (j.contains("relocate_version")) {
+      ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+          "UPDATE s3_objects SET location = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"));
+      q.BindAll(bucket, key, j["relocate_version"].get<std::string>(),
+                j["relocate_to"].get<std::string>());
+      RETURN_IF_ERROR(q.Run());
+    }
+    {
+      ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+          "SELECT location FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"));
+      q.BindAll(bucket, key, vid);
+      ASSIGN_OR_RETURN(bool row, q.Step());
+      if (row) {
+        std::string old = q.ColumnText(0);
+        if (!old.empty() && old != location) unlink_after.push_back(old);
+      }
+    }
+    for (const char* sql :
+         {"DELETE FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+          "UPDATE s3_objects SET is_latest = 0 WHERE bucket = ?1 AND key = ?2 AND is_latest = 1"}) {
+      ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
+      q.Bind(1, bucket).Bind(2, key);
+      if (std::string_view(sql).find("?3") != std::string_view::npos) q.Bind(3, vid);
+      RETURN_IF_ERROR(q.Run());
+    }
+    ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
+        "INSERT INTO s3_objects(bucket, key, version_id, is_latest, delete_marker, size, etag, "
+        "modified, parts, attrs, checksums, location, seq) "
+        "VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+    ins.Bind(1, bucket).Bind(2, key).Bind(3, vid);
+    ins.Bind(4, int64_t{j.value("delete_marker", false) ? 1 : 0});
+    ins.Bind(5, j["size"].get<int64_t>()).Bind(6, j["etag"].get<std::string>());
+    ins.Bind(7, j["modified"].get<int64_t>()).Bind(8, j["parts"].get<int64_t>());
+    ins.Bind(9, j["attrs"].get<std::string>()).Bind(10, j["checksums"].get<std::string>());
+    ins.Bind(11, location).Bind(12, ++seq_);
+    RETURN_IF_ERROR(ins.Run());
+    ASSIGN_OR_RETURN(Statement d, meta_->Prepare("DELETE FROM s3_intents WHERE body = ?1"));
+    d.Bind(1, body);
+    return d.Run();
+  }));
+  for (const auto& loc : unlink_after) RemoveFile(loc, bucket).IgnoreError();
+  return Status::OK();
+}
+
+// Removes an object file and the directories its removal emptied (up to the bucket folder),
+// so that a later key can use that name for a file.
+Status LocalObjectStore::RemoveFile(const std::string& location, const std::string& bucket) {
+  if (location.empty()) return Status::OK();
+  if (::unlink(Abs(location).c_str()) != 0 && errno != ENOENT) return Errno("removing object");
+  if (StartsWith(location, bucket + "/")) {
+    std::string dir = Parent(location);
+    while (dir.size() > bucket.size() && ::rmdir(Abs(dir).c_str()) == 0) dir = Parent(dir);
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<ObjectReader>> LocalObjectStore::GetObject(const std::string& bucket,
+                                                                  const std::string& key,
+                                                                  const GetOptions& options) {
+  std::shared_lock lock(mu_);
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(bucket, key, options.version_id));
+  if (!row || row->delete_marker) {
+    if (!options.version_id.empty() && !row) {
+      return Error(ErrorCode::kNoSuchVersion, "The specified version does not exist.");
+    }
+    return Error(ErrorCode::kNoSuchKey, "The specified key does not exist.");
+  }
+  uint64_t size = row->size, first = 0, length = size;
+  if (options.suffix_length) {
+    if (*options.suffix_length == 0 || size == 0) {
+      return Error(ErrorCode::kInvalidRange, "The requested range is not satisfiable");
+    }
+    length = std::min(*options.suffix_length, size);
+    first = size - length;
+  } else if (options.range_first) {
+    first = *options.range_first;
+    if (first >= size) return Error(ErrorCode::kInvalidRange, "The requested range is not satisfiable");
+    uint64_t last = options.range_last ? std::min(*options.range_last, size - 1) : size - 1;
+    if (last < first) return Error(ErrorCode::kInvalidRange, "The requested range is not satisfiable");
+    length = last - first + 1;
+  }
+  int fd = ::open(Abs(row->location).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("opening object " + key);
+  return std::unique_ptr<ObjectReader>(new FileObjectReader(fd, row->Info(), first, length));
+}
+
+Result<ObjectInfo> LocalObjectStore::HeadObject(const std::string& bucket, const std::string& key,
+                                                const std::string& version_id) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(bucket, key, version_id));
+  if (!row) {
+    if (!version_id.empty()) return Error(ErrorCode::kNoSuchVersion, "The specified version does not exist.");
+    return Error(ErrorCode::kNoSuchKey, "The specified key does not exist.");
+  }
+  if (row->delete_marker) return Error(ErrorCode::kNoSuchKey, "The specified key does not exist.");
+  return row->Info();
+}
+
+Result<DeleteResult> LocalObjectStore::DeleteObject(const std::string& bucket,
+                                                    const std::string& key,
+                                                    const std::string& version_id) {
+  std::unique_lock lock(mu_);
+  ASSIGN_OR_RETURN(Versioning versioning, BucketVersioning(bucket));
+  DeleteResult result;
+  std::vector<std::string> unlink_after;
+  if (!version_id.empty() || versioning == Versioning::kUnversioned) {
+    std::string vid = version_id.empty() ? "null" : version_id;
+    ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(bucket, key, vid));
+    result.version_id = version_id;
+    if (!row) return result;
+    result.delete_marker = row->delete_marker;
+    RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+      ASSIGN_OR_RETURN(Statement d, meta_->Prepare(
+          "DELETE FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"));
+      d.BindAll(bucket, key, vid);
+      RETURN_IF_ERROR(d.Run());
+      if (row->is_latest) {
+        ASSIGN_OR_RETURN(Statement u, meta_->Prepare(
+            "UPDATE s3_objects SET is_latest = 1 WHERE rowid = (SELECT rowid FROM s3_objects "
+            "WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1)"));
+        u.BindAll(bucket, key);
+        RETURN_IF_ERROR(u.Run());
+      }
+      return Status::OK();
+    }));
+    RETURN_IF_ERROR(RemoveFile(row->location, bucket));
+    return result;
+  }
+  // Versioned delete without a version id: a delete marker becomes the latest version.
+  std::string marker_vid = versioning == Versioning::kEnabled ? NewVersionId() : "null";
+  std::string natural = bucket + "/" + key;
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT version_id FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND location = ?3"));
+  q.BindAll(bucket, key, natural);
+  ASSIGN_OR_RETURN(bool at_natural, q.Step());
+  std::string natural_vid = at_natural ? q.ColumnText(0) : "";
+  std::string moved_to;
+  if (at_natural && natural_vid != marker_vid) {
+    std::string rel = std::string(kInternal) + "/versions/" + bucket;
+    std::error_code ec;
+    fs::create_directories(root_ + "/" + rel, ec);
+    moved_to = rel + "/" + NewUuid();
+    if (::link(Abs(natural).c_str(), Abs(moved_to).c_str()) != 0) return Errno("preserving version");
+  }
+  ASSIGN_OR_RETURN(std::optional<Row> null_row, FindRow(bucket, key, "null"));
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    if (!moved_to.empty()) {
+      ASSIGN_OR_RETURN(Statement u, meta_->Prepare(
+          "UPDATE s3_objects SET location = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"));
+      u.BindAll(bucket, key, natural_vid, moved_to);
+      RETURN_IF_ERROR(u.Run());
+    }
+    if (marker_vid == "null" && null_row) {
+      ASSIGN_OR_RETURN(Statement d, meta_->Prepare(
+          "DELETE FROM s3_objects WHERE bucket = ?1 AND key = ?2 AND version_id = 'null'"));
+      d.BindAll(bucket, key);
+      RETURN_IF_ERROR(d.Run());
+      if (null_row->location != natural || moved_to.empty()) unlink_after.push_back(null_row->location);
+    }
+    ASSIGN_OR_RETURN(Statement u, meta_->Prepare(
+        "UPDATE s3_objects SET is_latest = 0 WHERE bucket = ?1 AND key = ?2"));
+    u.BindAll(bucket, key);
+    RETURN_IF_ERROR(u.Run());
+    ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
+        "INSERT INTO s3_objects(bucket, key, version_id, is_latest, delete_marker, size, etag, "
+        "modified, parts, attrs, checksums, location, seq) "
+        "VALUES(?1, ?2, ?3, 1, 1, 0, '', ?4, 0, '{}', '{}', '', ?5)"));
+    ins.Bind(1, bucket).Bind(2, key).Bind(3, marker_vid).Bind(4, Clock::Real()->NowMillis());
+    ins.Bind(5, ++seq_);
+    return ins.Run();
+  }));
+  if (!moved_to.empty()) unlink_after.push_back(natural);
+  for (const auto& loc : unlink_after) RemoveFile(loc, bucket).IgnoreError();
+  result.version_id = marker_vid;
+  result.delete_marker = true;
+  return result;
+}
+
+Result<ListResult> LocalObjectStore::ListObjects(const std::string& bucket,
+                                                 const ListOptions& options) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ListResult out;
+  if (options.max_keys <= 0) return out;
+  const std::string& prefix = options.prefix;
+  const std::string& delim = options.delimiter;
+  // Cursor: list keys > cursor. Valid UTF-8 never holds 0xFF, so cp + "\xff" sorts after
+  // every key that starts with the common prefix cp.
+  std::string cursor = options.start_after;
+  if (!delim.empty() && StartsWith(cursor, prefix) && EndsWith(cursor, delim) &&
+      cursor.find(delim, prefix.size()) == cursor.size() - delim.size()) {
+    cursor += "\xff";  // resuming after a common prefix
+  }
+  if (cursor < prefix) cursor = prefix;
+  bool inclusive = cursor == prefix && options.start_after < prefix;
+  size_t want = static_cast<size_t>(options.max_keys) + 1;
+  size_t count = 0;
+  std::string last_returned;
+  bool done = false;
+  while (!done && count < want) {
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+        std::string("SELECT ") + kSelectCols + " FROM s3_objects WHERE bucket = ?1 AND " +
+        (inclusive ? "key >= ?2" : "key > ?2") +
+        " AND is_latest = 1 AND delete_marker = 0 ORDER BY key LIMIT ?3"));
+    q.Bind(1, bucket).Bind(2, cursor).Bind(3, static_cast<int64_t>(want - count + 1));
+    inclusive = false;
+    bool any = false, restart = false;
+    while (!restart) {
+      ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      any = true;
+      std::string key = q.ColumnText(1);
+      if (!StartsWith(key, prefix)) {
+        done = true;
+        break;
+      }
+      size_t pos = delim.empty() ? std::string::npos : key.find(delim, prefix.size());
+      if (pos != std::string::npos) {
+        std::string cp = key.substr(0, pos + delim.size());
+        ++count;
+        if (count < want) {
+          out.common_prefixes.push_back(cp);
+          last_returned = cp;
+        }
+        cursor = cp + "\xff";
+        restart = true;
+      } else {
+        ++count;
+        if (count < want) {
+          out.objects.push_back(Row::From(q).Info());
+          last_returned = key;
+        }
+        cursor = key;
+      }
+      if (count >= want) break;
+    }
+    if (!any) done = true;
+  }
+  out.truncated = count >= want;
+  out.next_start_after = last_returned;
+  return out;
+}
+
+Result<VersionListResult> LocalObjectStore::ListObjectVersions(const std::string& bucket,
+                                                               const VersionListOptions& options) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  VersionListResult out;
+  if (options.max_keys <= 0) return out;
+  // Resume point: after (key_marker, version_id_marker) in (key ASC, seq DESC) order.
+  enum class Mode { kFrom, kAfterKey, kWithinKey } mode = Mode::kFrom;
+  const std::string& prefix = options.prefix;
+  const std::string& delim = options.delimiter;
+  std::string key_cursor = prefix;
+  int64_t seq_cursor = 0;
+  if (!options.key_marker.empty() && options.key_marker >= prefix) {
+    key_cursor = options.key_marker;
+    mode = Mode::kAfterKey;
+    if (!options.version_id_marker.empty()) {
+      ASSIGN_OR_RETURN(std::optional<Row> r,
+                       FindRow(bucket, options.key_marker, options.version_id_marker));
+      if (r) {
+        mode = Mode::kWithinKey;
+        seq_cursor = r->seq;
+      }
+    }
+    if (mode == Mode::kAfterKey && !delim.empty() && StartsWith(key_cursor, prefix) &&
+        EndsWith(key_cursor, delim) &&
+        key_cursor.find(delim, prefix.size()) == key_cursor.size() - delim.size()) {
+      key_cursor += "\xff";
+    }
+  }
+  size_t want = static_cast<size_t>(options.max_keys) + 1, count = 0;
+  std::string last_key, last_vid;
+  bool done = false;
+  while (!done && count < want) {
+    const char* where = mode == Mode::kFrom      ? "key >= ?2"
+                        : mode == Mode::kAfterKey ? "key > ?2"
+                                                  : "(key > ?2 OR (key = ?2 AND seq < ?4))";
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+        std::string("SELECT ") + kSelectCols + " FROM s3_objects WHERE bucket = ?1 AND " + where +
+        " ORDER BY key, seq DESC LIMIT ?3"));
+    q.Bind(1, bucket).Bind(2, key_cursor).Bind(3, static_cast<int64_t>(want - count + 1));
+    if (mode == Mode::kWithinKey) q.Bind(4, seq_cursor);
+    bool any = false, restart = false;
+    while (!restart && count < want) {
+      ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      any = true;
+      Row r = Row::From(q);
+      if (!StartsWith(r.key, prefix)) {
+        done = true;
+        break;
+      }
+      size_t pos = delim.empty() ? std::string::npos : r.key.find(delim, prefix.size());
+      ++count;
+      if (pos != std::string::npos) {
+        std::string cp = r.key.substr(0, pos + delim.size());
+        if (count < want) {
+          out.common_prefixes.push_back(cp);
+          last_key = cp;
+          last_vid.clear();
+        }
+        key_cursor = cp + "\xff";
+        mode = Mode::kAfterKey;
+        restart = true;
+      } else {
+        if (count < want) {
+          last_key = r.key;
+          last_vid = r.version_id;
+          out.versions.push_back(r.Info());
+        }
+        key_cursor = r.key;
+        seq_cursor = r.seq;
+        mode = Mode::kWithinKey;
+      }
+    }
+    if (!any) done = true;
+  }
+  out.truncated = count >= want;
+  if (out.truncated) {
+    out.next_key_marker = last_key;
+    out.next_version_id_marker = last_vid;
+  }
+  return out;
+}
+
+Result<ObjectInfo> LocalObjectStore::CopyObject(const std::string& src_bucket,
+                                                const std::string& src_key,
+                                                const std::string& src_version,
+                                                const std::string& dst_bucket,
+                                                const std::string& dst_key,
+                                                const ObjectAttributes* replace_attrs) {
+  GetOptions g;
+  g.version_id = src_version;
+  ASSIGN_OR_RETURN(std::unique_ptr<ObjectReader> reader, GetObject(src_bucket, src_key, g));
+  PutOptions p;
+  p.attrs = replace_attrs ? *replace_attrs : reader->info().attrs;
+  if (!replace_attrs) p.attrs.tags = reader->info().attrs.tags;
+  for (const auto& [name, value] : reader->info().checksums) {
+    if (auto a = ParseChecksumAlgorithm(name)) p.checksums.push_back(*a);
+  }
+  ReaderSource source(reader.get());
+  return PutObject(dst_bucket, dst_key, source, p);
+}
+
+Status LocalObjectStore::SetObjectTags(const std::string& bucket, const std::string& key,
+                                       const std::string& version_id,
+                                       const std::map<std::string, std::string>& tags) {
+  std::unique_lock lock(mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(bucket, key, version_id));
+  if (!row || row->delete_marker) return Error(ErrorCode::kNoSuchKey, "The specified key does not exist.");
+  ObjectAttributes attrs = AttrsFromJson(row->attrs);
+  attrs.tags = tags;
+  ASSIGN_OR_RETURN(Statement u, meta_->Prepare(
+      "UPDATE s3_objects SET attrs = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"));
+  u.BindAll(bucket, key, row->version_id, AttrsToJson(attrs).dump());
+  return u.Run();
+}
+
+Result<std::string> LocalObjectStore::LocalPath(const std::string& bucket, const std::string& key) {
+  std::shared_lock lock(mu_);
+  ASSIGN_OR_RETURN(std::optional<Row> row, FindRow(bucket, key, ""));
+  if (!row || row->delete_marker) return Error(ErrorCode::kNoSuchKey, "The specified key does not exist.");
+  return Abs(row->location);
+}
+
+Result<std::string> LocalObjectStore::LocalBucketDir(const std::string& bucket) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  return root_ + "/" + bucket;
+}
+
+// ---- multipart ----
+
+Result<UploadInfo> LocalObjectStore::CreateMultipartUpload(
+    const std::string& bucket, const std::string& key, const ObjectAttributes& attrs,
+    const std::vector<ChecksumAlgorithm>& checksums) {
+  RETURN_IF_ERROR(ValidateKey(key));
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  UploadInfo u;
+  u.bucket = bucket;
+  u.key = key;
+  u.upload_id = Base64Encode(RandomBytes(36));
+  for (char& c : u.upload_id) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  u.initiated_ms = Clock::Real()->NowMillis();
+  u.attrs = attrs;
+  u.checksums = checksums;
+  if (::mkdir((root_ + "/.tarn/uploads/" + u.upload_id).c_str(), 0755) != 0) {
+    return Errno("creating upload directory");
+  }
+  json algos = json::array();
+  for (auto a : checksums) algos.push_back(ChecksumName(a));
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "INSERT INTO s3_uploads(upload_id, bucket, key, initiated, attrs, checksums) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
+  q.Bind(1, u.upload_id).Bind(2, bucket).Bind(3, key).Bind(4, u.initiated_ms);
+  q.Bind(5, AttrsToJson(attrs).dump()).Bind(6, algos.dump());
+  RETURN_IF_ERROR(q.Run());
+  return u;
+}
+
+Result<UploadInfo> LocalObjectStore::GetUpload(const std::string& bucket, const std::string& key,
+                                               const std::string& upload_id) {
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT initiated, attrs, checksums FROM s3_uploads "
+      "WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3"));
+  q.BindAll(upload_id, bucket, key);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) {
+    return Error(ErrorCode::kNoSuchUpload,
+                 "The specified upload does not exist. The upload ID may be invalid, or the upload "
+                 "may have been aborted or completed.");
+  }
+  UploadInfo u;
+  u.bucket = bucket;
+  u.key = key;
+  u.upload_id = upload_id;
+  u.initiated_ms = q.ColumnInt(0);
+  u.attrs = AttrsFromJson(q.ColumnText(1));
+  json algos = json::parse(q.ColumnText(2), nullptr, false);
+  if (algos.is_array()) {
+    for (const auto& a : algos) {
+      if (auto p = ParseChecksumAlgorithm(a.get<std::string>())) u.checksums.push_back(*p);
+    }
+  }
+  return u;
+}
+
+Result<PartInfo> LocalObjectStore::UploadPart(const std::string& bucket, const std::string& key,
+                                              const std::string& upload_id, int part_number,
+                                              ByteSource& data,
+                                              const std::function<Status(const PartInfo&)>& verify) {
+  if (part_number < 1 || part_number > 10000) {
+    return Error(ErrorCode::kInvalidArgument, "Part number must be an integer between 1 and 10000, inclusive");
+  }
+  ASSIGN_OR_RETURN(UploadInfo upload, GetUpload(bucket, key, upload_id));
+  ASSIGN_OR_RETURN(Staged staged, Stage(data, uint64_t{5} << 30, upload.checksums));
+  PartInfo part;
+  part.part_number = part_number;
+  part.size = staged.size;
+  part.etag = HexEncode(staged.md5);
+  part.last_modified_ms = Clock::Real()->NowMillis();
+  part.checksums = staged.checksums;
+  if (verify) RETURN_IF_ERROR(verify(part));
+  std::string dest = root_ + "/.tarn/uploads/" + upload_id + "/" + std::to_string(part_number);
+  std::unique_lock lock(mu_);
+  RETURN_IF_ERROR(GetUpload(bucket, key, upload_id));  // not aborted meanwhile
+  if (::rename(staged.tmp.c_str(), dest.c_str()) != 0) return Errno("placing part");
+  staged.tmp.clear();
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "INSERT INTO s3_parts(upload_id, part_number, size, etag, modified, checksums) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(upload_id, part_number) DO UPDATE SET "
+      "size = excluded.size, etag = excluded.etag, modified = excluded.modified, "
+      "checksums = excluded.checksums"));
+  q.Bind(1, upload_id).Bind(2, int64_t{part_number}).Bind(3, static_cast<int64_t>(part.size));
+  q.Bind(4, part.etag).Bind(5, part.last_modified_ms).Bind(6, json(part.checksums).dump());
+  RETURN_IF_ERROR(q.Run());
+  return part;
+}
+
+Result<std::vector<PartInfo>> LocalObjectStore::ListParts(const std::string& bucket,
+                                                          const std::string& key,
+                                                          const std::string& upload_id) {
+  RETURN_IF_ERROR(GetUpload(bucket, key, upload_id));
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT part_number, size, etag, modified, checksums FROM s3_parts WHERE upload_id = ?1 "
+      "ORDER BY part_number"));
+  q.Bind(1, upload_id);
+  std::vector<PartInfo> parts;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    PartInfo p;
+    p.part_number = static_cast<int>(q.ColumnInt(0));
+    p.size = static_cast<uint64_t>(q.ColumnInt(1));
+    p.etag = q.ColumnText(2);
+    p.last_modified_ms = q.ColumnInt(3);
+    p.checksums = MapFromJson(q.ColumnText(4));
+    parts.push_back(std::move(p));
+  }
+  return parts;
+}
+
+Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(const std::string& bucket,
+                                                             const std::string& key,
+                                                             const std::string& upload_id,
+                                                             const std::vector<CompletePart>& parts) {
+  ASSIGN_OR_RETURN(UploadInfo upload, GetUpload(bucket, key, upload_id));
+  ASSIGN_OR_RETURN(std::vector<PartInfo> stored, ListParts(bucket, key, upload_id));
+  if (parts.empty()) {
+    return Error(ErrorCode::kMalformedXML, "You must specify at least one part");
+  }
+  std::map<int, const PartInfo*> by_number;
+  for (const auto& p : stored) by_number[p.part_number] = &p;
+  std::vector<const PartInfo*> chosen;
+  int prev = 0;
+  for (const auto& cp : parts) {
+    if (cp.part_number <= prev) {
+      return Error(ErrorCode::kInvalidPartOrder,
+                   "The list of parts was not in ascending order. Parts must be ordered by part number.");
+    }
+    prev = cp.part_number;
+    auto it = by_number.find(cp.part_number);
+    if (it == by_number.end() || StripQuotes(cp.etag) != it->second->etag) {
+      return Error(ErrorCode::kInvalidPart,
+                   "One or more of the specified parts could not be found. Part " +
+                       std::to_string(cp.part_number) + " may not have been uploaded, or its ETag "
+                       "does not match.");
+    }
+    chosen.push_back(it->second);
+  }
+  for (size_t i = 0; i + 1 < chosen.size(); ++i) {
+    if (chosen[i]->size < min_part_size_) {
+      return Error(ErrorCode::kEntityTooSmall,
+                   "Your proposed upload is smaller than the minimum allowed size (part " +
+                       std::to_string(chosen[i]->part_number) + ")");
+    }
+  }
+  // Concatenate the parts into one temp file (copy_file_range: in-kernel, bounded memory).
+  Staged staged;
+  staged.tmp = root_ + "/.tarn/tmp/" + NewUuid();
+  int out = ::open(staged.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) return Errno("creating " + staged.tmp);
+  std::string md5s;
+  std::map<std::string, std::string> composite_input;
+  Status copy_status;
+  for (const PartInfo* p : chosen) {
+    std::string path = root_ + "/.tarn/uploads/" + upload_id + "/" + std::to_string(p->part_number);
+    int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+      copy_status = Errno("opening part");
+      break;
+    }
+    uint64_t left = p->size;
+    while (left > 0) {
+      ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, left, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        copy_status = n < 0 ? Errno("copying part") : Error(ErrorCode::kIoError, "part file is short");
+        break;
+      }
+      left -= static_cast<uint64_t>(n);
+    }
+    ::close(in);
+    if (!copy_status.ok()) break;
+    md5s += HexDecode(p->etag).value_or("");
+    for (const auto& [name, b64] : p->checksums) composite_input[name] += Base64Decode(b64).value_or("");
+    staged.size += p->size;
+  }
+  if (copy_status.ok() && ::fsync(out) != 0) copy_status = Errno("fsync object data");
+  ::close(out);
+  RETURN_IF_ERROR(copy_status);
+
+  ObjectInfo info;
+  info.bucket = bucket;
+  info.key = key;
+  info.size = staged.size;
+  info.parts_count = static_cast<int>(chosen.size());
+  info.etag = HexEncode(Md5(md5s)) + "-" + std::to_string(chosen.size());
+  info.attrs = upload.attrs;
+  // S3 "composite" checksums: the checksum of the parts' checksums, suffixed with the count.
+  for (auto a : upload.checksums) {
+    auto it = composite_input.find(ChecksumName(a));
+    if (it == composite_input.end()) continue;
+    info.checksums[ChecksumName(a)] =
+        Base64Encode(ComputeChecksum(a, it->second)) + "-" + std::to_string(chosen.size());
+  }
+  ASSIGN_OR_RETURN(ObjectInfo done, Commit(bucket, key, staged, std::move(info)));
+  AbortMultipartUpload(bucket, key, upload_id).IgnoreError();
+  return done;
+}
+
+Status LocalObjectStore::AbortMultipartUpload(const std::string& bucket, const std::string& key,
+                                              const std::string& upload_id) {
+  std::unique_lock lock(mu_);
+  RETURN_IF_ERROR(GetUpload(bucket, key, upload_id));
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    for (const char* sql : {"DELETE FROM s3_parts WHERE upload_id = ?1",
+                            "DELETE FROM s3_uploads WHERE upload_id = ?1"}) {
+      ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
+      q.Bind(1, upload_id);
+      RETURN_IF_ERROR(q.Run());
+    }
+    return Status::OK();
+  }));
+  std::error_code ec;
+  fs::remove_all(root_ + "/.tarn/uploads/" + upload_id, ec);
+  return Status::OK();
+}
+
+Result<std::vector<UploadInfo>> LocalObjectStore::ListMultipartUploads(const std::string& bucket,
+                                                                       const std::string& prefix) {
+  RETURN_IF_ERROR(BucketVersioning(bucket));
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT upload_id, key, initiated, attrs FROM s3_uploads WHERE bucket = ?1 AND key >= ?2 "
+      "ORDER BY key, initiated"));
+  q.Bind(1, bucket).Bind(2, prefix);
+  std::vector<UploadInfo> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    UploadInfo u;
+    u.upload_id = q.ColumnText(0);
+    u.key = q.ColumnText(1);
+    if (!StartsWith(u.key, prefix)) break;
+    u.bucket = bucket;
+    u.initiated_ms = q.ColumnInt(2);
+    u.attrs = AttrsFromJson(q.ColumnText(3));
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+}  // namespace tarn::storage
