@@ -10,5 +10,6 @@ namespace tarn::cli {
 int RunServe(const std::vector<std::string>& args);
 int RunInit(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
+int RunSqlLocal(const std::vector<std::string>& args);
 
 }  // namespace tarn::cli

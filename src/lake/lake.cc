@@ -4,6 +4,8 @@
 
 #include "catalog/glue_api.h"
 #include "catalog/store.h"
+#include "streams/firehose_api.h"
+#include "streams/service.h"
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/data_dir.h"
@@ -92,6 +94,9 @@ struct Lake::Impl {
   std::unique_ptr<net::ApiRouter> router;
   std::unique_ptr<catalog::CatalogStore> catalog;
   std::unique_ptr<catalog::GlueApi> glue;
+  // Delivery streams (Firehose_20150804.* JSON 1.1); after store and catalog, which it uses.
+  std::unique_ptr<streams::StreamService> streams;
+  std::unique_ptr<streams::FirehoseApi> firehose;
   std::unique_ptr<net::HttpServer> api_server;
   std::string endpoints_json;
 };
@@ -130,6 +135,17 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   RETURN_IF_ERROR(m.catalog->Migrate());
   m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), nullptr, nullptr, m.config.region);
   m.router->RegisterJsonService("AWSGlue", "glue", m.glue.get());
+
+  // Delivery streams: WALs under <data>/wal/<stream>/, objects into the store, schemas and new
+  // partitions through the catalog. Like the catalog, no Authorizer until IAM lands here.
+  streams::StreamServiceOptions so;
+  so.wal_root = m.dir->wal();
+  so.account_id = m.config.account_id;
+  so.region = m.config.region;
+  ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
+                                                          m.catalog.get(), so));
+  m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), nullptr);
+  m.router->RegisterJsonService("Firehose_20150804", "firehose", m.firehose.get());
   return lake;
 }
 
@@ -162,6 +178,11 @@ void Lake::Stop() {
   if (m.api_server) {
     m.api_server->Stop();
     m.api_server.reset();
+  }
+  if (m.streams) {
+    // A graceful stop delivers what is buffered; anything that fails stays in the WAL.
+    Status st = m.streams->FlushAll();
+    if (!st.ok()) TLOG_WARN("lake", "flushing delivery streams at stop: {}", st.ToString());
   }
   if (m.dir) {
     std::error_code ec;

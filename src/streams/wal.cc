@@ -318,9 +318,11 @@ void Wal::WriterLoop() {
                         "the delivery stream's write-ahead log failed: " + st.message());
       }
     }
+    // The consumer sees the records before their appenders are acknowledged, so that a flush
+    // requested after an acknowledgement always includes them.
+    if (st.ok() && on_durable_) on_durable_(std::move(batch.records));
     Status reply = st.ok() ? st : Error(ErrorCode::kFirehoseServiceUnavailable, st.message());
     for (size_t i = 0; i < batch.done.size(); ++i) batch.done[i](reply, batch.first_seqs[i]);
-    if (st.ok() && on_durable_) on_durable_(std::move(batch.records));
   }
 }
 

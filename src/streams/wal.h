@@ -52,7 +52,7 @@ struct WalOptions {
 };
 
 // Called once per group commit with the records that just became durable, in sequence order,
-// after their appenders were acknowledged.
+// before their appenders are acknowledged.
 using DurableFn = std::function<void(std::vector<WalRecord>&& records)>;
 // Called for one appended batch: OK with the batch's first sequence number, or the error.
 using AppendDone = std::function<void(const Status& status, uint64_t first_seq)>;

@@ -1,0 +1,479 @@
+#include "streams/convert.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <simdjson.h>
+
+#include "core/clock.h"
+#include "core/strings.h"
+#include "sql/duckdb/engine.h"
+
+namespace tarn::streams {
+
+namespace {
+
+using Value = std::variant<std::monostate, bool, int64_t, double, std::string>;
+struct TimestampValue {
+  int64_t micros;
+};
+
+Status Invalid(const std::string& msg) { return Error(ErrorCode::kFirehoseInvalidArgument, msg); }
+
+std::string Trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
+}
+
+// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+bool ParseDigits(std::string_view s, size_t pos, size_t n, int* out) {
+  if (pos + n > s.size()) return false;
+  int v = 0;
+  for (size_t i = 0; i < n; ++i) {
+    char c = s[pos + i];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool ValidDate(int y, int m, int d) {
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m < 1 || m > 12 || d < 1) return false;
+  int max = kDays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+  return d <= max;
+}
+
+// "YYYY-MM-DD", optionally followed by [T ]HH:MM[:SS[.f…]] and Z / ±HH[:]MM.
+std::optional<int64_t> ParseTimestampText(std::string_view s, bool* date_only) {
+  int y, mo, d, h = 0, mi = 0, se = 0;
+  if (!ParseDigits(s, 0, 4, &y) || s.size() < 10 || s[4] != '-' || !ParseDigits(s, 5, 2, &mo) ||
+      s[7] != '-' || !ParseDigits(s, 8, 2, &d) || !ValidDate(y, mo, d)) {
+    return std::nullopt;
+  }
+  *date_only = s.size() == 10;
+  int64_t frac_micros = 0;
+  int64_t offset_s = 0;
+  size_t p = 10;
+  if (p < s.size()) {
+    if (s[p] != 'T' && s[p] != ' ') return std::nullopt;
+    if (!ParseDigits(s, p + 1, 2, &h) || p + 3 >= s.size() || s[p + 3] != ':' ||
+        !ParseDigits(s, p + 4, 2, &mi)) {
+      return std::nullopt;
+    }
+    p += 6;
+    if (p < s.size() && s[p] == ':') {
+      if (!ParseDigits(s, p + 1, 2, &se)) return std::nullopt;
+      p += 3;
+      if (p < s.size() && (s[p] == '.' || s[p] == ',')) {
+        ++p;
+        int64_t scale = 100000;
+        size_t start = p;
+        while (p < s.size() && s[p] >= '0' && s[p] <= '9') {
+          frac_micros += (s[p] - '0') * scale;
+          scale /= 10;
+          ++p;
+        }
+        if (p == start) return std::nullopt;
+      }
+    }
+    if (p < s.size()) {
+      if (s[p] == 'Z' && p + 1 == s.size()) {
+        ++p;
+      } else if (s[p] == '+' || s[p] == '-') {
+        int oh, om = 0;
+        if (!ParseDigits(s, p + 1, 2, &oh)) return std::nullopt;
+        size_t q = p + 3;
+        if (q < s.size() && s[q] == ':') ++q;
+        if (q < s.size() && !ParseDigits(s, q, 2, &om)) return std::nullopt;
+        if (q < s.size()) q += 2;
+        offset_s = (oh * 3600 + om * 60) * (s[p] == '-' ? -1 : 1);
+        p = q;
+      }
+      if (p != s.size()) return std::nullopt;
+    }
+    if (h > 23 || mi > 59 || se > 60) return std::nullopt;
+  }
+  int64_t secs = DaysFromCivil(y, unsigned(mo), unsigned(d)) * 86400 + h * 3600 + mi * 60 + se -
+                 offset_s;
+  return secs * 1000000 + frac_micros;
+}
+
+bool ParseInt(const std::string& t, int64_t* out) {
+  if (t.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(t.c_str(), &end, 10);
+  if (errno == 0 && *end == '\0') {
+    *out = v;
+    return true;
+  }
+  // "12.0" or "1e3": accepted when the value is integral.
+  double d = std::strtod(t.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.2e18) return false;
+  *out = int64_t(d);
+  return true;
+}
+
+bool ParseDouble(const std::string& t, double* out) {
+  if (t.empty()) return false;
+  char* end = nullptr;
+  double d = std::strtod(t.c_str(), &end);
+  if (*end != '\0') return false;
+  *out = d;
+  return true;
+}
+
+struct IntRange {
+  int64_t lo, hi;
+};
+IntRange RangeOf(ColumnKind k) {
+  switch (k) {
+    case ColumnKind::kTinyInt: return {-128, 127};
+    case ColumnKind::kSmallInt: return {-32768, 32767};
+    case ColumnKind::kInt: return {-2147483648LL, 2147483647LL};
+    default: return {INT64_MIN, INT64_MAX};
+  }
+}
+
+// Converts one JSON value to the column's type (OpenX JSON SerDe coercions), or explains why not.
+Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
+  using simdjson::dom::element_type;
+  element_type t = v.type();
+  if (t == element_type::NULL_VALUE) return Value{};
+  auto bad = [&](const std::string& why) -> Status {
+    return Error(ErrorCode::kInvalidArgument,
+                 "column '" + col.name + "' (" + col.sql_type + "): " + why);
+  };
+  std::string text;
+  if (t == element_type::STRING) text = std::string(std::string_view(v.get_string().value()));
+  switch (col.kind) {
+    case ColumnKind::kString:
+      if (t == element_type::STRING) return Value{std::move(text)};
+      return Value{simdjson::minify(v)};
+    case ColumnKind::kTinyInt:
+    case ColumnKind::kSmallInt:
+    case ColumnKind::kInt:
+    case ColumnKind::kBigInt: {
+      int64_t i = 0;
+      if (t == element_type::INT64) {
+        i = v.get_int64().value();
+      } else if (t == element_type::UINT64) {
+        return bad("value out of range");
+      } else if (t == element_type::DOUBLE) {
+        double d = v.get_double().value();
+        if (std::floor(d) != d || std::fabs(d) > 9.2e18) return bad("value is not an integer");
+        i = int64_t(d);
+      } else if (t == element_type::STRING) {
+        if (!ParseInt(Trim(text), &i)) return bad("'" + text + "' is not an integer");
+      } else {
+        return bad("value is not a number");
+      }
+      IntRange r = RangeOf(col.kind);
+      if (i < r.lo || i > r.hi) return bad("value " + std::to_string(i) + " out of range");
+      return Value{i};
+    }
+    case ColumnKind::kFloat:
+    case ColumnKind::kDouble: {
+      if (t == element_type::INT64) return Value{double(v.get_int64().value())};
+      if (t == element_type::UINT64) return Value{double(v.get_uint64().value())};
+      if (t == element_type::DOUBLE) return Value{v.get_double().value()};
+      double d = 0;
+      if (t == element_type::STRING && ParseDouble(Trim(text), &d)) return Value{d};
+      return bad("value is not a number");
+    }
+    case ColumnKind::kBoolean: {
+      if (t == element_type::BOOL) return Value{v.get_bool().value()};
+      if (t == element_type::STRING) {
+        std::string l = ToLower(Trim(text));
+        if (l == "true") return Value{true};
+        if (l == "false") return Value{false};
+      }
+      return bad("value is not a boolean");
+    }
+    case ColumnKind::kTimestamp:
+    case ColumnKind::kDate: {
+      // Numbers are epoch seconds, or milliseconds when that reading would be past year 5138.
+      std::optional<int64_t> micros;
+      double num = 0;
+      bool numeric = false;
+      if (t == element_type::INT64) {
+        num = double(v.get_int64().value());
+        numeric = true;
+      } else if (t == element_type::DOUBLE) {
+        num = v.get_double().value();
+        numeric = true;
+      } else if (t == element_type::STRING) {
+        std::string tt = Trim(text);
+        if (ParseDouble(tt, &num)) {
+          numeric = true;
+        } else {
+          bool date_only = false;
+          micros = ParseTimestampText(tt, &date_only);
+        }
+      }
+      if (numeric) micros = int64_t(std::fabs(num) >= 1e11 ? num * 1000 : num * 1000000);
+      if (!micros) return bad("value is not a timestamp (ISO 8601 or epoch seconds/milliseconds)");
+      if (col.kind == ColumnKind::kTimestamp) return Value{std::string("ts:") + std::to_string(*micros)};
+      int64_t days = *micros >= 0 ? *micros / 86400000000LL : -((-*micros + 86399999999LL) / 86400000000LL);
+      return Value{std::string("date:") + std::to_string(days)};
+    }
+    case ColumnKind::kDecimal: {
+      std::string num;
+      if (t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE) {
+        num = simdjson::minify(v);
+      } else if (t == element_type::STRING) {
+        num = Trim(text);
+      } else {
+        return bad("value is not a number");
+      }
+      double d = 0;
+      if (!ParseDouble(num, &d) || !std::isfinite(d)) return bad("'" + num + "' is not a number");
+      if (std::fabs(d) >= std::pow(10.0, col.precision - col.scale)) {
+        return bad("value " + num + " does not fit");
+      }
+      return Value{d};
+    }
+  }
+  return bad("unsupported type");
+}
+
+Status AppendValue(sql::Appender& app, const ColumnSpec& col, const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return app.AppendNull();
+  if (auto* b = std::get_if<bool>(&v)) return app.Append(*b);
+  if (auto* i = std::get_if<int64_t>(&v)) return app.Append(*i);
+  if (auto* d = std::get_if<double>(&v)) return app.Append(*d);
+  const std::string& s = std::get<std::string>(v);
+  if (col.kind == ColumnKind::kTimestamp) {
+    return app.AppendTimestampMicros(std::strtoll(s.c_str() + 3, nullptr, 10));
+  }
+  if (col.kind == ColumnKind::kDate) {
+    // Days → a timestamp at midnight; the DATE column casts it exactly.
+    return app.AppendTimestampMicros(std::strtoll(s.c_str() + 5, nullptr, 10) * 86400000000LL);
+  }
+  return app.Append(std::string_view(s));
+}
+
+}  // namespace
+
+Result<std::vector<ColumnSpec>> SchemaFromGlueTable(const nlohmann::json& table,
+                                                    const DestinationConfig& config) {
+  const auto& sd = table.value("StorageDescriptor", nlohmann::json::object());
+  const auto& cols = sd.value("Columns", nlohmann::json::array());
+  if (!cols.is_array() || cols.empty()) {
+    return Invalid("catalog table " + config.schema_database + "." + config.schema_table +
+                   " has no columns (StorageDescriptor.Columns) to convert records to");
+  }
+  std::vector<ColumnSpec> out;
+  for (const auto& c : cols) {
+    ColumnSpec s;
+    s.name = c.value("Name", "");
+    std::string type = ToLower(Trim(c.value("Type", "string")));
+    std::string lname = ToLower(s.name);
+    auto m = config.column_to_json_key.find(lname);
+    if (m != config.column_to_json_key.end()) {
+      s.json_key = config.case_insensitive ? ToLower(m->second) : m->second;
+    } else {
+      s.json_key = config.case_insensitive ? lname : s.name;
+    }
+    if (type == "string" || type.rfind("varchar", 0) == 0 || type.rfind("char", 0) == 0) {
+      s.kind = ColumnKind::kString;
+      s.sql_type = "VARCHAR";
+    } else if (type == "tinyint") {
+      s.kind = ColumnKind::kTinyInt;
+      s.sql_type = "TINYINT";
+    } else if (type == "smallint") {
+      s.kind = ColumnKind::kSmallInt;
+      s.sql_type = "SMALLINT";
+    } else if (type == "int" || type == "integer") {
+      s.kind = ColumnKind::kInt;
+      s.sql_type = "INTEGER";
+    } else if (type == "bigint") {
+      s.kind = ColumnKind::kBigInt;
+      s.sql_type = "BIGINT";
+    } else if (type == "float") {
+      s.kind = ColumnKind::kFloat;
+      s.sql_type = "FLOAT";
+    } else if (type == "double") {
+      s.kind = ColumnKind::kDouble;
+      s.sql_type = "DOUBLE";
+    } else if (type == "boolean") {
+      s.kind = ColumnKind::kBoolean;
+      s.sql_type = "BOOLEAN";
+    } else if (type == "timestamp") {
+      s.kind = ColumnKind::kTimestamp;
+      s.sql_type = "TIMESTAMP";
+    } else if (type == "date") {
+      s.kind = ColumnKind::kDate;
+      s.sql_type = "DATE";
+    } else if (type.rfind("decimal", 0) == 0) {
+      s.kind = ColumnKind::kDecimal;
+      s.precision = 10;
+      s.scale = 0;
+      if (std::sscanf(type.c_str(), "decimal(%d,%d)", &s.precision, &s.scale) < 1 &&
+          type != "decimal") {
+        return Invalid("column " + s.name + ": cannot read decimal type '" + type + "'");
+      }
+      if (s.precision < 1 || s.precision > 38 || s.scale < 0 || s.scale > s.precision) {
+        return Invalid("column " + s.name + ": invalid " + type);
+      }
+      s.sql_type = "DECIMAL(" + std::to_string(s.precision) + "," + std::to_string(s.scale) + ")";
+    } else {
+      return Invalid("column " + s.name + " has type '" + type +
+                     "', which Tarn's JSON to Parquet conversion does not support yet (string, "
+                     "integer types, float, double, boolean, timestamp, date, decimal)");
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+ParquetWriter::~ParquetWriter() = default;
+
+Result<std::unique_ptr<ParquetWriter>> ParquetWriter::Create() {
+  std::unique_ptr<ParquetWriter> w(new ParquetWriter());
+  sql::DatabaseOptions o;
+  o.threads = 1;
+  o.memory_limit = "512MB";
+  ASSIGN_OR_RETURN(w->db_, sql::Database::Open(":memory:", o));
+  ASSIGN_OR_RETURN(w->conn_, w->db_->Connect());
+  return w;
+}
+
+Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
+                                    const std::vector<const WalRecord*>& records,
+                                    const std::string& compression, const std::string& path,
+                                    std::vector<FailedRecord>* failed) {
+  std::map<std::string, size_t> by_key;
+  for (size_t i = 0; i < columns.size(); ++i) by_key.emplace(columns[i].json_key, i);
+  bool ci = true;
+  for (const auto& c : columns) {
+    if (c.json_key != ToLower(c.json_key)) ci = false;
+  }
+  std::string table = "firehose_buf_" + std::to_string(next_table_++);
+  std::string ddl = "CREATE TABLE " + table + " (";
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (i) ddl += ", ";
+    ddl += sql::QuoteIdentifier(columns[i].name) + " " + columns[i].sql_type;
+  }
+  ddl += ")";
+  RETURN_IF_ERROR(conn_->Execute(ddl));
+  struct Dropper {
+    sql::Connection* c;
+    std::string t;
+    ~Dropper() { c->Execute("DROP TABLE IF EXISTS " + t).IgnoreError(); }
+  } dropper{conn_.get(), table};
+
+  simdjson::dom::parser parser;
+  std::vector<Value> row(columns.size());
+  size_t rows = 0;
+  {
+    ASSIGN_OR_RETURN(auto app, conn_->CreateAppender("main", table));
+    for (const WalRecord* r : records) {
+      for (auto& v : row) v = Value{};
+      simdjson::dom::element doc;
+      auto err = parser.parse(r->data.data(), r->data.size()).get(doc);
+      if (err) {
+        failed->push_back({r, "DataFormatConversion.MalformedData",
+                           std::string("the record is not valid JSON: ") + simdjson::error_message(err)});
+        continue;
+      }
+      simdjson::dom::object obj;
+      if (doc.get_object().get(obj)) {
+        failed->push_back({r, "DataFormatConversion.MalformedData", "the record is not a JSON object"});
+        continue;
+      }
+      Status st;
+      for (auto field : obj) {
+        std::string key(field.key);
+        if (ci) key = ToLower(key);
+        auto it = by_key.find(key);
+        if (it == by_key.end()) {
+          continue;
+        }
+        auto v = Coerce(columns[it->second], field.value);
+        if (!v.ok()) {
+          st = v.status();
+          break;
+        }
+        row[it->second] = std::move(v).value();
+      }
+      if (!st.ok()) {
+        failed->push_back({r, "DataFormatConversion.InvalidValue", st.message()});
+        continue;
+      }
+      for (size_t i = 0; i < columns.size(); ++i) RETURN_IF_ERROR(AppendValue(*app, columns[i], row[i]));
+      RETURN_IF_ERROR(app->EndRow());
+      ++rows;
+    }
+    RETURN_IF_ERROR(app->Close());
+  }
+  if (rows == 0) return size_t{0};
+  RETURN_IF_ERROR(conn_->Execute("COPY " + table + " TO " + sql::QuoteLiteral(path) +
+                                 " (FORMAT parquet, COMPRESSION " + compression +
+                                 ", ROW_GROUP_SIZE 122880)"));
+  return rows;
+}
+
+Result<std::string> RawOutput(const std::vector<const WalRecord*>& records, bool newline,
+                              RawCompression compression) {
+  std::string raw;
+  size_t total = 0;
+  for (const WalRecord* r : records) total += r->data.size() + (newline ? 1 : 0);
+  raw.reserve(total);
+  for (const WalRecord* r : records) {
+    raw += r->data;
+    if (newline) raw += '\n';
+  }
+  if (compression == RawCompression::kUncompressed) return raw;
+  z_stream zs{};
+  // windowBits 15 + 16: a gzip wrapper with a zero mtime and no name, so output is repeatable.
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Error(ErrorCode::kInternal, "deflateInit2 failed");
+  }
+  std::string out;
+  out.resize(deflateBound(&zs, uLong(raw.size())) + 32);
+  zs.next_in = reinterpret_cast<Bytef*>(raw.data());
+  zs.avail_in = uInt(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = uInt(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  size_t n = out.size() - zs.avail_out;
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) return Error(ErrorCode::kInternal, "gzip compression failed");
+  out.resize(n);
+  return out;
+}
+
+std::string ErrorRecordJson(const FailedRecord& f, const std::string& stream,
+                            const std::string& table_arn) {
+  nlohmann::json j = {
+      {"attemptsMade", 1},
+      {"arrivalTimestamp", f.record->arrival_micros / 1000},
+      {"errorCode", f.error_code},
+      {"errorMessage", f.error_message},
+      {"attemptEndingTimestamp", f.record->arrival_micros / 1000},
+      {"rawData", Base64Encode(f.record->data)},
+      {"sequenceNumber", std::to_string(f.record->seq)},
+      {"deliveryStreamName", stream},
+  };
+  if (!table_arn.empty()) j["dataCatalogTable"] = {{"tableArn", table_arn}};
+  return j.dump() + "\n";
+}
+
+}  // namespace tarn::streams

@@ -1,0 +1,86 @@
+// Record → output file: JSON records to Parquet through DuckDB (DataFormatConversion), and raw
+// output (records concatenated, optionally newline-delimited, optionally gzip).
+//
+// Parquet conversion follows AWS's OpenX JSON SerDe: column names match JSON keys
+// case-insensitively (unless CaseInsensitive=false), ColumnToJsonKeyMappings rename,
+// numbers and booleans in strings are accepted for numeric / boolean columns, numbers and
+// nested values become text in string columns, keys without a column are ignored, missing keys
+// are NULL. A record that cannot be converted is returned with the reason, for the error prefix;
+// it never fails the batch.
+//
+// Internal to src/streams/. Thread-safety: a ParquetWriter belongs to one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+#include "streams/destination.h"
+#include "streams/wal.h"
+
+namespace tarn::sql {
+class Database;
+class Connection;
+}  // namespace tarn::sql
+
+namespace tarn::streams {
+
+enum class ColumnKind { kString, kTinyInt, kSmallInt, kInt, kBigInt, kFloat, kDouble, kBoolean,
+                        kTimestamp, kDate, kDecimal };
+
+struct ColumnSpec {
+  std::string name;       // as in the catalog
+  std::string json_key;   // the key looked up (lower-cased when case-insensitive)
+  ColumnKind kind = ColumnKind::kString;
+  int precision = 0, scale = 0;  // decimal
+  std::string sql_type;   // DuckDB type for the temp table
+};
+
+// The data columns of a Glue `Table` (StorageDescriptor.Columns; PartitionKeys are in the
+// path, not the file). kFirehoseInvalidArgument for a Hive type Tarn cannot convert to.
+Result<std::vector<ColumnSpec>> SchemaFromGlueTable(const nlohmann::json& table,
+                                                    const DestinationConfig& config);
+
+struct FailedRecord {
+  const WalRecord* record;
+  std::string error_code;     // e.g. "DataFormatConversion.MalformedData"
+  std::string error_message;
+};
+
+// Writes Parquet files with DuckDB (appender into an in-memory temp table, then COPY … TO).
+class ParquetWriter {
+ public:
+  static Result<std::unique_ptr<ParquetWriter>> Create();
+  ~ParquetWriter();
+
+  // Converts `records` and writes the ones that convert to `path` (when there is at least one);
+  // the others are appended to `failed`. Returns the number of rows written.
+  Result<size_t> Write(const std::vector<ColumnSpec>& columns,
+                       const std::vector<const WalRecord*>& records,
+                       const std::string& compression, const std::string& path,
+                       std::vector<FailedRecord>* failed);
+
+ private:
+  ParquetWriter() = default;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<sql::Connection> conn_;
+  uint64_t next_table_ = 0;
+};
+
+// The raw output of `records`: their bytes concatenated (with '\n' after each when
+// `newline`), gzip-compressed when asked (RFC 1952, deterministic: no name, no time).
+Result<std::string> RawOutput(const std::vector<const WalRecord*>& records, bool newline,
+                              RawCompression compression);
+
+// One line of the error output (AWS's error record: attemptsMade, arrivalTimestamp,
+// errorCode, errorMessage, attemptEndingTimestamp, rawData (base64) …).
+std::string ErrorRecordJson(const FailedRecord& f, const std::string& stream,
+                            const std::string& table_arn);
+
+}  // namespace tarn::streams

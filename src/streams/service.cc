@@ -1,0 +1,570 @@
+#include "streams/service.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "catalog/store.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "storage/object_store.h"
+#include "streams/convert.h"
+#include "streams/stream.h"
+
+namespace tarn::streams {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxRecordBytes = 1000 * 1024;  // Firehose: 1,000 KiB per record
+constexpr const char* kDestinationId = "destinationId-000000000001";
+constexpr size_t kMaxTags = 50;
+
+Status Invalid(const std::string& msg) { return Error(ErrorCode::kFirehoseInvalidArgument, msg); }
+Status NotFound(const std::string& name) {
+  return Error(ErrorCode::kFirehoseResourceNotFound,
+               "Firehose " + name + " under account not found.");
+}
+
+Status ValidateStreamName(const std::string& name) {
+  if (name.empty() || name.size() > 64) {
+    return Invalid("DeliveryStreamName must be 1 to 64 characters");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      return Invalid("DeliveryStreamName may hold only letters, digits, '_', '.' and '-'");
+    }
+  }
+  return Status::OK();
+}
+
+Status ValidateTags(const json& tags) {
+  if (!tags.is_array()) return Invalid("Tags must be a list");
+  if (tags.size() > kMaxTags) return Invalid("at most 50 tags per delivery stream");
+  for (const json& t : tags) {
+    if (!t.is_object() || !t.contains("Key") || !t["Key"].is_string() ||
+        t["Key"].get<std::string>().empty() || t["Key"].get<std::string>().size() > 128) {
+      return Invalid("each tag needs a Key of 1 to 128 characters");
+    }
+    if (t.contains("Value") && (!t["Value"].is_string() || t["Value"].get<std::string>().size() > 256)) {
+      return Invalid("a tag Value holds at most 256 characters");
+    }
+  }
+  return Status::OK();
+}
+
+double NowSeconds(Clock* c) { return double(c->NowMicros()) / 1e6; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// DeliveryStream
+
+std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_code,
+                                        std::string* error_message) {
+  std::map<std::string, std::string> keys;
+  Status st;
+  if (jq) {
+    auto k = jq->Extract(r.data);
+    if (k.ok()) {
+      keys = std::move(k).value();
+    } else {
+      st = k.status();
+    }
+  }
+  if (st.ok()) {
+    auto p = config->prefix.Evaluate(r.arrival_micros, keys);
+    if (p.ok()) return "D:" + *p;
+    st = p.status();
+  }
+  *error_code = "DynamicPartitioning.MetadataExtractionFailed";
+  *error_message = st.message();
+  auto e = config->error_prefix.Evaluate(r.arrival_micros, {}, "processing-failed");
+  return "E:processing-failed:" + (e.ok() ? *e : std::string("errors/"));
+}
+
+void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
+  BufferedRecord b;
+  std::string key = PartitionOf(r, &b.error_code, &b.error_message);
+  if (!b.error_code.empty() && failed_processing) failed_processing->Inc();
+  max_seen = std::max(max_seen, r.seq);
+  if (replay) {
+    auto m = marks.find(key);
+    if (m != marks.end()) {
+      if (r.seq <= m->second.delivered_last) return;  // already in an object
+      if (m->second.inflight_last && r.seq >= m->second.inflight_first &&
+          r.seq <= m->second.inflight_last) {
+        b.rec = std::move(r);
+        buffers[key].redo.push_back(std::move(b));
+        return;
+      }
+    }
+  }
+  PartitionBuffer& p = buffers[key];
+  if (p.records.empty()) p.first_mono = now_mono;
+  p.bytes += r.data.size();
+  b.rec = std::move(r);
+  p.records.push_back(std::move(b));
+}
+
+uint64_t DeliveryStream::LowWater() const {
+  uint64_t low = max_seen + 1;
+  for (const auto& [k, p] : buffers) {
+    if (!p.redo.empty()) low = std::min(low, p.redo.front().rec.seq);
+    if (!p.records.empty()) low = std::min(low, p.records.front().rec.seq);
+  }
+  for (const auto& [k, m] : marks) {
+    if (m.inflight_last) low = std::min(low, m.inflight_first);
+  }
+  return low - 1;
+}
+
+std::string DeliveryStream::SerializeMarks(uint64_t low_water) {
+  json j = json::object();
+  for (auto it = marks.begin(); it != marks.end();) {
+    const PartitionMark& m = it->second;
+    if (!m.inflight_last && m.delivered_last <= low_water) {
+      it = marks.erase(it);  // every record of it is below the low-water mark anyway
+      continue;
+    }
+    j[it->first] = {m.delivered_last, m.inflight_first, m.inflight_last};
+    ++it;
+  }
+  return j.dump();
+}
+
+void DeliveryStream::LoadMarks(const std::string& state) {
+  if (state.empty()) return;
+  json j = json::parse(state, nullptr, false);
+  if (!j.is_object()) {
+    TLOG_WARN("streams", "{}: unreadable delivery marks in the WAL checkpoint; records after the "
+              "checkpoint will be delivered again", name);
+    return;
+  }
+  for (auto& [k, v] : j.items()) {
+    if (!v.is_array() || v.size() != 3) continue;
+    marks[k] = {v[0].get<uint64_t>(), v[1].get<uint64_t>(), v[2].get<uint64_t>()};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// StreamService: control plane
+
+StreamService::StreamService(MetaStore* meta, storage::ObjectStore* store,
+                             catalog::CatalogStore* catalog, StreamServiceOptions options)
+    : meta_(meta), store_(store), catalog_(catalog), options_(std::move(options)) {}
+
+std::string StreamService::Arn(const std::string& name) const {
+  return "arn:aws:firehose:" + options_.region + ":" + options_.account_id + ":deliverystream/" + name;
+}
+
+Result<std::unique_ptr<StreamService>> StreamService::Open(MetaStore* meta,
+                                                           storage::ObjectStore* store,
+                                                           catalog::CatalogStore* catalog,
+                                                           StreamServiceOptions options) {
+  RETURN_IF_ERROR(meta->Migrate("streams", {
+      {1, "CREATE TABLE IF NOT EXISTS firehose_streams ("
+          " name TEXT PRIMARY KEY, type TEXT NOT NULL, version INTEGER NOT NULL,"
+          " created REAL NOT NULL, updated REAL NOT NULL,"
+          " destination TEXT NOT NULL,"   // ExtendedS3DestinationConfiguration as given (merged)
+          " tags TEXT NOT NULL DEFAULT '[]');"},
+  }));
+  std::unique_ptr<StreamService> s(new StreamService(meta, store, catalog, std::move(options)));
+  std::error_code ec;
+  fs::create_directories(s->options_.wal_root + "/.tmp", ec);
+  if (ec) return Error(ErrorCode::kIoError, "creating " + s->options_.wal_root + ": " + ec.message());
+  RETURN_IF_ERROR(s->InitFlush());
+  RETURN_IF_ERROR(s->LoadStreams());
+  if (s->options_.background_flush) s->flusher_ = std::thread([p = s.get()] { p->FlusherLoop(); });
+  return s;
+}
+
+Status StreamService::LoadStreams() {
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT name, destination FROM firehose_streams"));
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    rows.emplace_back(q.ColumnText(0), q.ColumnText(1));
+  }
+  for (const auto& [name, dest] : rows) {
+    auto s = OpenStream(name, dest);
+    if (!s.ok()) {
+      // One broken stream must not keep the lake from starting; its WAL stays on disk.
+      TLOG_ERROR("streams", "delivery stream {} not opened: {}", name, s.status().ToString());
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    streams_[name] = *s;
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::string& name,
+                                                                  const std::string& destination) {
+  json dest = json::parse(destination, nullptr, false);
+  ASSIGN_OR_RETURN(auto config, ParseDestination(dest, name));
+  auto s = std::make_shared<DeliveryStream>();
+  s->name = name;
+  s->arn = Arn(name);
+  s->config = config;
+  if (!config->jq_query.empty()) {
+    ASSIGN_OR_RETURN(std::unique_ptr<JqQuery> q, JqQuery::Compile(config->jq_query));
+    s->jq = std::move(q);
+  }
+  ops::Labels labels{{"stream", name}};
+  auto& m = ops::Metrics();
+  s->incoming_records = &m.Counter("tarn_firehose_incoming_records_total",
+                                   "Records accepted (durable in the WAL)", labels);
+  s->incoming_bytes = &m.Counter("tarn_firehose_incoming_bytes_total",
+                                 "Record bytes accepted (durable in the WAL)", labels);
+  s->delivered_records = &m.Counter("tarn_firehose_delivered_records_total",
+                                    "Records delivered into objects", labels);
+  s->delivered_bytes = &m.Counter("tarn_firehose_delivered_bytes_total",
+                                  "Bytes of objects written (after encoding and compression)",
+                                  labels);
+  s->failed_conversion = &m.Counter("tarn_firehose_failed_conversion_records_total",
+                                    "Records that failed JSON to Parquet conversion (written to "
+                                    "the error prefix)", labels);
+  s->failed_processing = &m.Counter("tarn_firehose_failed_processing_records_total",
+                                    "Records whose partition keys could not be extracted "
+                                    "(written to the error prefix)", labels);
+  s->delivery_errors = &m.Counter("tarn_firehose_delivery_errors_total",
+                                  "Flush attempts that failed and will be retried", labels);
+  s->freshness = &m.Gauge("tarn_firehose_data_freshness_seconds",
+                          "Age of the oldest record not yet delivered", labels);
+  s->wal_bytes = &m.Gauge("tarn_firehose_wal_bytes", "Bytes of write-ahead log on disk", labels);
+
+  std::vector<WalRecord> replayed;
+  DeliveryStream* raw = s.get();
+  Clock* clock = options_.clock;
+  ASSIGN_OR_RETURN(s->wal, Wal::Open(
+      options_.wal_root + "/" + name, options_.wal,
+      [&](WalRecord&& r) { replayed.push_back(std::move(r)); },
+      [this, raw, clock](std::vector<WalRecord>&& records) {
+        bool due = false;
+        {
+          std::lock_guard<std::mutex> l(raw->mu);
+          int64_t now = clock->MonotonicNanos();
+          for (auto& r : records) {
+            raw->incoming_records->Inc();
+            raw->incoming_bytes->Inc(r.data.size());
+            raw->Route(std::move(r), now, false);
+          }
+          due = raw->config->interval_seconds == 0;
+          if (!due) {
+            for (const auto& [k, p] : raw->buffers) due |= p.bytes >= raw->config->size_bytes;
+          }
+        }
+        if (due) Wake();
+      }));
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    s->LoadMarks(s->wal->checkpoint_state());
+    int64_t now = clock->MonotonicNanos();
+    size_t redo = 0;
+    for (auto& r : replayed) s->Route(std::move(r), now, true);
+    for (const auto& [k, p] : s->buffers) redo += p.redo.size();
+    s->max_seen = std::max(s->max_seen, s->wal->next_seq() - 1);
+    if (!replayed.empty()) {
+      TLOG_INFO("streams", "{}: replayed {} records from the WAL ({} in an interrupted flush)",
+                name, replayed.size(), redo);
+    }
+  }
+  // Interrupted flushes are repeated now, exactly (same records, same object keys).
+  Status st = FlushStream(*s, false);
+  if (!st.ok()) TLOG_WARN("streams", "{}: recovery flush: {}", name, st.ToString());
+  return s;
+}
+
+std::shared_ptr<DeliveryStream> StreamService::Find(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = streams_.find(name);
+  return it == streams_.end() ? nullptr : it->second;
+}
+
+bool StreamService::Exists(const std::string& name) { return Find(name) != nullptr; }
+
+Status StreamService::ValidateForLake(const json& ext, const std::string& name) {
+  ASSIGN_OR_RETURN(auto config, ParseDestination(ext, name));
+  if (store_) {
+    auto b = store_->HeadBucket(config->bucket);
+    if (!b.ok()) {
+      return Invalid("the destination bucket " + config->bucket + " does not exist (" +
+                     b.status().message() + ")");
+    }
+  }
+  if (!config->jq_query.empty()) {
+    auto q = JqQuery::Compile(config->jq_query);
+    if (!q.ok()) return Status(q.status());
+  }
+  if (config->convert) {
+    if (!catalog_) return Invalid("format conversion needs the Glue Data Catalog, which is off");
+    auto t = catalog_->GetTable(config->schema_database, config->schema_table);
+    if (!t.ok()) {
+      return Invalid("SchemaConfiguration names table " + config->schema_database + "." +
+                     config->schema_table + ", which is not in the catalog (" +
+                     t.status().message() + ")");
+    }
+    auto schema = SchemaFromGlueTable(*t, *config);
+    if (!schema.ok()) return Status(schema.status());
+  }
+  return Status::OK();
+}
+
+Result<std::string> StreamService::Create(const std::string& name, const std::string& type,
+                                          const json& ext, const json& tags) {
+  RETURN_IF_ERROR(ValidateStreamName(name));
+  if (!type.empty() && type != "DirectPut") {
+    return Invalid("DeliveryStreamType " + type + " is not supported: Tarn streams are DirectPut "
+                   "(PutRecord, PutRecordBatch, MQTT rules)");
+  }
+  if (!tags.is_null()) RETURN_IF_ERROR(ValidateTags(tags));
+  RETURN_IF_ERROR(ValidateForLake(ext, name));
+  std::lock_guard<std::mutex> create_lock(create_mu_);
+  if (Exists(name)) {
+    return Error(ErrorCode::kFirehoseResourceInUse, "Firehose " + name + " under account " +
+                                                        options_.account_id + " already exists.");
+  }
+  // A WAL left by a stream of the same name that was deleted while the lake was down.
+  std::error_code ec;
+  fs::remove_all(options_.wal_root + "/" + name, ec);
+  double now = NowSeconds(options_.clock);
+  ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
+      "INSERT INTO firehose_streams(name, type, version, created, updated, destination, tags) "
+      "VALUES (?1, 'DirectPut', 1, ?2, ?2, ?3, ?4)"));
+  ins.Bind(1, name).Bind(2, now).Bind(3, ext.dump()).Bind(4, tags.is_null() ? "[]" : tags.dump());
+  RETURN_IF_ERROR(ins.Run());
+  auto s = OpenStream(name, ext.dump());
+  if (!s.ok()) {
+    meta_->Prepare("DELETE FROM firehose_streams WHERE name = ?1")->Bind(1, name).Run().IgnoreError();
+    return s.status();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    streams_[name] = *s;
+  }
+  TLOG_INFO("streams", "created delivery stream {} → s3://{}/{}", name, (*s)->config->bucket,
+            (*s)->config->prefix.text());
+  return Arn(name);
+}
+
+Result<json> StreamService::Describe(const std::string& name) {
+  auto s = Find(name);
+  if (!s) return NotFound(name);
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT version, created, updated FROM firehose_streams WHERE name = ?1"));
+  q.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return NotFound(name);
+  std::shared_ptr<const DestinationConfig> config;
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    config = s->config;
+  }
+  json ext = config->Description();
+  json s3 = {{"RoleARN", config->role_arn},
+             {"BucketARN", config->bucket_arn},
+             {"Prefix", config->prefix.text()},
+             {"ErrorOutputPrefix", config->error_prefix.text()},
+             {"BufferingHints", ext["BufferingHints"]},
+             {"CompressionFormat", ext["CompressionFormat"]},
+             {"EncryptionConfiguration", ext["EncryptionConfiguration"]},
+             {"CloudWatchLoggingOptions", ext["CloudWatchLoggingOptions"]}};
+  return json{
+      {"DeliveryStreamName", name},
+      {"DeliveryStreamARN", Arn(name)},
+      {"DeliveryStreamStatus", "ACTIVE"},
+      {"DeliveryStreamEncryptionConfiguration", {{"Status", "DISABLED"}}},
+      {"DeliveryStreamType", "DirectPut"},
+      {"VersionId", std::to_string(q.ColumnInt(0))},
+      {"CreateTimestamp", q.ColumnDouble(1)},
+      {"LastUpdateTimestamp", q.ColumnDouble(2)},
+      {"Destinations", json::array({{{"DestinationId", kDestinationId},
+                                     {"ExtendedS3DestinationDescription", ext},
+                                     {"S3DestinationDescription", s3}}})},
+      {"HasMoreDestinations", false},
+  };
+}
+
+Result<std::vector<std::string>> StreamService::List() {
+  std::vector<std::string> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [n, s] : streams_) out.push_back(n);
+  return out;
+}
+
+Status StreamService::Delete(const std::string& name) {
+  std::shared_ptr<DeliveryStream> s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = streams_.find(name);
+    if (it == streams_.end()) return NotFound(name);
+    s = it->second;
+    streams_.erase(it);
+  }
+  // Deliver what is buffered (best effort, as AWS does before the stream goes away).
+  Status st = FlushStream(*s, true);
+  if (!st.ok()) TLOG_WARN("streams", "{}: final flush before delete: {}", name, st.ToString());
+  std::unique_ptr<Wal> wal;
+  {
+    std::lock_guard<std::mutex> fl(s->flush_mu);
+    std::lock_guard<std::mutex> l(s->mu);
+    s->deleted = true;
+    wal = std::move(s->wal);
+  }
+  ASSIGN_OR_RETURN(Statement del, meta_->Prepare("DELETE FROM firehose_streams WHERE name = ?1"));
+  del.Bind(1, name);
+  RETURN_IF_ERROR(del.Run());
+  if (wal) RETURN_IF_ERROR(Wal::Destroy(std::move(wal)));
+  TLOG_INFO("streams", "deleted delivery stream {}", name);
+  return Status::OK();
+}
+
+Status StreamService::UpdateDestination(const std::string& name, const std::string& version_id,
+                                        const std::string& destination_id, const json& update) {
+  auto s = Find(name);
+  if (!s) return NotFound(name);
+  if (!destination_id.empty() && destination_id != kDestinationId) {
+    return Invalid("DestinationId " + destination_id + " not found (the stream's destination is " +
+                   kDestinationId + ")");
+  }
+  std::lock_guard<std::mutex> create_lock(create_mu_);
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT version, destination FROM firehose_streams WHERE name = ?1"));
+  q.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return NotFound(name);
+  int64_t version = q.ColumnInt(0);
+  if (version_id != std::to_string(version)) {
+    return Error(ErrorCode::kConcurrentModification,
+                 "CurrentDeliveryStreamVersionId " + version_id + " is not the current version " +
+                     std::to_string(version));
+  }
+  json merged = json::parse(q.ColumnText(1), nullptr, false);
+  merged.merge_patch(update);
+  RETURN_IF_ERROR(ValidateForLake(merged, name));
+  ASSIGN_OR_RETURN(auto config, ParseDestination(merged, name));
+  std::shared_ptr<JqQuery> jq;
+  if (!config->jq_query.empty()) {
+    ASSIGN_OR_RETURN(std::unique_ptr<JqQuery> compiled, JqQuery::Compile(config->jq_query));
+    jq = std::move(compiled);
+  }
+  // Records buffered under the old prefix are delivered under it first: partitions are a
+  // function of the configuration, and replay must find the same ones.
+  RETURN_IF_ERROR(FlushStream(*s, true));
+  ASSIGN_OR_RETURN(Statement up, meta_->Prepare(
+      "UPDATE firehose_streams SET version = version + 1, updated = ?2, destination = ?3 "
+      "WHERE name = ?1"));
+  up.Bind(1, name).Bind(2, NowSeconds(options_.clock)).Bind(3, merged.dump());
+  RETURN_IF_ERROR(up.Run());
+  std::lock_guard<std::mutex> l(s->mu);
+  s->config = config;
+  s->jq = jq;
+  return Status::OK();
+}
+
+Status StreamService::Tag(const std::string& name, const json& tags) {
+  RETURN_IF_ERROR(ValidateTags(tags));
+  ASSIGN_OR_RETURN(json current, Tags(name));
+  std::map<std::string, std::string> m;
+  for (const json& t : current) m[t["Key"].get<std::string>()] = t.value("Value", "");
+  for (const json& t : tags) m[t["Key"].get<std::string>()] = t.value("Value", "");
+  if (m.size() > kMaxTags) {
+    return Error(ErrorCode::kFirehoseLimitExceeded, "a delivery stream holds at most 50 tags");
+  }
+  json out = json::array();
+  for (const auto& [k, v] : m) out.push_back({{"Key", k}, {"Value", v}});
+  ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE firehose_streams SET tags = ?2 WHERE name = ?1"));
+  up.Bind(1, name).Bind(2, out.dump());
+  return up.Run();
+}
+
+Status StreamService::Untag(const std::string& name, const std::vector<std::string>& keys) {
+  ASSIGN_OR_RETURN(json current, Tags(name));
+  json out = json::array();
+  for (const json& t : current) {
+    if (std::find(keys.begin(), keys.end(), t["Key"].get<std::string>()) == keys.end()) {
+      out.push_back(t);
+    }
+  }
+  ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE firehose_streams SET tags = ?2 WHERE name = ?1"));
+  up.Bind(1, name).Bind(2, out.dump());
+  return up.Run();
+}
+
+Result<json> StreamService::Tags(const std::string& name) {
+  if (!Exists(name)) return NotFound(name);
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT tags FROM firehose_streams WHERE name = ?1"));
+  q.Bind(1, name);
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return NotFound(name);
+  json tags = json::parse(q.ColumnText(0), nullptr, false);
+  if (!tags.is_array()) tags = json::array();
+  std::sort(tags.begin(), tags.end(), [](const json& a, const json& b) {
+    return a["Key"].get<std::string>() < b["Key"].get<std::string>();
+  });
+  return tags;
+}
+
+// ---------------------------------------------------------------------------------------------
+// StreamService: data plane
+
+void StreamService::Put(const std::string& name, std::vector<std::string> records,
+                        std::function<void(std::vector<PutResult>)> done) {
+  std::vector<PutResult> results(records.size());
+  auto s = Find(name);
+  if (!s) {
+    for (auto& r : results) r.status = NotFound(name);
+    done(std::move(results));
+    return;
+  }
+  // Oversized records fail alone; the rest go to the WAL as one batch (one fsync).
+  std::vector<WalRecord> batch;
+  std::vector<size_t> index;
+  int64_t now = options_.clock->NowMicros();
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].size() > kMaxRecordBytes) {
+      results[i].status = Invalid("Record size " + std::to_string(records[i].size()) +
+                                  " bytes exceeds the limit of 1000 KiB");
+      continue;
+    }
+    batch.push_back({0, now, std::move(records[i])});
+    index.push_back(i);
+  }
+  if (batch.empty()) {
+    done(std::move(results));
+    return;
+  }
+  // s->mu keeps Delete from destroying the WAL under this append; Wal::Append never waits for
+  // the writer thread, which takes s->mu to route durable records.
+  std::unique_lock<std::mutex> l(s->mu);
+  if (s->deleted || !s->wal) {
+    l.unlock();
+    for (auto& r : results) {
+      if (r.status.ok()) r.status = NotFound(name);
+    }
+    done(std::move(results));
+    return;
+  }
+  s->wal->Append(std::move(batch), [results = std::move(results), index = std::move(index),
+                                    done = std::move(done)](const Status& st, uint64_t first) mutable {
+    for (size_t j = 0; j < index.size(); ++j) {
+      results[index[j]].status = st;
+      results[index[j]].seq = st.ok() ? first + j : 0;
+    }
+    done(std::move(results));
+  });
+}
+
+void StreamService::Append(const std::string& stream, std::string data,
+                           std::function<void(const Status&)> done) {
+  std::vector<std::string> one;
+  one.push_back(std::move(data));
+  Put(stream, std::move(one), [done = std::move(done)](std::vector<PutResult> r) {
+    done(r[0].status);
+  });
+}
+
+}  // namespace tarn::streams

@@ -1,0 +1,136 @@
+// Delivery streams (Kinesis Data Firehose in Tarn, DESIGN.md §1): the stream definitions, each
+// stream's write-ahead log, its per-partition buffers and the flush into the object store.
+//
+//   producer ─Append─▶ Wal (group-commit fsync, ack) ─▶ partition buffers ─flush─▶ ObjectStore
+//                                                                 (Parquet via DuckDB, or raw)
+//
+// Definitions live in the MetaStore (module "streams", table firehose_streams); records live in
+// <data>/wal/<stream>/ until a flush has put them in objects. A flush is idempotent: its
+// object key carries the stream, the first record's arrival time and the WAL sequence range, and
+// the range is recorded in the WAL checkpoint (an "intent") before the object is written, so
+// recovery after a crash rewrites exactly the same object — never a duplicate, never a gap.
+//
+// Thread-safety: thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/clock.h"
+#include "core/meta_store.h"
+#include "core/status.h"
+#include "streams/record_sink.h"
+#include "streams/wal.h"
+
+namespace tarn::storage {
+class ObjectStore;
+}
+namespace tarn::catalog {
+class CatalogStore;
+}
+
+namespace tarn::streams {
+
+struct StreamServiceOptions {
+  std::string wal_root;  // <data>/wal
+  std::string account_id;
+  std::string region = "us-east-1";
+  WalOptions wal;
+  Clock* clock = Clock::Real();
+  // Run a flusher thread that flushes due buffers. Tests switch it off and call FlushDue().
+  bool background_flush = true;
+};
+
+struct PutResult {
+  Status status;    // per record
+  uint64_t seq = 0; // WAL sequence number when OK
+};
+
+class DeliveryStream;
+struct DestinationConfig;
+struct BufferedRecord;
+
+class StreamService final : public RecordSink {
+ public:
+  // `catalog` may be null: format conversion is then refused at create.
+  static Result<std::unique_ptr<StreamService>> Open(MetaStore* meta, storage::ObjectStore* store,
+                                                     catalog::CatalogStore* catalog,
+                                                     StreamServiceOptions options);
+  ~StreamService() override;  // flushes nothing: the WAL keeps what was not delivered
+
+  // --- control plane (Firehose API shapes, nlohmann::json in and out) ---
+  Result<std::string> Create(const std::string& name, const std::string& type,
+                             const nlohmann::json& extended_s3, const nlohmann::json& tags);
+  Result<nlohmann::json> Describe(const std::string& name);  // DeliveryStreamDescription
+  Result<std::vector<std::string>> List();
+  Status Delete(const std::string& name);
+  Status UpdateDestination(const std::string& name, const std::string& version_id,
+                           const std::string& destination_id, const nlohmann::json& update);
+  Status Tag(const std::string& name, const nlohmann::json& tags);
+  Status Untag(const std::string& name, const std::vector<std::string>& keys);
+  Result<nlohmann::json> Tags(const std::string& name);  // [{Key, Value}] sorted by key
+  std::string Arn(const std::string& name) const;
+  bool Exists(const std::string& name);
+
+  // --- data plane ---
+  // Appends `records` as one WAL batch; `done` gets one PutResult per record once durable.
+  void Put(const std::string& name, std::vector<std::string> records,
+           std::function<void(std::vector<PutResult>)> done);
+  void Append(const std::string& stream, std::string data,
+              std::function<void(const Status&)> done) override;
+
+  // --- flushing ---
+  // Flushes every partition whose buffer is due (size or interval reached).
+  Status FlushDue();
+  // Flushes everything buffered (shutdown, tests).
+  Status FlushAll();
+
+ private:
+  StreamService(MetaStore* meta, storage::ObjectStore* store, catalog::CatalogStore* catalog,
+                StreamServiceOptions options);
+  Status InitFlush();
+  Status LoadStreams();
+  Result<std::shared_ptr<DeliveryStream>> OpenStream(const std::string& name,
+                                                     const std::string& destination_json);
+  std::shared_ptr<DeliveryStream> Find(const std::string& name);
+  Status ValidateForLake(const nlohmann::json& extended_s3, const std::string& name);
+  Status FlushStream(DeliveryStream& s, bool all);
+  Status WriteJob(DeliveryStream& s, const DestinationConfig& config, const std::string& key,
+                  const std::vector<BufferedRecord>& records);
+  Status RegisterPartition(const DestinationConfig& config, const nlohmann::json& table,
+                           const std::string& partition);
+  void UpdateFreshness(DeliveryStream& s);
+  void FlusherLoop();
+  void Wake();
+
+  MetaStore* meta_;
+  storage::ObjectStore* store_;
+  catalog::CatalogStore* catalog_;
+  StreamServiceOptions options_;
+
+  std::mutex create_mu_;  // serialises Create / UpdateDestination
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<DeliveryStream>> streams_;  // guarded by mu_
+
+  std::mutex flusher_mu_;
+  std::condition_variable flusher_cv_;
+  bool stop_ = false;   // guarded by flusher_mu_
+  bool wake_ = false;   // guarded by flusher_mu_
+  std::thread flusher_;
+
+  struct Flush;  // flush.cc
+  std::shared_ptr<Flush> flush_;  // shared_ptr: Flush is complete only in flush.cc
+  friend class DeliveryStream;
+};
+
+}  // namespace tarn::streams

@@ -1,0 +1,305 @@
+#include "streams/service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <set>
+
+#include "catalog/store.h"
+#include "sql/duckdb/engine.h"
+#include "storage/local_store.h"
+#include "streams/prefix.h"
+
+namespace tarn::streams {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class StreamServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/tarn-streams-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    fs::create_directories(dir_ + "/meta");
+    fs::create_directories(dir_ + "/objects");
+    meta_ = std::move(MetaStore::Open(dir_ + "/meta/tarn.db")).value();
+    store_ = std::move(storage::LocalObjectStore::Open(dir_ + "/objects", meta_.get(), "us-east-1",
+                                                       {"landing"}))
+                 .value();
+    catalog_ = std::make_unique<catalog::CatalogStore>(meta_.get(), &clock_, "123456789012");
+    ASSERT_TRUE(catalog_->Migrate().ok());
+    OpenService();
+  }
+  void TearDown() override {
+    svc_.reset();
+    catalog_.reset();
+    store_.reset();
+    meta_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void OpenService() {
+    svc_.reset();
+    StreamServiceOptions o;
+    o.wal_root = dir_ + "/wal";
+    o.account_id = "123456789012";
+    o.clock = &clock_;
+    o.background_flush = false;
+    auto s = StreamService::Open(meta_.get(), store_.get(), catalog_.get(), o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    svc_ = std::move(s).value();
+  }
+
+  std::vector<PutResult> Put(const std::string& stream, std::vector<std::string> recs) {
+    std::promise<std::vector<PutResult>> p;
+    auto f = p.get_future();
+    svc_->Put(stream, std::move(recs), [&](std::vector<PutResult> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  // Every object in the landing bucket: key → bytes.
+  std::map<std::string, std::string> Objects() {
+    std::map<std::string, std::string> out;
+    storage::ListOptions lo;
+    auto l = store_->ListObjects("landing", lo);
+    EXPECT_TRUE(l.ok());
+    for (const auto& o : l->objects) {
+      auto r = store_->GetObject("landing", o.key, {});
+      EXPECT_TRUE(r.ok());
+      std::string body;
+      char buf[65536];
+      for (;;) {
+        auto n = (*r)->Read(buf, sizeof(buf));
+        if (!n.ok() || *n == 0) break;
+        body.append(buf, *n);
+      }
+      out[o.key] = body;
+    }
+    return out;
+  }
+
+  json Raw(int interval = 60, int size_mb = 5) {
+    return {{"BucketARN", "arn:aws:s3:::landing"},
+            {"RoleARN", "arn:aws:iam::123456789012:role/firehose"},
+            {"BufferingHints", {{"IntervalInSeconds", interval}, {"SizeInMBs", size_mb}}},
+            {"ProcessingConfiguration",
+             {{"Enabled", true},
+              {"Processors", json::array({{{"Type", "AppendDelimiterToRecord"}}})}}}};
+  }
+
+  std::string dir_;
+  ManualClock clock_{1764072000LL * 1000000};  // 2025-11-25T12:00:00Z
+  std::unique_ptr<MetaStore> meta_;
+  std::unique_ptr<storage::LocalObjectStore> store_;
+  std::unique_ptr<catalog::CatalogStore> catalog_;
+  std::unique_ptr<StreamService> svc_;
+};
+
+TEST_F(StreamServiceTest, RawRecordsWaitForTheIntervalThenLandUnderTheHivePrefix) {
+  ASSERT_TRUE(svc_->Create("s1", "DirectPut", Raw(60), json()).ok());
+  auto r = Put("s1", {"{\"a\":1}", "{\"a\":2}", "{\"a\":3}"});
+  for (const auto& x : r) ASSERT_TRUE(x.status.ok()) << x.status.ToString();
+  EXPECT_EQ(r[0].seq + 2, r[2].seq);
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  EXPECT_TRUE(Objects().empty()) << "flushed before the buffering interval";
+  clock_.Advance(61LL * 1000000);
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  auto objs = Objects();
+  ASSERT_EQ(objs.size(), 1u);
+  const auto& [key, body] = *objs.begin();
+  EXPECT_EQ(key.rfind("iot/s1/year=2025/month=11/day=25/hour=12/s1-2025-11-25-12-00-00-", 0), 0u) << key;
+  EXPECT_EQ(body, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+}
+
+TEST_F(StreamServiceTest, RefusesWhatItCannotHonour) {
+  json j = Raw();
+  j["CompressionFormat"] = "Snappy";
+  EXPECT_EQ(svc_->Create("bad", "DirectPut", j, json()).status().code(),
+            ErrorCode::kFirehoseInvalidArgument);
+  j = Raw();
+  j["Prefix"] = "x/!{partitionKeyFromLambda:id}/";
+  j["ErrorOutputPrefix"] = "err/";
+  auto st = svc_->Create("bad", "DirectPut", j, json()).status();
+  EXPECT_EQ(st.code(), ErrorCode::kFirehoseInvalidArgument);
+  EXPECT_NE(st.message().find("Lambda"), std::string::npos);
+  j = Raw();
+  j["BucketARN"] = "arn:aws:s3:::no-such-bucket";
+  EXPECT_EQ(svc_->Create("bad", "DirectPut", j, json()).status().code(),
+            ErrorCode::kFirehoseInvalidArgument);
+  EXPECT_EQ(svc_->Create("bad", "KinesisStreamAsSource", Raw(), json()).status().code(),
+            ErrorCode::kFirehoseInvalidArgument);
+  ASSERT_TRUE(svc_->Create("ok", "DirectPut", Raw(), json()).ok());
+  EXPECT_EQ(svc_->Create("ok", "DirectPut", Raw(), json()).status().code(),
+            ErrorCode::kFirehoseResourceInUse);
+}
+
+TEST_F(StreamServiceTest, UnflushedRecordsSurviveARestartExactlyOnce) {
+  ASSERT_TRUE(svc_->Create("s1", "DirectPut", Raw(900), json()).ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Put("s1", {"r" + std::to_string(i)})[0].status.ok());
+  // Half delivered, then more records, then a restart without a flush.
+  clock_.Advance(901LL * 1000000);
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  for (int i = 50; i < 80; ++i) ASSERT_TRUE(Put("s1", {"r" + std::to_string(i)})[0].status.ok());
+  OpenService();
+  ASSERT_TRUE(svc_->FlushAll().ok());
+  std::multiset<std::string> seen;
+  for (const auto& [k, body] : Objects()) {
+    size_t start = 0;
+    while (start < body.size()) {
+      size_t nl = body.find('\n', start);
+      seen.insert(body.substr(start, nl - start));
+      start = nl + 1;
+    }
+  }
+  ASSERT_EQ(seen.size(), 80u);
+  for (int i = 0; i < 80; ++i) EXPECT_EQ(seen.count("r" + std::to_string(i)), 1u) << i;
+  // The sequence continues; the delivered WAL segments are not replayed again.
+  OpenService();
+  ASSERT_TRUE(svc_->FlushAll().ok());
+  EXPECT_EQ(Objects().size(), 2u);
+}
+
+TEST_F(StreamServiceTest, DynamicPartitioningByJqKeysAndErrorsForRecordsWithoutThem) {
+  json j = Raw(0);
+  j["DynamicPartitioningConfiguration"] = {{"Enabled", true}};
+  j["Prefix"] = "iot/by-device/device=!{partitionKeyFromQuery:device}/site=!{partitionKeyFromQuery:site}/";
+  j["ErrorOutputPrefix"] = "errors/by-device/!{firehose:error-output-type}/";
+  j["ProcessingConfiguration"]["Processors"].push_back(
+      {{"Type", "MetadataExtraction"},
+       {"Parameters", json::array({{{"ParameterName", "MetadataExtractionQuery"},
+                                    {"ParameterValue", "{device: .device, site: .meta.site}"}},
+                                   {{"ParameterName", "JsonParsingEngine"},
+                                    {"ParameterValue", "JQ-1.6"}}})}});
+  auto c = svc_->Create("dp", "DirectPut", j, json());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto r = Put("dp", {R"({"device":"a","meta":{"site":"x"},"v":1})",
+                      R"({"device":"b","meta":{"site":"x"},"v":2})",
+                      R"({"device":"a","meta":{"site":"x"},"v":3})", R"({"v":4})", "not json"});
+  for (const auto& x : r) ASSERT_TRUE(x.status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());  // interval 0: due at once
+  auto objs = Objects();
+  ASSERT_EQ(objs.size(), 3u);
+  int a = 0, b = 0, err = 0;
+  for (const auto& [k, body] : objs) {
+    if (k.rfind("iot/by-device/device=a/site=x/dp-", 0) == 0) {
+      ++a;
+      EXPECT_EQ(body, "{\"device\":\"a\",\"meta\":{\"site\":\"x\"},\"v\":1}\n{\"device\":\"a\",\"meta\":{\"site\":\"x\"},\"v\":3}\n");
+    } else if (k.rfind("iot/by-device/device=b/site=x/dp-", 0) == 0) {
+      ++b;
+    } else if (k.rfind("errors/by-device/processing-failed/dp-", 0) == 0) {
+      ++err;
+      EXPECT_NE(body.find("\"rawData\":\"eyJ2Ijo0fQ==\""), std::string::npos) << body;
+      EXPECT_NE(body.find("errorCode"), std::string::npos);
+      EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 2);
+    } else {
+      ADD_FAILURE() << "unexpected object " << k;
+    }
+  }
+  EXPECT_EQ(a + b + err, 3);
+}
+
+TEST_F(StreamServiceTest, ParquetConversionWithCatalogSchemaCoercionAndErrorPrefix) {
+  ASSERT_TRUE(catalog_->CreateDatabase({{"Name", "iot"}}).ok());
+  json table = {{"Name", "readings"},
+                {"StorageDescriptor",
+                 {{"Columns", json::array({{{"Name", "device"}, {"Type", "string"}},
+                                           {{"Name", "temp"}, {"Type", "double"}},
+                                           {{"Name", "count"}, {"Type", "int"}},
+                                           {{"Name", "ok"}, {"Type", "boolean"}},
+                                           {{"Name", "ts"}, {"Type", "timestamp"}}})},
+                  {"Location", "s3://landing/iot/conv/"}}},
+                {"PartitionKeys", json::array({{{"Name", "year"}, {"Type", "string"}},
+                                               {{"Name", "month"}, {"Type", "string"}},
+                                               {{"Name", "day"}, {"Type", "string"}},
+                                               {{"Name", "hour"}, {"Type", "string"}}})}};
+  ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
+  json j = Raw(0);
+  j.erase("ProcessingConfiguration");
+  j["DataFormatConversionConfiguration"] = {
+      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "readings"}}},
+      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
+      {"OutputFormatConfiguration",
+       {{"Serializer", {{"ParquetSerDe", {{"Compression", "ZSTD"}}}}}}}};
+  auto c = svc_->Create("conv", "DirectPut", j, json());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto r = Put("conv", {R"({"Device":"d1","TEMP":"21.5","count":3,"ok":true,"ts":"2025-11-25T12:00:01Z","extra":1})",
+                        R"({"device":"d2","temp":19,"count":"4","ok":"false","ts":1764072002000})",
+                        R"({"device":"d3","temp":"warm"})", R"({"device":"d4","count":1e20})",
+                        R"({"device":"d5"})"});
+  for (const auto& x : r) ASSERT_TRUE(x.status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  auto objs = Objects();
+  ASSERT_EQ(objs.size(), 2u);
+  std::string parquet_key, error_body;
+  for (const auto& [k, body] : objs) {
+    if (k.size() > 8 && k.substr(k.size() - 8) == ".parquet") parquet_key = k;
+    if (k.rfind("errors/conv/format-conversion-failed/year=2025/", 0) == 0) error_body = body;
+  }
+  ASSERT_FALSE(parquet_key.empty());
+  EXPECT_EQ(parquet_key.rfind("iot/conv/year=2025/month=11/day=25/hour=12/conv-", 0), 0u);
+  EXPECT_EQ(std::count(error_body.begin(), error_body.end(), '\n'), 2) << error_body;
+  EXPECT_NE(error_body.find("temp"), std::string::npos);
+  auto path = store_->LocalPath("landing", parquet_key);
+  ASSERT_TRUE(path.ok());
+  auto db = std::move(sql::Database::Open("")).value();
+  auto conn = std::move(db->Connect()).value();
+  auto q = conn->Query("SELECT device, temp, count, ok, epoch_ms(ts) FROM read_parquet(" +
+                       sql::QuoteLiteral(*path) + ") ORDER BY device");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  auto rows = std::move(q->ToRows()).value();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(*rows[0][0], "d1");
+  EXPECT_EQ(*rows[0][1], "21.5");
+  EXPECT_EQ(*rows[0][2], "3");
+  EXPECT_EQ(*rows[0][3], "true");
+  EXPECT_EQ(*rows[0][4], "1764072001000");
+  EXPECT_EQ(*rows[1][2], "4");
+  EXPECT_EQ(*rows[1][3], "false");
+  EXPECT_EQ(*rows[1][4], "1764072002000");
+  EXPECT_EQ(*rows[2][0], "d5");
+  EXPECT_FALSE(rows[2][1].has_value());
+  // The new Hive partition is in the catalog.
+  auto has = catalog_->HasPartition("iot", "readings", {"2025", "11", "25", "12"});
+  ASSERT_TRUE(has.ok());
+  EXPECT_TRUE(*has);
+}
+
+TEST_F(StreamServiceTest, SizeHintFlushesBeforeTheInterval) {
+  ASSERT_TRUE(svc_->Create("big", "DirectPut", Raw(900, 1), json()).ok());
+  ASSERT_TRUE(Put("big", {std::string(600 * 1024, 'x')})[0].status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  EXPECT_TRUE(Objects().empty());
+  ASSERT_TRUE(Put("big", {std::string(600 * 1024, 'y')})[0].status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  EXPECT_EQ(Objects().size(), 1u);
+}
+
+TEST_F(StreamServiceTest, OversizedRecordFailsAloneInABatch) {
+  ASSERT_TRUE(svc_->Create("s", "DirectPut", Raw(), json()).ok());
+  auto r = Put("s", {"a", std::string(1000 * 1024 + 1, 'x'), "c"});
+  EXPECT_TRUE(r[0].status.ok());
+  EXPECT_EQ(r[1].status.code(), ErrorCode::kFirehoseInvalidArgument);
+  EXPECT_TRUE(r[2].status.ok());
+  EXPECT_EQ(Put("nope", {"a"})[0].status.code(), ErrorCode::kFirehoseResourceNotFound);
+}
+
+TEST(PrefixTest, TimestampsRandomStringAndValidation) {
+  auto t = PrefixTemplate::Parse("a/!{timestamp:yyyy/MM/dd/HH}/!{firehose:random-string}/", false, false);
+  ASSERT_TRUE(t.ok());
+  auto p = t->Evaluate(1764072000LL * 1000000, {});
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p, "a/2025/11/25/12/!{firehose:random-string}/");
+  std::string f1 = FillRandomString(*p, 7), f2 = FillRandomString(*p, 7), f3 = FillRandomString(*p, 8);
+  EXPECT_EQ(f1, f2);
+  EXPECT_NE(f1, f3);
+  EXPECT_EQ(f1.size(), std::string("a/2025/11/25/12//").size() + 11);
+  EXPECT_FALSE(PrefixTemplate::Parse("!{timestamp:yyyy}/!{partitionKeyFromQuery:x}/", false, false).ok());
+  EXPECT_FALSE(PrefixTemplate::Parse("!{firehose:error-output-type}/", false, false).ok());
+  EXPECT_TRUE(PrefixTemplate::Parse("!{firehose:error-output-type}/", false, true).ok());
+  EXPECT_FALSE(PrefixTemplate::Parse("!{timestamp:QQQ}", false, false).ok());
+}
+
+}  // namespace
+}  // namespace tarn::streams
