@@ -86,9 +86,12 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
   c.source_file = path;
   if (!root || root.IsNull()) return c;
   if (!root.IsMap()) return YamlError(path, root, "the top level must be a mapping");
+  // Copy each pair: yaml-cpp's iterators hand out proxies whose members must not be bound
+  // to references past the full expression.
   for (auto it = root.begin(); it != root.end(); ++it) {
-    std::string key = it->first.as<std::string>();
-    const YAML::Node& v = it->second;
+    const YAML::Node key_node = it->first;
+    const YAML::Node v = it->second;
+    std::string key = key_node.as<std::string>();
     if (key == "data_dir") {
       RETURN_IF_ERROR(Read(path, v, key, &c.data_dir));
     } else if (key == "account_id") {
@@ -150,7 +153,7 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         c.services[name] = on;
       }
     } else {
-      return YamlError(path, it->first, "unknown field '" + key + "'");
+      return YamlError(path, key_node, "unknown field '" + key + "'");
     }
   }
   return c;
