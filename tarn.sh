@@ -11,6 +11,9 @@ ASAN_BUILD="${TARN_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 JOBS="${TARN_JOBS:-$(nproc)}"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/tarn-ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# Paths relative to the checkout, so clones and worktrees share cache hits.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 
 install_deps() { "$ROOT/scripts/install.sh"; }
 
