@@ -36,7 +36,7 @@ aws glue create-table --database-name bench --table-input \
   "{\"Name\":\"readings\",\"StorageDescriptor\":{\"Columns\":$cols,\"Location\":\"s3://landing/iot/bench/\"}}"
 aws firehose create-delivery-stream --delivery-stream-name bench --extended-s3-destination-configuration '{
   "RoleARN":"arn:aws:iam::123456789012:role/x","BucketARN":"arn:aws:s3:::landing",
-  "BufferingHints":{"SizeInMBs":64,"IntervalInSeconds":1},
+  "BufferingHints":{"SizeInMBs":64,"IntervalInSeconds":0},
   "DataFormatConversionConfiguration":{"SchemaConfiguration":{"DatabaseName":"bench","TableName":"readings"},
     "InputFormatConfiguration":{"Deserializer":{"OpenXJsonSerDe":{}}},
     "OutputFormatConfiguration":{"Serializer":{"ParquetSerDe":{"Compression":"SNAPPY"}}}}}'
@@ -45,8 +45,8 @@ delivered() {
   curl -s "http://$api/metrics" | awk '/^tarn_firehose_delivered_records_total\{stream="bench"\}/ {print $2}'
 }
 
-echo "== Tarn: $N records, PutRecordBatch x500, 4 client processes, WAL fsync, Parquet (snappy)"
-load="$($PY "$ROOT/bench/streams/load.py" "$api" bench "$N" 4)"
+echo "== Tarn: $N records, PutRecordBatch x500, 8 client processes, WAL fsync, Parquet (snappy)"
+load="$($PY "$ROOT/bench/streams/load.py" "$api" bench "$N" 8)"
 start="$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["start"])' "$load")"
 sent="$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$load")"
 while [[ "$(delivered)" != "$sent" ]]; do sleep 0.02; done

@@ -3,6 +3,7 @@
 #include <future>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "core/strings.h"
 #include "security/authz.h"
@@ -31,21 +32,66 @@ Result<std::string> StreamName(const json& in) {
   return in["DeliveryStreamName"].get<std::string>();
 }
 
-// Decodes a Record's base64 Data.
-Result<std::string> RecordData(const json& rec) {
-  if (!rec.is_object() || !rec.contains("Data") || !rec["Data"].is_string()) {
-    return Invalid("each Record needs Data (base64)");
-  }
-  auto d = Base64Decode(rec["Data"].get<std::string>());
-  if (!d) return Error(ErrorCode::kSerializationError, "Record Data is not valid base64");
-  return *d;
-}
-
 std::string RecordId(uint64_t seq) {
   // Opaque to clients; Tarn's carries the WAL sequence number (56 characters like AWS's).
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%056llu", static_cast<unsigned long long>(seq));
   return buf;
+}
+
+// PutRecord / PutRecordBatch are the hot path: parsed with simdjson (no DOM of nlohmann values
+// per record), answered with a hand-built body.
+struct PutRequest {
+  std::string stream;
+  std::vector<std::string> records;
+};
+
+Result<PutRequest> ParsePut(const std::string& body, bool batch) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(body).get(doc) || !doc.is_object()) {
+    return Error(ErrorCode::kSerializationError, "The request body is not a JSON object");
+  }
+  PutRequest out;
+  std::string_view name;
+  if (doc["DeliveryStreamName"].get(name) || name.empty()) {
+    return Invalid("DeliveryStreamName is required");
+  }
+  out.stream = std::string(name);
+  auto decode = [&](simdjson::dom::element rec) -> Status {
+    std::string_view data;
+    if (!rec.is_object() || rec["Data"].get(data)) return Invalid("each Record needs Data (base64)");
+    auto d = Base64Decode(data);
+    if (!d) return Error(ErrorCode::kSerializationError, "Record Data is not valid base64");
+    out.records.push_back(std::move(*d));
+    return Status::OK();
+  };
+  if (!batch) {
+    simdjson::dom::element rec;
+    if (doc["Record"].get(rec)) return Invalid("Record is required");
+    RETURN_IF_ERROR(decode(rec));
+    if (out.records[0].size() > 1000 * 1024) {
+      return Invalid("Record size " + std::to_string(out.records[0].size()) +
+                     " exceeds the 1000 KiB limit");
+    }
+    return out;
+  }
+  simdjson::dom::array recs;
+  if (doc["Records"].get(recs) || recs.size() == 0) return Invalid("Records must be a non-empty list");
+  if (recs.size() > kMaxBatchRecords) {
+    return Invalid("PutRecordBatch takes at most 500 records; got " + std::to_string(recs.size()));
+  }
+  out.records.reserve(recs.size());
+  size_t total = 0;
+  for (simdjson::dom::element r : recs) {
+    RETURN_IF_ERROR(decode(r));
+    total += out.records.back().size();
+  }
+  if (total > kMaxBatchBytes) {
+    return Invalid("PutRecordBatch takes at most 4 MiB of record data; got " +
+                   std::to_string(total) + " bytes");
+  }
+  return out;
 }
 
 }  // namespace
@@ -56,13 +102,24 @@ FirehoseApi::FirehoseApi(StreamService* service, const security::Authorizer* aut
 Status FirehoseApi::Handle(net::ApiCall& call, net::HttpRequest& request,
                            net::HttpResponse& response) {
   ASSIGN_OR_RETURN(std::string body, request.body->ReadAll(kMaxBodyBytes));
-  json in = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  if (in.is_discarded() || !in.is_object()) {
-    return Error(ErrorCode::kSerializationError, "The request body is not a JSON object");
-  }
   const std::string& a = call.action;
+  bool put = a == "PutRecord" || a == "PutRecordBatch";
+  json in;
+  PutRequest put_request;
   std::string name;
-  if (a != "ListDeliveryStreams") {
+  if (put) {
+    ASSIGN_OR_RETURN(put_request, ParsePut(body, a == "PutRecordBatch"));
+    name = put_request.stream;
+  } else {
+    in = body.empty() ? json::object() : json::parse(body, nullptr, false);
+    if (in.is_discarded() || !in.is_object()) {
+      return Error(ErrorCode::kSerializationError, "The request body is not a JSON object");
+    }
+  }
+  if (put) {
+    call.resource = service_->Arn(name);
+    call.audit_params["deliveryStreamName"] = name;
+  } else if (a != "ListDeliveryStreams") {
     ASSIGN_OR_RETURN(name, StreamName(in));
     call.resource = service_->Arn(name);
     call.audit_params["deliveryStreamName"] = name;
@@ -84,34 +141,8 @@ Status FirehoseApi::Handle(net::ApiCall& call, net::HttpRequest& request,
   }
 
   json out = json::object();
-  if (a == "PutRecord" || a == "PutRecordBatch") {
-    std::vector<std::string> records;
-    if (a == "PutRecord") {
-      if (!in.contains("Record")) return Invalid("Record is required");
-      ASSIGN_OR_RETURN(std::string d, RecordData(in["Record"]));
-      if (d.size() > 1000 * 1024) {
-        return Invalid("Record size " + std::to_string(d.size()) + " exceeds the 1000 KiB limit");
-      }
-      records.push_back(std::move(d));
-    } else {
-      if (!in.contains("Records") || !in["Records"].is_array() || in["Records"].empty()) {
-        return Invalid("Records must be a non-empty list");
-      }
-      if (in["Records"].size() > kMaxBatchRecords) {
-        return Invalid("PutRecordBatch takes at most 500 records; got " +
-                       std::to_string(in["Records"].size()));
-      }
-      size_t total = 0;
-      for (const json& r : in["Records"]) {
-        ASSIGN_OR_RETURN(std::string d, RecordData(r));
-        total += d.size();
-        records.push_back(std::move(d));
-      }
-      if (total > kMaxBatchBytes) {
-        return Invalid("PutRecordBatch takes at most 4 MiB of record data; got " +
-                       std::to_string(total) + " bytes");
-      }
-    }
+  if (put) {
+    std::vector<std::string> records = std::move(put_request.records);
     if (!service_->Exists(name)) {
       return Error(ErrorCode::kFirehoseResourceNotFound,
                    "Firehose " + name + " under account not found.");
@@ -122,21 +153,26 @@ Status FirehoseApi::Handle(net::ApiCall& call, net::HttpRequest& request,
     std::vector<PutResult> results = f.get();
     if (a == "PutRecord") {
       if (!results[0].status.ok()) return results[0].status;
-      out = {{"RecordId", RecordId(results[0].seq)}, {"Encrypted", false}};
-    } else {
-      json responses = json::array();
-      int failed = 0;
-      for (const auto& r : results) {
-        if (r.status.ok()) {
-          responses.push_back({{"RecordId", RecordId(r.seq)}});
-        } else {
-          ++failed;
-          responses.push_back({{"ErrorCode", std::string(r.status.info().aws_code)},
-                               {"ErrorMessage", r.status.message()}});
-        }
-      }
-      out = {{"FailedPutCount", failed}, {"Encrypted", false}, {"RequestResponses", responses}};
+      net::WriteJson(response, "{\"RecordId\":\"" + RecordId(results[0].seq) + "\",\"Encrypted\":false}");
+      return Status::OK();
     }
+    std::string resp = "{\"RequestResponses\":[";
+    resp.reserve(results.size() * 72 + 64);
+    int failed = 0;
+    for (size_t i = 0; i < results.size(); ++i) {
+      const PutResult& r = results[i];
+      if (i) resp += ',';
+      if (r.status.ok()) {
+        resp += "{\"RecordId\":\"" + RecordId(r.seq) + "\"}";
+      } else {
+        ++failed;
+        resp += "{\"ErrorCode\":\"" + std::string(r.status.info().aws_code) +
+                "\",\"ErrorMessage\":\"" + JsonEscape(r.status.message()) + "\"}";
+      }
+    }
+    resp += "],\"FailedPutCount\":" + std::to_string(failed) + ",\"Encrypted\":false}";
+    net::WriteJson(response, std::move(resp));
+    return Status::OK();
   } else if (a == "CreateDeliveryStream") {
     json ext;
     if (in.contains("ExtendedS3DestinationConfiguration")) {

@@ -74,8 +74,19 @@ std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_c
     }
   }
   if (st.ok()) {
+    // Without query keys the partition only changes with the arrival second: reuse it.
+    int64_t sec = r.arrival_micros / 1000000;
+    if (!jq && sec == cached_second && cached_config == config.get()) return cached_partition;
     auto p = config->prefix.Evaluate(r.arrival_micros, keys);
-    if (p.ok()) return "D:" + *p;
+    if (p.ok()) {
+      if (!jq) {
+        cached_second = sec;
+        cached_config = config.get();
+        cached_partition = "D:" + *p;
+        return cached_partition;
+      }
+      return "D:" + *p;
+    }
     st = p.status();
   }
   *error_code = "DynamicPartitioning.MetadataExtractionFailed";

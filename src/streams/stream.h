@@ -53,6 +53,10 @@ class DeliveryStream {
   std::map<std::string, PartitionMark> marks;       // guarded by mu
   uint64_t max_seen = 0;                            // guarded by mu: last routed seq
   bool deleted = false;                             // guarded by mu
+  // PartitionOf's cache for prefixes without query keys; guarded by mu.
+  int64_t cached_second = -1;
+  const DestinationConfig* cached_config = nullptr;
+  std::string cached_partition;
 
   std::unique_ptr<Wal> wal;
   std::mutex flush_mu;  // one flush of this stream at a time
