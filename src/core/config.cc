@@ -135,6 +135,22 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         if (!dst) return YamlError(path, h->first, "unknown field 'http." + name + "'");
         RETURN_IF_ERROR(Read(path, h->second, "http." + name, dst));
       }
+    } else if (key == "mqtt_broker") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'mqtt_broker' must be a mapping");
+      for (auto h = v.begin(); h != v.end(); ++h) {
+        std::string name = h->first.as<std::string>();
+        std::string k = "mqtt_broker." + name;
+        auto& m = c.mqtt_broker;
+        if (name == "allow_anonymous") RETURN_IF_ERROR(Read(path, h->second, k, &m.allow_anonymous));
+        else if (name == "max_packet_size") RETURN_IF_ERROR(Read(path, h->second, k, &m.max_packet_size));
+        else if (name == "max_queued_messages") RETURN_IF_ERROR(Read(path, h->second, k, &m.max_queued_messages));
+        else if (name == "max_session_expiry") RETURN_IF_ERROR(Read(path, h->second, k, &m.max_session_expiry));
+        else if (name == "cert_file") RETURN_IF_ERROR(Read(path, h->second, k, &m.cert_file));
+        else if (name == "key_file") RETURN_IF_ERROR(Read(path, h->second, k, &m.key_file));
+        else if (name == "client_ca_file") RETURN_IF_ERROR(Read(path, h->second, k, &m.client_ca_file));
+        else if (name == "require_client_cert") RETURN_IF_ERROR(Read(path, h->second, k, &m.require_client_cert));
+        else return YamlError(path, h->first, "unknown field '" + k + "'");
+      }
     } else if (key == "log") {
       if (!v.IsMap()) return YamlError(path, v, "field 'log' must be a mapping");
       for (auto h = v.begin(); h != v.end(); ++h) {
@@ -180,6 +196,9 @@ Status ApplyEnvironment(Config* c) {
     }
   }
   if (auto v = env("TARN_LOG_LEVEL")) c->log_level = v;
+  if (auto v = env("TARN_MQTT_ALLOW_ANONYMOUS")) {
+    c->mqtt_broker.allow_anonymous = std::string(v) == "1" || std::string(v) == "true";
+  }
   if (auto v = env("TARN_LOG_JSON")) c->log_json = std::string(v) == "1" || std::string(v) == "true";
   return Status::OK();
 }
@@ -195,6 +214,10 @@ Status ValidateConfig(const Config& c) {
     if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
       return Error(ErrorCode::kInvalidArgument, "region '" + c.region + "' is not a region name");
   }
+  if (c.mqtt_broker.cert_file.empty() != c.mqtt_broker.key_file.empty())
+    return Error(ErrorCode::kInvalidArgument, "mqtt_broker.cert_file and mqtt_broker.key_file go together");
+  if (c.mqtt_broker.max_packet_size < 64)
+    return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())
     return Error(ErrorCode::kInvalidArgument, "tls.cert_file and tls.key_file go together");
   return Status::OK();

@@ -33,6 +33,21 @@ struct HttpLimits {
   uint32_t max_connections = 1024;
 };
 
+// The MQTT broker (gateway/mqtt). YAML section `mqtt_broker:`.
+struct MqttConfig {
+  bool allow_anonymous = false;        // accept CONNECT without credentials or certificate
+  uint32_t max_packet_size = 1 << 20;  // bytes; larger packets end the connection (0x95)
+  uint32_t max_queued_messages = 1000; // per session; when full, new messages are dropped
+  uint32_t max_session_expiry = 0xFFFFFFFF;  // seconds a client may ask for
+  // MQTTS: certificate and key (default: tls.cert_file/key_file, else a self-signed one
+  // generated at <data>/keys/mqtt-server.crt), CA for client certificates (default:
+  // tls.client_ca_file) and whether a client certificate is required (mutual TLS).
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;
+  bool require_client_cert = false;
+};
+
 struct Config {
   std::string data_dir = "tarn-data";
   std::string account_id;  // 12 digits; generated at init when empty
@@ -47,6 +62,7 @@ struct Config {
 
   TlsConfig tls;
   HttpLimits http;
+  MqttConfig mqtt_broker;
 
   std::string log_level = "info";
   bool log_json = false;
@@ -64,7 +80,7 @@ struct Config {
 Result<Config> LoadConfigFile(const std::string& path, Config base = Config());
 // Applies TARN_* environment variables: TARN_DATA_DIR, TARN_ACCOUNT_ID, TARN_REGION,
 // TARN_API_LISTEN, TARN_SQL_LISTEN, TARN_MQTT_LISTEN, TARN_MQTTS_LISTEN, TARN_MQTT_WS_LISTEN,
-// TARN_CONSOLE_LISTEN, TARN_LOG_LEVEL, TARN_LOG_JSON.
+// TARN_CONSOLE_LISTEN, TARN_LOG_LEVEL, TARN_LOG_JSON, TARN_MQTT_ALLOW_ANONYMOUS.
 Status ApplyEnvironment(Config* config);
 // Checks values that no single field can (account id shape, region).
 Status ValidateConfig(const Config& config);

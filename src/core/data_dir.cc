@@ -25,7 +25,7 @@ DataDir::~DataDir() {
 
 Status DataDir::Create() {
   std::error_code ec;
-  for (const std::string& d : {root_, objects(), meta(), wal(), warehouse(), keys(), run()}) {
+  for (const std::string& d : {root_, objects(), meta(), wal(), warehouse(), keys(), run(), mqtt()}) {
     fs::create_directories(d, ec);
     if (ec) return Error(ErrorCode::kIoError, "creating " + d + ": " + ec.message());
   }

@@ -3,6 +3,7 @@
 //   <data>/objects/   local object store      <data>/meta/tarn.db  SQLite metadata
 //   <data>/wal/       delivery-stream WALs    <data>/warehouse/    DuckDB warehouse
 //   <data>/keys/      master key, CA          <data>/run/          lock, endpoints.json
+//   <data>/mqtt/      MQTT session log
 #pragma once
 
 #include <string>
@@ -32,6 +33,8 @@ class DataDir {
   std::string warehouse() const { return root_ + "/warehouse"; }
   std::string keys() const { return root_ + "/keys"; }
   std::string run() const { return root_ + "/run"; }
+  // MQTT broker session log (persistent sessions, queued messages, retained messages).
+  std::string mqtt() const { return root_ + "/mqtt"; }
   std::string endpoints_file() const { return root_ + "/run/endpoints.json"; }
 
  private:

@@ -12,8 +12,11 @@
 #include "core/log.h"
 #include "core/meta_store.h"
 #include "core/strings.h"
+#include "gateway/mqtt/auth.h"
+#include "gateway/mqtt/broker.h"
 #include "net/aws_api.h"
 #include "net/http_server.h"
+#include "net/stream_server.h"
 #include "security/iam/iam_store.h"
 #include "security/keyring.h"
 #include "storage/local_store.h"
@@ -98,6 +101,9 @@ struct Lake::Impl {
   std::unique_ptr<streams::StreamService> streams;
   std::unique_ptr<streams::FirehoseApi> firehose;
   std::unique_ptr<net::HttpServer> api_server;
+  std::unique_ptr<gateway::mqtt::Authenticator> mqtt_authn;
+  std::unique_ptr<gateway::mqtt::Broker> mqtt;
+  std::unique_ptr<net::StreamServer> stream_server;  // MQTT, MQTTS, MQTT over WebSocket
   std::string endpoints_json;
 };
 
@@ -146,7 +152,65 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
                                                           m.catalog.get(), so));
   m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), nullptr);
   m.router->RegisterJsonService("Firehose_20150804", "firehose", m.firehose.get());
+
+  if (m.config.ServiceEnabled("mqtt")) {
+    const MqttConfig& mc = m.config.mqtt_broker;
+    m.mqtt_authn = std::make_unique<gateway::mqtt::IamAuthenticator>(m.iam.get(), mc.allow_anonymous);
+    gateway::mqtt::BrokerOptions bo;
+    bo.allow_anonymous = mc.allow_anonymous;
+    bo.max_packet_size = mc.max_packet_size;
+    bo.max_queued_messages = mc.max_queued_messages;
+    bo.max_session_expiry = mc.max_session_expiry;
+    bo.data_dir = m.dir->mqtt();
+    // Device policies (next issue) plug in here as the AuthorizationHook.
+    ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.mqtt_authn.get(), nullptr));
+  }
   return lake;
+}
+
+Status Lake::StartMqttListeners(std::vector<std::pair<std::string, std::string>>* endpoints) {
+  Impl& m = *impl_;
+  m.stream_server = net::StreamServer::Create(2);
+  gateway::mqtt::Broker* broker = m.mqtt.get();
+  auto factory = [broker](std::shared_ptr<net::StreamConnection> c) { return broker->Accept(std::move(c)); };
+  const MqttConfig& mc = m.config.mqtt_broker;
+  if (m.config.mqtt.enabled) {
+    net::StreamListenerOptions o;
+    o.name = "mqtt";
+    o.listen = m.config.mqtt;
+    ASSIGN_OR_RETURN(std::string addr, m.stream_server->Listen(o, factory));
+    endpoints->emplace_back("mqtt", addr);
+  }
+  if (m.config.mqtts.enabled) {
+    net::StreamListenerOptions o;
+    o.name = "mqtts";
+    o.listen = m.config.mqtts;
+    o.transport = net::StreamTransport::kTls;
+    o.tls.cert_file = !mc.cert_file.empty() ? mc.cert_file : m.config.tls.cert_file;
+    o.tls.key_file = !mc.cert_file.empty() ? mc.key_file : m.config.tls.key_file;
+    o.tls.client_ca_file = !mc.client_ca_file.empty() ? mc.client_ca_file : m.config.tls.client_ca_file;
+    o.require_client_cert = mc.require_client_cert;
+    if (o.tls.cert_file.empty()) {
+      // No certificate configured: MQTTS still works out of the box with a self-signed one
+      // (docs/mqtt.md says how to trust it or replace it).
+      o.tls.cert_file = m.dir->keys() + "/mqtt-server.crt";
+      o.tls.key_file = m.dir->keys() + "/mqtt-server.key";
+      RETURN_IF_ERROR(net::EnsureSelfSignedCertificate(o.tls.cert_file, o.tls.key_file, "localhost",
+                                                       {"localhost"}, {"127.0.0.1", "::1"}));
+    }
+    ASSIGN_OR_RETURN(std::string addr, m.stream_server->Listen(o, factory));
+    endpoints->emplace_back("mqtts", addr);
+  }
+  if (m.config.mqtt_ws.enabled) {
+    net::StreamListenerOptions o;
+    o.name = "mqtt_ws";
+    o.listen = m.config.mqtt_ws;
+    o.transport = net::StreamTransport::kWebSocket;
+    o.max_queued_bytes = std::max<size_t>(o.max_queued_bytes, mc.max_packet_size + 1024);
+    ASSIGN_OR_RETURN(std::string addr, m.stream_server->Listen(o, factory));
+    endpoints->emplace_back("mqtt_ws", addr);
+  }
+  return Status::OK();
 }
 
 Status Lake::Start() {
@@ -160,6 +224,9 @@ Status Lake::Start() {
     opts.tls = m.config.tls;
     ASSIGN_OR_RETURN(m.api_server, net::HttpServer::Start(opts, m.router.get()));
     endpoints.emplace_back("api", m.api_server->address());
+  }
+  if (m.mqtt && (m.config.mqtt.enabled || m.config.mqtts.enabled || m.config.mqtt_ws.enabled)) {
+    RETURN_IF_ERROR(StartMqttListeners(&endpoints));
   }
   std::string json = "{";
   for (size_t i = 0; i < endpoints.size(); ++i) {
@@ -175,6 +242,12 @@ Status Lake::Start() {
 
 void Lake::Stop() {
   Impl& m = *impl_;
+  // MQTT first: clients get DISCONNECT "server shutting down", the session log is synced.
+  if (m.mqtt) m.mqtt->Stop();
+  if (m.stream_server) {
+    m.stream_server->Stop();
+    m.stream_server.reset();
+  }
   if (m.api_server) {
     m.api_server->Stop();
     m.api_server.reset();

@@ -8,6 +8,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/config.h"
 #include "core/status.h"
@@ -44,6 +46,7 @@ class Lake {
 
  private:
   Lake();
+  Status StartMqttListeners(std::vector<std::pair<std::string, std::string>>* endpoints);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,73 @@
+// Authentication and authorisation hooks of the MQTT broker. The broker calls them; what
+// they check against (IAM users, device certificates, device policies) is decided by whoever
+// constructs the broker (src/lake/lake.cc).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace tarn::security {
+class IamStore;
+}
+
+namespace tarn::gateway::mqtt {
+
+// The client a hook is asked about.
+struct ClientInfo {
+  std::string client_id;
+  std::string username;   // as sent in CONNECT; empty if none
+  std::string identity;   // authenticated principal ("root", "cert:<CN>"); empty = anonymous
+  std::string listener;   // "mqtt", "mqtts", "mqtt_ws"
+  std::string remote_ip;
+  bool has_client_cert = false;
+  std::string cert_subject_cn;
+  std::string cert_fingerprint_sha256;
+  int protocol_version = 4;  // 4 = MQTT 3.1.1, 5 = MQTT 5.0
+};
+
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  // Returns the identity of the client, "" for an anonymous client that is allowed, or an
+  // error: kInvalidPassword (bad user name or password), kAccessDenied (not authorised).
+  // May block (password hashing, metadata lookup); it runs on a network thread.
+  virtual Result<std::string> Authenticate(const ClientInfo& client,
+                                           const std::optional<std::string>& username,
+                                           const std::optional<std::string>& password) = 0;
+};
+
+enum class AuthzAction { kConnect, kPublish, kSubscribe, kReceive };
+const char* AuthzActionName(AuthzAction a);
+
+// Called for connect (topic empty), publish (topic name), subscribe (topic filter, without a
+// "$share/<group>/" prefix) and receive (topic name, before a message is delivered to a
+// client). Must be fast and must not call back into the broker.
+class AuthorizationHook {
+ public:
+  virtual ~AuthorizationHook() = default;
+  virtual bool Allow(AuthzAction action, const ClientInfo& client, std::string_view topic) = 0;
+};
+
+// Username/password against Tarn's IAM users (the user's password, checked against its SCRAM
+// verifier) and client certificates on mutual TLS (identity "cert:<subject CN>").
+// Anonymous clients (no credentials, no certificate) are accepted only if allow_anonymous.
+class IamAuthenticator final : public Authenticator {
+ public:
+  IamAuthenticator(security::IamStore* iam, bool allow_anonymous);
+  ~IamAuthenticator() override;
+  Result<std::string> Authenticate(const ClientInfo& client,
+                                   const std::optional<std::string>& username,
+                                   const std::optional<std::string>& password) override;
+
+ private:
+  struct Cache;
+  security::IamStore* iam_;
+  bool allow_anonymous_;
+  std::unique_ptr<Cache> cache_;
+};
+
+}  // namespace tarn::gateway::mqtt

@@ -1,0 +1,269 @@
+#include "gateway/mqtt/broker.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+namespace tarn::gateway::mqtt {
+namespace {
+
+class AllowAll : public Authenticator {
+ public:
+  Result<std::string> Authenticate(const ClientInfo&, const std::optional<std::string>& user,
+                                   const std::optional<std::string>& pw) override {
+    if (user && (!pw || *pw != "secret")) return Error(ErrorCode::kInvalidPassword, "bad");
+    return user.value_or("");
+  }
+};
+
+class FakeConn : public net::StreamConnection {
+ public:
+  bool Send(std::string b) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (closed) return false;
+    out += b;
+    return true;
+  }
+  size_t queued_bytes() const override { return 0; }
+  void Close(bool) override {
+    std::lock_guard<std::mutex> l(mu);
+    closed = true;
+  }
+  const net::StreamPeer& peer() const override { return peer_; }
+
+  // Pops complete packets sent to the client.
+  std::vector<std::pair<uint8_t, std::string>> Packets() {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<std::pair<uint8_t, std::string>> r;
+    for (;;) {
+      Frame f;
+      if (DecodeFrame(out, &f) != FrameStatus::kOk || out.size() < f.header_size + f.remaining) break;
+      r.emplace_back(f.header, out.substr(f.header_size, f.remaining));
+      out.erase(0, f.header_size + f.remaining);
+    }
+    return r;
+  }
+
+  std::mutex mu;
+  std::string out;
+  bool closed = false;
+  net::StreamPeer peer_;
+};
+
+struct Client {
+  std::shared_ptr<FakeConn> conn = std::make_shared<FakeConn>();
+  std::unique_ptr<net::StreamHandler> h;
+  int version;
+  Client(Broker* b, int v) : version(v) { h = b->Accept(conn); }
+  void Send(const std::string& bytes) { h->OnData(bytes); }
+  void Close() {
+    if (h) {
+      h->OnClose();
+      h.reset();
+    }
+  }
+};
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BrokerOptions o;
+    o.max_packet_size = 4096;
+    o.max_queued_messages = 3;
+    auto b = Broker::Open(o, &authn_, nullptr);
+    ASSERT_TRUE(b.ok());
+    broker_ = std::move(*b);
+  }
+  void TearDown() override {
+    for (auto& c : clients_) c->Close();
+    broker_->Stop();
+  }
+  Client* Connect(const std::string& id, int v, bool clean = true, uint32_t expiry = 0) {
+    clients_.push_back(std::make_unique<Client>(broker_.get(), v));
+    Client* c = clients_.back().get();
+    mqtt::Connect cp;
+    cp.protocol_level = uint8_t(v);
+    cp.client_id = id;
+    cp.clean_start = clean;
+    if (v == 5 && expiry) cp.props.session_expiry = expiry;
+    c->Send(EncodeConnect(cp));
+    auto p = c->conn->Packets();
+    EXPECT_EQ(p.size(), 1u);
+    if (!p.empty()) {
+      EXPECT_EQ(p[0].first >> 4, kConnack);
+    }
+    return c;
+  }
+  void Sub(Client* c, const std::string& filter, uint8_t qos, bool no_local = false) {
+    Subscribe s;
+    s.packet_id = 1;
+    SubscribeTopic t;
+    t.filter = filter;
+    t.qos = qos;
+    t.no_local = no_local;
+    s.topics.push_back(t);
+    c->Send(EncodeSubscribe(s, c->version));
+  }
+  void Pub(Client* c, const std::string& topic, const std::string& payload, uint8_t qos,
+           bool retain = false, uint16_t id = 1) {
+    Publish p;
+    p.topic = topic;
+    p.payload = payload;
+    p.qos = qos;
+    p.retain = retain;
+    p.packet_id = qos ? id : 0;
+    c->Send(EncodePublish(p, c->version));
+  }
+  std::vector<Publish> Received(Client* c) {
+    std::vector<Publish> r;
+    for (auto& [h, body] : c->conn->Packets()) {
+      if ((h >> 4) != kPublish) continue;
+      Publish p;
+      EXPECT_EQ(ParsePublish(body, h & 15, c->version, &p), 0);
+      r.push_back(p);
+    }
+    return r;
+  }
+
+  AllowAll authn_;
+  std::unique_ptr<Broker> broker_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+TEST_F(BrokerTest, WildcardsAndDollarTopics) {
+  Client* sub = Connect("sub", 4);
+  Sub(sub, "#", 0);
+  Sub(sub, "s/+/t", 0);
+  sub->conn->Packets();
+  Client* pub = Connect("pub", 4);
+  Pub(pub, "s/1/t", "a", 0);
+  Pub(pub, "$SYS/x", "b", 0);  // §4.7.2: not matched by '#'
+  auto got = Received(sub);
+  ASSERT_EQ(got.size(), 1u);  // overlapping subscriptions deliver once
+  EXPECT_EQ(got[0].payload, "a");
+}
+
+TEST_F(BrokerTest, RetainedSetReplaceDelete) {
+  Client* pub = Connect("pub", 5);
+  Pub(pub, "cfg/a", "1", 1, true);
+  Pub(pub, "cfg/a", "2", 1, true, 2);
+  EXPECT_EQ(broker_->retained_messages(), 1u);
+  Client* sub = Connect("sub", 5);
+  Sub(sub, "cfg/#", 1);
+  auto got = Received(sub);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "2");
+  EXPECT_TRUE(got[0].retain);
+  Pub(pub, "cfg/a", "", 0, true);
+  EXPECT_EQ(broker_->retained_messages(), 0u);
+}
+
+TEST_F(BrokerTest, SecondConnectIsProtocolError) {
+  Client* c = Connect("c", 5);
+  mqtt::Connect cp;
+  cp.protocol_level = 5;
+  cp.client_id = "c";
+  c->Send(EncodeConnect(cp));
+  auto p = c->conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kDisconnect);
+  EXPECT_EQ(uint8_t(p[0].second[0]), rc::kProtocolError);
+  EXPECT_TRUE(c->conn->closed);
+}
+
+TEST_F(BrokerTest, PublishBeforeConnectCloses) {
+  clients_.push_back(std::make_unique<Client>(broker_.get(), 4));
+  Client* c = clients_.back().get();
+  Publish p;
+  p.topic = "a";
+  c->Send(EncodePublish(p, 4));
+  EXPECT_TRUE(c->conn->closed);
+  EXPECT_TRUE(c->conn->Packets().empty());
+}
+
+TEST_F(BrokerTest, OversizePacketV5) {
+  Client* c = Connect("c", 5);
+  Pub(c, "a", std::string(5000, 'x'), 0);
+  auto p = c->conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(uint8_t(p[0].second[0]), rc::kPacketTooLarge);
+}
+
+TEST_F(BrokerTest, PersistentSessionQueuesQos1AndBounds) {
+  Client* s = Connect("dev", 4, false);
+  Sub(s, "q", 1);
+  s->Close();
+  Client* pub = Connect("pub", 4);
+  for (int i = 0; i < 5; ++i) Pub(pub, "q", std::to_string(i), 1, false, uint16_t(i + 1));
+  clients_.push_back(std::make_unique<Client>(broker_.get(), 4));
+  Client* s2 = clients_.back().get();
+  mqtt::Connect cp;
+  cp.client_id = "dev";
+  cp.clean_start = false;
+  s2->Send(EncodeConnect(cp));
+  auto got = Received(s2);
+  ASSERT_EQ(got.size(), 3u);  // max_queued_messages = 3: the newest two were dropped
+  EXPECT_EQ(got[0].payload, "0");
+  EXPECT_EQ(got[2].payload, "2");
+}
+
+TEST_F(BrokerTest, TakeoverDisconnectsOld) {
+  Client* a = Connect("same", 5);
+  Connect("same", 5);
+  auto p = a->conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(uint8_t(p[0].second[0]), rc::kSessionTakenOver);
+}
+
+TEST_F(BrokerTest, NoLocalAndInProcessApi) {
+  std::vector<std::string> seen;
+  auto h = broker_->Subscribe("in/#", [&](const Message& m) { seen.push_back(m.payload); });
+  ASSERT_TRUE(h.ok());
+  Client* c = Connect("c", 5);
+  Sub(c, "in/x", 0, true);
+  c->conn->Packets();
+  Pub(c, "in/x", "mine", 0);
+  EXPECT_TRUE(Received(c).empty());
+  ASSERT_TRUE(broker_->Publish("in/x", "from-process", 0).ok());
+  auto got = Received(c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "from-process");
+  EXPECT_EQ(seen, (std::vector<std::string>{"mine", "from-process"}));
+  EXPECT_FALSE(broker_->Publish("in/+", "x", 0).ok());
+  broker_->Unsubscribe(*h);
+}
+
+TEST_F(BrokerTest, TopicAliasZeroIsInvalid) {
+  Client* c = Connect("c", 5);
+  Publish p;
+  p.topic = "t";
+  p.props.topic_alias = 0;
+  c->Send(EncodePublish(p, 5));
+  auto pk = c->conn->Packets();
+  ASSERT_EQ(pk.size(), 1u);
+  EXPECT_EQ(uint8_t(pk[0].second[0]), rc::kTopicAliasInvalid);
+}
+
+TEST_F(BrokerTest, Qos2Handshake) {
+  Client* sub = Connect("sub", 5);
+  Sub(sub, "x", 2);
+  sub->conn->Packets();
+  Client* pub = Connect("pub", 5);
+  Pub(pub, "x", "once", 2, false, 9);
+  Pub(pub, "x", "once", 2, false, 9);  // duplicate before PUBREL: not routed again
+  auto acks = pub->conn->Packets();
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_EQ(acks[0].first >> 4, kPubrec);
+  Ack rel;
+  rel.packet_id = 9;
+  pub->Send(EncodeAck(kPubrel, rel, 5));
+  acks = pub->conn->Packets();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].first >> 4, kPubcomp);
+  auto got = Received(sub);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].qos, 2);
+}
+
+}  // namespace
+}  // namespace tarn::gateway::mqtt
