@@ -1,0 +1,84 @@
+"""Persistent sessions and retained messages across broker restarts, including kill -9:
+what the broker acknowledged must survive; a damaged log tail must not stop it starting."""
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import mqttutil as mu  # noqa: E402
+from harness import Lake  # noqa: E402
+
+
+def restart(lake, kill):
+    if kill:
+        lake.kill()
+    else:
+        assert lake.stop() == 0
+    lake.start()
+
+
+def _session_survives(kill, version):
+    lake = Lake()
+    lake.start()
+    try:
+        cid = "survivor-%d-%s" % (version, kill)
+        c = mu.start(mu.make_client(lake, cid, version, clean=False), lake, version=version,
+                     clean=False, session_expiry=3600 if version == 5 else None)
+        mu.subscribe(c, "plant/+/temp", 1)
+        mu.stop(c)
+        pub = mu.start(mu.make_client(lake, "pub"), lake)
+        infos = [pub.publish("plant/%d/temp" % i, "t%d" % i, qos=1) for i in range(50)]
+        pub.publish("plant/cfg", "retained-cfg", qos=1, retain=True).wait_for_publish(10)
+        for i in infos:
+            i.wait_for_publish(10)  # PUBACK received = acknowledged
+        pub.loop_stop()
+        restart(lake, kill)
+        c2 = mu.make_client(lake, cid, version, clean=False)
+        mu.start(c2, lake, version=version, clean=False, session_expiry=3600 if version == 5 else None)
+        assert c2.connack[0]["session present"] == 1
+        got = mu.collect(c2, 50, timeout=15)
+        assert sorted(m.payload for m in got) == sorted(("t%d" % i).encode() for i in range(50))
+        late = mu.start(mu.make_client(lake, "late"), lake)
+        mu.subscribe(late, "plant/cfg", 1)
+        m = mu.collect(late, 1)
+        assert m and m[0].payload == b"retained-cfg"
+        mu.stop(c2, late)
+    finally:
+        lake.stop()
+        lake.cleanup()
+
+
+def test_persistent_session_across_graceful_restart_v311():
+    _session_survives(kill=False, version=4)
+
+
+def test_persistent_session_across_kill9_v311():
+    _session_survives(kill=True, version=4)
+
+
+def test_persistent_session_across_kill9_v5():
+    _session_survives(kill=True, version=5)
+
+
+def test_corrupt_log_tail_is_set_aside():
+    lake = Lake()
+    lake.start()
+    try:
+        c = mu.start(mu.make_client(lake, "dmg", 4, clean=False), lake)
+        mu.subscribe(c, "d/#", 1)
+        mu.stop(c)
+        lake.stop()
+        logs = glob.glob(os.path.join(lake.data_dir, "mqtt", "sessions-*.log"))
+        assert len(logs) == 1
+        with open(logs[0], "ab") as f:
+            f.write(b"\x00\x00\x01\x00garbage-torn-write")
+        lake.start()  # must start despite the damage
+        assert "set aside" in lake.read_log()
+        assert glob.glob(os.path.join(lake.data_dir, "mqtt", "*.corrupt-*"))
+        c2 = mu.start(mu.make_client(lake, "dmg", 4, clean=False), lake)
+        assert c2.connack[0]["session present"] == 1  # the good prefix was kept
+        mu.stop(c2)
+    finally:
+        lake.stop()
+        lake.cleanup()
