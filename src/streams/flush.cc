@@ -138,7 +138,10 @@ Status StreamService::FlushStream(DeliveryStream& s, bool all) {
         continue;
       }
       if (p.records.empty()) continue;
-      if (!all && p.bytes < config->size_bytes && now - p.first_mono < interval) continue;
+      if (!all && double(p.bytes) * s.output_ratio < double(config->size_bytes) &&
+          now - p.first_mono < interval) {
+        continue;
+      }
       Job j{key, std::move(p.records)};
       p.records.clear();
       p.bytes = 0;
@@ -164,9 +167,14 @@ Status StreamService::FlushStream(DeliveryStream& s, bool all) {
   }
   Status first_error;
   for (auto& j : jobs) {
-    Status st = WriteJob(s, *config, j.key, j.records);
+    uint64_t out_bytes = 0, in_bytes = 0;
+    for (const auto& b : j.records) in_bytes += b.rec.data.size();
+    Status st = WriteJob(s, *config, j.key, j.records, &out_bytes);
     std::lock_guard<std::mutex> l(s.mu);
     if (st.ok()) {
+      if (j.key.compare(0, 2, "D:") == 0 && in_bytes > 0 && out_bytes > 0) {
+        s.output_ratio = 0.5 * s.output_ratio + 0.5 * (double(out_bytes) / double(in_bytes));
+      }
       PartitionMark& m = s.marks[j.key];
       m.delivered_last = j.records.back().rec.seq;
       m.inflight_first = m.inflight_last = 0;
@@ -197,7 +205,8 @@ Status StreamService::FlushStream(DeliveryStream& s, bool all) {
 }
 
 Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& config,
-                               const std::string& key, const std::vector<BufferedRecord>& recs) {
+                               const std::string& key, const std::vector<BufferedRecord>& recs,
+                               uint64_t* output_bytes) {
   if (!store_) return Error(ErrorCode::kFirehoseServiceUnavailable, "no object store");
   uint64_t first = recs.front().rec.seq, last = recs.back().rec.seq;
   std::string name = ObjectName(s.name, recs.front().rec.arrival_micros, first, last);
@@ -206,6 +215,7 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
     storage::PutOptions po;
     ASSIGN_OR_RETURN(storage::ObjectInfo info, store_->PutObject(config.bucket, object_key, src, po));
     s.delivered_bytes->Inc(info.size);
+    *output_bytes += info.size;
     return Status::OK();
   };
   auto write_errors = [&](const std::vector<FailedRecord>& failed, const std::string& type,
@@ -272,6 +282,7 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
     fs::remove(tmp, ec);
     if (!info.ok()) return info.status();
     s.delivered_bytes->Inc(info->size);
+    *output_bytes += info->size;
     s.delivered_records->Inc(rows);
     RETURN_IF_ERROR(RegisterPartition(config, table, partition));
   }

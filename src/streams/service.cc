@@ -220,6 +220,8 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
   s->name = name;
   s->arn = Arn(name);
   s->config = config;
+  // A first guess of the output size per input byte until deliveries measure it.
+  s->output_ratio = config->convert ? 0.25 : config->compression == RawCompression::kGzip ? 0.3 : 1.0;
   if (!config->jq_query.empty()) {
     ASSIGN_OR_RETURN(std::unique_ptr<JqQuery> q, JqQuery::Compile(config->jq_query));
     s->jq = std::move(q);
@@ -265,7 +267,9 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
           }
           due = raw->config->interval_seconds == 0;
           if (!due) {
-            for (const auto& [k, p] : raw->buffers) due |= p.bytes >= raw->config->size_bytes;
+            for (const auto& [k, p] : raw->buffers) {
+              due |= double(p.bytes) * raw->output_ratio >= double(raw->config->size_bytes);
+            }
           }
         }
         if (due) Wake();

@@ -106,7 +106,7 @@ class StreamService final : public RecordSink {
   Status ValidateForLake(const nlohmann::json& extended_s3, const std::string& name);
   Status FlushStream(DeliveryStream& s, bool all);
   Status WriteJob(DeliveryStream& s, const DestinationConfig& config, const std::string& key,
-                  const std::vector<BufferedRecord>& records);
+                  const std::vector<BufferedRecord>& records, uint64_t* output_bytes);
   Status RegisterPartition(const DestinationConfig& config, const nlohmann::json& table,
                            const std::string& partition);
   void UpdateFreshness(DeliveryStream& s);

@@ -53,6 +53,10 @@ class DeliveryStream {
   std::map<std::string, PartitionMark> marks;       // guarded by mu
   uint64_t max_seen = 0;                            // guarded by mu: last routed seq
   bool deleted = false;                             // guarded by mu
+  // Output bytes per buffered input byte (after Parquet encoding or gzip), a moving average over
+  // the stream's deliveries, so that SizeInMBs is met by the files written rather than by the
+  // records received (the Firehose documentation's reading of the hint). Guarded by mu.
+  double output_ratio = 1.0;
   // PartitionOf's cache for prefixes without query keys; guarded by mu.
   int64_t cached_second = -1;
   const DestinationConfig* cached_config = nullptr;

@@ -168,6 +168,13 @@ def test_put_record_batch_limits_and_raw_delivery(lake):
     lines = wait_for(landed)
     assert sorted(json.loads(x)["n"] for x in lines) == list(range(501))
 
+    # Stream metrics on /metrics.
+    import urllib.request
+    metrics = urllib.request.urlopen(lake.url() + "/metrics").read().decode()
+    assert 'tarn_firehose_incoming_records_total{stream="raw"} 501' in metrics
+    assert 'tarn_firehose_delivered_records_total{stream="raw"} 501' in metrics
+    assert 'tarn_firehose_data_freshness_seconds{stream="raw"}' in metrics
+
 
 def test_parquet_conversion_dynamic_partitioning_and_error_prefix(lake):
     glue = lake.boto3_client("glue")
