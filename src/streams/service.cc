@@ -183,6 +183,8 @@ Result<std::unique_ptr<StreamService>> StreamService::Open(MetaStore* meta,
   }));
   std::unique_ptr<StreamService> s(new StreamService(meta, store, catalog, std::move(options)));
   std::error_code ec;
+  // Parquet files a crash left half-written; their records are still in the WALs.
+  fs::remove_all(s->options_.wal_root + "/.tmp", ec);
   fs::create_directories(s->options_.wal_root + "/.tmp", ec);
   if (ec) return Error(ErrorCode::kIoError, "creating " + s->options_.wal_root + ": " + ec.message());
   RETURN_IF_ERROR(s->InitFlush());
@@ -469,14 +471,34 @@ Status StreamService::UpdateDestination(const std::string& name, const std::stri
   // Records buffered under the old prefix are delivered under it first: partitions are a
   // function of the configuration, and replay must find the same ones.
   RETURN_IF_ERROR(FlushStream(*s, true));
+  // No flush may run while the configuration changes; records that arrived since the flush above
+  // are routed again under the new configuration, as a replay after a crash would route them.
+  std::lock_guard<std::mutex> fl(s->flush_mu);
+  std::lock_guard<std::mutex> l(s->mu);
+  for (const auto& [k, p] : s->buffers) {
+    if (!p.redo.empty()) {
+      return Error(ErrorCode::kFirehoseServiceUnavailable,
+                   "the delivery stream cannot deliver its buffered records right now; retry the "
+                   "update when deliveries succeed again");
+    }
+  }
   ASSIGN_OR_RETURN(Statement up, meta_->Prepare(
       "UPDATE firehose_streams SET version = version + 1, updated = ?2, destination = ?3 "
       "WHERE name = ?1"));
   up.Bind(1, name).Bind(2, NowSeconds(options_.clock)).Bind(3, merged.dump());
   RETURN_IF_ERROR(up.Run());
-  std::lock_guard<std::mutex> l(s->mu);
   s->config = config;
   s->jq = jq;
+  s->output_ratio = config->convert ? 0.25 : config->compression == RawCompression::kGzip ? 0.3 : 1.0;
+  std::vector<BufferedRecord> pending;
+  for (auto& [k, p] : s->buffers) {
+    for (auto& b : p.records) pending.push_back(std::move(b));
+  }
+  s->buffers.clear();
+  std::sort(pending.begin(), pending.end(),
+            [](const BufferedRecord& a, const BufferedRecord& b) { return a.rec.seq < b.rec.seq; });
+  int64_t now = options_.clock->MonotonicNanos();
+  for (auto& b : pending) s->Route(std::move(b.rec), now, false);
   return Status::OK();
 }
 
