@@ -3,12 +3,13 @@
 # Glue table's schema) in the landing bucket, end to end, against DuckDB alone converting the
 # same newline-delimited JSON to Parquet (read_json → COPY … FORMAT parquet) in the same run.
 # Then PutRecordBatch latency at about half the measured throughput.
-#   bench/streams/run.sh [RECORDS]        (default 400000)
+#   bench/streams/run.sh [SECONDS]        (default 5: length of the load phase)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-N="${1:-400000}"
+DURATION="${1:-5}"
 TARN="${TARN_BIN:-$("$ROOT/tarn.sh" build | tail -1)}"
 PY=/usr/bin/python3
+command -v wrk >/dev/null || { echo "needs wrk (scripts/install.sh)"; exit 1; }
 work="$(mktemp -d)"
 cleanup() {
   [[ -n "${tarn_pid:-}" ]] && kill "$tarn_pid" 2>/dev/null && wait "$tarn_pid" 2>/dev/null || true
@@ -45,15 +46,19 @@ delivered() {
   curl -s "http://$api/metrics" | awk '/^tarn_firehose_delivered_records_total\{stream="bench"\}/ {print $2}'
 }
 
-echo "== Tarn: $N records, PutRecordBatch x500, 8 client processes, WAL fsync, Parquet (snappy)"
-load="$($PY "$ROOT/bench/streams/load.py" "$api" bench "$N" 8)"
-start="$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["start"])' "$load")"
-sent="$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$load")"
+echo "== Tarn: PutRecordBatch x500 (pre-signed, wrk -t2 -c32, ${DURATION}s), WAL fsync, Parquet (snappy)"
+$PY "$ROOT/bench/streams/wrk_body.py" "$api" bench "$work/batch.lua"
+start="$($PY -c 'import time; print(time.time())')"
+wrk -t2 -c32 -d"${DURATION}s" --latency -s "$work/batch.lua" "http://$api/" >"$work/wrk.txt"
+incoming() {
+  curl -s "http://$api/metrics" | awk '/^tarn_firehose_incoming_records_total\{stream="bench"\}/ {print $2}'
+}
+sent="$(incoming)"
 while [[ "$(delivered)" != "$sent" ]]; do sleep 0.02; done
 end="$($PY -c 'import time; print(time.time())')"
 tarn_rps="$($PY -c "print(int($sent / ($end - $start)))")"
-echo "   ingest: $load"
-echo "   end to end (first call → last record in Parquet): $tarn_rps records/s"
+echo "   $(grep -E 'Requests/sec' "$work/wrk.txt") (x500 records); latency p50/p99: $(awk '/ 50%/ {a=$2} / 99%/ {b=$2} END {print a" / "b}' "$work/wrk.txt")"
+echo "   end to end (first call → last record in Parquet): $sent records, $tarn_rps records/s"
 
 echo "== DuckDB alone: the same kind of NDJSON → Parquet (snappy), read_json + COPY"
 $PY -c "
@@ -74,6 +79,6 @@ echo "   DuckDB alone: $duck_rps records/s"
 echo "   ratio Tarn/DuckDB-alone: $($PY -c "print(round($tarn_rps / $duck_rps, 2))") (goal >= 0.5; goal >= 300000 records/s)"
 
 echo "== PutRecordBatch latency at ~50% of the measured ingest rate (fsync per group commit)"
-calls_per_s="$($PY -c "import json; l=json.loads('$load'); print(round(l['records']/l['seconds']/500/2/2, 2))")"
+calls_per_s="$($PY -c "print(round($tarn_rps / 500 / 2 / 2, 2))")"
 lat="$($PY "$ROOT/bench/streams/load.py" "$api" bench 100000 2 "$calls_per_s")"
 echo "   $lat  (goal p99 <= 5 ms)"

@@ -16,14 +16,20 @@ namespace tarn::streams {
 
 namespace {
 
-using Value = std::variant<std::monostate, bool, int64_t, double, std::string>;
-struct TimestampValue {
-  int64_t micros;
+// One converted value. Reused row after row, so text that has to be built (minified JSON) keeps
+// its buffer; text straight from the record is a view into simdjson's document.
+struct Cell {
+  enum Kind { kNull, kBool, kInt, kDouble, kText, kMicros, kDays } kind = kNull;
+  bool b = false;
+  int64_t i = 0;
+  double d = 0;
+  std::string_view text;
+  std::string owned;
 };
 
 Status Invalid(const std::string& msg) { return Error(ErrorCode::kFirehoseInvalidArgument, msg); }
 
-std::string Trim(std::string_view s) {
+std::string Trim(std::string_view s) {  // NOLINT: returns an owned, NUL-terminated copy
   size_t a = 0, b = s.size();
   while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
   while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
@@ -151,21 +157,29 @@ IntRange RangeOf(ColumnKind k) {
   }
 }
 
-// Converts one JSON value to the column's type (OpenX JSON SerDe coercions), or explains why not.
-Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
+// Converts one JSON value to the column's type (OpenX JSON SerDe coercions) into `c`; on
+// failure returns false with the reason in `why`.
+bool Coerce(const ColumnSpec& col, simdjson::dom::element v, Cell* c, std::string* why) {
   using simdjson::dom::element_type;
   element_type t = v.type();
-  if (t == element_type::NULL_VALUE) return Value{};
-  auto bad = [&](const std::string& why) -> Status {
-    return Error(ErrorCode::kInvalidArgument,
-                 "column '" + col.name + "' (" + col.sql_type + "): " + why);
+  c->kind = Cell::kNull;
+  if (t == element_type::NULL_VALUE) return true;
+  auto bad = [&](const std::string& msg) {
+    *why = "column '" + col.name + "' (" + col.sql_type + "): " + msg;
+    return false;
   };
-  std::string text;
-  if (t == element_type::STRING) text = std::string(std::string_view(v.get_string().value()));
+  std::string_view sv;
+  if (t == element_type::STRING) sv = v.get_string().value();
   switch (col.kind) {
     case ColumnKind::kString:
-      if (t == element_type::STRING) return Value{std::move(text)};
-      return Value{simdjson::minify(v)};
+      c->kind = Cell::kText;
+      if (t == element_type::STRING) {
+        c->text = sv;
+      } else {
+        c->owned = simdjson::minify(v);
+        c->text = c->owned;
+      }
+      return true;
     case ColumnKind::kTinyInt:
     case ColumnKind::kSmallInt:
     case ColumnKind::kInt:
@@ -180,30 +194,45 @@ Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
         if (std::floor(d) != d || std::fabs(d) > 9.2e18) return bad("value is not an integer");
         i = int64_t(d);
       } else if (t == element_type::STRING) {
-        if (!ParseInt(Trim(text), &i)) return bad("'" + text + "' is not an integer");
+        if (!ParseInt(Trim(sv), &i)) return bad("'" + std::string(sv) + "' is not an integer");
       } else {
         return bad("value is not a number");
       }
       IntRange r = RangeOf(col.kind);
       if (i < r.lo || i > r.hi) return bad("value " + std::to_string(i) + " out of range");
-      return Value{i};
+      c->kind = Cell::kInt;
+      c->i = i;
+      return true;
     }
     case ColumnKind::kFloat:
     case ColumnKind::kDouble: {
-      if (t == element_type::INT64) return Value{double(v.get_int64().value())};
-      if (t == element_type::UINT64) return Value{double(v.get_uint64().value())};
-      if (t == element_type::DOUBLE) return Value{v.get_double().value()};
-      double d = 0;
-      if (t == element_type::STRING && ParseDouble(Trim(text), &d)) return Value{d};
-      return bad("value is not a number");
+      c->kind = Cell::kDouble;
+      if (t == element_type::INT64) {
+        c->d = double(v.get_int64().value());
+      } else if (t == element_type::UINT64) {
+        c->d = double(v.get_uint64().value());
+      } else if (t == element_type::DOUBLE) {
+        c->d = v.get_double().value();
+      } else if (!(t == element_type::STRING && ParseDouble(Trim(sv), &c->d))) {
+        c->kind = Cell::kNull;
+        return bad("value is not a number");
+      }
+      return true;
     }
     case ColumnKind::kBoolean: {
-      if (t == element_type::BOOL) return Value{v.get_bool().value()};
-      if (t == element_type::STRING) {
-        std::string l = ToLower(Trim(text));
-        if (l == "true") return Value{true};
-        if (l == "false") return Value{false};
+      c->kind = Cell::kBool;
+      if (t == element_type::BOOL) {
+        c->b = v.get_bool().value();
+        return true;
       }
+      if (t == element_type::STRING) {
+        std::string l = ToLower(Trim(sv));
+        if (l == "true" || l == "false") {
+          c->b = l == "true";
+          return true;
+        }
+      }
+      c->kind = Cell::kNull;
       return bad("value is not a boolean");
     }
     case ColumnKind::kTimestamp:
@@ -219,7 +248,7 @@ Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
         num = v.get_double().value();
         numeric = true;
       } else if (t == element_type::STRING) {
-        std::string tt = Trim(text);
+        std::string tt = Trim(sv);
         if (ParseDouble(tt, &num)) {
           numeric = true;
         } else {
@@ -229,16 +258,21 @@ Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
       }
       if (numeric) micros = int64_t(std::fabs(num) >= 1e11 ? num * 1000 : num * 1000000);
       if (!micros) return bad("value is not a timestamp (ISO 8601 or epoch seconds/milliseconds)");
-      if (col.kind == ColumnKind::kTimestamp) return Value{std::string("ts:") + std::to_string(*micros)};
-      int64_t days = *micros >= 0 ? *micros / 86400000000LL : -((-*micros + 86399999999LL) / 86400000000LL);
-      return Value{std::string("date:") + std::to_string(days)};
+      if (col.kind == ColumnKind::kTimestamp) {
+        c->kind = Cell::kMicros;
+        c->i = *micros;
+      } else {
+        c->kind = Cell::kDays;
+        c->i = *micros >= 0 ? *micros / 86400000000LL : -((-*micros + 86399999999LL) / 86400000000LL);
+      }
+      return true;
     }
     case ColumnKind::kDecimal: {
       std::string num;
       if (t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE) {
         num = simdjson::minify(v);
       } else if (t == element_type::STRING) {
-        num = Trim(text);
+        num = Trim(sv);
       } else {
         return bad("value is not a number");
       }
@@ -247,26 +281,26 @@ Result<Value> Coerce(const ColumnSpec& col, simdjson::dom::element v) {
       if (std::fabs(d) >= std::pow(10.0, col.precision - col.scale)) {
         return bad("value " + num + " does not fit");
       }
-      return Value{d};
+      c->kind = Cell::kDouble;
+      c->d = d;
+      return true;
     }
   }
   return bad("unsupported type");
 }
 
-Status AppendValue(sql::Appender& app, const ColumnSpec& col, const Value& v) {
-  if (std::holds_alternative<std::monostate>(v)) return app.AppendNull();
-  if (auto* b = std::get_if<bool>(&v)) return app.Append(*b);
-  if (auto* i = std::get_if<int64_t>(&v)) return app.Append(*i);
-  if (auto* d = std::get_if<double>(&v)) return app.Append(*d);
-  const std::string& s = std::get<std::string>(v);
-  if (col.kind == ColumnKind::kTimestamp) {
-    return app.AppendTimestampMicros(std::strtoll(s.c_str() + 3, nullptr, 10));
-  }
-  if (col.kind == ColumnKind::kDate) {
+Status AppendCell(sql::Appender& app, const Cell& c) {
+  switch (c.kind) {
+    case Cell::kNull: return app.AppendNull();
+    case Cell::kBool: return app.Append(c.b);
+    case Cell::kInt: return app.Append(c.i);
+    case Cell::kDouble: return app.Append(c.d);
+    case Cell::kText: return app.Append(c.text);
+    case Cell::kMicros: return app.AppendTimestampMicros(c.i);
     // Days → a timestamp at midnight; the DATE column casts it exactly.
-    return app.AppendTimestampMicros(std::strtoll(s.c_str() + 5, nullptr, 10) * 86400000000LL);
+    case Cell::kDays: return app.AppendTimestampMicros(c.i * 86400000000LL);
   }
-  return app.Append(std::string_view(s));
+  return app.AppendNull();
 }
 
 }  // namespace
@@ -359,8 +393,6 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
                                     const std::vector<const WalRecord*>& records,
                                     const std::string& compression, const std::string& path,
                                     std::vector<FailedRecord>* failed) {
-  std::map<std::string, size_t> by_key;
-  for (size_t i = 0; i < columns.size(); ++i) by_key.emplace(columns[i].json_key, i);
   bool ci = true;
   for (const auto& c : columns) {
     if (c.json_key != ToLower(c.json_key)) ci = false;
@@ -380,12 +412,13 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
   } dropper{conn_.get(), table};
 
   simdjson::dom::parser parser;
-  std::vector<Value> row(columns.size());
+  std::vector<Cell> row(columns.size());
+  std::string key, why;
   size_t rows = 0;
   {
     ASSIGN_OR_RETURN(auto app, conn_->CreateAppender("main", table));
     for (const WalRecord* r : records) {
-      for (auto& v : row) v = Value{};
+      for (auto& c : row) c.kind = Cell::kNull;
       simdjson::dom::element doc;
       auto err = parser.parse(r->data.data(), r->data.size()).get(doc);
       if (err) {
@@ -398,26 +431,31 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
         failed->push_back({r, "DataFormatConversion.MalformedData", "the record is not a JSON object"});
         continue;
       }
-      Status st;
+      bool ok = true;
       for (auto field : obj) {
-        std::string key(field.key);
-        if (ci) key = ToLower(key);
-        auto it = by_key.find(key);
-        if (it == by_key.end()) {
-          continue;
+        key.assign(field.key);
+        if (ci) {
+          for (char& ch : key) ch = char(std::tolower(static_cast<unsigned char>(ch)));
         }
-        auto v = Coerce(columns[it->second], field.value);
-        if (!v.ok()) {
-          st = v.status();
+        // A handful of columns: a linear scan beats hashing and allocates nothing.
+        size_t col = columns.size();
+        for (size_t i = 0; i < columns.size(); ++i) {
+          if (columns[i].json_key == key) {
+            col = i;
+            break;
+          }
+        }
+        if (col == columns.size()) continue;  // keys without a column are ignored (OpenX)
+        if (!Coerce(columns[col], field.value, &row[col], &why)) {
+          ok = false;
           break;
         }
-        row[it->second] = std::move(v).value();
       }
-      if (!st.ok()) {
-        failed->push_back({r, "DataFormatConversion.InvalidValue", st.message()});
+      if (!ok) {
+        failed->push_back({r, "DataFormatConversion.InvalidValue", why});
         continue;
       }
-      for (size_t i = 0; i < columns.size(); ++i) RETURN_IF_ERROR(AppendValue(*app, columns[i], row[i]));
+      for (const Cell& c : row) RETURN_IF_ERROR(AppendCell(*app, c));
       RETURN_IF_ERROR(app->EndRow());
       ++rows;
     }
