@@ -19,7 +19,9 @@
 #include "net/stream_server.h"
 #include "security/iam/iam_store.h"
 #include "security/keyring.h"
+#include "security/authz.h"
 #include "storage/local_store.h"
+#include "storage/s3/s3_service.h"
 
 namespace tarn {
 
@@ -53,6 +55,19 @@ Result<bool> EnsureLakeInfo(MetaStore* meta, Config* config) {
   RETURN_IF_ERROR(ins.Run());
   return true;
 }
+
+// TODO(iam helper): replace with the IAM policy Authorizer (security/iam) when SigV4
+// authentication lands. Until then the router has no authenticator, every request is
+// anonymous, and this lets every S3 call through.
+class AllowEverythingUntilIamAuthorizer final : public security::Authorizer {
+ public:
+  security::AuthzDecision Authorize(const security::AuthzRequest&) const override {
+    security::AuthzDecision d;
+    d.allowed = true;
+    d.reason = "no authorizer installed yet (allow all)";
+    return d;
+  }
+};
 
 }  // namespace
 
@@ -94,6 +109,8 @@ struct Lake::Impl {
   std::unique_ptr<security::IamStore> iam;
   // The object store every module writes through (landing, curated, audit zones).
   std::unique_ptr<storage::LocalObjectStore> store;
+  std::unique_ptr<security::Authorizer> s3_authorizer;  // TODO(iam helper): the IAM Authorizer
+  std::unique_ptr<storage::s3::S3Service> s3;
   std::unique_ptr<net::ApiRouter> router;
   std::unique_ptr<catalog::CatalogStore> catalog;
   std::unique_ptr<catalog::GlueApi> glue;
@@ -133,6 +150,12 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   ASSIGN_OR_RETURN(m.store, storage::LocalObjectStore::Open(m.dir->objects(), m.meta.get(),
                                                            m.config.region,
                                                            {"landing", "curated", "audit"}));
+  // S3 REST API (path- and virtual-host style) over the store.
+  m.s3_authorizer = std::make_unique<AllowEverythingUntilIamAuthorizer>();  // TODO(iam helper)
+  storage::s3::S3Options s3_options;
+  s3_options.region = m.config.region;
+  s3_options.account_id = m.config.account_id;
+  m.s3 = std::make_unique<storage::s3::S3Service>(m.store.get(), m.s3_authorizer.get(), s3_options);
   m.router = std::make_unique<net::ApiRouter>(m.config.region);
 
   // Glue Data Catalog (AWSGlue.* JSON 1.1). No Authorizer is installed yet, so the catalog
@@ -165,6 +188,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     // Device policies (next issue) plug in here as the AuthorizationHook.
     ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.mqtt_authn.get(), nullptr));
   }
+  m.router->SetS3Service(m.s3.get());
   return lake;
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -1039,12 +1040,17 @@ Result<UploadInfo> LocalObjectStore::GetUpload(const std::string& bucket, const 
 Result<PartInfo> LocalObjectStore::UploadPart(const std::string& bucket, const std::string& key,
                                               const std::string& upload_id, int part_number,
                                               ByteSource& data,
+                                              const std::vector<ChecksumAlgorithm>& checksums,
                                               const std::function<Status(const PartInfo&)>& verify) {
   if (part_number < 1 || part_number > 10000) {
     return Error(ErrorCode::kInvalidArgument, "Part number must be an integer between 1 and 10000, inclusive");
   }
   ASSIGN_OR_RETURN(UploadInfo upload, GetUpload(bucket, key, upload_id));
-  ASSIGN_OR_RETURN(Staged staged, Stage(data, uint64_t{5} << 30, upload.checksums));
+  std::vector<ChecksumAlgorithm> algorithms = upload.checksums;
+  for (auto a : checksums) {
+    if (std::find(algorithms.begin(), algorithms.end(), a) == algorithms.end()) algorithms.push_back(a);
+  }
+  ASSIGN_OR_RETURN(Staged staged, Stage(data, uint64_t{5} << 30, algorithms));
   PartInfo part;
   part.part_number = part_number;
   part.size = staged.size;

@@ -73,6 +73,7 @@ class LocalObjectStore final : public ObjectStore {
                                            const std::vector<ChecksumAlgorithm>& checksums) override;
   Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
                               const std::string& upload_id, int part_number, ByteSource& data,
+                              const std::vector<ChecksumAlgorithm>& checksums,
                               const std::function<Status(const PartInfo&)>& verify) override;
   Result<ObjectInfo> CompleteMultipartUpload(const std::string& bucket, const std::string& key,
                                              const std::string& upload_id,

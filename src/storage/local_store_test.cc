@@ -271,7 +271,7 @@ TEST_F(LocalStoreTest, Multipart) {
   std::string md5s;
   for (size_t i = 0; i < parts.size(); ++i) {
     StringSource src(parts[i]);
-    auto p = store_->UploadPart("landing", "big", up->upload_id, int(i + 1), src, nullptr);
+    auto p = store_->UploadPart("landing", "big", up->upload_id, int(i + 1), src, {}, nullptr);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     done.push_back({int(i + 1), "\"" + p->etag + "\""});
     md5s += Md5(parts[i]);
@@ -301,7 +301,7 @@ TEST_F(LocalStoreTest, Multipart) {
   std::vector<CompletePart> two;
   for (int i = 1; i <= 2; ++i) {
     StringSource src("tiny");
-    auto p = store_->UploadPart("landing", "small", up2->upload_id, i, src, nullptr);
+    auto p = store_->UploadPart("landing", "small", up2->upload_id, i, src, {}, nullptr);
     two.push_back({i, p->etag});
   }
   EXPECT_EQ(store_->CompleteMultipartUpload("landing", "small", up2->upload_id, two).status().code(),

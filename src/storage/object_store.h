@@ -244,10 +244,12 @@ class ObjectStore {
                                                    const std::string& key,
                                                    const ObjectAttributes& attrs,
                                                    const std::vector<ChecksumAlgorithm>& checksums) = 0;
-  // kNoSuchUpload; part numbers 1..10000. `verify` as in PutOptions.
+  // kNoSuchUpload; part numbers 1..10000. Computes the upload's checksum algorithms plus
+  // `checksums`; `verify` as in PutOptions.
   virtual Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
                                       const std::string& upload_id, int part_number,
                                       ByteSource& data,
+                                      const std::vector<ChecksumAlgorithm>& checksums,
                                       const std::function<Status(const PartInfo&)>& verify) = 0;
   // kInvalidPart (unknown part or ETag mismatch), kInvalidPartOrder, kEntityTooSmall (a part
   // other than the last under 5 MiB).
