@@ -100,6 +100,9 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
     }
     if (overflow) {
       listener_->aborted_slow->Inc();
+      // Reset rather than close: the kernel would otherwise keep trying to deliver the send
+      // buffer to a peer that does not read.
+      reset_on_close_ = true;
       Close(false);
       return false;
     }
@@ -226,6 +229,7 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
   bool finished_ = false;            // strand only
   bool socket_closed_ = false;       // strand only
   bool close_after_flush_ = false;   // strand only
+  std::atomic<bool> reset_on_close_{false};
 
   mutable std::mutex mu_;
   std::deque<std::string> out_;  // guarded by mu_
@@ -307,6 +311,7 @@ class TcpConn final : public ConnBase {
 
   void CloseSocket() override {
     beast::error_code ec;
+    if (reset_on_close_) sock_.set_option(asio::socket_base::linger(true, 0), ec);
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
   }
@@ -393,6 +398,7 @@ class TlsConn final : public ConnBase {
 
   void CloseSocket() override {
     beast::error_code ec;
+    if (reset_on_close_) stream_.next_layer().set_option(asio::socket_base::linger(true, 0), ec);
     stream_.next_layer().shutdown(tcp::socket::shutdown_both, ec);
     stream_.next_layer().close(ec);
   }
@@ -505,6 +511,7 @@ class WsConn final : public ConnBase {
 
   void CloseSocket() override {
     beast::error_code ec;
+    if (reset_on_close_) ws_.next_layer().set_option(asio::socket_base::linger(true, 0), ec);
     ws_.next_layer().shutdown(tcp::socket::shutdown_both, ec);
     ws_.next_layer().close(ec);
   }
