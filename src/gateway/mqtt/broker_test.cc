@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace tarn::gateway::mqtt {
@@ -263,6 +264,77 @@ TEST_F(BrokerTest, Qos2Handshake) {
   auto got = Received(sub);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].qos, 2);
+}
+
+}  // namespace
+}  // namespace tarn::gateway::mqtt
+
+namespace tarn::gateway::mqtt {
+namespace {
+
+// The authorisation hook sees every action with client id, identity and topic, and its "no"
+// gets the protocol's refusal.
+class DenySecrets : public AuthorizationHook {
+ public:
+  bool Allow(AuthzAction a, const ClientInfo& c, std::string_view topic) override {
+    std::lock_guard<std::mutex> l(mu);
+    calls.push_back(std::string(AuthzActionName(a)) + ":" + c.client_id + ":" + c.identity + ":" +
+                    std::string(topic));
+    if (a == AuthzAction::kConnect) return c.client_id != "banned";
+    return topic.rfind("secret", 0) != 0;
+  }
+  std::mutex mu;
+  std::vector<std::string> calls;
+};
+
+TEST(BrokerAuthz, HookDecidesConnectPublishSubscribeReceive) {
+  AllowAll authn;
+  DenySecrets authz;
+  auto b = Broker::Open(BrokerOptions(), &authn, &authz);
+  ASSERT_TRUE(b.ok());
+  Broker* broker = b->get();
+
+  Client banned(broker, 5);
+  mqtt::Connect cp;
+  cp.protocol_level = 5;
+  cp.client_id = "banned";
+  banned.Send(EncodeConnect(cp));
+  auto p = banned.conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(uint8_t(p[0].second[1]), rc::kNotAuthorized);
+  banned.Close();
+
+  Client c(broker, 5);
+  cp.client_id = "dev";
+  cp.username = "alice";
+  cp.password = "secret";
+  c.Send(EncodeConnect(cp));
+  c.conn->Packets();
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"secret/#", 1});
+  s.topics.push_back({"open/#", 1});
+  c.Send(EncodeSubscribe(s, 5));
+  p = c.conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].second.substr(3), std::string("\x87\x01", 2));  // SUBACK: refused, granted 1
+  Publish pub;
+  pub.topic = "secret/x";
+  pub.qos = 1;
+  pub.packet_id = 5;
+  c.Send(EncodePublish(pub, 5));
+  p = c.conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kPuback);
+  EXPECT_EQ(uint8_t(p[0].second[2]), rc::kNotAuthorized);
+  c.Close();
+  broker->Stop();
+  std::lock_guard<std::mutex> l(authz.mu);
+  EXPECT_NE(std::find(authz.calls.begin(), authz.calls.end(), "connect:dev:alice:"), authz.calls.end());
+  EXPECT_NE(std::find(authz.calls.begin(), authz.calls.end(), "subscribe:dev:alice:open/#"),
+            authz.calls.end());
+  EXPECT_NE(std::find(authz.calls.begin(), authz.calls.end(), "publish:dev:alice:secret/x"),
+            authz.calls.end());
 }
 
 }  // namespace
