@@ -11,5 +11,7 @@ int RunServe(const std::vector<std::string>& args);
 int RunInit(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
 int RunSqlLocal(const std::vector<std::string>& args);
+int RunApply(const std::vector<std::string>& args);
+int RunSimulate(const std::vector<std::string>& args);
 
 }  // namespace tarn::cli

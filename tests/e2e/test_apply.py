@@ -1,0 +1,160 @@
+"""`tarn apply` against a running lake through its APIs (docs/cli.md, "tarn apply"):
+create, idempotent re-apply, update, dry-run, validation errors with file:line:field,
+removed entries reported and deleted only with --prune, the state of the example file."""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import REPO, Lake, tarn_binary
+
+CATALOG_AND_STREAM = """
+catalog:
+  databases:
+    - name: plant
+      Description: one
+  tables:
+    - database: plant
+      name: readings
+      StorageDescriptor:
+        Location: s3://landing/iot/readings/
+        Columns:
+          - {Name: device, Type: string}
+          - {Name: value, Type: double}
+      PartitionKeys: [{Name: day, Type: string}]
+streams:
+  - name: readings
+    ExtendedS3DestinationConfiguration:
+      RoleARN: arn:aws:iam::123456789012:role/firehose
+      BucketARN: arn:aws:s3:::landing
+      BufferingHints: {IntervalInSeconds: %(interval)d, SizeInMBs: 1}
+%(extra)s
+"""
+
+EXTRA_STREAM = """  - name: spare
+    ExtendedS3DestinationConfiguration:
+      BucketARN: arn:aws:s3:::landing
+"""
+
+
+def apply(lake, path, *args, env_extra=None):
+    env = lake.aws_env()
+    env.update(env_extra or {})
+    return subprocess.run([tarn_binary(), "apply", "-f", path, "--endpoint", lake.url()] + list(args),
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def write(tmp_path, interval=60, extra=EXTRA_STREAM):
+    p = tmp_path / "lake.yaml"
+    p.write_text(CATALOG_AND_STREAM % {"interval": interval, "extra": extra})
+    return str(p)
+
+
+def test_apply_creates_then_is_idempotent_updates_and_prunes(lake, tmp_path):
+    f = write(tmp_path)
+    r = apply(lake, f)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"created\s+database plant", r.stdout)
+    assert re.search(r"created\s+table plant.readings", r.stdout)
+    assert re.search(r"created\s+stream readings", r.stdout)
+    assert "3 created" not in r.stdout and "4 created" in r.stdout, r.stdout
+
+    # The resources are really there, as the AWS clients see them.
+    glue = lake.boto3_client("glue")
+    t = glue.get_table(DatabaseName="plant", Name="readings")["Table"]
+    assert [c["Name"] for c in t["StorageDescriptor"]["Columns"]] == ["device", "value"]
+    fh = lake.boto3_client("firehose")
+    d = fh.describe_delivery_stream(DeliveryStreamName="readings")["DeliveryStreamDescription"]
+    ext = d["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert ext["BufferingHints"]["IntervalInSeconds"] == 60
+
+    # Second apply: nothing changes, and it says so.
+    r = apply(lake, f)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "apply: no changes, 4 unchanged", r.stdout
+
+    # A changed field is updated with the service's update call.
+    f = write(tmp_path, interval=0)
+    r = apply(lake, f, "--dry-run")
+    assert r.returncode == 0 and re.search(r"would change\s+stream readings", r.stdout), r.stdout
+    d = fh.describe_delivery_stream(DeliveryStreamName="readings")["DeliveryStreamDescription"]
+    assert d["Destinations"][0]["ExtendedS3DestinationDescription"]["BufferingHints"]["IntervalInSeconds"] == 60
+    r = apply(lake, f)
+    assert re.search(r"changed\s+stream readings \(.*IntervalInSeconds\)", r.stdout), r.stdout
+    d = fh.describe_delivery_stream(DeliveryStreamName="readings")["DeliveryStreamDescription"]
+    assert d["Destinations"][0]["ExtendedS3DestinationDescription"]["BufferingHints"]["IntervalInSeconds"] == 0
+
+    # An entry removed from the file is reported and kept ...
+    f = write(tmp_path, interval=0, extra="")
+    r = apply(lake, f)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"removed\s+stream spare: no longer in .*--prune deletes it", r.stdout), r.stdout
+    names = fh.list_delivery_streams()["DeliveryStreamNames"]
+    assert "spare" in names
+    # ... and deleted only with --prune.
+    r = apply(lake, f, "--prune")
+    assert re.search(r"deleted\s+stream spare", r.stdout), r.stdout
+    assert "spare" not in fh.list_delivery_streams()["DeliveryStreamNames"]
+    assert "readings" in fh.list_delivery_streams()["DeliveryStreamNames"]
+    r = apply(lake, f, "--prune")
+    assert r.stdout.strip().splitlines()[-1] == "apply: no changes, 3 unchanged", r.stdout
+
+
+def test_validation_errors_name_file_line_and_field(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("streams:\n  - name: s\n    ExtendedS3DestinationConfiguration: {}\n"
+                 "iot:\n  things:\n    - name: sensor-1\n      polcy: x\n")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y")
+    r = subprocess.run([tarn_binary(), "apply", "-f", str(p), "--endpoint", "http://127.0.0.1:9"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "%s:7:7: iot.things[0].polcy: unknown field" % p in r.stderr, r.stderr
+
+
+def test_missing_credentials_and_unreachable_lake(tmp_path):
+    f = write(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    r = subprocess.run([tarn_binary(), "apply", "-f", f], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "AWS_ACCESS_KEY_ID" in r.stderr
+    env.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y")
+    r = subprocess.run([tarn_binary(), "apply", "-f", f, "--endpoint", "http://127.0.0.1:9"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot reach http://127.0.0.1:9" in r.stdout, r.stdout
+
+
+def test_wrong_secret_is_refused_once_sigv4_is_enforced(lake, tmp_path):
+    f = write(tmp_path)
+    r = apply(lake, f, env_extra={"AWS_SECRET_ACCESS_KEY": "wrong" * 8})
+    # Only meaningful once the lake verifies signatures (IAM module); until then it is accepted.
+    if "SignatureDoesNotMatch" not in r.stdout and r.returncode == 0:
+        pytest.skip("the lake does not verify SigV4 yet (IAM not on main)")
+    assert r.returncode == 1
+    assert "SignatureDoesNotMatch" in r.stdout, r.stdout
+
+
+def test_example_file_applies_what_the_lake_offers(lake, tmp_path):
+    """examples/iot/tarn.yaml: the catalog and stream parts apply now and idempotently; the IoT
+    and S3 parts either apply or fail with the server's clear not-implemented error."""
+    shutil.copy(os.path.join(REPO, "examples", "iot", "tarn.yaml"), tmp_path / "tarn.yaml")
+    f = str(tmp_path / "tarn.yaml")
+    r = apply(lake, f)
+    out = r.stdout
+    assert re.search(r"(created|unchanged)\s+table iot.telemetry", out), out
+    assert re.search(r"created\s+stream telemetry", out), out
+    for line in out.splitlines():
+        if "FAILED" in line:
+            assert "NotImplemented" in line or "not available on this lake" in line, line
+    iot_works = re.search(r"created\s+thing sensor-001", out) is not None
+    if iot_works:
+        cert = tmp_path / "certs" / "sensor-001"
+        assert (cert / "certificate.pem.crt").read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert oct(os.stat(cert / "private.pem.key").st_mode & 0o777) == "0o600"
+        assert len(os.listdir(tmp_path / "certs")) == 50
+    r2 = apply(lake, f)
+    assert re.search(r"unchanged\s+stream telemetry", r2.stdout), r2.stdout
+    assert not re.search(r"^\s+(created|changed)", r2.stdout, re.M), r2.stdout
+    if iot_works and "FAILED" not in r2.stdout:
+        assert r2.stdout.strip().splitlines()[-1].startswith("apply: no changes")
