@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/apply_spec.h"
 #include "cli/commands.h"
 
 namespace tarn::cli {
@@ -133,7 +134,8 @@ int Usage(FILE* out) {
       "Usage: tarn simulate [--endpoint-file DIR/run/endpoints.json] --devices N --rate MSGS_PER_S\n"
       "                     --duration SECONDS --qos 0|1 --seed N [--malformed-ratio R] [--json]\n"
       "                     [--certs DIR] [--ca-file FILE] [--transport mqtts|mqtt]\n"
-      "                     [--topic 'sensors/{device}/telemetry'] [--drain SECONDS]\n\n"
+      "                     [--topic 'sensors/{device}/telemetry'] [--drain SECONDS]\n"
+      "                     [--things 'sensor-{001..050}'] [--username U --password P]\n\n"
       "Each device is a thing whose certificate `tarn apply` wrote to DIR/<thing>/ (default\n"
       "./certs); the first N thing folders in name order are used. Endpoint file default:\n"
       "$TARN_DATA_DIR/run/endpoints.json. CA default: DIR/keys/mqtt-server.crt next to it.\n");
@@ -145,6 +147,9 @@ int Usage(FILE* out) {
 int RunSimulate(const std::vector<std::string>& args) {
   std::string endpoint_file, certs = "certs", ca_file, transport = "mqtts";
   std::string topic_template = "sensors/{device}/telemetry";
+  std::string things_pattern, username, password;
+  if (const char* u = std::getenv("TARN_MQTT_USERNAME")) username = u;
+  if (const char* p = std::getenv("TARN_MQTT_PASSWORD")) password = p;
   int devices = 0, qos = 1;
   double rate = 0, duration = 0, malformed_ratio = 0, drain = 20;
   uint64_t seed = 1;
@@ -169,6 +174,9 @@ int RunSimulate(const std::vector<std::string>& args) {
       else if (a == "--transport") transport = *v;
       else if (a == "--topic") topic_template = *v;
       else if (a == "--drain") drain = std::stod(*v);
+      else if (a == "--things") things_pattern = *v;
+      else if (a == "--username") username = *v;
+      else if (a == "--password") password = *v;
       else {
         std::fprintf(stderr, "tarn simulate: unknown option '%s'\n", a.c_str());
         return Usage(stderr);
@@ -211,15 +219,33 @@ int RunSimulate(const std::vector<std::string>& args) {
     if (fs::exists(guess)) ca_file = guess.string();
   }
 
-  // The things `tarn apply` wrote certificates for, in name order.
+  // The things `tarn apply` wrote certificates for, in name order (or --things).
   std::vector<std::string> names;
   std::error_code ec;
+  if (!things_pattern.empty()) {
+    auto expanded = ExpandNameRange(things_pattern);
+    if (!expanded.ok()) {
+      std::fprintf(stderr, "tarn simulate: --things: %s\n", expanded.status().message().c_str());
+      return 2;
+    }
+    names = *expanded;
+  }
   for (const auto& e : fs::directory_iterator(certs, ec)) {
+    if (!things_pattern.empty()) break;
     if (e.is_directory() && fs::exists(e.path() / "certificate.pem.crt") &&
         fs::exists(e.path() / "private.pem.key"))
       names.push_back(e.path().filename().string());
   }
   std::sort(names.begin(), names.end());
+  if (transport == "mqtts" && username.empty()) {
+    for (const auto& n : names) {
+      if (!fs::exists(fs::path(certs) / n / "certificate.pem.crt")) {
+        std::fprintf(stderr, "tarn simulate: no certificate for %s in %s (tarn apply writes them)\n",
+                     n.c_str(), certs.c_str());
+        return 1;
+      }
+    }
+  }
   if (static_cast<int>(names.size()) < devices) {
     std::fprintf(stderr, "tarn simulate: %d devices asked for, but %s holds certificates for %zu things "
                          "(tarn apply writes them)\n", devices, certs.c_str(), names.size());
@@ -255,12 +281,15 @@ int RunSimulate(const std::vector<std::string>& args) {
     mosquitto_connect_callback_set(d.mosq, OnConnect);
     mosquitto_disconnect_callback_set(d.mosq, OnDisconnect);
     mosquitto_publish_callback_set(d.mosq, OnPublish);
+    if (!username.empty()) mosquitto_username_pw_set(d.mosq, username.c_str(), password.c_str());
     if (transport == "mqtts") {
       std::string dir = certs + "/" + d.name;
+      bool have_cert = fs::exists(dir + "/certificate.pem.crt");
+      std::string crt = dir + "/certificate.pem.crt", key = dir + "/private.pem.key";
       int rc = mosquitto_tls_set(d.mosq, ca_file.empty() ? nullptr : ca_file.c_str(),
                                  ca_file.empty() ? "/etc/ssl/certs" : nullptr,
-                                 (dir + "/certificate.pem.crt").c_str(),
-                                 (dir + "/private.pem.key").c_str(), nullptr);
+                                 have_cert ? crt.c_str() : nullptr, have_cert ? key.c_str() : nullptr,
+                                 nullptr);
       if (rc != MOSQ_ERR_SUCCESS) {
         std::fprintf(stderr, "tarn simulate: %s: TLS setup: %s\n", d.name.c_str(), mosquitto_strerror(rc));
         return 1;
