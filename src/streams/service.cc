@@ -36,6 +36,8 @@ Status ValidateStreamName(const std::string& name) {
       return Invalid("DeliveryStreamName may hold only letters, digits, '_', '.' and '-'");
     }
   }
+  // The name is a directory under <data>/wal/: ".", ".." and ".tmp" must never be one.
+  if (name[0] == '.') return Invalid("DeliveryStreamName must not start with '.'");
   return Status::OK();
 }
 

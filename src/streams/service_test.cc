@@ -133,6 +133,10 @@ TEST_F(StreamServiceTest, RefusesWhatItCannotHonour) {
             ErrorCode::kFirehoseInvalidArgument);
   EXPECT_EQ(svc_->Create("bad", "KinesisStreamAsSource", Raw(), json()).status().code(),
             ErrorCode::kFirehoseInvalidArgument);
+  for (const char* name : {"..", ".tmp", "a/b", ""}) {
+    EXPECT_EQ(svc_->Create(name, "DirectPut", Raw(), json()).status().code(),
+              ErrorCode::kFirehoseInvalidArgument) << name;
+  }
   ASSERT_TRUE(svc_->Create("ok", "DirectPut", Raw(), json()).ok());
   EXPECT_EQ(svc_->Create("ok", "DirectPut", Raw(), json()).status().code(),
             ErrorCode::kFirehoseResourceInUse);
