@@ -128,7 +128,14 @@ void ParseError(AwsResponse& r) {
   if (auto hash = type.rfind('#'); hash != std::string::npos) type = type.substr(hash + 1);
   if (auto colon = type.find(':'); colon != std::string::npos) type = type.substr(0, colon);
   if (type.empty()) {
-    type = r.status == 501 ? "NotImplemented" : r.status == 404 ? "NotFound" : "HTTP" + std::to_string(r.status);
+    // A HEAD answer has no body: name the status the way the AWS CLI does.
+    switch (r.status) {
+      case 400: type = "BadRequest"; break;
+      case 403: type = "Forbidden"; break;
+      case 404: type = "NotFound"; break;
+      case 501: type = "NotImplemented"; break;
+      default: type = "HTTP" + std::to_string(r.status);
+    }
   }
   r.error_code = type;
 }
