@@ -36,6 +36,7 @@ int64_t NowNs() {
 std::string g_host = "127.0.0.1";
 int g_port = 1883;
 std::string g_user, g_pass;
+std::atomic<bool> g_stopping{false};  // connections are being torn down: I/O errors expected
 
 void Die(const char* what) {
   std::perror(what);
@@ -102,7 +103,10 @@ class Conn {
     size_t off = 0;
     while (off < s.size()) {
       ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) Die("send");
+      if (n <= 0) {
+        if (g_stopping) return;
+        Die("send");
+      }
       off += size_t(n);
     }
   }
@@ -299,6 +303,7 @@ void Throughput(const Args& a, bool latency) {
   std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(a.seconds * 1000)));
   uint64_t r1 = st.received.load();
   int64_t t1 = NowNs();
+  g_stopping = true;
   stop = true;
   for (auto& t : pubs) t.join();
   for (auto& s : subs) ::shutdown(s->fd(), SHUT_RDWR);

@@ -42,7 +42,7 @@ struct BrokerOptions {
   // The log is compacted once it grows past this and twice its last snapshot.
   uint64_t compact_min_bytes = 64ull << 20;
   // Sweep interval for keep-alive, will delay and session expiry.
-  uint32_t sweep_interval_ms = 250;
+  uint32_t sweep_interval_ms = 1000;
 };
 
 // A subscriber inside the process. It receives the message as published (publisher's QoS).
