@@ -601,6 +601,12 @@ void Conn::HandleConnect(uint8_t flags, std::string_view body) {
         old->will_.reset();
       }
     }
+    if (s && !s->conn && s->expiry != 0xFFFFFFFF &&
+        NowMs() - s->offline_since_ms >= int64_t(s->expiry) * 1000) {
+      // Expired between two sweeps: it is gone (§3.1.2.11.2), whatever the sweeper says.
+      b_->DestroySessionLocked(s, &a);
+      s = nullptr;
+    }
     if (s && c.clean_start) {
       b_->DestroySessionLocked(s, &a);
       s = nullptr;
