@@ -43,7 +43,9 @@ EXTRA_STREAM = """  - name: spare
 def apply(lake, path, *args, env_extra=None):
     env = lake.aws_env()
     env.update(env_extra or {})
-    return subprocess.run([tarn_binary(), "apply", "-f", path, "--endpoint", lake.url()] + list(args),
+    # TARN_CLI_BIN: run this CLI against a lake built elsewhere (cross-checking branches).
+    cli = os.environ.get("TARN_CLI_BIN") or tarn_binary()
+    return subprocess.run([cli, "apply", "-f", path, "--endpoint", lake.url()] + list(args),
                           env=env, capture_output=True, text=True, timeout=300)
 
 
