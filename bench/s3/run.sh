@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# bench/s3: S3 GET and PUT of 4 KiB and 1 MiB objects on Tarn, against nginx serving the very
+# same files (Tarn keeps objects at their natural path, so nginx's root is <data>/objects), all
+# driven by wrk (2 threads, 16 connections) in the same run with SigV4 presigned URLs.
+# Prints req/s, MB/s, p99 and the ratios, plus `openssl speed` MD5 and SHA-256 for the PUT goal.
+#   bench/s3/run.sh [DURATION_SECONDS]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DURATION="${1:-10}"
+TARN="$("$ROOT/tarn.sh" build | tail -1)"
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/install.sh)"; exit 1; }
+work="$(mktemp -d)"
+cleanup() {
+  [[ -n "${tarn_pid:-}" ]] && kill "$tarn_pid" 2>/dev/null && wait "$tarn_pid" 2>/dev/null || true
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+export TARN_ROOT_ACCESS_KEY_ID=AKIABENCHROOT0000001 TARN_ROOT_SECRET_ACCESS_KEY=benchsecret/000000000000000000000000000
+"$TARN" serve --data-dir "$work/data" --api-listen 127.0.0.1:0 --sql-listen off --mqtt-listen off \
+  --mqtts-listen off --mqtt-ws-listen off --console-listen off >"$work/tarn.log" 2>&1 &
+tarn_pid=$!
+for _ in $(seq 200); do [[ -f "$work/data/run/endpoints.json" ]] && break; sleep 0.05; done
+api="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$work/data/run/endpoints.json")"
+
+# Objects and presigned URLs (botocore signs; PUT URLs carry UNSIGNED-PAYLOAD, so the server
+# computes MD5 for the ETag but no payload SHA-256).
+head -c 4096 /dev/urandom > "$work/4k.bin"
+head -c 1048576 /dev/urandom > "$work/1m.bin"
+/usr/bin/python3 - "$api" "$work" <<'PY'
+import os, sys, boto3
+from botocore.config import Config
+api, work = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url="http://" + api, region_name="us-east-1",
+                  aws_access_key_id=os.environ["TARN_ROOT_ACCESS_KEY_ID"],
+                  aws_secret_access_key=os.environ["TARN_ROOT_SECRET_ACCESS_KEY"],
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+for size in ("4k", "1m"):
+    with open(os.path.join(work, size + ".bin"), "rb") as f:
+        s3.put_object(Bucket="landing", Key="bench/%s.bin" % size, Body=f.read())
+    for op in ("get", "put"):
+        url = s3.generate_presigned_url(op + "_object", ExpiresIn=7200,
+                                        Params={"Bucket": "landing", "Key": "bench/%s%s.bin" % (size, "-put" if op == "put" else "")})
+        with open(os.path.join(work, "%s-%s.url" % (op, size)), "w") as f:
+            f.write(url)
+PY
+
+mkdir -p "$work/nginx"
+nport="$(free_port)"
+cat > "$work/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  open_file_cache max=100;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/data/objects;
+    location / { default_type application/octet-stream; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work/nginx" 2>/dev/null
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nport/landing/bench/4k.bin" >/dev/null && break; sleep 0.05; done
+cmp <(curl -sf "http://127.0.0.1:$nport/landing/bench/1m.bin") <(curl -sf "$(cat "$work/get-1m.url")")
+
+cat > "$work/put.lua" <<'LUA'
+wrk.method = "PUT"
+local f = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.body = f:read("*a")
+f:close()
+LUA
+
+run() {  # run URL [LUA] → "req/s p99"
+  local out
+  if [[ -n "${2:-}" ]]; then out="$(BODY_FILE="$3" wrk -t2 -c16 -d"${DURATION}s" --latency -s "$2" "$1")"
+  else out="$(wrk -t2 -c16 -d"${DURATION}s" --latency "$1")"; fi
+  echo "$out" >> "$work/wrk.txt"
+  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses: $out" >&2; exit 1; fi
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '/ 99%/ {print $2}')"
+}
+mbs() { awk -v r="$1" -v s="$2" 'BEGIN { printf "%.1f", r * s / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+printf '%-22s %10s %10s %10s\n' test req/s MB/s p99
+declare -A R
+for size in 4k 1m; do
+  bytes=$([[ $size == 4k ]] && echo 4096 || echo 1048576)
+  read -r n_rps n_p99 <<<"$(run "http://127.0.0.1:$nport/landing/bench/$size.bin")"
+  read -r t_rps t_p99 <<<"$(run "$(cat "$work/get-$size.url")")"
+  read -r p_rps p_p99 <<<"$(run "$(cat "$work/put-$size.url")" "$work/put.lua" "$work/$size.bin")"
+  printf '%-22s %10s %10s %10s\n' "GET $size nginx" "$n_rps" "$(mbs "$n_rps" "$bytes")" "$n_p99"
+  printf '%-22s %10s %10s %10s\n' "GET $size tarn" "$t_rps" "$(mbs "$t_rps" "$bytes")" "$t_p99"
+  printf '%-22s %10s %10s %10s\n' "PUT $size tarn" "$p_rps" "$(mbs "$p_rps" "$bytes")" "$p_p99"
+  R[get_$size]="$(ratio "$t_rps" "$n_rps")"
+  R[put_$size]="$(mbs "$p_rps" "$bytes")"
+done
+# What MD5 + SHA-256 over the same bytes allow on this machine (16 KiB blocks, one core).
+md5="$(openssl speed -evp md5 -bytes 16384 -seconds 2 2>/dev/null | awk '/^md5/ {print $NF}' | tr -d k)"
+sha="$(openssl speed -evp sha256 -bytes 16384 -seconds 2 2>/dev/null | awk '/^sha256/ {print $NF}' | tr -d k)"
+both="$(awk -v a="$md5" -v b="$sha" 'BEGIN { printf "%.1f", 1 / (1 / (a * 1000) + 1 / (b * 1000)) / 1048576 }')"
+echo "ratio GET 4k tarn/nginx: ${R[get_4k]}   GET 1m tarn/nginx: ${R[get_1m]} (goal >= 0.8)"
+echo "PUT 1m: ${R[put_1m]} MB/s; MD5+SHA-256 on one core allow $both MB/s: $(ratio "${R[put_1m]}" "$both") (goal >= 0.70)"
+echo "(PUTs fsync each object before answering; presigned PUTs carry UNSIGNED-PAYLOAD, so only MD5 is computed by the server)"
