@@ -47,6 +47,25 @@ TEST(ConfigTest, FileThenEnvironment) {
   std::filesystem::remove(path);
 }
 
+TEST(ConfigTest, MqttBrokerSection) {
+  std::string path = WriteTemp(
+      "mqtt_broker:\n  allow_anonymous: true\n  max_queued_messages: 50\n"
+      "  cert_file: a.pem\n  key_file: a.key\n  require_client_cert: true\n");
+  auto c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->mqtt_broker.allow_anonymous);
+  EXPECT_EQ(c->mqtt_broker.max_queued_messages, 50u);
+  EXPECT_EQ(c->mqtt_broker.cert_file, "a.pem");
+  EXPECT_TRUE(c->mqtt_broker.require_client_cert);
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  c->mqtt_broker.key_file.clear();
+  EXPECT_FALSE(ValidateConfig(*c).ok());  // certificate without key
+  path = WriteTemp("mqtt_broker:\n  max_queue: 5\n");
+  auto bad = LoadConfigFile(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("mqtt_broker.max_queue"), std::string::npos);
+}
+
 TEST(ConfigTest, ErrorsNameFileAndLine) {
   std::string path = WriteTemp("region: us-east-1\nlisten:\n  bogus: 1.2.3.4:1\n");
   auto c = LoadConfigFile(path);
