@@ -22,6 +22,8 @@
 #include "security/authz.h"
 #include "storage/local_store.h"
 #include "storage/s3/s3_service.h"
+#include "sql/duckdb/engine.h"
+#include "sql/pgwire/server.h"
 
 namespace tarn {
 
@@ -121,6 +123,8 @@ struct Lake::Impl {
   std::unique_ptr<gateway::mqtt::Authenticator> mqtt_authn;
   std::unique_ptr<gateway::mqtt::Broker> mqtt;
   std::unique_ptr<net::StreamServer> stream_server;  // MQTT, MQTTS, MQTT over WebSocket
+  std::unique_ptr<sql::Database> warehouse;  // <data>/warehouse/tarn.duckdb
+  std::unique_ptr<sql::pgwire::PgServer> sql_server;
   std::string endpoints_json;
 };
 
@@ -252,6 +256,22 @@ Status Lake::Start() {
   if (m.mqtt && (m.config.mqtt.enabled || m.config.mqtts.enabled || m.config.mqtt_ws.enabled)) {
     RETURN_IF_ERROR(StartMqttListeners(&endpoints));
   }
+  if (m.config.sql.enabled && m.config.ServiceEnabled("sql")) {
+    // The warehouse file is named for the database clients connect to ("tarn").
+    ASSIGN_OR_RETURN(m.warehouse, sql::Database::Open(m.dir->warehouse() + "/tarn.duckdb"));
+    sql::pgwire::PgServerOptions opts;
+    opts.listen = m.config.sql;
+    opts.tls = m.config.tls;
+    opts.keys_dir = m.dir->keys();
+    security::IamStore* iam = m.iam.get();
+    ASSIGN_OR_RETURN(m.sql_server, sql::pgwire::PgServer::Start(
+        opts, m.warehouse.get(), [iam](const std::string& user) -> Result<std::optional<std::string>> {
+          ASSIGN_OR_RETURN(std::optional<security::IamUser> u, iam->GetUser(user));
+          if (!u || u->password_verifier.empty()) return std::optional<std::string>();
+          return std::optional<std::string>(u->password_verifier);
+        }));
+    endpoints.emplace_back("sql", m.sql_server->address());
+  }
   std::string json = "{";
   for (size_t i = 0; i < endpoints.size(); ++i) {
     if (i) json += ", ";
@@ -281,6 +301,11 @@ void Lake::Stop() {
     Status st = m.streams->FlushAll();
     if (!st.ok()) TLOG_WARN("lake", "flushing delivery streams at stop: {}", st.ToString());
   }
+  if (m.sql_server) {
+    m.sql_server->Stop();  // interrupts running queries, closes sessions
+    m.sql_server.reset();
+  }
+  m.warehouse.reset();  // checkpoints the DuckDB file
   if (m.dir) {
     std::error_code ec;
     std::filesystem::remove(m.dir->endpoints_file(), ec);

@@ -95,6 +95,67 @@ std::string FormatDouble(double v) {
   return buf;
 }
 
+TypeInfo MakeTypeInfo(duckdb_logical_type lt) {
+  TypeInfo t;
+  t.type = static_cast<ColumnType>(duckdb_get_type_id(lt));
+  if (char* alias = duckdb_logical_type_get_alias(lt)) {
+    t.alias = alias;
+    duckdb_free(alias);
+  }
+  auto child = [&](duckdb_logical_type c) {
+    t.children.push_back(MakeTypeInfo(c));
+    duckdb_destroy_logical_type(&c);
+  };
+  switch (t.type) {
+    case ColumnType::kDecimal:
+      t.width = duckdb_decimal_width(lt);
+      t.scale = duckdb_decimal_scale(lt);
+      t.storage = static_cast<ColumnType>(duckdb_decimal_internal_type(lt));
+      break;
+    case ColumnType::kEnum: {
+      t.storage = static_cast<ColumnType>(duckdb_enum_internal_type(lt));
+      uint32_t n = duckdb_enum_dictionary_size(lt);
+      for (uint32_t i = 0; i < n; ++i) {
+        char* v = duckdb_enum_dictionary_value(lt, i);
+        t.enum_values.emplace_back(v ? v : "");
+        if (v) duckdb_free(v);
+      }
+      break;
+    }
+    case ColumnType::kList: child(duckdb_list_type_child_type(lt)); break;
+    case ColumnType::kArray:
+      child(duckdb_array_type_child_type(lt));
+      t.array_size = duckdb_array_type_array_size(lt);
+      break;
+    case ColumnType::kMap: {
+      // Physically LIST<STRUCT<key, value>>; describe it that way.
+      TypeInfo entry;
+      entry.type = ColumnType::kStruct;
+      duckdb_logical_type k = duckdb_map_type_key_type(lt);
+      duckdb_logical_type v = duckdb_map_type_value_type(lt);
+      entry.children.push_back(MakeTypeInfo(k));
+      entry.children.push_back(MakeTypeInfo(v));
+      entry.child_names = {"key", "value"};
+      duckdb_destroy_logical_type(&k);
+      duckdb_destroy_logical_type(&v);
+      t.children.push_back(std::move(entry));
+      break;
+    }
+    case ColumnType::kStruct: {
+      idx_t n = duckdb_struct_type_child_count(lt);
+      for (idx_t i = 0; i < n; ++i) {
+        char* name = duckdb_struct_type_child_name(lt, i);
+        t.child_names.emplace_back(name ? name : "");
+        if (name) duckdb_free(name);
+        child(duckdb_struct_type_child_type(lt, i));
+      }
+      break;
+    }
+    default: break;
+  }
+  return t;
+}
+
 }  // namespace
 
 const char* ColumnTypeName(ColumnType t) {
@@ -187,7 +248,97 @@ Result<std::unique_ptr<Connection>> Database::Connect() {
 
 // ---- Chunk ----
 
-Chunk::Chunk(void* chunk, const std::vector<ColumnType>* types) : chunk_(chunk), types_(types) {
+void VectorView::Init(void* vector, const TypeInfo* type) {
+  auto v = static_cast<duckdb_vector>(vector);
+  vector_ = vector;
+  type_ = type;
+  data_ = duckdb_vector_get_data(v);
+  validity_ = duckdb_vector_get_validity(v);
+  children_.clear();
+  switch (type->type) {
+    case ColumnType::kList:
+    case ColumnType::kMap:
+      children_.resize(1);
+      children_[0].Init(duckdb_list_vector_get_child(v), &type->children[0]);
+      break;
+    case ColumnType::kArray:
+      children_.resize(1);
+      children_[0].Init(duckdb_array_vector_get_child(v), &type->children[0]);
+      break;
+    case ColumnType::kStruct:
+      children_.resize(type->children.size());
+      for (size_t i = 0; i < children_.size(); ++i) {
+        children_[i].Init(duckdb_struct_vector_get_child(v, i), &type->children[i]);
+      }
+      break;
+    default: break;
+  }
+}
+
+bool VectorView::IsNull(size_t row) const {
+  return validity_ != nullptr && !duckdb_validity_row_is_valid(validity_, row);
+}
+
+std::string_view VectorView::GetString(size_t row) const {
+  const auto* s = &static_cast<const duckdb_string_t*>(data_)[row];
+  uint32_t len = s->value.inlined.length;
+  if (len <= 12) return std::string_view(s->value.inlined.inlined, len);
+  return std::string_view(s->value.pointer.ptr, len);
+}
+
+__int128 VectorView::GetDecimal(size_t row) const {
+  switch (type_->storage) {
+    case ColumnType::kSmallInt: return Get<int16_t>(row);
+    case ColumnType::kInteger: return Get<int32_t>(row);
+    case ColumnType::kBigInt: return Get<int64_t>(row);
+    default: {
+      Int128 h = Get<Int128>(row);
+      return static_cast<__int128>(static_cast<unsigned __int128>(h.upper) << 64 | h.lower);
+    }
+  }
+}
+
+void VectorView::GetTimeTz(size_t row, int64_t* micros, int32_t* offset_seconds) const {
+  duckdb_time_tz v{Get<uint64_t>(row)};
+  duckdb_time_tz_struct s = duckdb_from_time_tz(v);
+  *micros = ((static_cast<int64_t>(s.time.hour) * 60 + s.time.min) * 60 + s.time.sec) * 1000000 +
+            s.time.micros;
+  *offset_seconds = s.offset;
+}
+
+std::string_view VectorView::GetEnum(size_t row) const {
+  uint64_t idx = 0;
+  switch (type_->storage) {
+    case ColumnType::kUTinyInt: idx = Get<uint8_t>(row); break;
+    case ColumnType::kUSmallInt: idx = Get<uint16_t>(row); break;
+    default: idx = Get<uint32_t>(row); break;
+  }
+  return idx < type_->enum_values.size() ? std::string_view(type_->enum_values[idx]) : "";
+}
+
+void VectorView::GetList(size_t row, uint64_t* offset, uint64_t* length) const {
+  if (type_->type == ColumnType::kArray) {
+    *offset = row * type_->array_size;
+    *length = type_->array_size;
+    return;
+  }
+  const auto& e = static_cast<const duckdb_list_entry*>(data_)[row];
+  *offset = e.offset;
+  *length = e.length;
+}
+
+const VectorView& Chunk::column(size_t col) const {
+  if (views_.empty()) views_.resize(types_->size());
+  if (!views_[col]) {
+    views_[col] = std::make_unique<VectorView>();
+    views_[col]->Init(duckdb_data_chunk_get_vector(static_cast<duckdb_data_chunk>(chunk_), col),
+                      &(*info_)[col]);
+  }
+  return *views_[col];
+}
+
+Chunk::Chunk(void* chunk, const std::vector<ColumnType>* types, const std::vector<TypeInfo>* info)
+    : chunk_(chunk), types_(types), info_(info) {
   auto c = static_cast<duckdb_data_chunk>(chunk_);
   size_t n = types_->size();
   data_.resize(n);
@@ -207,7 +358,8 @@ Chunk::~Chunk() {
 }
 
 Chunk::Chunk(Chunk&& o) noexcept
-    : chunk_(o.chunk_), types_(o.types_), data_(std::move(o.data_)), validity_(std::move(o.validity_)) {
+    : chunk_(o.chunk_), types_(o.types_), info_(o.info_), views_(std::move(o.views_)),
+      data_(std::move(o.data_)), validity_(std::move(o.validity_)) {
   o.chunk_ = nullptr;
 }
 
@@ -219,6 +371,8 @@ Chunk& Chunk::operator=(Chunk&& o) noexcept {
     }
     chunk_ = o.chunk_;
     types_ = o.types_;
+    info_ = o.info_;
+    views_ = std::move(o.views_);
     data_ = std::move(o.data_);
     validity_ = std::move(o.validity_);
     o.chunk_ = nullptr;
@@ -296,7 +450,7 @@ Result<std::optional<Chunk>> QueryResult::Next() {
     duckdb_destroy_data_chunk(&c);
     return std::optional<Chunk>();
   }
-  return std::optional<Chunk>(Chunk(c, &types_));
+  return std::optional<Chunk>(Chunk(c, &types_, &info_));
 }
 
 Result<std::vector<std::vector<std::optional<std::string>>>> QueryResult::ToRows() {
@@ -373,7 +527,63 @@ Status PreparedStatement::Bind(size_t i, std::string_view v) {
 Status PreparedStatement::BindBlob(size_t i, std::string_view v) {
   TARN_BIND_CHECK(duckdb_bind_blob(static_cast<duckdb_prepared_statement>(stmt_), i, v.data(), v.size()));
 }
+
+Status PreparedStatement::BindDate(size_t i, int32_t days) {
+  TARN_BIND_CHECK(duckdb_bind_date(static_cast<duckdb_prepared_statement>(stmt_), i, duckdb_date{days}));
+}
+Status PreparedStatement::BindTime(size_t i, int64_t micros) {
+  TARN_BIND_CHECK(duckdb_bind_time(static_cast<duckdb_prepared_statement>(stmt_), i, duckdb_time{micros}));
+}
+Status PreparedStatement::BindTimestamp(size_t i, int64_t micros) {
+  TARN_BIND_CHECK(duckdb_bind_timestamp(static_cast<duckdb_prepared_statement>(stmt_), i, duckdb_timestamp{micros}));
+}
+Status PreparedStatement::BindTimestampTz(size_t i, int64_t micros) {
+  TARN_BIND_CHECK(
+      duckdb_bind_timestamp_tz(static_cast<duckdb_prepared_statement>(stmt_), i, duckdb_timestamp{micros}));
+}
+Status PreparedStatement::BindInterval(size_t i, const Interval& v) {
+  TARN_BIND_CHECK(duckdb_bind_interval(static_cast<duckdb_prepared_statement>(stmt_), i,
+                                       duckdb_interval{v.months, v.days, v.micros}));
+}
+Status PreparedStatement::BindUuid(size_t i, uint64_t upper, uint64_t lower) {
+  duckdb_value v = duckdb_create_uuid(duckdb_uhugeint{lower, upper});
+  duckdb_state st = duckdb_bind_value(static_cast<duckdb_prepared_statement>(stmt_), i, v);
+  duckdb_destroy_value(&v);
+  TARN_BIND_CHECK(st);
+}
 #undef TARN_BIND_CHECK
+
+ColumnType PreparedStatement::param_type(size_t i) const {
+  return static_cast<ColumnType>(duckdb_param_type(static_cast<duckdb_prepared_statement>(stmt_), i));
+}
+
+StatementKind PreparedStatement::statement_kind() const {
+  return static_cast<StatementKind>(
+      duckdb_prepared_statement_type(static_cast<duckdb_prepared_statement>(stmt_)));
+}
+
+std::vector<std::string> PreparedStatement::ColumnNames() const {
+  auto s = static_cast<duckdb_prepared_statement>(stmt_);
+  std::vector<std::string> out;
+  idx_t n = duckdb_prepared_statement_column_count(s);
+  for (idx_t i = 0; i < n; ++i) {
+    const char* name = duckdb_prepared_statement_column_name(s, i);
+    out.emplace_back(name ? name : "?column?");
+  }
+  return out;
+}
+
+std::vector<TypeInfo> PreparedStatement::ColumnInfo() const {
+  auto s = static_cast<duckdb_prepared_statement>(stmt_);
+  std::vector<TypeInfo> out;
+  idx_t n = duckdb_prepared_statement_column_count(s);
+  for (idx_t i = 0; i < n; ++i) {
+    duckdb_logical_type lt = duckdb_prepared_statement_column_logical_type(s, i);
+    out.push_back(MakeTypeInfo(lt));
+    duckdb_destroy_logical_type(&lt);
+  }
+  return out;
+}
 
 Status PreparedStatement::ClearBindings() {
   if (duckdb_clear_bindings(static_cast<duckdb_prepared_statement>(stmt_)) != DuckDBSuccess) {
@@ -407,7 +617,11 @@ Result<QueryResult> PreparedStatement::Execute() {
   for (idx_t i = 0; i < n; ++i) {
     out.names_.emplace_back(duckdb_column_name(r, i));
     out.types_.push_back(static_cast<ColumnType>(duckdb_column_type(r, i)));
+    duckdb_logical_type lt = duckdb_column_logical_type(r, i);
+    out.info_.push_back(MakeTypeInfo(lt));
+    duckdb_destroy_logical_type(&lt);
   }
+  out.kind_ = static_cast<StatementKind>(duckdb_result_statement_type(*r));
   duckdb_result_type rt = duckdb_result_return_type(*r);
   out.returns_rows_ = rt == DUCKDB_RESULT_TYPE_QUERY_RESULT;
   if (rt == DUCKDB_RESULT_TYPE_CHANGED_ROWS) {

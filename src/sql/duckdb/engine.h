@@ -28,11 +28,77 @@ enum class ColumnType : int {
 };
 const char* ColumnTypeName(ColumnType t);
 
+// Full type information of a column or parameter, as far as a wire protocol needs it.
+struct TypeInfo {
+  ColumnType type = ColumnType::kInvalid;
+  uint8_t width = 0;                           // DECIMAL precision
+  uint8_t scale = 0;                           // DECIMAL scale
+  ColumnType storage = ColumnType::kInvalid;   // physical type of DECIMAL and ENUM values
+  std::string alias;                           // e.g. "JSON" for DuckDB's JSON type
+  uint64_t array_size = 0;                     // ARRAY: fixed length
+  std::vector<TypeInfo> children;              // LIST/ARRAY: element; STRUCT/UNION: fields;
+                                               // MAP: one STRUCT(key, value) child
+  std::vector<std::string> child_names;        // STRUCT/UNION field names
+  std::vector<std::string> enum_values;        // ENUM dictionary
+};
+
+// DuckDB's physical layouts, exposed so encoders need not include duckdb.h.
+struct Int128 {
+  uint64_t lower;
+  int64_t upper;
+};
+struct Interval {
+  int32_t months;
+  int32_t days;
+  int64_t micros;
+};
+
+// A read-only view over one DuckDB vector (a column of a chunk, or a nested child).
+// Valid as long as the Chunk it came from.
+class VectorView {
+ public:
+  const TypeInfo& type() const { return *type_; }
+  bool IsNull(size_t row) const;
+  // Raw values: T must match the physical type (int8..int64, uint*, float, double,
+  // Int128 for HUGEINT/UUID/DECIMAL(38), Interval, int32 DATE, int64 TIME/TIMESTAMP*).
+  template <typename T>
+  T Get(size_t row) const { return static_cast<const T*>(data_)[row]; }
+  // VARCHAR, BLOB, BIT bytes.
+  std::string_view GetString(size_t row) const;
+  // DECIMAL unscaled value, widened.
+  __int128 GetDecimal(size_t row) const;
+  // TIME WITH TIME ZONE: micros of the day and the offset in seconds east of UTC.
+  void GetTimeTz(size_t row, int64_t* micros, int32_t* offset_seconds) const;
+  // ENUM: the label.
+  std::string_view GetEnum(size_t row) const;
+  // LIST/MAP/ARRAY: the element range [offset, offset+length) in child(0).
+  void GetList(size_t row, uint64_t* offset, uint64_t* length) const;
+  const VectorView& child(size_t i) const { return children_[i]; }
+
+ private:
+  friend class Chunk;
+  void Init(void* vector, const TypeInfo* type);
+  const TypeInfo* type_ = nullptr;
+  void* vector_ = nullptr;  // duckdb_vector
+  const void* data_ = nullptr;
+  uint64_t* validity_ = nullptr;
+  std::vector<VectorView> children_;
+};
+
 struct DatabaseOptions {
   int threads = 0;               // 0 = DuckDB's default (all cores)
   std::string memory_limit;      // e.g. "4GB"; empty = DuckDB's default
   bool read_only = false;
   std::string temp_directory;    // spill directory; empty = DuckDB's default
+};
+
+// What a statement is, for protocol command tags (values match duckdb_statement_type).
+enum class StatementKind : int {
+  kOther = 0, kSelect = 1, kInsert = 2, kUpdate = 3, kExplain = 4, kDelete = 5, kPrepare = 6,
+  kCreate = 7, kExecute = 8, kAlter = 9, kTransaction = 10, kCopy = 11, kAnalyze = 12,
+  kVariableSet = 13, kCreateFunc = 14, kDrop = 15, kExport = 16, kPragma = 17, kVacuum = 18,
+  kCall = 19, kSet = 20, kLoad = 21, kRelation = 22, kExtension = 23, kLogicalPlan = 24,
+  kAttach = 25, kDetach = 26, kMulti = 27,
 };
 
 class Connection;
@@ -69,12 +135,16 @@ class Chunk {
   double GetDouble(size_t col, size_t row) const;
   // VARCHAR and BLOB bytes (a view into the chunk).
   std::string_view GetString(size_t col, size_t row) const;
+  // Typed view of a column (built on first use).
+  const VectorView& column(size_t col) const;
 
  private:
   friend class QueryResult;
-  Chunk(void* chunk, const std::vector<ColumnType>* types);
+  Chunk(void* chunk, const std::vector<ColumnType>* types, const std::vector<TypeInfo>* info);
   void* chunk_ = nullptr;  // duckdb_data_chunk
   const std::vector<ColumnType>* types_;
+  const std::vector<TypeInfo>* info_ = nullptr;
+  mutable std::vector<std::unique_ptr<VectorView>> views_;
   std::vector<void*> data_;          // per column
   std::vector<uint64_t*> validity_;  // per column
 };
@@ -90,6 +160,8 @@ class QueryResult {
   const std::string& column_name(size_t i) const { return names_[i]; }
   ColumnType column_type(size_t i) const { return types_[i]; }
   const std::vector<ColumnType>& column_types() const { return types_; }
+  const TypeInfo& column_info(size_t i) const { return info_[i]; }
+  StatementKind statement_kind() const { return kind_; }
   // Rows changed by INSERT/UPDATE/DELETE.
   int64_t rows_changed() const { return rows_changed_; }
   // True when the statement returns rows (SELECT, SHOW …) rather than a count.
@@ -113,6 +185,8 @@ class QueryResult {
   std::unique_ptr<Impl> impl_;
   std::vector<std::string> names_;
   std::vector<ColumnType> types_;
+  std::vector<TypeInfo> info_;
+  StatementKind kind_ = StatementKind::kOther;
   int64_t rows_changed_ = 0;
   bool returns_rows_ = true;
 };
@@ -128,7 +202,19 @@ class PreparedStatement {
   Status Bind(size_t i, double v);
   Status Bind(size_t i, std::string_view v);
   Status BindBlob(size_t i, std::string_view v);
+  Status BindDate(size_t i, int32_t days_since_epoch);
+  Status BindTime(size_t i, int64_t micros_of_day);
+  Status BindTimestamp(size_t i, int64_t micros_since_epoch);
+  Status BindTimestampTz(size_t i, int64_t micros_since_epoch);
+  Status BindInterval(size_t i, const Interval& v);
+  Status BindUuid(size_t i, uint64_t upper, uint64_t lower);  // big-endian halves of the UUID
   Status ClearBindings();
+  // The type DuckDB inferred for parameter i (1-based); kInvalid when it could not.
+  ColumnType param_type(size_t i) const;
+  StatementKind statement_kind() const;
+  // Result columns known before execution (may be empty for statements without rows).
+  std::vector<std::string> ColumnNames() const;
+  std::vector<TypeInfo> ColumnInfo() const;
   // Runs with the current bindings; the result streams.
   Result<QueryResult> Execute();
 
@@ -170,6 +256,7 @@ class Connection {
   Status Execute(std::string_view sql);
   // Prepares exactly one statement.
   Result<std::unique_ptr<PreparedStatement>> Prepare(std::string_view sql);
+
   Result<std::unique_ptr<Appender>> CreateAppender(const std::string& schema, const std::string& table);
   // Cancels the running query (thread-safe); it then fails with kCancelled.
   void Interrupt();

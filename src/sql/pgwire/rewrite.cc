@@ -1,0 +1,275 @@
+#include "sql/pgwire/rewrite.h"
+
+#include <cctype>
+
+#include "core/strings.h"
+
+namespace tarn::sql::pgwire {
+
+namespace {
+
+bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$'; }
+bool IsIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+
+// Length of a quoted/commented region starting at i (0 when none starts there).
+size_t SkipOpaque(std::string_view s, size_t i) {
+  char c = s[i];
+  if (c == '\'' || c == '"') {
+    size_t j = i + 1;
+    while (j < s.size()) {
+      if (s[j] == c) {
+        if (j + 1 < s.size() && s[j + 1] == c) {
+          j += 2;
+          continue;
+        }
+        return j + 1 - i;
+      }
+      // E'…' strings use backslash escapes.
+      if (c == '\'' && s[j] == '\\' && i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e')) ++j;
+      ++j;
+    }
+    return s.size() - i;
+  }
+  if (c == '-' && i + 1 < s.size() && s[i + 1] == '-') {
+    size_t j = s.find('\n', i);
+    return (j == std::string_view::npos ? s.size() : j) - i;
+  }
+  if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+    size_t j = s.find("*/", i + 2);
+    return (j == std::string_view::npos ? s.size() : j + 2) - i;
+  }
+  if (c == '$' && (i == 0 || !IsIdentChar(s[i - 1]))) {
+    // Dollar quoting: $tag$ … $tag$ (tag may be empty).
+    size_t j = i + 1;
+    while (j < s.size() && (IsIdentChar(s[j]) && s[j] != '$')) ++j;
+    if (j < s.size() && s[j] == '$' && (j == i + 1 || !std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
+      std::string_view tag = s.substr(i, j - i + 1);
+      size_t end = s.find(tag, j + 1);
+      return (end == std::string_view::npos ? s.size() : end + tag.size()) - i;
+    }
+  }
+  return 0;
+}
+
+bool MatchWord(std::string_view s, size_t i, std::string_view word) {
+  if (i + word.size() > s.size()) return false;
+  if (!EqualsIgnoreCase(s.substr(i, word.size()), word)) return false;
+  if (i > 0 && IsIdentChar(s[i - 1])) return false;
+  return i + word.size() == s.size() || !IsIdentChar(s[i + word.size()]);
+}
+
+size_t SkipSpace(std::string_view s, size_t i) {
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitStatements(std::string_view sql) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  auto push = [&](size_t end) {
+    std::string_view piece = Trim(sql.substr(start, end - start));
+    // Keep statements that are only comments out of the list.
+    bool has_code = false;
+    for (size_t i = 0; i < piece.size();) {
+      size_t n = SkipOpaque(piece, i);
+      if (n && (piece[i] == '-' || piece[i] == '/')) {
+        i += n;
+        continue;
+      }
+      if (!std::isspace(static_cast<unsigned char>(piece[i]))) {
+        has_code = true;
+        break;
+      }
+      ++i;
+    }
+    if (has_code) out.emplace_back(piece);
+  };
+  for (size_t i = 0; i < sql.size();) {
+    size_t n = SkipOpaque(sql, i);
+    if (n) {
+      i += n;
+      continue;
+    }
+    if (sql[i] == ';') {
+      push(i);
+      start = i + 1;
+    }
+    ++i;
+  }
+  push(sql.size());
+  return out;
+}
+
+std::vector<std::string> LeadingKeywords(std::string_view sql, size_t n) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < sql.size() && out.size() < n) {
+    size_t skip = SkipOpaque(sql, i);
+    if (skip && (sql[i] == '-' || sql[i] == '/')) {
+      i += skip;
+      continue;
+    }
+    if (std::isspace(static_cast<unsigned char>(sql[i])) || sql[i] == '(') {
+      ++i;
+      continue;
+    }
+    if (!IsIdentStart(sql[i])) break;
+    size_t j = i;
+    while (j < sql.size() && IsIdentChar(sql[j])) ++j;
+    std::string w(sql.substr(i, j - i));
+    for (char& c : w) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    out.push_back(std::move(w));
+    i = j;
+  }
+  return out;
+}
+
+std::string RewriteQuery(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 16);
+  size_t last_literal = std::string::npos;  // where the last string literal starts in `out`
+  for (size_t i = 0; i < s.size();) {
+    if (size_t n = SkipOpaque(s, i)) {
+      if (s[i] == '\'') last_literal = out.size();
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    }
+    // psql \d, \dt …: `relname OPERATOR(pg_catalog.~) '^(t)$'` → `relname ~ '^(t)$'`.
+    if (MatchWord(s, i, "OPERATOR")) {
+      size_t j = SkipSpace(s, i + 8);
+      if (j < s.size() && s[j] == '(') {
+        size_t close = s.find(')', j);
+        if (close != std::string_view::npos) {
+          std::string_view op = Trim(s.substr(j + 1, close - j - 1));
+          if (StartsWith(op, "pg_catalog.")) op.remove_prefix(11);
+          out.append(" ");
+          out.append(op);
+          out.append(" ");
+          i = close + 1;
+          continue;
+        }
+      }
+    }
+    // psql: `COLLATE pg_catalog.default` (DuckDB collations apply to VARCHAR only).
+    if (MatchWord(s, i, "COLLATE")) {
+      size_t j = SkipSpace(s, i + 7);
+      for (std::string_view c : {"pg_catalog.default", "\"default\"", "pg_catalog.\"default\"", "\"C\""}) {
+        if (j + c.size() <= s.size() && EqualsIgnoreCase(s.substr(j, c.size()), c)) {
+          i = j + c.size();
+          goto next;
+        }
+      }
+    }
+    // psql, pgJDBC: `pg_catalog.fn(` → `fn(` so Tarn's compatibility macros (temporary, which
+    // DuckDB resolves before its own pg_catalog functions) answer.
+    if (MatchWord(s, i, "pg_catalog") && i + 10 < s.size() && s[i + 10] == '.') {
+      size_t j = i + 11;
+      size_t k = j;
+      while (k < s.size() && IsIdentChar(s[k])) ++k;
+      if (SkipSpace(s, k) < s.size() && s[SkipSpace(s, k)] == '(' && k > j) {
+        i = j;
+        continue;
+      }
+      // pg_database and pg_settings have richer temporary views (see CompatibilityMacros).
+      std::string_view rel = s.substr(j, k - j);
+      if (EqualsIgnoreCase(rel, "pg_database")) {
+        i = j;
+        continue;
+      }
+    }
+    // psql \d, pgJDBC: 'name'::regclass → the relation's oid; x::regclass/regtype/oid → x.
+    if (s[i] == ':' && i + 1 < s.size() && s[i + 1] == ':') {
+      size_t j = SkipSpace(s, i + 2);
+      for (std::string_view t : {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "oid"}) {
+        if (MatchWord(s, j, t)) {
+          if (last_literal != std::string::npos && last_literal < out.size() &&
+              Trim(std::string_view(out).substr(last_literal)).back() == '\'' &&
+              out.find_first_not_of(" ", last_literal) == last_literal) {
+            std::string lit = out.substr(last_literal);
+            out.resize(last_literal);
+            if (t == "regclass") {
+              out += "(SELECT oid FROM pg_catalog.pg_class WHERE relname = parse_ident_last(" + lit + ") LIMIT 1)";
+            } else if (t == "regtype") {
+              out += "(SELECT oid FROM pg_catalog.pg_type WHERE typname = " + lit + " LIMIT 1)";
+            } else if (t == "regnamespace") {
+              out += "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = " + lit + " LIMIT 1)";
+            } else if (t == "oid") {
+              out += "CAST(" + lit + " AS BIGINT)";
+            } else {
+              out += "(SELECT oid FROM pg_catalog.pg_proc WHERE proname = " + lit + " LIMIT 1)";
+            }
+          } else if (t == "oid") {
+            out += "::BIGINT";
+          }
+          i = j + t.size();
+          goto next;
+        }
+      }
+    }
+    if (!IsIdentChar(s[i]) && !std::isspace(static_cast<unsigned char>(s[i]))) last_literal = std::string::npos;
+    if (IsIdentChar(s[i])) {
+      // Copy a whole word so keyword matches never start mid-identifier.
+      size_t j = i;
+      while (j < s.size() && IsIdentChar(s[j])) ++j;
+      out.append(s.substr(i, j - i));
+      last_literal = std::string::npos;
+      i = j;
+      continue;
+    }
+    out.push_back(s[i]);
+    ++i;
+  next:;
+  }
+  return out;
+}
+
+const std::vector<std::string>& CompatibilityMacros() {
+  // Temporary macros: per connection, never written into the warehouse file, and resolved
+  // before DuckDB's own pg_catalog functions of the same name.
+  static const std::vector<std::string> kMacros = {
+      // 'a.b' → 'b' for ::regclass lookups (psql passes schema-qualified names).
+      "CREATE OR REPLACE TEMP MACRO parse_ident_last(s) AS "
+      "regexp_replace(replace(s, '\"', ''), '^.*\\.', '')",
+      // psql \l, \dt (Owner column), pgJDBC getTables.
+      "CREATE OR REPLACE TEMP MACRO pg_get_userbyid(id) AS getvariable('tarn_pg_user')",
+      // psql \l.
+      "CREATE OR REPLACE TEMP MACRO pg_encoding_to_char(e) AS 'UTF8'",
+      // psql \d (DuckDB's own maps OIDs to DuckDB names).
+      "CREATE OR REPLACE TEMP MACRO format_type(t, m) AS CASE t "
+      "WHEN 16 THEN 'boolean' WHEN 17 THEN 'bytea' WHEN 20 THEN 'bigint' WHEN 21 THEN 'smallint' "
+      "WHEN 23 THEN 'integer' WHEN 25 THEN 'text' WHEN 700 THEN 'real' WHEN 701 THEN 'double precision' "
+      "WHEN 1043 THEN 'character varying' WHEN 1082 THEN 'date' WHEN 1083 THEN 'time without time zone' "
+      "WHEN 1114 THEN 'timestamp without time zone' WHEN 1184 THEN 'timestamp with time zone' "
+      "WHEN 1186 THEN 'interval' WHEN 2950 THEN 'uuid' WHEN 114 THEN 'json' WHEN 3802 THEN 'jsonb' "
+      "WHEN 1700 THEN CASE WHEN m IS NULL OR m < 4 THEN 'numeric' ELSE "
+      "'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')' END "
+      "ELSE coalesce((SELECT any_value(typname) FROM pg_catalog.pg_type WHERE oid = t), 'unknown') END",
+      // psycopg, SQLAlchemy, pgJDBC: the PostgreSQL-style banner some clients parse.
+      "CREATE OR REPLACE TEMP MACRO version() AS "
+      "'PostgreSQL 15.0 (Tarn warehouse on DuckDB ' || (SELECT library_version FROM pragma_version()) || "
+      "') on x86_64-pc-linux-gnu, 64-bit'",
+      // SQLAlchemy, Metabase: set_config returns the value (session settings go through SET).
+      "CREATE OR REPLACE TEMP MACRO set_config(name, value, is_local) AS value",
+      "CREATE OR REPLACE TEMP MACRO pg_backend_pid() AS CAST(getvariable('tarn_pg_pid') AS INTEGER)",
+      "CREATE OR REPLACE TEMP MACRO current_schemas(implicit) AS "
+      "CASE WHEN implicit THEN ['pg_catalog', current_schema()] ELSE [current_schema()] END",
+      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i, c, p) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_keywords() AS TABLE "
+      "SELECT keyword_name AS word, CASE keyword_category WHEN 'reserved' THEN 'R' WHEN 'unreserved' "
+      "THEN 'U' WHEN 'type_function' THEN 'T' ELSE 'C' END AS catcode, keyword_category AS catdesc "
+      "FROM duckdb_keywords()",
+      // psql \l reads columns DuckDB's pg_database lacks.
+      "CREATE OR REPLACE TEMP VIEW pg_database AS SELECT database_oid AS oid, database_name AS datname, "
+      "CAST(10 AS BIGINT) AS datdba, 6 AS encoding, 'c' AS datlocprovider, 'C.UTF-8' AS datcollate, "
+      "'C.UTF-8' AS datctype, NULL AS daticulocale, NULL AS daticurules, false AS datistemplate, "
+      "true AS datallowconn, -1 AS datconnlimit, NULL::VARCHAR[] AS datacl, 0 AS dattablespace "
+      "FROM duckdb_databases() WHERE NOT internal",
+  };
+  return kMacros;
+}
+
+}  // namespace tarn::sql::pgwire

@@ -1,0 +1,114 @@
+#include "sql/pgwire/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "net/socket_server.h"
+#include "sql/pgwire/session.h"
+
+namespace tarn::sql::pgwire {
+
+struct PgServer::Impl : public SessionHost {
+  PgServerOptions options;
+  Database* db = nullptr;
+  VerifierLookup lookup;
+  std::shared_ptr<net::TlsServerContext> tls;
+  std::unique_ptr<net::SocketServer> server;
+
+  std::mutex mu;
+  std::map<int32_t, Session*> sessions;  // guarded by mu; by backend pid
+  int32_t next_pid = 1000;               // guarded by mu
+  bool stopping = false;                 // guarded by mu
+  std::condition_variable cv;
+  std::thread watchdog;
+
+  // SessionHost
+  Database* database() override { return db; }
+  const std::string& database_name() override { return options.database_name; }
+  const net::TlsServerContext* tls_context() override { return tls.get(); }
+  Result<std::optional<std::string>> LookupVerifier(const std::string& user) override { return lookup(user); }
+
+  int32_t Register(Session* s) override {
+    std::lock_guard<std::mutex> lock(mu);
+    int32_t pid = next_pid++;
+    sessions[pid] = s;
+    return pid;
+  }
+  void Unregister(int32_t pid) override {
+    std::lock_guard<std::mutex> lock(mu);
+    sessions.erase(pid);
+  }
+  void Cancel(int32_t pid, int32_t secret) override {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = sessions.find(pid);
+    // §55.2.7: a cancel with the wrong key is ignored silently.
+    if (it != sessions.end() && it->second->secret() == secret) it->second->Cancel(false);
+  }
+
+  // Enforces statement_timeout: a session's deadline passes → interrupt it (57014).
+  void Watchdog() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stopping) {
+      cv.wait_for(lock, std::chrono::milliseconds(20));
+      int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+      for (auto& [pid, s] : sessions) {
+        int64_t d = s->deadline_ms();
+        if (d > 0 && now >= d) s->Cancel(true);
+      }
+    }
+  }
+};
+
+Result<std::unique_ptr<PgServer>> PgServer::Start(const PgServerOptions& options, Database* db, VerifierLookup lookup) {
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  impl->db = db;
+  impl->lookup = std::move(lookup);
+  if (!options.tls.cert_file.empty()) {
+    ASSIGN_OR_RETURN(impl->tls, net::TlsServerContext::FromFiles(options.tls.cert_file, options.tls.key_file));
+  } else if (!options.keys_dir.empty()) {
+    ASSIGN_OR_RETURN(impl->tls, net::TlsServerContext::SelfSigned(options.keys_dir, "sql-tls"));
+  }
+  net::SocketServerOptions so;
+  so.name = "sql";
+  so.listen = options.listen;
+  so.max_connections = options.max_connections;
+  std::weak_ptr<Impl> weak = impl;
+  ASSIGN_OR_RETURN(impl->server, net::SocketServer::Start(so, [weak](net::Socket& socket, bool over_limit) {
+                     auto self = weak.lock();
+                     if (!self) return;
+                     Session session(self.get(), &socket);
+                     session.Run(over_limit);
+                   }));
+  impl->watchdog = std::thread([raw = impl.get()] { raw->Watchdog(); });
+  std::unique_ptr<PgServer> out(new PgServer());
+  out->impl_ = impl;
+  return out;
+}
+
+PgServer::~PgServer() { Stop(); }
+
+std::string PgServer::address() const { return impl_->server->address(); }
+
+void PgServer::Stop() {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+    for (auto& [pid, s] : impl_->sessions) s->Cancel(false);
+  }
+  impl_->cv.notify_all();
+  if (impl_->watchdog.joinable()) impl_->watchdog.join();
+  impl_->server->Stop();
+}
+
+}  // namespace tarn::sql::pgwire

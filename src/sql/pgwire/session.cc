@@ -1,0 +1,1544 @@
+#include "sql/pgwire/session.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "security/keyring.h"
+#include "sql/pgwire/rewrite.h"
+#include "sql/pgwire/scram.h"
+#include "sql/pgwire/types.h"
+
+namespace tarn::sql::pgwire {
+
+namespace {
+
+constexpr size_t kFlushThreshold = 64 * 1024;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Settings PostgreSQL reports with ParameterStatus (§55.2.7), re-sent when SET changes them.
+const char* const kReported[] = {"application_name", "client_encoding", "datestyle", "intervalstyle", "timezone",
+                                 "standard_conforming_strings", "integer_datetimes", "server_version",
+                                 "server_encoding", "is_superuser", "session_authorization",
+                                 "default_transaction_read_only", "in_hot_standby"};
+// Display names of the reported settings.
+std::string DisplayName(const std::string& lower) {
+  if (lower == "datestyle") return "DateStyle";
+  if (lower == "intervalstyle") return "IntervalStyle";
+  if (lower == "timezone") return "TimeZone";
+  return lower;
+}
+bool IsReported(const std::string& name) {
+  for (const char* r : kReported) {
+    if (name == r) return true;
+  }
+  return false;
+}
+
+// PostgreSQL settings that clients set and that only the session keeps.
+bool IsSessionSetting(const std::string& n) {
+  static const char* const kNames[] = {
+      "application_name", "client_encoding", "datestyle", "intervalstyle", "timezone", "extra_float_digits",
+      "client_min_messages", "search_path", "statement_timeout", "standard_conforming_strings",
+      "bytea_output", "lc_messages", "lc_monetary", "lc_numeric", "lc_time", "default_transaction_read_only",
+      "default_transaction_isolation", "transaction_isolation", "transaction_read_only",
+      "idle_in_transaction_session_timeout", "lock_timeout", "jit", "row_security", "synchronous_commit",
+      "escape_string_warning", "integer_datetimes", "server_version", "server_version_num", "server_encoding",
+      "is_superuser", "session_authorization", "max_identifier_length", "in_hot_standby", "geqo",
+      "work_mem", "default_transaction_deferrable", "max_index_keys", "block_size", "enable_seqscan"};
+  for (const char* k : kNames) {
+    if (n == k) return true;
+  }
+  return false;
+}
+
+// "5s", "100ms", "1min", "250" (ms) → milliseconds.
+std::optional<int64_t> ParseDurationMs(std::string_view v) {
+  std::string s = ToLower(Trim(v));
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+  if (i == 0) return std::nullopt;
+  double n = std::strtod(s.substr(0, i).c_str(), nullptr);
+  std::string unit(Trim(s.substr(i)));
+  double mult = 1;
+  if (unit.empty() || unit == "ms") mult = 1;
+  else if (unit == "s") mult = 1000;
+  else if (unit == "min") mult = 60000;
+  else if (unit == "h") mult = 3600000;
+  else if (unit == "d") mult = 86400000;
+  else if (unit == "us") mult = 0.001;
+  else return std::nullopt;
+  return static_cast<int64_t>(n * mult);
+}
+
+std::string Unquote(std::string_view v) {
+  v = Trim(v);
+  if (v.size() >= 2 && (v.front() == '\'' || v.front() == '"') && v.back() == v.front()) {
+    std::string out;
+    char q = v.front();
+    for (size_t i = 1; i + 1 < v.size(); ++i) {
+      out.push_back(v[i]);
+      if (v[i] == q && i + 2 < v.size() && v[i + 1] == q) ++i;
+    }
+    return out;
+  }
+  return std::string(v);
+}
+
+// Splits a SET value list on commas outside quotes.
+std::vector<std::string> SplitValues(std::string_view v) {
+  std::vector<std::string> out;
+  std::string cur;
+  char q = 0;
+  for (char c : v) {
+    if (q) {
+      cur.push_back(c);
+      if (c == q) q = 0;
+      continue;
+    }
+    if (c == '\'' || c == '"') q = c;
+    if (c == ',') {
+      out.push_back(Unquote(cur));
+      cur.clear();
+      continue;
+    }
+    cur.push_back(c);
+  }
+  if (!Trim(cur).empty()) out.push_back(Unquote(cur));
+  return out;
+}
+
+// Finds the (1-based) error position from DuckDB's "LINE n: …\n    ^" caret in `query`.
+int ErrorPosition(const std::string& msg, const std::string& query) {
+  size_t l = msg.find("\nLINE ");
+  if (l == std::string::npos) return 0;
+  size_t colon = msg.find(": ", l);
+  size_t eol = msg.find('\n', l + 1);
+  if (colon == std::string::npos || eol == std::string::npos || colon > eol) return 0;
+  auto line_no = ParseInt64(std::string_view(msg).substr(l + 6, colon - l - 6));
+  size_t caret_eol = msg.find('\n', eol + 1);
+  std::string caret = msg.substr(eol + 1, caret_eol == std::string::npos ? std::string::npos : caret_eol - eol - 1);
+  size_t c = caret.find('^');
+  size_t prefix = colon + 2 - (l + 1);
+  if (!line_no || c == std::string::npos || c < prefix) return 0;
+  std::string line_text = msg.substr(colon + 2, eol - colon - 2);
+  size_t start = 0;
+  for (int64_t n = 1; n < *line_no; ++n) {
+    start = query.find('\n', start);
+    if (start == std::string::npos) return 0;
+    ++start;
+  }
+  // DuckDB may elide long lines; only trust the caret when the line is quoted as-is.
+  if (query.compare(start, line_text.size(), line_text) != 0) return 0;
+  size_t byte = start + (c - prefix);
+  int chars = 0;
+  for (size_t i = 0; i < byte && i < query.size(); ++i) {
+    if ((static_cast<unsigned char>(query[i]) & 0xC0) != 0x80) ++chars;
+  }
+  return chars + 1;
+}
+
+std::string CommandTag(StatementKind kind, const std::vector<std::string>& kw, int64_t rows, bool returned_rows) {
+  switch (kind) {
+    case StatementKind::kInsert: return "INSERT 0 " + std::to_string(rows);
+    case StatementKind::kUpdate: return "UPDATE " + std::to_string(rows);
+    case StatementKind::kDelete: return "DELETE " + std::to_string(rows);
+    case StatementKind::kCopy: return "COPY " + std::to_string(rows);
+    case StatementKind::kCreate:
+    case StatementKind::kCreateFunc:
+    case StatementKind::kDrop:
+    case StatementKind::kAlter: {
+      std::string tag = kw.empty() ? "CREATE" : kw[0];
+      for (size_t i = 1; i < kw.size(); ++i) {
+        const std::string& w = kw[i];
+        if (w == "OR" || w == "REPLACE" || w == "TEMP" || w == "TEMPORARY" || w == "UNIQUE" || w == "IF" ||
+            w == "NOT" || w == "EXISTS" || w == "PERSISTENT")
+          continue;
+        return tag + " " + (w == "MACRO" ? "FUNCTION" : w);
+      }
+      return tag;
+    }
+    default:
+      if (returned_rows || kind == StatementKind::kSelect) return "SELECT " + std::to_string(rows);
+      return kw.empty() ? "OK" : kw[0];
+  }
+}
+
+}  // namespace
+
+// What a statement is once parsed.
+enum class Special {
+  kNone,        // runs in DuckDB
+  kEmpty,       // EmptyQueryResponse
+  kSet,         // SET of a session setting
+  kReset,
+  kBegin,
+  kCommit,
+  kRollback,
+  kSetTransaction,
+  kDiscard,
+  kDeallocate,
+  kCopyOut,
+  kCopyIn,
+  kNotSupported,
+};
+
+struct Session::Statement {
+  std::string sql;        // as the client sent it
+  std::string rewritten;  // what DuckDB runs
+  std::vector<int32_t> param_types;
+  std::vector<std::string> keywords;
+  Special special = Special::kNone;
+  std::unique_ptr<PreparedStatement> prepared;
+  // COPY details.
+  std::string copy_select;   // COPY … TO STDOUT: the query
+  std::string copy_table;    // COPY … FROM STDIN: target
+  std::vector<std::string> copy_columns;
+  std::string copy_format = "text";
+  char copy_delim = '\t';
+  std::string copy_null = "\\N";
+  bool copy_header = false;
+};
+
+struct Session::Portal {
+  std::shared_ptr<Statement> stmt;
+  std::vector<int16_t> result_formats;
+  std::optional<QueryResult> result;
+  std::optional<Chunk> chunk;
+  size_t chunk_row = 0;
+  bool started = false;
+  bool done = false;
+  int64_t rows = 0;
+  std::vector<TypeInfo> columns;
+  std::vector<std::string> names;
+  bool returns_rows = false;
+  bool Binary(size_t col) const {
+    if (result_formats.empty()) return false;
+    if (result_formats.size() == 1) return result_formats[0] == 1;
+    return col < result_formats.size() && result_formats[col] == 1;
+  }
+};
+
+Session::Session(SessionHost* host, net::Socket* socket) : host_(host), socket_(socket) {
+  std::string r = RandomBytes(4);
+  std::memcpy(&secret_, r.data(), 4);
+}
+
+Session::~Session() {
+  if (pid_) host_->Unregister(pid_);
+  portals_.clear();
+  statements_.clear();
+}
+
+void Session::Cancel(bool timeout) {
+  if (!running_.load()) return;
+  if (timeout) {
+    timed_out_ = true;
+    deadline_ms_ = 0;
+  } else {
+    cancelled_ = true;
+  }
+  if (conn_) conn_->Interrupt();
+}
+
+Status Session::Flush() {
+  if (out_.size() == 0) return Status::OK();
+  Status s = socket_->WriteAll(out_.buffer());
+  out_.Clear();
+  return s;
+}
+
+Status Session::ReadMessage(char* type, std::string* body) {
+  char header[5];
+  RETURN_IF_ERROR(socket_->ReadFull(header, 5));
+  *type = header[0];
+  uint32_t len = (uint32_t{static_cast<unsigned char>(header[1])} << 24) |
+                 (uint32_t{static_cast<unsigned char>(header[2])} << 16) |
+                 (uint32_t{static_cast<unsigned char>(header[3])} << 8) | static_cast<unsigned char>(header[4]);
+  if (len < 4 || len > kMaxMessageLength) {
+    return Error(ErrorCode::kSqlProtocolViolation, "invalid message length " + std::to_string(len));
+  }
+  body->resize(len - 4);
+  if (len > 4) RETURN_IF_ERROR(socket_->ReadFull(body->data(), len - 4));
+  return Status::OK();
+}
+
+void Session::SendError(const Status& s, const std::string& query, const char* severity) {
+  MessageWriter::Fields f;
+  f.severity = severity;
+  f.sqlstate = std::string(GetErrorInfo(s.code()).sqlstate);
+  std::string msg = s.message();
+  if (!query.empty()) f.position = ErrorPosition(msg, query);
+  // DuckDB adds "Did you mean …" and the LINE/caret after the first line.
+  size_t nl = msg.find('\n');
+  if (nl != std::string::npos) {
+    std::string rest = msg.substr(nl + 1);
+    msg.resize(nl);
+    size_t line = rest.find("LINE ");
+    std::string hint(Trim(rest.substr(0, line)));
+    f.hint = hint;
+  }
+  f.message = msg;
+  out_.Error(f);
+}
+
+void Session::SendNotice(const std::string& message, const char* severity) {
+  MessageWriter::Fields f;
+  f.severity = severity;
+  f.sqlstate = "25001";
+  f.message = message;
+  out_.Error(f, 'N');
+}
+
+void Session::SendParameterStatus() {
+  for (const char* name : kReported) {
+    auto it = settings_.find(name);
+    if (it != settings_.end()) out_.ParameterStatus(DisplayName(name), it->second);
+  }
+}
+
+Status Session::MapCancel(Status s) {
+  if (s.code() != ErrorCode::kCancelled) return s;
+  if (timed_out_) return Error(ErrorCode::kCancelled, "canceling statement due to statement timeout");
+  return Error(ErrorCode::kCancelled, "canceling statement due to user request");
+}
+
+void Session::BeginStatement() {
+  cancelled_ = false;
+  timed_out_ = false;
+  running_ = true;
+  if (statement_timeout_ms_ > 0) deadline_ms_ = NowMs() + statement_timeout_ms_;
+}
+
+void Session::EndStatement() {
+  running_ = false;
+  deadline_ms_ = 0;
+}
+
+Status Session::DuckExec(const std::string& sql) { return conn_->Execute(sql); }
+
+// ---- startup ----
+
+bool Session::Startup(bool over_limit) {
+  StartupPacket packet;
+  for (;;) {
+    char lenbuf[4];
+    if (!socket_->ReadFull(lenbuf, 4).ok()) return false;
+    uint32_t len = (uint32_t{static_cast<unsigned char>(lenbuf[0])} << 24) |
+                   (uint32_t{static_cast<unsigned char>(lenbuf[1])} << 16) |
+                   (uint32_t{static_cast<unsigned char>(lenbuf[2])} << 8) | static_cast<unsigned char>(lenbuf[3]);
+    if (len < 8 || len > kMaxStartupLength) {
+      SendError(Error(ErrorCode::kSqlProtocolViolation, "invalid length of startup packet"), {}, "FATAL");
+      (void)Flush();
+      return false;
+    }
+    std::string body(len - 4, '\0');
+    if (!socket_->ReadFull(body.data(), body.size()).ok()) return false;
+    auto parsed = ParseStartupPacket(body);
+    if (!parsed.ok()) {
+      SendError(Error(ErrorCode::kSqlProtocolViolation, parsed.status().message()), {}, "FATAL");
+      (void)Flush();
+      return false;
+    }
+    packet = std::move(*parsed);
+    if (packet.code == kSslRequestCode) {
+      const net::TlsServerContext* ctx = host_->tls_context();
+      if (socket_->tls() || !ctx || over_limit) {
+        if (!socket_->WriteAll("N").ok()) return false;
+        continue;
+      }
+      if (!socket_->WriteAll("S").ok()) return false;
+      Status st = socket_->StartTls(*ctx);
+      if (!st.ok()) {
+        TLOG_DEBUG("sql", "TLS handshake with {} failed: {}", socket_->peer(), st.message());
+        return false;
+      }
+      continue;
+    }
+    if (packet.code == kGssEncRequestCode) {
+      // GSSAPI encryption is not offered; the client continues in plain text or TLS.
+      if (!socket_->WriteAll("N").ok()) return false;
+      continue;
+    }
+    if (packet.code == kCancelRequestCode) {
+      host_->Cancel(packet.cancel_pid, packet.cancel_secret);
+      return false;
+    }
+    break;
+  }
+  if (over_limit) {
+    SendError(Error(ErrorCode::kSqlTooManyConnections, "sorry, too many clients already"), {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  user_ = packet.params.count("user") ? packet.params["user"] : "";
+  if (user_.empty()) {
+    SendError(Error(ErrorCode::kSqlProtocolViolation, "no PostgreSQL user name specified in startup packet"), {},
+              "FATAL");
+    (void)Flush();
+    return false;
+  }
+  std::string database = packet.params.count("database") ? packet.params["database"] : user_;
+  if (!Authenticate()) return false;
+  // PostgreSQL checks the database after authentication, so names are not probed anonymously.
+  if (database != host_->database_name()) {
+    SendError(Error(ErrorCode::kSqlInvalidCatalogName, "database \"" + database + "\" does not exist"), {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  auto conn = host_->database()->Connect();
+  if (!conn.ok()) {
+    SendError(conn.status(), {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  conn_ = std::move(*conn);
+  pid_ = host_->Register(this);
+  for (const std::string& m : CompatibilityMacros()) {
+    Status st = DuckExec(m);
+    if (!st.ok()) TLOG_WARN("sql", "compatibility macro failed: {}", st.message());
+  }
+  (void)DuckExec("SET VARIABLE tarn_pg_user = " + QuoteLiteral(user_) + "; SET VARIABLE tarn_pg_pid = " +
+                 std::to_string(pid_));
+  settings_ = {
+      {"server_version", "15.0 (Tarn)"}, {"server_version_num", "150000"}, {"server_encoding", "UTF8"},
+      {"client_encoding", "UTF8"}, {"datestyle", "ISO, MDY"}, {"intervalstyle", "postgres"},
+      {"timezone", "UTC"}, {"integer_datetimes", "on"}, {"standard_conforming_strings", "on"},
+      {"is_superuser", "on"}, {"session_authorization", user_}, {"default_transaction_read_only", "off"},
+      {"in_hot_standby", "off"}, {"application_name", ""}, {"extra_float_digits", "1"},
+      {"client_min_messages", "notice"}, {"search_path", "\"$user\", public"}, {"statement_timeout", "0"},
+      {"bytea_output", "hex"}, {"transaction_isolation", "serializable"},
+      {"default_transaction_isolation", "serializable"}, {"max_identifier_length", "63"},
+  };
+  for (const auto& [k, v] : packet.params) {
+    std::string name = ToLower(k);
+    if (name == "user" || name == "database" || name == "options" || name == "replication") continue;
+    if (name == "client_encoding") continue;  // always UTF8 (server_encoding)
+    if (IsSessionSetting(name)) settings_[name] = v;
+    if (name == "statement_timeout") statement_timeout_ms_ = ParseDurationMs(v).value_or(0);
+  }
+  // AuthenticationOk was sent by Authenticate.
+  SendParameterStatus();
+  out_.Begin('K');
+  out_.Int32(pid_);
+  out_.Int32(secret_);
+  out_.End();
+  out_.ReadyForQuery(tx_);
+  return Flush().ok();
+}
+
+bool Session::Authenticate() {
+  auto verifier_text = host_->LookupVerifier(user_);
+  std::optional<security::ScramVerifier> verifier;
+  if (verifier_text.ok() && *verifier_text) {
+    auto v = security::ScramVerifier::Parse(**verifier_text);
+    if (v.ok()) verifier = *v;
+  }
+  auto fail = [&] {
+    SendError(Error(ErrorCode::kInvalidPassword, "password authentication failed for user \"" + user_ + "\""), {},
+              "FATAL");
+    (void)Flush();
+    return false;
+  };
+  // §55.3.1: AuthenticationSASL listing the mechanisms (md5 is never offered).
+  out_.Begin('R');
+  out_.Int32(10);
+  out_.CString("SCRAM-SHA-256");
+  out_.Byte(0);
+  out_.End();
+  if (!Flush().ok()) return false;
+  ScramServer scram(verifier);
+  char type;
+  std::string body;
+  if (!ReadMessage(&type, &body).ok()) return false;
+  if (type != 'p') return fail();
+  MessageReader r(body);
+  std::string_view mech = r.CString();
+  int32_t n = r.Int32();
+  std::string_view first = n >= 0 ? r.Bytes(static_cast<size_t>(n)) : std::string_view();
+  if (!r.ok() || mech != "SCRAM-SHA-256") {
+    SendError(Error(ErrorCode::kSqlProtocolViolation, "client selected an invalid SASL authentication mechanism"),
+              {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  auto server_first = scram.ClientFirst(first);
+  if (!server_first.ok()) {
+    SendError(server_first.status(), {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  out_.Begin('R');
+  out_.Int32(11);
+  out_.Bytes(*server_first);
+  out_.End();
+  if (!Flush().ok()) return false;
+  if (!ReadMessage(&type, &body).ok()) return false;
+  if (type != 'p') return fail();
+  auto server_final = scram.ClientFinal(body);
+  if (!server_final.ok()) {
+    if (server_final.status().code() == ErrorCode::kInvalidPassword) return fail();
+    SendError(server_final.status(), {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  out_.Begin('R');
+  out_.Int32(12);
+  out_.Bytes(*server_final);
+  out_.End();
+  out_.Begin('R');
+  out_.Int32(0);
+  out_.End();
+  return true;
+}
+
+// ---- main loop ----
+
+void Session::Run(bool over_limit) {
+  if (!Startup(over_limit)) return;
+  TLOG_DEBUG("sql", "session {} for {} from {}", pid_, user_, socket_->peer());
+  for (;;) {
+    char type;
+    std::string body;
+    Status st = ReadMessage(&type, &body);
+    if (!st.ok()) {
+      if (st.code() == ErrorCode::kSqlProtocolViolation) {
+        SendError(st, {}, "FATAL");
+        (void)Flush();
+      }
+      break;
+    }
+    if (type == 'X') break;
+    if (skip_until_sync_ && type != 'S') continue;  // §55.2.3: discard until Sync after an error
+    Status r;
+    switch (type) {
+      case 'Q': SimpleQuery(body); r = Flush(); break;
+      case 'P': r = HandleParse(body); break;
+      case 'B': r = HandleBind(body); break;
+      case 'D': r = HandleDescribe(body); break;
+      case 'E': r = HandleExecute(body); break;
+      case 'C': r = HandleClose(body); break;
+      case 'H': r = Flush(); break;
+      case 'S':
+        skip_until_sync_ = false;
+        out_.ReadyForQuery(tx_);
+        r = Flush();
+        break;
+      case 'd': case 'c': case 'f': continue;  // stray COPY messages are ignored (§55.2.6)
+      default:
+        SendError(Error(ErrorCode::kSqlProtocolViolation,
+                        "invalid frontend message type " + std::to_string(static_cast<unsigned char>(type))),
+                  {}, "FATAL");
+        (void)Flush();
+        return;
+    }
+    if (!r.ok()) {
+      if (r.code() == ErrorCode::kIoError) break;
+      SendError(r);
+      if (tx_ == 'T') tx_ = 'E';
+      skip_until_sync_ = true;
+    }
+    if (out_.size() > kFlushThreshold && !Flush().ok()) break;
+  }
+  if (streaming_) streaming_ = nullptr;
+  portals_.clear();
+  if (conn_ && tx_ != 'I') (void)DuckExec("ROLLBACK");
+}
+
+// ---- statements ----
+
+Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& sql, std::vector<int32_t> param_types) {
+  if (!IsValidUtf8(sql)) {
+    return Error(ErrorCode::kSqlCharacterNotInRepertoire, "invalid byte sequence for encoding \"UTF8\"");
+  }
+  auto st = std::make_shared<Statement>();
+  st->sql = sql;
+  st->param_types = std::move(param_types);
+  st->keywords = LeadingKeywords(sql, 4);
+  const auto& kw = st->keywords;
+  std::string k0 = kw.empty() ? "" : kw[0];
+  std::string k1 = kw.size() > 1 ? kw[1] : "";
+  if (Trim(sql).empty() || (kw.empty() && SplitStatements(sql).empty())) {
+    st->special = Special::kEmpty;
+    return st;
+  }
+  if (k0 == "BEGIN" || (k0 == "START" && k1 == "TRANSACTION")) {
+    st->special = Special::kBegin;
+  } else if (k0 == "COMMIT" || k0 == "END") {
+    st->special = Special::kCommit;
+  } else if ((k0 == "ROLLBACK" || k0 == "ABORT") && k1 != "TO") {
+    st->special = Special::kRollback;
+  } else if (k0 == "SAVEPOINT" || k0 == "RELEASE" || (k0 == "ROLLBACK" && k1 == "TO") || k0 == "LISTEN" ||
+             k0 == "UNLISTEN" || k0 == "NOTIFY" || k0 == "DECLARE" || k0 == "FETCH" || k0 == "MOVE" ||
+             (k0 == "CLOSE" && k1 != "ALL") || k0 == "PREPARE" || k0 == "EXECUTE" || k0 == "LOCK") {
+    st->special = Special::kNotSupported;
+  } else if (k0 == "DISCARD") {
+    st->special = Special::kDiscard;
+  } else if (k0 == "DEALLOCATE") {
+    st->special = Special::kDeallocate;
+  } else if (k0 == "RESET") {
+    st->special = Special::kReset;
+  } else if (k0 == "SET" && (k1 == "TRANSACTION" || (k1 == "SESSION" && kw.size() > 2 && kw[2] == "CHARACTERISTICS"))) {
+    st->special = Special::kSetTransaction;
+  } else if (k0 == "SET") {
+    // SET [SESSION|LOCAL] name {TO|=} value | SET TIME ZONE value
+    std::string_view rest = Trim(std::string_view(sql).substr(sql.find_first_of("sS") + 3));
+    std::string lower = ToLower(rest);
+    if (StartsWith(lower, "session ")) rest = Trim(rest.substr(8));
+    else if (StartsWith(lower, "local ")) rest = Trim(rest.substr(6));
+    std::string name, value;
+    if (StartsWith(ToLower(rest), "time zone")) {
+      name = "timezone";
+      value = std::string(Trim(rest.substr(9)));
+    } else {
+      size_t i = 0;
+      while (i < rest.size() && (std::isalnum(static_cast<unsigned char>(rest[i])) || rest[i] == '_' || rest[i] == '.')) ++i;
+      name = ToLower(rest.substr(0, i));
+      std::string_view v = Trim(rest.substr(i));
+      if (StartsWith(v, "=")) v = Trim(v.substr(1));
+      else if (StartsWith(ToLower(v), "to")) v = Trim(v.substr(2));
+      value = std::string(v);
+    }
+    if (IsSessionSetting(name)) {
+      st->special = Special::kSet;
+      st->copy_table = name;  // reuse: the setting name
+      st->copy_select = value;
+    }
+  } else if (k0 == "SHOW") {
+    std::string name = ToLower(Trim(std::string_view(sql).substr(sql.find_first_of("wW") + 2)));
+    while (!name.empty() && name.back() == ';') name.pop_back();
+    if (name == "time zone") name = "timezone";
+    if (IsSessionSetting(name) || name == "transaction isolation level" || name == "transaction_read_only") {
+      std::string value;
+      if (name == "transaction isolation level") value = "serializable";
+      else if (name == "transaction_read_only") value = tx_read_only_ ? "on" : "off";
+      else value = settings_.count(name) ? settings_[name] : "";
+      if (name == "statement_timeout") value = std::to_string(statement_timeout_ms_) + (statement_timeout_ms_ ? "ms" : "");
+      st->rewritten = "SELECT " + QuoteLiteral(value) + " AS " + QuoteIdentifier(name);
+    }
+  } else if (k0 == "COPY") {
+    // COPY { table [(cols)] | (query) } { TO STDOUT | FROM STDIN } [[WITH] (options) | legacy]
+    std::string_view rest = Trim(std::string_view(sql).substr(4));
+    std::string target;
+    size_t i = 0;
+    if (!rest.empty() && rest[0] == '(') {
+      int depth = 0;
+      for (; i < rest.size(); ++i) {
+        if (size_t n = 0; rest[i] == '\'') {
+          (void)n;
+          size_t e = rest.find('\'', i + 1);
+          if (e == std::string_view::npos) break;
+          i = e;
+          continue;
+        }
+        if (rest[i] == '(') ++depth;
+        if (rest[i] == ')' && --depth == 0) break;
+      }
+      target = std::string(rest.substr(1, i - 1));
+      st->copy_select = target;
+      ++i;
+    } else {
+      while (i < rest.size() && !std::isspace(static_cast<unsigned char>(rest[i])) && rest[i] != '(') ++i;
+      st->copy_table = std::string(rest.substr(0, i));
+      size_t j = i;
+      while (j < rest.size() && std::isspace(static_cast<unsigned char>(rest[j]))) ++j;
+      if (j < rest.size() && rest[j] == '(') {
+        size_t e = rest.find(')', j);
+        if (e == std::string_view::npos) return Error(ErrorCode::kSqlSyntaxError, "COPY: unterminated column list");
+        for (std::string c : Split(rest.substr(j + 1, e - j - 1), ',')) st->copy_columns.emplace_back(Trim(c));
+        i = e + 1;
+      } else {
+        i = j;
+      }
+    }
+    std::string tail = ToLower(rest.substr(i));
+    bool to_stdout = tail.find("to stdout") != std::string::npos;
+    bool from_stdin = tail.find("from stdin") != std::string::npos;
+    if (to_stdout || from_stdin) {
+      st->special = to_stdout ? Special::kCopyOut : Special::kCopyIn;
+      if (tail.find("binary") != std::string::npos) st->copy_format = "binary";
+      if (tail.find("csv") != std::string::npos) {
+        st->copy_format = "csv";
+        st->copy_delim = ',';
+        st->copy_null = "";
+      }
+      if (tail.find("header") != std::string::npos && tail.find("header false") == std::string::npos) {
+        st->copy_header = true;
+      }
+      std::string_view orig = rest.substr(i);
+      for (std::string key : {"delimiter", "null"}) {
+        size_t p = tail.find(key);
+        if (p == std::string::npos) continue;
+        size_t q = tail.find('\'', p);
+        if (q == std::string::npos) continue;
+        size_t qe = orig.find('\'', q + 1);
+        if (qe == std::string::npos) continue;
+        std::string v(orig.substr(q + 1, qe - q - 1));
+        if (key == "delimiter" && v.size() == 1) st->copy_delim = v[0];
+        if (key == "delimiter" && v == "\\t") st->copy_delim = '\t';
+        if (key == "null") st->copy_null = v;
+      }
+      if (to_stdout && st->copy_select.empty()) {
+        std::string cols = st->copy_columns.empty() ? "*" : Join(st->copy_columns, ", ");
+        st->copy_select = "SELECT " + cols + " FROM " + st->copy_table;
+      }
+      if (to_stdout) st->rewritten = RewriteQuery(st->copy_select);
+    }
+  }
+  if (st->special != Special::kNone) return st;
+  if (st->rewritten.empty()) st->rewritten = RewriteQuery(sql);
+  auto prepared = conn_->Prepare(st->rewritten);
+  if (!prepared.ok()) return prepared.status();
+  st->prepared = std::move(*prepared);
+  if (st->param_types.size() < st->prepared->parameter_count()) st->param_types.resize(st->prepared->parameter_count(), 0);
+  return st;
+}
+
+void Session::SendRowDescription(const Portal& p) {
+  out_.Begin('T');
+  out_.Int16(static_cast<int16_t>(p.columns.size()));
+  for (size_t i = 0; i < p.columns.size(); ++i) {
+    PgType t = PgTypeFor(p.columns[i]);
+    out_.CString(i < p.names.size() ? p.names[i] : "?column?");
+    out_.Int32(0);
+    out_.Int16(0);
+    out_.Int32(t.oid);
+    out_.Int16(t.size);
+    out_.Int32(t.typmod);
+    out_.Int16(p.Binary(i) ? 1 : 0);
+  }
+  out_.End();
+}
+
+// Starts a portal's DuckDB execution (bindings were applied by Bind).
+Status Session::Start(Portal& p) {
+  if (p.started) return Status::OK();
+  p.started = true;
+  if (!p.stmt->prepared) return Status::OK();
+  Statement& st = *p.stmt;
+  // Read-only transactions refuse writes (BEGIN READ ONLY, default_transaction_read_only).
+  if (tx_read_only_ || (tx_ == 'I' && settings_["default_transaction_read_only"] == "on")) {
+    StatementKind k = st.prepared->statement_kind();
+    if (k == StatementKind::kInsert || k == StatementKind::kUpdate || k == StatementKind::kDelete ||
+        k == StatementKind::kCreate || k == StatementKind::kDrop || k == StatementKind::kAlter ||
+        k == StatementKind::kCopy || k == StatementKind::kCreateFunc) {
+      return Error(ErrorCode::kSqlReadOnlyTransaction,
+                   "cannot execute " + (st.keywords.empty() ? std::string("statement") : st.keywords[0]) +
+                       " in a read-only transaction");
+    }
+  }
+  // DuckDB streams one result per connection: an older suspended portal is closed.
+  if (streaming_ && streaming_ != &p) {
+    streaming_->result.reset();
+    streaming_->chunk.reset();
+    streaming_->done = true;
+    streaming_ = nullptr;
+  }
+  BeginStatement();
+  auto r = st.prepared->Execute();
+  if (!r.ok()) {
+    EndStatement();
+    return MapCancel(r.status());
+  }
+  p.result.emplace(std::move(*r));
+  p.returns_rows = p.result->returns_rows();
+  if (p.returns_rows) {
+    for (size_t i = 0; i < p.result->column_count(); ++i) {
+      p.columns.push_back(p.result->column_info(i));
+      p.names.push_back(p.result->column_name(i));
+    }
+    streaming_ = &p;
+  } else {
+    p.rows = p.result->rows_changed();
+    p.done = true;
+    EndStatement();
+  }
+  return Status::OK();
+}
+
+Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
+  *suspended = false;
+  int64_t sent = 0;
+  size_t ncols = p.columns.size();
+  std::string& buf = out_.buffer();
+  while (!p.done) {
+    if (!p.chunk || p.chunk_row >= p.chunk->size()) {
+      p.chunk.reset();
+      if (!p.result) {
+        p.done = true;
+        return Error(ErrorCode::kSqlInvalidCursorName, "portal was closed by a later query on this connection");
+      }
+      auto next = p.result->Next();
+      if (!next.ok()) {
+        p.done = true;
+        EndStatement();
+        return MapCancel(next.status());
+      }
+      if (!*next) {
+        p.done = true;
+        break;
+      }
+      p.chunk.emplace(std::move(**next));
+      p.chunk_row = 0;
+    }
+    if (max_rows > 0 && sent >= max_rows) {
+      *suspended = true;
+      return Status::OK();
+    }
+    size_t row = p.chunk_row++;
+    out_.Begin('D');
+    out_.Int16(static_cast<int16_t>(ncols));
+    for (size_t c = 0; c < ncols; ++c) {
+      const VectorView& v = p.chunk->column(c);
+      if (v.IsNull(row)) {
+        out_.Int32(-1);
+        continue;
+      }
+      size_t at = buf.size();
+      out_.Int32(0);
+      if (p.Binary(c)) {
+        EncodeBinary(v, row, &buf);
+      } else {
+        EncodeText(v, row, &buf);
+      }
+      auto n = static_cast<uint32_t>(buf.size() - at - 4);
+      buf[at] = static_cast<char>(n >> 24);
+      buf[at + 1] = static_cast<char>(n >> 16);
+      buf[at + 2] = static_cast<char>(n >> 8);
+      buf[at + 3] = static_cast<char>(n);
+    }
+    out_.End();
+    ++sent;
+    ++p.rows;
+    if (buf.size() > kFlushThreshold) RETURN_IF_ERROR(Flush());
+  }
+  p.result.reset();
+  if (streaming_ == &p) streaming_ = nullptr;
+  EndStatement();
+  return Status::OK();
+}
+
+Status Session::Execute(Portal& p, int64_t max_rows, bool describe, bool* suspended) {
+  *suspended = false;
+  Statement& st = *p.stmt;
+  if (tx_ == 'E' && st.special != Special::kRollback && st.special != Special::kCommit) {
+    return Error(ErrorCode::kSqlInFailedTransaction,
+                 "current transaction is aborted, commands ignored until end of transaction block");
+  }
+  if (st.special == Special::kEmpty) {
+    out_.Empty('I');
+    return Status::OK();
+  }
+  if (st.special == Special::kCopyOut) return CopyOut(p);
+  if (st.special == Special::kCopyIn) return CopyIn(p);
+  if (st.special != Special::kNone) return RunSessionStatement(p);
+  bool was_started = p.started;
+  RETURN_IF_ERROR(Start(p));
+  if (describe && !was_started) {
+    if (p.returns_rows) SendRowDescription(p);
+  }
+  if (p.returns_rows) RETURN_IF_ERROR(SendRows(p, max_rows, suspended));
+  if (*suspended) {
+    out_.Empty('s');
+    return Status::OK();
+  }
+  StatementKind kind = p.result ? p.result->statement_kind() : st.prepared->statement_kind();
+  out_.CommandComplete(CommandTag(kind, st.keywords, p.rows, p.returns_rows));
+  return Status::OK();
+}
+
+Status Session::RunSessionStatement(Portal& p) {
+  Statement& st = *p.stmt;
+  p.done = true;
+  switch (st.special) {
+    case Special::kBegin: {
+      if (tx_ != 'I') {
+        SendNotice("there is already a transaction in progress");
+      } else {
+        RETURN_IF_ERROR(DuckExec("BEGIN TRANSACTION"));
+        tx_ = 'T';
+        std::string up = ToLower(st.sql);
+        tx_read_only_ = up.find("read only") != std::string::npos ||
+                        (settings_["default_transaction_read_only"] == "on" && up.find("read write") == std::string::npos);
+      }
+      out_.CommandComplete("BEGIN");
+      return Status::OK();
+    }
+    case Special::kCommit: {
+      if (tx_ == 'I') {
+        SendNotice("there is no transaction in progress");
+        out_.CommandComplete("COMMIT");
+        return Status::OK();
+      }
+      bool failed = tx_ == 'E';
+      tx_ = 'I';
+      tx_read_only_ = false;
+      if (failed) {
+        (void)DuckExec("ROLLBACK");
+        out_.CommandComplete("ROLLBACK");
+        return Status::OK();
+      }
+      Status s = DuckExec("COMMIT");
+      if (!s.ok()) {
+        (void)DuckExec("ROLLBACK");
+        return s;
+      }
+      out_.CommandComplete("COMMIT");
+      return Status::OK();
+    }
+    case Special::kRollback: {
+      if (tx_ == 'I') {
+        SendNotice("there is no transaction in progress");
+      } else {
+        (void)DuckExec("ROLLBACK");
+      }
+      tx_ = 'I';
+      tx_read_only_ = false;
+      out_.CommandComplete("ROLLBACK");
+      return Status::OK();
+    }
+    case Special::kSetTransaction: {
+      std::string low = ToLower(st.sql);
+      bool ro = low.find("read only") != std::string::npos;
+      bool rw = low.find("read write") != std::string::npos;
+      if (low.find("characteristics") != std::string::npos) {
+        if (ro || rw) settings_["default_transaction_read_only"] = ro ? "on" : "off";
+        out_.ParameterStatus("default_transaction_read_only", settings_["default_transaction_read_only"]);
+      } else if (tx_ != 'I' && (ro || rw)) {
+        tx_read_only_ = ro;
+      }
+      out_.CommandComplete("SET");
+      return Status::OK();
+    }
+    case Special::kSet: {
+      const std::string& name = st.copy_table;
+      std::vector<std::string> values = SplitValues(st.copy_select);
+      std::string value = Join(values, ", ");
+      if (EqualsIgnoreCase(value, "default") || EqualsIgnoreCase(value, "local")) value = "";
+      if (name == "statement_timeout") {
+        auto ms = ParseDurationMs(value.empty() ? "0" : value);
+        if (!ms) return Error(ErrorCode::kInvalidArgument, "invalid value for parameter \"statement_timeout\": \"" + value + "\"");
+        statement_timeout_ms_ = *ms;
+      } else if (name == "client_encoding") {
+        std::string e = ToLower(value);
+        if (!value.empty() && e != "utf8" && e != "utf-8" && e != "unicode") {
+          return Error(ErrorCode::kNotImplemented, "client_encoding " + value + " is not supported: use UTF8");
+        }
+        value = "UTF8";
+      } else if (name == "timezone" && !value.empty()) {
+        // Timestamps with time zone are always sent in UTC ("+00"); DuckDB keeps the zone for
+        // its own casts.
+        Status s = DuckExec("SET TimeZone = " + QuoteLiteral(value));
+        if (!s.ok()) return Error(ErrorCode::kInvalidArgument, "invalid value for parameter \"TimeZone\": \"" + value + "\"");
+      } else if (name == "default_transaction_read_only") {
+        std::string e = ToLower(value);
+        value = (e == "on" || e == "true" || e == "1" || e == "yes") ? "on" : "off";
+      }
+      if (value.empty() && name != "application_name") {
+        if (name == "timezone") value = "UTC";
+        else if (name == "datestyle") value = "ISO, MDY";
+        else if (name == "statement_timeout") value = "0";
+      }
+      settings_[name] = value;
+      if (IsReported(name)) out_.ParameterStatus(DisplayName(name), value);
+      out_.CommandComplete("SET");
+      return Status::OK();
+    }
+    case Special::kReset: {
+      std::string name = st.keywords.size() > 1 ? ToLower(st.keywords[1]) : "";
+      if (name == "statement_timeout" || name == "all") statement_timeout_ms_ = 0;
+      if (name == "application_name" || name == "all") {
+        settings_["application_name"] = "";
+        out_.ParameterStatus("application_name", "");
+      }
+      out_.CommandComplete("RESET");
+      return Status::OK();
+    }
+    case Special::kDiscard: {
+      if (tx_ != 'I') return Error(ErrorCode::kFailedPrecondition, "DISCARD ALL cannot run inside a transaction block");
+      statements_.clear();
+      for (auto it = portals_.begin(); it != portals_.end();) {
+        if (it->second.get() == &p) {
+          ++it;
+        } else {
+          if (streaming_ == it->second.get()) streaming_ = nullptr;
+          it = portals_.erase(it);
+        }
+      }
+      statement_timeout_ms_ = 0;
+      out_.CommandComplete("DISCARD ALL");
+      return Status::OK();
+    }
+    case Special::kDeallocate: {
+      std::string name = st.keywords.size() > 1 ? st.keywords[1] : "";
+      if (name == "PREPARE") name = st.keywords.size() > 2 ? st.keywords[2] : "";
+      if (name == "ALL") {
+        statements_.clear();
+      } else {
+        // Statement names are case-sensitive on the wire; match either spelling.
+        std::string lname = ToLower(name);
+        if (!statements_.erase(lname) && !statements_.erase(name)) {
+          return Error(ErrorCode::kSqlInvalidStatementName, "prepared statement \"" + lname + "\" does not exist");
+        }
+      }
+      out_.CommandComplete("DEALLOCATE");
+      return Status::OK();
+    }
+    case Special::kNotSupported:
+      return Error(ErrorCode::kNotImplemented,
+                   (st.keywords.empty() ? std::string("statement") : st.keywords[0]) +
+                       " is not supported by the Tarn warehouse yet");
+    default: return Error(ErrorCode::kInternal, "unhandled session statement");
+  }
+}
+
+// ---- COPY ----
+
+namespace {
+
+void AppendCopyText(std::string_view v, char delim, std::string* out) {
+  for (char c : v) {
+    switch (c) {
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c == delim) {
+          out->push_back('\\');
+        }
+        out->push_back(c);
+    }
+  }
+}
+
+void AppendCsv(std::string_view v, char delim, std::string* out) {
+  bool quote = v.empty() || v.find_first_of(std::string("\"\r\n") + delim) != std::string_view::npos;
+  if (!quote) {
+    out->append(v);
+    return;
+  }
+  out->push_back('"');
+  for (char c : v) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+Status Session::CopyOut(Portal& p) {
+  Statement& st = *p.stmt;
+  ASSIGN_OR_RETURN(auto prepared, conn_->Prepare(st.rewritten));
+  BeginStatement();
+  auto r = prepared->Execute();
+  if (!r.ok()) {
+    EndStatement();
+    return MapCancel(r.status());
+  }
+  size_t ncols = r->column_count();
+  bool binary = st.copy_format == "binary";
+  out_.Begin('H');
+  out_.Byte(binary ? 1 : 0);
+  out_.Int16(static_cast<int16_t>(ncols));
+  for (size_t i = 0; i < ncols; ++i) out_.Int16(binary ? 1 : 0);
+  out_.End();
+  std::string line;
+  if (binary) {
+    out_.Begin('d');
+    out_.Bytes(std::string_view("PGCOPY\n\377\r\n\0", 11));
+    out_.Int32(0);
+    out_.Int32(0);
+    out_.End();
+  } else if (st.copy_header) {
+    for (size_t c = 0; c < ncols; ++c) {
+      if (c) line.push_back(st.copy_delim);
+      if (st.copy_format == "csv") AppendCsv(r->column_name(c), st.copy_delim, &line);
+      else AppendCopyText(r->column_name(c), st.copy_delim, &line);
+    }
+    line.push_back('\n');
+    out_.Begin('d');
+    out_.Bytes(line);
+    out_.End();
+  }
+  int64_t rows = 0;
+  std::string cell;
+  for (;;) {
+    auto next = r->Next();
+    if (!next.ok()) {
+      EndStatement();
+      return MapCancel(next.status());
+    }
+    if (!*next) break;
+    const Chunk& chunk = **next;
+    for (size_t row = 0; row < chunk.size(); ++row) {
+      out_.Begin('d');
+      if (binary) {
+        out_.Int16(static_cast<int16_t>(ncols));
+        for (size_t c = 0; c < ncols; ++c) {
+          const VectorView& v = chunk.column(c);
+          if (v.IsNull(row)) {
+            out_.Int32(-1);
+            continue;
+          }
+          cell.clear();
+          EncodeBinary(v, row, &cell);
+          out_.Int32(static_cast<int32_t>(cell.size()));
+          out_.Bytes(cell);
+        }
+      } else {
+        line.clear();
+        for (size_t c = 0; c < ncols; ++c) {
+          if (c) line.push_back(st.copy_delim);
+          const VectorView& v = chunk.column(c);
+          if (v.IsNull(row)) {
+            line.append(st.copy_null);
+            continue;
+          }
+          cell.clear();
+          EncodeText(v, row, &cell);
+          if (st.copy_format == "csv") AppendCsv(cell, st.copy_delim, &line);
+          else AppendCopyText(cell, st.copy_delim, &line);
+        }
+        line.push_back('\n');
+        out_.Bytes(line);
+      }
+      out_.End();
+      ++rows;
+      if (out_.size() > kFlushThreshold) {
+        Status fs = Flush();
+        if (!fs.ok()) {
+          EndStatement();
+          return fs;
+        }
+      }
+    }
+  }
+  EndStatement();
+  if (binary) {
+    out_.Begin('d');
+    out_.Int16(-1);
+    out_.End();
+  }
+  out_.Empty('c');
+  out_.CommandComplete("COPY " + std::to_string(rows));
+  return Status::OK();
+}
+
+namespace {
+
+// Splits one COPY text-format line into fields (nullopt = NULL), undoing backslash escapes.
+std::vector<std::optional<std::string>> ParseTextLine(std::string_view line, char delim, const std::string& null_str) {
+  std::vector<std::optional<std::string>> out;
+  std::string cur;
+  std::string raw;
+  auto push = [&] {
+    if (raw == null_str) out.emplace_back(std::nullopt);
+    else out.emplace_back(cur);
+    cur.clear();
+    raw.clear();
+  };
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (c == delim) {
+      push();
+      continue;
+    }
+    raw.push_back(c);
+    if (c == '\\' && i + 1 < line.size()) {
+      char e = line[++i];
+      raw.push_back(e);
+      switch (e) {
+        case 'n': cur.push_back('\n'); break;
+        case 'r': cur.push_back('\r'); break;
+        case 't': cur.push_back('\t'); break;
+        case 'b': cur.push_back('\b'); break;
+        case 'f': cur.push_back('\f'); break;
+        case 'v': cur.push_back('\v'); break;
+        default: cur.push_back(e); break;
+      }
+      continue;
+    }
+    cur.push_back(c);
+  }
+  push();
+  return out;
+}
+
+// Parses one CSV record from `buf` at `pos`; false when the record is not complete yet.
+bool ParseCsvRecord(std::string_view buf, size_t* pos, char delim, const std::string& null_str, bool final,
+                    std::vector<std::optional<std::string>>* out) {
+  out->clear();
+  std::string cur;
+  bool quoted = false, was_quoted = false;
+  size_t i = *pos;
+  for (; i < buf.size(); ++i) {
+    char c = buf[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < buf.size() && buf[i + 1] == '"') {
+          cur.push_back('"');
+          ++i;
+        } else if (i + 1 >= buf.size() && !final) {
+          return false;
+        } else {
+          quoted = false;
+        }
+      } else {
+        cur.push_back(c);
+      }
+      continue;
+    }
+    if (c == '"') {
+      quoted = was_quoted = true;
+      continue;
+    }
+    if (c == delim || c == '\n') {
+      if (!was_quoted && cur == null_str) out->emplace_back(std::nullopt);
+      else out->emplace_back(cur);
+      cur.clear();
+      was_quoted = false;
+      if (c == '\n') {
+        *pos = i + 1;
+        if (!out->empty() && out->back() && !out->back()->empty() && out->back()->back() == '\r') out->back()->pop_back();
+        return true;
+      }
+      continue;
+    }
+    cur.push_back(c);
+  }
+  if (!final || quoted) return false;
+  if (i == *pos) return false;
+  if (!was_quoted && cur == null_str) out->emplace_back(std::nullopt);
+  else out->emplace_back(cur);
+  *pos = i;
+  return true;
+}
+
+}  // namespace
+
+Status Session::CopyIn(Portal& p) {
+  Statement& st = *p.stmt;
+  if (st.copy_format == "binary") return Error(ErrorCode::kNotImplemented, "COPY FROM STDIN (FORMAT binary) is not supported");
+  if (tx_read_only_) return Error(ErrorCode::kSqlReadOnlyTransaction, "cannot execute COPY FROM in a read-only transaction");
+  std::vector<std::string> cols = st.copy_columns;
+  if (cols.empty()) {
+    ASSIGN_OR_RETURN(auto probe, conn_->Prepare("SELECT * FROM " + st.copy_table + " LIMIT 0"));
+    for (const std::string& n : probe->ColumnNames()) cols.push_back(QuoteIdentifier(n));
+  }
+  std::string placeholders;
+  for (size_t i = 0; i < cols.size(); ++i) placeholders += (i ? ", $" : "$") + std::to_string(i + 1);
+  ASSIGN_OR_RETURN(auto insert, conn_->Prepare("INSERT INTO " + st.copy_table + " (" + Join(cols, ", ") +
+                                               ") VALUES (" + placeholders + ")"));
+  out_.Begin('G');
+  out_.Byte(0);
+  out_.Int16(static_cast<int16_t>(cols.size()));
+  for (size_t i = 0; i < cols.size(); ++i) out_.Int16(0);
+  out_.End();
+  RETURN_IF_ERROR(Flush());
+  bool own_tx = tx_ == 'I';
+  if (own_tx) RETURN_IF_ERROR(DuckExec("BEGIN TRANSACTION"));
+  Status failure;
+  int64_t rows = 0;
+  bool header_skipped = !st.copy_header;
+  std::string buf;
+  size_t pos = 0;
+  std::vector<std::optional<std::string>> fields;
+  auto insert_row = [&]() -> Status {
+    if (!header_skipped) {
+      header_skipped = true;
+      return Status::OK();
+    }
+    if (fields.size() != cols.size()) {
+      return Error(ErrorCode::kSqlConversion, "COPY: row " + std::to_string(rows + 1) + " has " +
+                                                  std::to_string(fields.size()) + " columns, expected " +
+                                                  std::to_string(cols.size()));
+    }
+    for (size_t i = 0; i < fields.size(); ++i) {
+      if (fields[i]) RETURN_IF_ERROR(insert->Bind(i + 1, std::string_view(*fields[i])));
+      else RETURN_IF_ERROR(insert->BindNull(i + 1));
+    }
+    ASSIGN_OR_RETURN(QueryResult r, insert->Execute());
+    ++rows;
+    return Status::OK();
+  };
+  auto process = [&](bool final) -> Status {
+    if (st.copy_format == "csv") {
+      while (ParseCsvRecord(buf, &pos, st.copy_delim, st.copy_null, final, &fields)) RETURN_IF_ERROR(insert_row());
+    } else {
+      for (;;) {
+        size_t nl = buf.find('\n', pos);
+        if (nl == std::string::npos) {
+          if (!final || pos >= buf.size()) break;
+          nl = buf.size();
+        }
+        std::string_view line(buf.data() + pos, nl - pos);
+        pos = nl + (nl < buf.size() ? 1 : 0);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line == "\\.") continue;  // end-of-data marker of old clients
+        fields = ParseTextLine(line, st.copy_delim, st.copy_null);
+        RETURN_IF_ERROR(insert_row());
+      }
+    }
+    if (pos > (1 << 20)) {
+      buf.erase(0, pos);
+      pos = 0;
+    }
+    return Status::OK();
+  };
+  for (;;) {
+    char type;
+    std::string body;
+    RETURN_IF_ERROR(ReadMessage(&type, &body));
+    if (type == 'd') {
+      if (!failure.ok()) continue;
+      buf.append(body);
+      failure = process(false);
+    } else if (type == 'c') {
+      if (failure.ok()) failure = process(true);
+      break;
+    } else if (type == 'f') {
+      if (failure.ok()) failure = Error(ErrorCode::kCancelled, "COPY from stdin failed: " + body.substr(0, body.find('\0')));
+      break;
+    } else if (type == 'H' || type == 'S') {
+      continue;  // §55.2.6: Flush and Sync are ignored during COPY IN
+    } else {
+      failure = Error(ErrorCode::kSqlProtocolViolation, "unexpected message type during COPY from stdin");
+      break;
+    }
+  }
+  if (!failure.ok()) {
+    if (own_tx) (void)DuckExec("ROLLBACK");
+    return failure;
+  }
+  if (own_tx) RETURN_IF_ERROR(DuckExec("COMMIT"));
+  out_.CommandComplete("COPY " + std::to_string(rows));
+  return Status::OK();
+}
+
+// ---- simple query ----
+
+void Session::SimpleQuery(const std::string& body) {
+  std::string sql = body;
+  if (!sql.empty() && sql.back() == '\0') sql.pop_back();
+  if (sql.find('\0') != std::string::npos) {
+    SendError(Error(ErrorCode::kSqlProtocolViolation, "query string contains a NUL byte"));
+    out_.ReadyForQuery(tx_);
+    return;
+  }
+  std::vector<std::string> parts = SplitStatements(sql);
+  if (parts.empty()) {
+    out_.Empty('I');
+    out_.ReadyForQuery(tx_);
+    return;
+  }
+  // The unnamed statement and portal are replaced by a simple Query (§55.2.2).
+  statements_.erase("");
+  if (portals_.count("") && streaming_ == portals_[""].get()) streaming_ = nullptr;
+  portals_.erase("");
+  for (const std::string& part : parts) {
+    Portal portal;
+    Status s;
+    auto st = (tx_ == 'E') ? Result<std::shared_ptr<Statement>>(Error(ErrorCode::kSqlInFailedTransaction, "")) : Prepare(part, {});
+    if (tx_ == 'E') {
+      auto kw = LeadingKeywords(part, 2);
+      std::string k0 = kw.empty() ? "" : kw[0];
+      if (k0 == "ROLLBACK" || k0 == "ABORT" || k0 == "COMMIT" || k0 == "END") st = Prepare(part, {});
+    }
+    if (!st.ok()) {
+      s = st.status();
+      if (s.code() == ErrorCode::kSqlInFailedTransaction) {
+        s = Error(ErrorCode::kSqlInFailedTransaction,
+                  "current transaction is aborted, commands ignored until end of transaction block");
+      }
+    } else {
+      portal.stmt = *st;
+      bool suspended;
+      s = Execute(portal, 0, true, &suspended);
+      if (streaming_ == &portal) streaming_ = nullptr;
+    }
+    if (!s.ok()) {
+      if (s.code() == ErrorCode::kIoError) return;
+      SendError(s, part);
+      if (tx_ == 'T') tx_ = 'E';
+      break;
+    }
+  }
+  out_.ReadyForQuery(tx_);
+}
+
+// ---- extended query ----
+
+Status Session::HandleParse(const std::string& body) {
+  ASSIGN_OR_RETURN(ParseMessage m, ParseParse(body));
+  if (!m.name.empty() && statements_.count(m.name)) {
+    return Error(ErrorCode::kSqlInvalidStatementName, "prepared statement \"" + m.name + "\" already exists");
+  }
+  auto ends_block = [](const std::string& q) {
+    auto kw = LeadingKeywords(q, 1);
+    return !kw.empty() && (kw[0] == "ROLLBACK" || kw[0] == "ABORT" || kw[0] == "COMMIT" || kw[0] == "END");
+  };
+  if (tx_ == 'E' && !ends_block(m.query)) {
+    return Error(ErrorCode::kSqlInFailedTransaction,
+                 "current transaction is aborted, commands ignored until end of transaction block");
+  }
+  std::vector<std::string> parts = SplitStatements(m.query);
+  if (parts.size() > 1) {
+    return Error(ErrorCode::kSqlSyntaxError, "cannot insert multiple commands into a prepared statement");
+  }
+  auto st = Prepare(parts.empty() ? std::string() : parts[0], m.param_types);
+  if (!st.ok()) {
+    SendError(st.status(), parts.empty() ? std::string() : parts[0]);
+    if (tx_ == 'T') tx_ = 'E';
+    skip_until_sync_ = true;
+    return Status::OK();
+  }
+  statements_[m.name] = *st;
+  out_.Empty('1');
+  return Status::OK();
+}
+
+Status Session::HandleBind(const std::string& body) {
+  ASSIGN_OR_RETURN(BindMessage m, ParseBind(body));
+  auto it = statements_.find(m.statement);
+  if (it == statements_.end()) {
+    return Error(ErrorCode::kSqlInvalidStatementName, "prepared statement \"" + m.statement + "\" does not exist");
+  }
+  if (!m.portal.empty() && portals_.count(m.portal)) {
+    return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + m.portal + "\" already exists");
+  }
+  std::shared_ptr<Statement> st = it->second;
+  size_t expected = st->prepared ? st->prepared->parameter_count() : 0;
+  if (m.params.size() != expected) {
+    return Error(ErrorCode::kSqlProtocolViolation, "bind message supplies " + std::to_string(m.params.size()) +
+                                                       " parameters, but prepared statement \"" + m.statement +
+                                                       "\" requires " + std::to_string(expected));
+  }
+  if (tx_ == 'E' && st->special != Special::kRollback && st->special != Special::kCommit) {
+    return Error(ErrorCode::kSqlInFailedTransaction,
+                 "current transaction is aborted, commands ignored until end of transaction block");
+  }
+  if (st->prepared) {
+    // An older portal streaming from this statement keeps its own result; rebinding is safe.
+    RETURN_IF_ERROR(st->prepared->ClearBindings());
+    for (size_t i = 0; i < m.params.size(); ++i) {
+      int16_t fmt = m.param_formats.empty() ? 0 : m.param_formats.size() == 1 ? m.param_formats[0] : m.param_formats[i];
+      int32_t type = i < st->param_types.size() ? st->param_types[i] : 0;
+      RETURN_IF_ERROR(BindParameter(*st->prepared, i + 1, type, fmt, m.params[i]));
+    }
+  }
+  auto portal = std::make_unique<Portal>();
+  portal->stmt = st;
+  portal->result_formats = m.result_formats;
+  if (portals_.count(m.portal) && streaming_ == portals_[m.portal].get()) streaming_ = nullptr;
+  // Execution starts at Describe or Execute, so that bindings are applied right before it.
+  if (st->prepared) {
+    // Run now: DuckDB keeps one set of bindings per prepared statement, and a later Bind of
+    // the same statement must not change this portal's values.
+    Status s = Start(*portal);
+    if (!s.ok()) {
+      portals_.erase(m.portal);
+      return s;
+    }
+    if (portal->returns_rows && !portal->result_formats.empty() && portal->result_formats.size() != 1 &&
+        portal->result_formats.size() != portal->columns.size()) {
+      return Error(ErrorCode::kSqlProtocolViolation, "bind message has " + std::to_string(m.result_formats.size()) +
+                                                         " result formats but query has " +
+                                                         std::to_string(portal->columns.size()) + " columns");
+    }
+  }
+  portals_[m.portal] = std::move(portal);
+  out_.Empty('2');
+  return Status::OK();
+}
+
+Status Session::HandleDescribe(const std::string& body) {
+  MessageReader r(body);
+  uint8_t kind = r.Byte();
+  std::string name(r.CString());
+  if (!r.ok() || !r.at_end() || (kind != 'S' && kind != 'P')) {
+    return Error(ErrorCode::kSqlProtocolViolation, "malformed Describe message");
+  }
+  if (kind == 'S') {
+    auto it = statements_.find(name);
+    if (it == statements_.end()) {
+      return Error(ErrorCode::kSqlInvalidStatementName, "prepared statement \"" + name + "\" does not exist");
+    }
+    Statement& st = *it->second;
+    out_.Begin('t');
+    size_t n = st.prepared ? st.prepared->parameter_count() : 0;
+    out_.Int16(static_cast<int16_t>(n));
+    for (size_t i = 0; i < n; ++i) {
+      int32_t t = i < st.param_types.size() ? st.param_types[i] : 0;
+      out_.Int32(t ? t : ParamOidFor(st.prepared->param_type(i + 1)));
+    }
+    out_.End();
+    Portal probe;
+    if (st.prepared) {
+      StatementKind k = st.prepared->statement_kind();
+      bool rows = k == StatementKind::kSelect || k == StatementKind::kExplain || k == StatementKind::kPragma ||
+                  k == StatementKind::kCall || (k == StatementKind::kOther && !st.prepared->ColumnNames().empty());
+      if (rows) {
+        probe.columns = st.prepared->ColumnInfo();
+        probe.names = st.prepared->ColumnNames();
+        SendRowDescription(probe);
+        return Status::OK();
+      }
+    } else if (st.special == Special::kCopyOut || st.special == Special::kCopyIn) {
+      // Described as no rows; COPY answers with CopyOutResponse/CopyInResponse.
+    }
+    out_.Empty('n');
+    return Status::OK();
+  }
+  auto it = portals_.find(name);
+  if (it == portals_.end()) return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + name + "\" does not exist");
+  Portal& p = *it->second;
+  if (p.stmt->prepared && p.returns_rows) {
+    SendRowDescription(p);
+  } else {
+    out_.Empty('n');
+  }
+  return Status::OK();
+}
+
+Status Session::HandleExecute(const std::string& body) {
+  MessageReader r(body);
+  std::string name(r.CString());
+  int32_t max_rows = r.Int32();
+  if (!r.ok() || !r.at_end()) return Error(ErrorCode::kSqlProtocolViolation, "malformed Execute message");
+  auto it = portals_.find(name);
+  if (it == portals_.end()) return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + name + "\" does not exist");
+  Portal& p = *it->second;
+  bool suspended = false;
+  Status s = Execute(p, max_rows > 0 ? max_rows : 0, false, &suspended);
+  return s;
+}
+
+Status Session::HandleClose(const std::string& body) {
+  MessageReader r(body);
+  uint8_t kind = r.Byte();
+  std::string name(r.CString());
+  if (!r.ok() || !r.at_end() || (kind != 'S' && kind != 'P')) {
+    return Error(ErrorCode::kSqlProtocolViolation, "malformed Close message");
+  }
+  if (kind == 'S') {
+    statements_.erase(name);
+  } else {
+    auto it = portals_.find(name);
+    if (it != portals_.end()) {
+      if (streaming_ == it->second.get()) streaming_ = nullptr;
+      portals_.erase(it);
+    }
+  }
+  out_.Empty('3');
+  return Status::OK();
+}
+
+}  // namespace tarn::sql::pgwire
