@@ -171,6 +171,8 @@ class BrokerImpl final : public Broker {
         auto s = std::make_unique<Session>();
         s->client_id = cid;
         s->info.client_id = cid;
+        s->info.identity = rs.identity;
+        s->info.username = rs.username;
         s->expiry = rs.expiry_interval;
         s->persisted = true;
         s->offline_since_ms = now;
@@ -892,7 +894,7 @@ void Conn::OnClose() {
 void BrokerImpl::PersistSessionLocked(Session* s) {
   if (!log_) return;
   if (s->expiry > 0) {
-    LogLocked(logrec::SessionPut(s->client_id, s->expiry));
+    LogLocked(logrec::SessionPut(s->client_id, s->expiry, s->info.identity, s->info.username));
     if (!s->persisted) {
       s->persisted = true;
       for (const auto& [f, sub] : s->subs) LogLocked(logrec::SubPut(s->client_id, sub));
@@ -1178,7 +1180,7 @@ void BrokerImpl::CompactLocked() {
   std::vector<std::string> snap;
   for (auto& [cid, s] : sessions_) {
     if (!s->persisted) continue;
-    snap.push_back(logrec::SessionPut(cid, s->expiry));
+    snap.push_back(logrec::SessionPut(cid, s->expiry, s->info.identity, s->info.username));
     for (auto& [f, sub] : s->subs) snap.push_back(logrec::SubPut(cid, sub));
     std::vector<const Outgoing*> msgs;
     for (auto& [pid, o] : s->inflight) msgs.push_back(&o);

@@ -134,7 +134,9 @@ bool Apply(std::string_view body, RecoveredState* st) {
     case kSessionPut: {
       uint32_t exp;
       if (!in.Bytes(&cid) || !in.U32(&exp)) return false;
-      st->sessions[cid].expiry_interval = exp;
+      auto& s = st->sessions[cid];
+      s.expiry_interval = exp;
+      if (!in.empty() && (!in.Bytes(&s.identity) || !in.Bytes(&s.username))) return false;
       return in.empty();
     }
     case kSessionDel:
@@ -247,11 +249,14 @@ uint32_t Crc32c(std::string_view data) {
 }
 
 namespace logrec {
-std::string SessionPut(const std::string& client_id, uint32_t expiry_interval) {
+std::string SessionPut(const std::string& client_id, uint32_t expiry_interval,
+                       const std::string& identity, const std::string& username) {
   std::string b;
   PutU8(&b, kSessionPut);
   PutBytes(&b, client_id);
   PutU32(&b, expiry_interval);
+  PutBytes(&b, identity);
+  PutBytes(&b, username);
   return b;
 }
 std::string SessionDel(const std::string& client_id) {

@@ -38,6 +38,10 @@ struct StoredMessage {
 
 struct RecoveredSession {
   uint32_t expiry_interval = 0;
+  // Who the client last authenticated as, so authorisation of messages routed to the session
+  // while it is offline after a restart sees the same identity.
+  std::string identity;
+  std::string username;
   std::map<std::string, Subscription> subscriptions;
   std::map<uint64_t, StoredMessage> messages;  // by seq
   uint64_t next_seq = 1;
@@ -52,7 +56,8 @@ struct RecoveredState {
 
 // Record encoders (the log itself only frames bytes).
 namespace logrec {
-std::string SessionPut(const std::string& client_id, uint32_t expiry_interval);
+std::string SessionPut(const std::string& client_id, uint32_t expiry_interval,
+                       const std::string& identity = "", const std::string& username = "");
 std::string SessionDel(const std::string& client_id);
 std::string SubPut(const std::string& client_id, const Subscription& s);
 std::string SubDel(const std::string& client_id, const std::string& filter);

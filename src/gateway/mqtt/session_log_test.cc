@@ -29,7 +29,7 @@ TEST(SessionLog, ReplaysSessionsMessagesRetained) {
     auto log = SessionLog::Open(dir, &st);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     EXPECT_TRUE(st.sessions.empty());
-    (*log)->Append(logrec::SessionPut("c1", 60));
+    (*log)->Append(logrec::SessionPut("c1", 60, "cert:dev-1", "dev-user"));
     Subscription s;
     s.filter = "a/#";
     s.qos = 1;
@@ -61,6 +61,8 @@ TEST(SessionLog, ReplaysSessionsMessagesRetained) {
   ASSERT_EQ(st.sessions.count("c1"), 1u);
   auto& s = st.sessions["c1"];
   EXPECT_EQ(s.expiry_interval, 60u);
+  EXPECT_EQ(s.identity, "cert:dev-1");
+  EXPECT_EQ(s.username, "dev-user");
   EXPECT_EQ(s.subscriptions.count("a/#"), 1u);
   ASSERT_EQ(s.messages.size(), 1u);
   EXPECT_EQ(s.messages.begin()->second.msg.payload, "two");
