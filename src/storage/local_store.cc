@@ -1212,7 +1212,7 @@ Result<std::vector<UploadInfo>> LocalObjectStore::ListMultipartUploads(const std
   RETURN_IF_ERROR(BucketVersioning(bucket));
   ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
       "SELECT upload_id, key, initiated, attrs FROM s3_uploads WHERE bucket = ?1 AND key >= ?2 "
-      "ORDER BY key, initiated"));
+      "ORDER BY key, initiated, upload_id"));
   q.Bind(1, bucket).Bind(2, prefix);
   std::vector<UploadInfo> out;
   while (true) {

@@ -178,3 +178,21 @@ def test_multipart_with_checksum_and_list_versions_paging(lake):
     for page in s3.get_paginator("list_object_versions").paginate(Bucket="vers", PaginationConfig={"PageSize": 1}):
         seen += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
     assert seen == [("k1", ids[1]), ("k1", ids[0]), ("k2", ids[2])]
+
+
+def test_list_multipart_uploads_paging(lake):
+    s3 = lake.boto3_client("s3")
+    ids = [(k, s3.create_multipart_upload(Bucket="landing", Key=k)["UploadId"])
+           for k in ("u/a", "u/b", "u/b", "v/c")]
+    seen = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket="landing", PaginationConfig={"PageSize": 1}):
+        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+    assert sorted(seen) == sorted(ids) and len(seen) == 4
+    r = s3.list_multipart_uploads(Bucket="landing", Delimiter="/")
+    assert [p["Prefix"] for p in r["CommonPrefixes"]] == ["u/", "v/"]
+    r = s3.list_multipart_uploads(Bucket="landing", Prefix="u/")
+    assert sorted(u["Key"] for u in r["Uploads"]) == ["u/a", "u/b", "u/b"]
+    for k, uid in ids:
+        s3.abort_multipart_upload(Bucket="landing", Key=k, UploadId=uid)
+    assert s3.list_multipart_uploads(Bucket="landing").get("Uploads", []) == []

@@ -683,17 +683,64 @@ Status S3Service::ListObjectVersions(Ctx& c) {
 
 Status S3Service::ListMultipartUploads(Ctx& c) {
   RETURN_IF_ERROR(Authorize(c, "s3:ListBucketMultipartUploads", c.bucket, "", false));
-  std::string prefix = c.Param("prefix");
+  std::string prefix = c.Param("prefix"), delimiter = c.Param("delimiter");
+  std::string key_marker = c.Param("key-marker"), id_marker = c.Param("upload-id-marker");
+  int64_t max_uploads = 1000;
+  if (c.Has("max-uploads")) {
+    auto mu = ParseInt64(c.Param("max-uploads"));
+    if (!mu || *mu < 0) return Error(ErrorCode::kInvalidArgument, "max-uploads must be a non-negative integer");
+    max_uploads = std::min<int64_t>(*mu, 1000);
+  }
   ASSIGN_OR_RETURN(std::vector<UploadInfo> ups, store_->ListMultipartUploads(c.bucket, prefix));
-  Xml x("ListMultipartUploadsResult");
-  x.Elem("Bucket", c.bucket).Elem("KeyMarker", "").Elem("UploadIdMarker", "").Elem("Prefix", prefix);
-  x.Elem("MaxUploads", uint64_t{1000}).Bool("IsTruncated", false);
+  // Order (key, initiated) as the store returns it; resume after (key-marker, upload-id-marker).
+  std::vector<const UploadInfo*> page;
+  std::vector<std::string> prefixes;
+  bool truncated = false, past_marker = key_marker.empty();
   for (const auto& u : ups) {
-    x.Open("Upload").Elem("Key", u.key).Elem("UploadId", u.upload_id);
+    if (!past_marker) {
+      if (u.key < key_marker) continue;
+      if (u.key == key_marker) {
+        if (id_marker.empty()) continue;
+        if (u.upload_id == id_marker) past_marker = true;
+        continue;
+      }
+      past_marker = true;
+    }
+    if (!delimiter.empty()) {
+      size_t pos = u.key.find(delimiter, prefix.size());
+      if (pos != std::string::npos) {
+        std::string cp = u.key.substr(0, pos + delimiter.size());
+        if (prefixes.empty() || prefixes.back() != cp) {
+          if (static_cast<int64_t>(page.size() + prefixes.size()) >= max_uploads) {
+            truncated = true;
+            break;
+          }
+          prefixes.push_back(cp);
+        }
+        continue;
+      }
+    }
+    if (static_cast<int64_t>(page.size() + prefixes.size()) >= max_uploads) {
+      truncated = true;
+      break;
+    }
+    page.push_back(&u);
+  }
+  Xml x("ListMultipartUploadsResult");
+  x.Elem("Bucket", c.bucket).Elem("KeyMarker", key_marker).Elem("UploadIdMarker", id_marker);
+  if (truncated && !page.empty()) {
+    x.Elem("NextKeyMarker", page.back()->key).Elem("NextUploadIdMarker", page.back()->upload_id);
+  }
+  x.Elem("Prefix", prefix);
+  if (!delimiter.empty()) x.Elem("Delimiter", delimiter);
+  x.Elem("MaxUploads", static_cast<uint64_t>(max_uploads)).Bool("IsTruncated", truncated);
+  for (const UploadInfo* u : page) {
+    x.Open("Upload").Elem("Key", u->key).Elem("UploadId", u->upload_id);
     x.Open("Initiator").Elem("ID", options_.account_id).Elem("DisplayName", "tarn").Close("Initiator");
     x.Open("Owner").Elem("ID", options_.account_id).Elem("DisplayName", "tarn").Close("Owner");
-    x.Elem("StorageClass", "STANDARD").Elem("Initiated", IsoTime(u.initiated_ms)).Close("Upload");
+    x.Elem("StorageClass", "STANDARD").Elem("Initiated", IsoTime(u->initiated_ms)).Close("Upload");
   }
+  for (const auto& cp : prefixes) x.Open("CommonPrefixes").Elem("Prefix", cp).Close("CommonPrefixes");
   net::WriteXml(c.rs, x.Done());
   return Status::OK();
 }
