@@ -111,6 +111,10 @@ cat <<TXT
   See the data:
 TXT
 if [[ -n "$SQL" ]]; then
+  if ! PGPASSWORD="$PW" PGCONNECT_TIMEOUT=5 psql -X -q "host=${SQL%:*} port=${SQL##*:} user=root dbname=tarn" \
+       -c 'SELECT 1 FROM iot.telemetry LIMIT 0' >/dev/null 2>&1; then
+    echo "    (iot.telemetry is not queryable over SQL in this build yet: catalog tables are not bound to the warehouse)"
+  fi
   echo "    PGPASSWORD='$PW' psql 'host=${SQL%:*} port=${SQL##*:} user=root dbname=tarn' -c \"SELECT device, round(avg(temperature), 2) AS avg_temp, count(*) FROM iot.telemetry WHERE day = '$DAY' GROUP BY 1 ORDER BY 1\""
 else
   echo "    (psql: the SQL endpoint is not in this build yet)"
