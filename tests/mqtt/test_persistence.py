@@ -143,3 +143,53 @@ def test_kill9_under_load_loses_nothing_acknowledged():
     finally:
         lake.stop()
         lake.cleanup()
+
+
+def test_qos2_exactly_once_across_kill9():
+    """An incoming QoS 2 PUBLISH that was PUBREC'd before a crash and is retransmitted (DUP)
+    after the restart is acknowledged again but not delivered a second time (§4.3.3)."""
+    import socket
+    from rawmqtt import Raw, publish, subscribe
+    lake = Lake()
+    lake.start()
+    try:
+        def login(cid):
+            r = Raw(*lake.host_port("mqtt"))
+            t, _, body = r.connect(client_id=cid, version=4, clean=False, username="root",
+                                   password=lake.PASSWORD)
+            return r, body
+        sub, _ = login("once-sub")
+        sub.send(subscribe("once/#", 1))
+        assert sub.read_packet()[0] == 9
+        sub.close()
+        pub, _ = login("once-pub")
+        pub.send(publish("once/t", b"exactly-once", qos=2, packet_id=5))
+        t, _, body = pub.read_packet()
+        assert t == 5 and body == b"\x00\x05"  # PUBREC: the broker owns the message now
+        lake.kill()
+        lake.start()
+        pub, body = login("once-pub")
+        assert body[0] == 1  # session present
+        pub.send(publish("once/t", b"exactly-once", qos=2, packet_id=5, flags=0x0C))  # DUP
+        t, _, body = pub.read_packet()
+        assert t == 5 and body == b"\x00\x05"
+        pub.send(b"\x62\x02\x00\x05")
+        assert pub.read_packet()[0] == 7
+        sub, body = login("once-sub")
+        assert body[0] == 1
+        deliveries = []
+        sub.sock.settimeout(1.5)
+        try:
+            while True:
+                p = sub.read_packet(timeout=1.5)
+                if p is None:
+                    break
+                if p[0] == 3:
+                    deliveries.append(p)
+                    sub.send(b"\x40\x02" + p[2][2 + 6:2 + 6 + 2])  # PUBACK (topic "once/t")
+        except (AssertionError, socket.timeout):
+            pass
+        assert len(deliveries) == 1 and deliveries[0][2].endswith(b"exactly-once")
+    finally:
+        lake.stop()
+        lake.cleanup()

@@ -177,6 +177,7 @@ class BrokerImpl final : public Broker {
         s->persisted = true;
         s->offline_since_ms = now;
         s->next_seq = rs.next_seq;
+        s->qos2_in.insert(rs.qos2_received.begin(), rs.qos2_received.end());
         for (auto& [f, sub] : rs.subscriptions) {
           auto it = s->subs.emplace(f, sub).first;
           AddToTree(s.get(), &it->second);
@@ -703,6 +704,9 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
         return;
       }
       s->qos2_in.insert(p.packet_id);
+      if (s->persisted) {
+        a.lsn = std::max(a.lsn, b_->LogLocked(logrec::Qos2InPut(s->client_id, p.packet_id)));
+      }
     }
     auto msg = b_->MakeMessage(std::move(p.topic), std::move(p.payload), p.qos, p.retain,
                                std::move(p.props), info_.client_id);
@@ -726,7 +730,11 @@ void Conn::HandleAck(uint8_t type, uint8_t flags, std::string_view body) {
   if (type == kPubrel) {
     Ack r;
     r.packet_id = ack.packet_id;
-    if (!s->qos2_in.erase(ack.packet_id) && version_ == 5) r.reason = rc::kPacketIdNotFound;
+    if (s->qos2_in.erase(ack.packet_id)) {
+      if (s->persisted) b_->LogLocked(logrec::Qos2InDel(s->client_id, ack.packet_id));
+    } else if (version_ == 5) {
+      r.reason = rc::kPacketIdNotFound;
+    }
     SendAck(EncodeAck(kPubcomp, r, version_), 0);
     return;
   }
@@ -898,11 +906,16 @@ void BrokerImpl::PersistSessionLocked(Session* s) {
     if (!s->persisted) {
       s->persisted = true;
       for (const auto& [f, sub] : s->subs) LogLocked(logrec::SubPut(s->client_id, sub));
-      for (auto* q : {&s->queue}) {
-        for (auto& o : *q) {
-          if (!o.seq) o.seq = s->next_seq++;
-        }
-      }
+      // Everything the session holds becomes durable from now on.
+      auto persist = [&](Outgoing& o) {
+        if (o.seq) return;
+        o.seq = s->next_seq++;
+        StoredMessage sm{o.seq, o.qos, o.retain, o.sub_ids, *o.msg};
+        LogLocked(logrec::MsgPut(s->client_id, sm));
+      };
+      for (auto& [pid, o] : s->inflight) persist(o);
+      for (auto& o : s->queue) persist(o);
+      for (uint16_t id : s->qos2_in) LogLocked(logrec::Qos2InPut(s->client_id, id));
     }
   } else if (s->persisted) {
     LogLocked(logrec::SessionDel(s->client_id));
@@ -1182,6 +1195,7 @@ void BrokerImpl::CompactLocked() {
     if (!s->persisted) continue;
     snap.push_back(logrec::SessionPut(cid, s->expiry, s->info.identity, s->info.username));
     for (auto& [f, sub] : s->subs) snap.push_back(logrec::SubPut(cid, sub));
+    for (uint16_t id : s->qos2_in) snap.push_back(logrec::Qos2InPut(cid, id));
     std::vector<const Outgoing*> msgs;
     for (auto& [pid, o] : s->inflight) msgs.push_back(&o);
     for (auto& o : s->queue) msgs.push_back(&o);

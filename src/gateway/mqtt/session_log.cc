@@ -32,7 +32,7 @@ constexpr uint32_t kMaxRecord = 512u << 20;
 
 enum RecType : uint8_t {
   kSessionPut = 1, kSessionDel = 2, kSubPut = 3, kSubDel = 4, kMsgPut = 5, kMsgDel = 6,
-  kRetainPut = 7, kRetainDel = 8, kSnapshotEnd = 9,
+  kRetainPut = 7, kRetainDel = 8, kSnapshotEnd = 9, kQos2InPut = 10, kQos2InDel = 11,
 };
 
 uint32_t Crc32cTableEntry(uint32_t i) {
@@ -202,6 +202,18 @@ bool Apply(std::string_view body, RecoveredState* st) {
       st->retained.erase(topic);
       return in.empty();
     }
+    case kQos2InPut:
+    case kQos2InDel: {
+      uint32_t id;
+      if (!in.Bytes(&cid) || !in.U32(&id) || id == 0 || id > 0xFFFF) return false;
+      if (type == kQos2InPut) {
+        st->sessions[cid].qos2_received.insert(uint16_t(id));
+      } else {
+        auto it = st->sessions.find(cid);
+        if (it != st->sessions.end()) it->second.qos2_received.erase(uint16_t(id));
+      }
+      return in.empty();
+    }
     case kSnapshotEnd:
       return in.empty();
     default:
@@ -306,6 +318,20 @@ std::string RetainPut(const Message& m) {
   std::string b;
   PutU8(&b, kRetainPut);
   PutMessage(&b, m);
+  return b;
+}
+std::string Qos2InPut(const std::string& client_id, uint16_t packet_id) {
+  std::string b;
+  PutU8(&b, kQos2InPut);
+  PutBytes(&b, client_id);
+  PutU32(&b, packet_id);
+  return b;
+}
+std::string Qos2InDel(const std::string& client_id, uint16_t packet_id) {
+  std::string b;
+  PutU8(&b, kQos2InDel);
+  PutBytes(&b, client_id);
+  PutU32(&b, packet_id);
   return b;
 }
 std::string RetainDel(const std::string& topic) {

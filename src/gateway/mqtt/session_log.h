@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ struct RecoveredSession {
   std::string username;
   std::map<std::string, Subscription> subscriptions;
   std::map<uint64_t, StoredMessage> messages;  // by seq
+  // Incoming QoS 2 packet ids PUBREC'd and not yet released (MQTT 5.0 §4.3.3): a
+  // retransmission after a restart is acknowledged, not delivered twice.
+  std::set<uint16_t> qos2_received;
   uint64_t next_seq = 1;
 };
 
@@ -65,6 +69,8 @@ std::string MsgPut(const std::string& client_id, const StoredMessage& m);
 std::string MsgDel(const std::string& client_id, uint64_t seq);
 std::string RetainPut(const Message& m);
 std::string RetainDel(const std::string& topic);
+std::string Qos2InPut(const std::string& client_id, uint16_t packet_id);
+std::string Qos2InDel(const std::string& client_id, uint16_t packet_id);
 }  // namespace logrec
 
 class SessionLog {

@@ -45,6 +45,9 @@ TEST(SessionLog, ReplaysSessionsMessagesRetained) {
     m.msg.payload = "two";
     (*log)->Append(logrec::MsgPut("c1", m));
     (*log)->Append(logrec::MsgDel("c1", 1));
+    (*log)->Append(logrec::Qos2InPut("c1", 7));
+    (*log)->Append(logrec::Qos2InPut("c1", 8));
+    (*log)->Append(logrec::Qos2InDel("c1", 7));
     Message r;
     r.topic = "cfg";
     r.payload = "x";
@@ -68,6 +71,7 @@ TEST(SessionLog, ReplaysSessionsMessagesRetained) {
   EXPECT_EQ(s.messages.begin()->second.msg.payload, "two");
   EXPECT_EQ(*s.messages.begin()->second.msg.props.content_type, "text/plain");
   EXPECT_EQ(s.next_seq, 3u);
+  EXPECT_EQ(s.qos2_received, (std::set<uint16_t>{8}));
   ASSERT_EQ(st.retained.count("cfg"), 1u);
   std::filesystem::remove_all(dir);
 }
