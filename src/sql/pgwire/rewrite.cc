@@ -175,7 +175,12 @@ std::string RewriteQuery(std::string_view s) {
       }
       // pg_database and pg_settings have richer temporary views (see CompatibilityMacros).
       std::string_view rel = s.substr(j, k - j);
-      if (EqualsIgnoreCase(rel, "pg_database")) {
+      if (EqualsIgnoreCase(rel, "pg_database") || EqualsIgnoreCase(rel, "pg_collation") ||
+          EqualsIgnoreCase(rel, "pg_inherits") || EqualsIgnoreCase(rel, "pg_policy") ||
+          EqualsIgnoreCase(rel, "pg_publication") || EqualsIgnoreCase(rel, "pg_statistic_ext") ||
+          EqualsIgnoreCase(rel, "pg_trigger") || EqualsIgnoreCase(rel, "pg_publication_rel") ||
+          EqualsIgnoreCase(rel, "pg_am") || EqualsIgnoreCase(rel, "pg_roles") ||
+          EqualsIgnoreCase(rel, "pg_partitioned_table") || EqualsIgnoreCase(rel, "pg_attribute") || EqualsIgnoreCase(rel, "pg_publication_namespace")) {
         i = j;
         continue;
       }
@@ -183,6 +188,9 @@ std::string RewriteQuery(std::string_view s) {
     // psql \d, pgJDBC: 'name'::regclass → the relation's oid; x::regclass/regtype/oid → x.
     if (s[i] == ':' && i + 1 < s.size() && s[i + 1] == ':') {
       size_t j = SkipSpace(s, i + 2);
+      // psql \d: `x::pg_catalog.regtype::pg_catalog.text` → DuckDB has no qualified types.
+      bool qualified = MatchWord(s, j, "pg_catalog") && j + 10 < s.size() && s[j + 10] == '.';
+      if (qualified) j += 11;
       for (std::string_view t : {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "oid"}) {
         if (MatchWord(s, j, t)) {
           if (last_literal != std::string::npos && last_literal < out.size() &&
@@ -208,6 +216,24 @@ std::string RewriteQuery(std::string_view s) {
           goto next;
         }
       }
+      if (qualified) {
+        out += "::";
+        i = j;
+        continue;
+      }
+    }
+    // psql \d publications footer: `prattrs[s]` indexes by the generate_series alias, which
+    // DuckDB binds as a row.
+    if (MatchWord(s, i, "prattrs") && s.compare(i, 10, "prattrs[s]") == 0) {
+      out += "prattrs[s.generate_series]";
+      i += 10;
+      continue;
+    }
+    // psql \d: pg_class columns DuckDB does not have.
+    if (MatchWord(s, i, "c") && s.compare(i, 21, "c.relforcerowsecurity") == 0) {
+      out += "false";
+      i += 21;
+      continue;
     }
     if (!IsIdentChar(s[i]) && !std::isspace(static_cast<unsigned char>(s[i]))) last_literal = std::string::npos;
     if (IsIdentChar(s[i])) {
@@ -256,8 +282,19 @@ const std::vector<std::string>& CompatibilityMacros() {
       "CREATE OR REPLACE TEMP MACRO pg_backend_pid() AS CAST(getvariable('tarn_pg_pid') AS INTEGER)",
       "CREATE OR REPLACE TEMP MACRO current_schemas(implicit) AS "
       "CASE WHEN implicit THEN ['pg_catalog', current_schema()] ELSE [current_schema()] END",
-      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i) AS ''",
-      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i, c, p) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i) AS '', (i, c, p) AS ''",
+      // psql \d passes the pretty flag; DuckDB's own takes two arguments.
+      "CREATE OR REPLACE TEMP MACRO pg_get_expr(e, r) AS CAST(e AS VARCHAR), (e, r, p) AS CAST(e AS VARCHAR)",
+      // pgJDBC TypeInfoCache, psycopg's type fetch: array bounds of 1-based lists.
+      "CREATE OR REPLACE TEMP MACRO array_upper(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
+      "CREATE OR REPLACE TEMP MACRO array_lower(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
+      "CREATE OR REPLACE TEMP MACRO pg_get_function_result(f) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_statisticsobjdef_columns(o) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_triggerdef(o) AS '', (o, p) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_partkeydef(o) AS NULL",
+      "CREATE OR REPLACE TEMP MACRO pg_relation_is_publishable(o) AS false",
+      "CREATE OR REPLACE TEMP MACRO pg_get_ruledef(o) AS '', (o, p) AS ''",
+      "CREATE OR REPLACE TEMP MACRO pg_get_function_arguments(f) AS ''",
       "CREATE OR REPLACE TEMP MACRO pg_get_keywords() AS TABLE "
       "SELECT keyword_name AS word, CASE keyword_category WHEN 'reserved' THEN 'R' WHEN 'unreserved' "
       "THEN 'U' WHEN 'type_function' THEN 'T' ELSE 'C' END AS catcode, keyword_category AS catdesc "
@@ -268,6 +305,45 @@ const std::vector<std::string>& CompatibilityMacros() {
       "'C.UTF-8' AS datctype, NULL AS daticulocale, NULL AS daticurules, false AS datistemplate, "
       "true AS datallowconn, -1 AS datconnlimit, NULL::VARCHAR[] AS datacl, 0 AS dattablespace "
       "FROM duckdb_databases() WHERE NOT internal",
+      // psql \d footers (collations, inheritance, policies, publications, statistics,
+      // triggers, access methods): empty, as DuckDB has none of them.
+      "CREATE OR REPLACE TEMP VIEW pg_collation AS SELECT 0::BIGINT AS oid, ''::VARCHAR AS collname, "
+      "0::BIGINT AS collnamespace WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_inherits AS SELECT 0::BIGINT AS inhrelid, 0::BIGINT AS inhparent, "
+      "0 AS inhseqno, false AS inhdetachpending WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_policy AS SELECT 0::BIGINT AS oid, ''::VARCHAR AS polname, "
+      "0::BIGINT AS polrelid, '' AS polcmd, true AS polpermissive, []::BIGINT[] AS polroles, NULL AS polqual, "
+      "NULL AS polwithcheck WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_publication AS SELECT 0::BIGINT AS oid, ''::VARCHAR AS pubname, "
+      "false AS puballtables, false AS pubinsert, false AS pubupdate, false AS pubdelete, "
+      "false AS pubtruncate, false AS pubviaroot WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_publication_rel AS SELECT 0::BIGINT AS oid, 0::BIGINT AS prpubid, "
+      "0::BIGINT AS prrelid, NULL::VARCHAR AS prqual, NULL::SMALLINT[] AS prattrs WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_statistic_ext AS SELECT 0::BIGINT AS oid, 0::BIGINT AS stxrelid, "
+      "''::VARCHAR AS stxname, 0::BIGINT AS stxnamespace, []::VARCHAR[] AS stxkind, 0 AS stxstattarget, "
+      "[]::INTEGER[] AS stxkeys, NULL AS stxexprs WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_trigger AS SELECT 0::BIGINT AS oid, 0::BIGINT AS tgrelid, "
+      "''::VARCHAR AS tgname, false AS tgisinternal, 0::BIGINT AS tgparentid, '' AS tgenabled WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_roles AS SELECT 10::BIGINT AS oid, CAST(getvariable('tarn_pg_user') AS VARCHAR) AS rolname, "
+      "true AS rolsuper, true AS rolinherit, true AS rolcreaterole, true AS rolcreatedb, true AS rolcanlogin, "
+      "false AS rolreplication, false AS rolbypassrls, -1 AS rolconnlimit, NULL::TIMESTAMP AS rolvaliduntil",
+      "CREATE OR REPLACE TEMP VIEW pg_partitioned_table AS SELECT 0::BIGINT AS partrelid, '' AS partstrat, "
+      "0 AS partnatts WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_publication_namespace AS SELECT 0::BIGINT AS oid, 0::BIGINT AS pnpubid, "
+      "0::BIGINT AS pnnspid WHERE false",
+      // psql \d, pgJDBC getColumns: DuckDB's pg_attribute carries DuckDB type ids in atttypid
+      // (INTEGER = 13 …) and width*1000+scale typmods; map them to PostgreSQL's OIDs/typmods.
+      "CREATE OR REPLACE TEMP VIEW pg_attribute AS SELECT * REPLACE ("
+      "CAST(CASE atttypid WHEN 10 THEN 16 WHEN 11 THEN 21 WHEN 12 THEN 21 WHEN 13 THEN 23 WHEN 14 THEN 20 "
+      "WHEN 15 THEN 1082 WHEN 16 THEN 1083 WHEN 17 THEN 1114 WHEN 18 THEN 1114 WHEN 19 THEN 1114 "
+      "WHEN 20 THEN 1114 WHEN 21 THEN 1700 WHEN 22 THEN 700 WHEN 23 THEN 701 WHEN 25 THEN 25 WHEN 26 THEN 17 "
+      "WHEN 27 THEN 1186 WHEN 28 THEN 21 WHEN 29 THEN 23 WHEN 30 THEN 20 WHEN 31 THEN 1700 WHEN 32 THEN 1184 "
+      "WHEN 34 THEN 1266 WHEN 49 THEN 1700 WHEN 50 THEN 1700 WHEN 54 THEN 2950 WHEN 101 THEN 1009 "
+      "ELSE 25 END AS BIGINT) AS atttypid, "
+      "CASE WHEN atttypid = 21 AND atttypmod > 0 THEN "
+      "(((atttypmod // 1000) << 16) | (atttypmod % 1000)) + 4 ELSE atttypmod END AS atttypmod) "
+      "FROM pg_catalog.pg_attribute",
+      "CREATE OR REPLACE TEMP VIEW pg_am AS SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype",
   };
   return kMacros;
 }

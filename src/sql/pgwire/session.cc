@@ -170,6 +170,32 @@ std::string CommandTag(StatementKind kind, const std::vector<std::string>& kw, i
   }
 }
 
+// An SQL identifier as PostgreSQL folds it: "Quoted" keeps its case, bare names fold down.
+std::string FoldName(std::string_view t) {
+  t = Trim(t);
+  while (!t.empty() && t.back() == ';') t.remove_suffix(1);
+  if (t.size() >= 2 && t.front() == '"' && t.back() == '"') return Unquote(t);
+  return ToLower(t);
+}
+
+// The first name after `skip_words` leading words of `sql` (quoted or bare).
+std::string NameAfter(std::string_view sql, size_t skip_words) {
+  size_t i = 0;
+  for (size_t w = 0; w < skip_words; ++w) {
+    while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+    while (i < sql.size() && !std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  }
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  size_t j = i;
+  if (j < sql.size() && sql[j] == '"') {
+    j = sql.find('"', j + 1);
+    j = j == std::string_view::npos ? sql.size() : j + 1;
+  } else {
+    while (j < sql.size() && !std::isspace(static_cast<unsigned char>(sql[j])) && sql[j] != ';') ++j;
+  }
+  return FoldName(sql.substr(i, j - i));
+}
+
 }  // namespace
 
 // What a statement is once parsed.
@@ -186,6 +212,10 @@ enum class Special {
   kDeallocate,
   kCopyOut,
   kCopyIn,
+  kDeclare,     // DECLARE name CURSOR FOR query
+  kFetch,       // FETCH [FORWARD] [n|ALL] [FROM] name
+  kMove,
+  kClose,       // CLOSE name | CLOSE ALL
   kNotSupported,
 };
 
@@ -204,6 +234,10 @@ struct Session::Statement {
   char copy_delim = '\t';
   std::string copy_null = "\\N";
   bool copy_header = false;
+  // Cursors.
+  std::string cursor;          // name (lower-cased unless quoted)
+  int64_t fetch_count = 1;     // 0 = ALL
+  bool cursor_binary = false;  // DECLARE … BINARY CURSOR
 };
 
 struct Session::Portal {
@@ -218,6 +252,7 @@ struct Session::Portal {
   std::vector<TypeInfo> columns;
   std::vector<std::string> names;
   bool returns_rows = false;
+  bool closed = false;  // its DuckDB stream was closed by a later statement
   bool Binary(size_t col) const {
     if (result_formats.empty()) return false;
     if (result_formats.size() == 1) return result_formats[0] == 1;
@@ -232,6 +267,7 @@ Session::Session(SessionHost* host, net::Socket* socket) : host_(host), socket_(
 
 Session::~Session() {
   if (pid_) host_->Unregister(pid_);
+  cursors_.clear();
   portals_.clear();
   statements_.clear();
 }
@@ -548,6 +584,7 @@ void Session::Run(bool over_limit) {
   }
   if (streaming_) streaming_ = nullptr;
   portals_.clear();
+  cursors_.clear();
   if (conn_ && tx_ != 'I') (void)DuckExec("ROLLBACK");
 }
 
@@ -574,9 +611,48 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
     st->special = Special::kCommit;
   } else if ((k0 == "ROLLBACK" || k0 == "ABORT") && k1 != "TO") {
     st->special = Special::kRollback;
+  } else if (k0 == "DECLARE") {
+    // DECLARE name [BINARY] [[NO] SCROLL] CURSOR [WITH[OUT] HOLD] FOR query
+    std::string low = ToLower(sql);
+    size_t cursor_at = low.find(" cursor");
+    st->cursor_binary = low.find(" binary ") < cursor_at;
+    size_t kw_pos = low.find("cursor");
+    size_t for_pos = kw_pos == std::string::npos ? kw_pos : low.find("for", kw_pos);
+    while (for_pos != std::string::npos &&
+           ((for_pos > 0 && !std::isspace(static_cast<unsigned char>(low[for_pos - 1]))) ||
+            (for_pos + 3 < low.size() && !std::isspace(static_cast<unsigned char>(low[for_pos + 3]))))) {
+      for_pos = low.find("for", for_pos + 3);
+    }
+    if (cursor_at == std::string::npos || for_pos == std::string::npos) {
+      return Error(ErrorCode::kSqlSyntaxError, "syntax error in DECLARE: expected DECLARE name CURSOR FOR query");
+    }
+    st->special = Special::kDeclare;
+    st->cursor = NameAfter(sql, 1);
+    st->copy_select = std::string(Trim(std::string_view(sql).substr(for_pos + 3)));
+  } else if (k0 == "FETCH" || k0 == "MOVE") {
+    // FETCH [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name
+    std::string_view rest = Trim(std::string_view(sql).substr(sql.find_first_of(k0 == "FETCH" ? "hH" : "eE") + 1));
+    std::vector<std::string> words;
+    for (std::string w : Split(rest, ' ')) {
+      if (!Trim(w).empty()) words.emplace_back(Trim(w));
+    }
+    if (words.empty()) return Error(ErrorCode::kSqlSyntaxError, k0 + ": cursor name expected");
+    st->special = k0 == "FETCH" ? Special::kFetch : Special::kMove;
+    st->cursor = FoldName(words.back());
+    for (size_t i = 0; i + 1 < words.size(); ++i) {
+      std::string w = ToLower(words[i]);
+      if (w == "all") st->fetch_count = 0;
+      else if (auto n = ParseInt64(w)) st->fetch_count = *n;
+      else if (w != "next" && w != "forward" && w != "from" && w != "in") {
+        return Error(ErrorCode::kNotImplemented, k0 + " " + words[i] + " is not supported: cursors only move forward");
+      }
+    }
+    if (st->fetch_count < 0) return Error(ErrorCode::kNotImplemented, "cursors only move forward");
+  } else if (k0 == "CLOSE") {
+    st->special = Special::kClose;
+    st->cursor = NameAfter(sql, 1);
   } else if (k0 == "SAVEPOINT" || k0 == "RELEASE" || (k0 == "ROLLBACK" && k1 == "TO") || k0 == "LISTEN" ||
-             k0 == "UNLISTEN" || k0 == "NOTIFY" || k0 == "DECLARE" || k0 == "FETCH" || k0 == "MOVE" ||
-             (k0 == "CLOSE" && k1 != "ALL") || k0 == "PREPARE" || k0 == "EXECUTE" || k0 == "LOCK") {
+             k0 == "UNLISTEN" || k0 == "NOTIFY" || k0 == "PREPARE" || k0 == "EXECUTE" || k0 == "LOCK") {
     st->special = Special::kNotSupported;
   } else if (k0 == "DISCARD") {
     st->special = Special::kDiscard;
@@ -692,7 +768,30 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
     }
   }
   if (st->special != Special::kNone) return st;
-  if (st->rewritten.empty()) st->rewritten = RewriteQuery(sql);
+  if (st->rewritten.empty()) {
+    // psycopg, SQLAlchemy, pgJDBC: current_setting('server_version_num') and other settings
+    // only the session knows become literals (DuckDB's current_setting knows its own only).
+    std::string text = sql;
+    std::string low = ToLower(text);
+    for (size_t at = low.find("current_setting("); at != std::string::npos;
+         at = low.find("current_setting(", at + 1)) {
+      size_t q1 = at + 16;
+      while (q1 < text.size() && std::isspace(static_cast<unsigned char>(text[q1]))) ++q1;
+      if (q1 >= text.size() || text[q1] != '\'') continue;
+      size_t q2 = text.find('\'', q1 + 1);
+      size_t close = q2 == std::string::npos ? q2 : text.find(')', q2);
+      if (close == std::string::npos) continue;
+      std::string name = ToLower(text.substr(q1 + 1, q2 - q1 - 1));
+      if (!IsSessionSetting(name) || name == "timezone") continue;
+      size_t start = at;
+      if (start >= 11 && low.compare(start - 11, 11, "pg_catalog.") == 0) start -= 11;
+      std::string lit = QuoteLiteral(settings_.count(name) ? settings_[name] : "");
+      text.replace(start, close + 1 - start, lit);
+      low = ToLower(text);
+      at = start;
+    }
+    st->rewritten = RewriteQuery(text);
+  }
   auto prepared = conn_->Prepare(st->rewritten);
   if (!prepared.ok()) return prepared.status();
   st->prepared = std::move(*prepared);
@@ -738,6 +837,7 @@ Status Session::Start(Portal& p) {
     streaming_->result.reset();
     streaming_->chunk.reset();
     streaming_->done = true;
+    streaming_->closed = true;
     streaming_ = nullptr;
   }
   BeginStatement();
@@ -792,6 +892,11 @@ Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
       return Status::OK();
     }
     size_t row = p.chunk_row++;
+    if (suppress_rows_) {
+      ++sent;
+      ++p.rows;
+      continue;
+    }
     out_.Begin('D');
     out_.Int16(static_cast<int16_t>(ncols));
     for (size_t c = 0; c < ncols; ++c) {
@@ -835,10 +940,15 @@ Status Session::Execute(Portal& p, int64_t max_rows, bool describe, bool* suspen
     out_.Empty('I');
     return Status::OK();
   }
+  if (st.special == Special::kDeclare || st.special == Special::kFetch || st.special == Special::kMove ||
+      st.special == Special::kClose) {
+    return RunCursorStatement(p, describe);
+  }
   if (st.special == Special::kCopyOut) return CopyOut(p);
   if (st.special == Special::kCopyIn) return CopyIn(p);
   if (st.special != Special::kNone) return RunSessionStatement(p);
   bool was_started = p.started;
+  int64_t before = p.rows;
   RETURN_IF_ERROR(Start(p));
   if (describe && !was_started) {
     if (p.returns_rows) SendRowDescription(p);
@@ -849,7 +959,8 @@ Status Session::Execute(Portal& p, int64_t max_rows, bool describe, bool* suspen
     return Status::OK();
   }
   StatementKind kind = p.result ? p.result->statement_kind() : st.prepared->statement_kind();
-  out_.CommandComplete(CommandTag(kind, st.keywords, p.rows, p.returns_rows));
+  // §55.2.3: a portal run in several Executes reports the rows of the last one.
+  out_.CommandComplete(CommandTag(kind, st.keywords, p.returns_rows ? p.rows - before : p.rows, p.returns_rows));
   return Status::OK();
 }
 
@@ -963,6 +1074,7 @@ Status Session::RunSessionStatement(Portal& p) {
     case Special::kDiscard: {
       if (tx_ != 'I') return Error(ErrorCode::kFailedPrecondition, "DISCARD ALL cannot run inside a transaction block");
       statements_.clear();
+      cursors_.clear();
       for (auto it = portals_.begin(); it != portals_.end();) {
         if (it->second.get() == &p) {
           ++it;
@@ -996,6 +1108,65 @@ Status Session::RunSessionStatement(Portal& p) {
                        " is not supported by the Tarn warehouse yet");
     default: return Error(ErrorCode::kInternal, "unhandled session statement");
   }
+}
+
+// ---- cursors ----
+
+Status Session::RunCursorStatement(Portal& p, bool describe) {
+  Statement& st = *p.stmt;
+  p.done = true;
+  if (st.special == Special::kDeclare) {
+    if (cursors_.count(st.cursor)) {
+      return Error(ErrorCode::kSqlInvalidCursorName, "cursor \"" + st.cursor + "\" already exists");
+    }
+    ASSIGN_OR_RETURN(std::shared_ptr<Statement> query, Prepare(st.copy_select, {}));
+    if (!query->prepared) return Error(ErrorCode::kSqlSyntaxError, "DECLARE CURSOR needs a query");
+    auto cursor = std::make_unique<Portal>();
+    cursor->stmt = query;
+    if (st.cursor_binary) cursor->result_formats = {1};
+    RETURN_IF_ERROR(Start(*cursor));
+    cursors_[st.cursor] = std::move(cursor);
+    out_.CommandComplete("DECLARE CURSOR");
+    return Status::OK();
+  }
+  if (st.special == Special::kClose) {
+    if (st.cursor == "all") {
+      for (auto& [name, c] : cursors_) {
+        if (streaming_ == c.get()) streaming_ = nullptr;
+      }
+      cursors_.clear();
+    } else {
+      auto it = cursors_.find(st.cursor);
+      if (it == cursors_.end()) {
+        return Error(ErrorCode::kSqlInvalidCursorName, "cursor \"" + st.cursor + "\" does not exist");
+      }
+      if (streaming_ == it->second.get()) streaming_ = nullptr;
+      cursors_.erase(it);
+    }
+    out_.CommandComplete("CLOSE CURSOR");
+    return Status::OK();
+  }
+  auto it = cursors_.find(st.cursor);
+  if (it == cursors_.end()) {
+    return Error(ErrorCode::kSqlInvalidCursorName, "cursor \"" + st.cursor + "\" does not exist");
+  }
+  Portal& c = *it->second;
+  if (st.special == Special::kFetch && describe && c.returns_rows) SendRowDescription(c);
+  int64_t before = c.rows;
+  bool suspended = false;
+  if (c.closed) {
+    return Error(ErrorCode::kSqlInvalidCursorName,
+                 "cursor \"" + st.cursor + "\" was closed by a later query (one open result per session)");
+  }
+  if (c.returns_rows && !c.done) {
+    suppress_rows_ = st.special == Special::kMove;
+    Status s = SendRows(c, st.fetch_count, &suspended);
+    suppress_rows_ = false;
+    RETURN_IF_ERROR(s);
+  }
+  out_.CommandComplete(std::string(st.special == Special::kFetch ? "FETCH " : "MOVE ") +
+                       std::to_string(c.rows - before));
+  return Status::OK();
 }
 
 // ---- COPY ----
@@ -1051,12 +1222,17 @@ Status Session::CopyOut(Portal& p) {
   for (size_t i = 0; i < ncols; ++i) out_.Int16(binary ? 1 : 0);
   out_.End();
   std::string line;
-  if (binary) {
-    out_.Begin('d');
+  // Binary COPY: the 19-byte file header travels in the first row's CopyData, as
+  // PostgreSQL sends it (psycopg expects that).
+  bool header_pending = binary;
+  auto binary_header = [&] {
     out_.Bytes(std::string_view("PGCOPY\n\377\r\n\0", 11));
     out_.Int32(0);
     out_.Int32(0);
-    out_.End();
+    header_pending = false;
+  };
+  if (binary) {
+    // written with the first row (or the trailer)
   } else if (st.copy_header) {
     for (size_t c = 0; c < ncols; ++c) {
       if (c) line.push_back(st.copy_delim);
@@ -1081,6 +1257,7 @@ Status Session::CopyOut(Portal& p) {
     for (size_t row = 0; row < chunk.size(); ++row) {
       out_.Begin('d');
       if (binary) {
+        if (header_pending) binary_header();
         out_.Int16(static_cast<int16_t>(ncols));
         for (size_t c = 0; c < ncols; ++c) {
           const VectorView& v = chunk.column(c);
@@ -1124,6 +1301,7 @@ Status Session::CopyOut(Portal& p) {
   EndStatement();
   if (binary) {
     out_.Begin('d');
+    if (header_pending) binary_header();
     out_.Int16(-1);
     out_.End();
   }
@@ -1491,6 +1669,9 @@ Status Session::HandleDescribe(const std::string& body) {
         SendRowDescription(probe);
         return Status::OK();
       }
+    } else if (st.special == Special::kFetch && cursors_.count(st.cursor) && cursors_[st.cursor]->returns_rows) {
+      SendRowDescription(*cursors_[st.cursor]);
+      return Status::OK();
     } else if (st.special == Special::kCopyOut || st.special == Special::kCopyIn) {
       // Described as no rows; COPY answers with CopyOutResponse/CopyInResponse.
     }
@@ -1498,9 +1679,22 @@ Status Session::HandleDescribe(const std::string& body) {
     return Status::OK();
   }
   auto it = portals_.find(name);
-  if (it == portals_.end()) return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + name + "\" does not exist");
+  if (it == portals_.end()) {
+    // §55.2.3: cursors made by DECLARE are portals too (psycopg describes them this way).
+    auto c = cursors_.find(name);
+    if (c == cursors_.end()) return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + name + "\" does not exist");
+    if (c->second->returns_rows) {
+      SendRowDescription(*c->second);
+    } else {
+      out_.Empty('n');
+    }
+    return Status::OK();
+  }
   Portal& p = *it->second;
-  if (p.stmt->prepared && p.returns_rows) {
+  if (p.stmt->special == Special::kFetch && cursors_.count(p.stmt->cursor) &&
+      cursors_[p.stmt->cursor]->returns_rows) {
+    SendRowDescription(*cursors_[p.stmt->cursor]);
+  } else if (p.stmt->prepared && p.returns_rows) {
     SendRowDescription(p);
   } else {
     out_.Empty('n');
@@ -1535,6 +1729,9 @@ Status Session::HandleClose(const std::string& body) {
     if (it != portals_.end()) {
       if (streaming_ == it->second.get()) streaming_ = nullptr;
       portals_.erase(it);
+    } else if (auto c = cursors_.find(name); c != cursors_.end()) {
+      if (streaming_ == c->second.get()) streaming_ = nullptr;
+      cursors_.erase(c);
     }
   }
   out_.Empty('3');

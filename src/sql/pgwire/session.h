@@ -74,6 +74,7 @@ class Session {
   void SendRowDescription(const Portal& portal);
   Status SendRows(Portal& portal, int64_t max_rows, bool* suspended);
   Status RunSessionStatement(Portal& portal);
+  Status RunCursorStatement(Portal& portal, bool describe);
   Status CopyOut(Portal& portal);
   Status CopyIn(Portal& portal);
   Status DuckExec(const std::string& sql);
@@ -94,6 +95,8 @@ class Session {
   std::map<std::string, std::string> settings_;  // PostgreSQL session settings (lower-case names)
   std::map<std::string, std::shared_ptr<Statement>> statements_;
   std::map<std::string, std::unique_ptr<Portal>> portals_;
+  std::map<std::string, std::unique_ptr<Portal>> cursors_;  // DECLARE … CURSOR (SQL-level)
+  bool suppress_rows_ = false;  // MOVE: count rows without sending them
   Portal* streaming_ = nullptr;  // the portal whose DuckDB result is open
   char tx_ = 'I';                // ReadyForQuery status: I idle, T in block, E failed block
   bool tx_read_only_ = false;

@@ -1,0 +1,120 @@
+"""Catalog emulation and session statements for psql and drivers: psql meta-commands with
+expected output, cursors, SET/SHOW/RESET, BEGIN READ ONLY, DISCARD ALL."""
+import psycopg
+import pytest
+
+from test_pgwire_basic import dsn, psql
+
+
+@pytest.fixture(scope="module")
+def cat_lake(shared_lake):
+    r = psql(shared_lake, "create table if not exists sensors(id integer primary key, name varchar not null, "
+             "reading double, ts timestamp); create schema if not exists analytics")
+    assert r.returncode == 0, r.stderr
+    return shared_lake
+
+
+def test_psql_list_databases(cat_lake):
+    r = psql(cat_lake, "\\l", extra=["-At"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("tarn|root|UTF8|")
+
+
+def test_psql_list_schemas(cat_lake):
+    r = psql(cat_lake, "\\dn", extra=["-At"])
+    assert r.returncode == 0, r.stderr
+    names = [l.split("|")[0] for l in r.stdout.splitlines()]
+    assert "main" in names and "analytics" in names
+
+
+def test_psql_list_tables(cat_lake):
+    r = psql(cat_lake, "\\dt", extra=["-At"])
+    assert r.returncode == 0, r.stderr
+    assert "main|sensors|table|root" in r.stdout.splitlines()
+
+
+def test_psql_describe_table(cat_lake):
+    r = psql(cat_lake, "\\d sensors")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert 'Table "main.sensors"' in out
+    lines = [" ".join(l.split()) for l in out.splitlines()]
+    assert any(l.startswith("id | integer |") and "not null" in l for l in lines), out
+    assert any(l.startswith("name | text |") for l in lines), out
+    assert any(l.startswith("reading | double precision |") for l in lines), out
+    assert any(l.startswith("ts | timestamp without time zone |") for l in lines), out
+
+
+def test_psql_fetch_count_uses_cursors(cat_lake):
+    r = psql(cat_lake, "select range as n from range(25)", extra=["-At", "-v", "FETCH_COUNT=10"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(i) for i in range(25)]
+
+
+def test_sql_cursors(cat_lake):
+    with psycopg.connect(dsn(cat_lake)) as conn:
+        conn.execute("declare c1 cursor for select range from range(10)")
+        assert conn.execute("fetch forward 3 from c1").fetchall() == [(0,), (1,), (2,)]
+        conn.execute("move 4 in c1")
+        assert conn.execute("fetch next from c1").fetchall() == [(7,)]
+        assert conn.execute("fetch all from c1").fetchall() == [(8,), (9,)]
+        conn.execute("close c1")
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("fetch 1 from c1")
+
+
+def test_session_statements(cat_lake):
+    with psycopg.connect(dsn(cat_lake), autocommit=True) as conn:
+        for stmt in ("set extra_float_digits = 3", "set search_path = public", "set client_min_messages to warning",
+                     "set session characteristics as transaction isolation level read committed",
+                     "SET TIME ZONE 'UTC'", "reset all"):
+            conn.execute(stmt)
+        assert conn.execute("show extra_float_digits").fetchone()[0] == "3"
+        assert conn.execute("show transaction isolation level").fetchone()[0]
+        assert conn.execute("select current_setting('TimeZone')").fetchone()[0]
+        conn.execute("begin read only")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("create table ro_t(a int)")
+        conn.execute("rollback")
+        conn.execute("set session characteristics as transaction read only")
+        assert conn.info.parameter_status("default_transaction_read_only") == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("insert into sensors values (99, 'x', 1, now())")
+        conn.execute("set session characteristics as transaction read write")
+        conn.execute("discard all")
+        assert conn.execute("select 1").fetchone()[0] == 1
+
+
+def test_driver_connect_time_queries(cat_lake):
+    """Queries psycopg/SQLAlchemy/pgJDBC/node-postgres send on connect (from their sources and
+    recorded sessions); each must run."""
+    corpus = [
+        "select version()",
+        "select current_schema()",
+        "show standard_conforming_strings",
+        "show transaction isolation level",
+        "select pg_catalog.version()",
+        "select current_setting('server_version_num')",
+        "SELECT t.oid, typarray FROM pg_type t JOIN pg_namespace ns ON typnamespace = ns.oid WHERE typname = 'hstore'",
+        "SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, pg_type.oid "
+        "FROM pg_catalog.pg_type LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r from pg_namespace as ns "
+        "join ( select s.r, (current_schemas(false))[s.r] as nspname from generate_series(1, "
+        "array_upper(current_schemas(false), 1)) as s(r) ) as r using ( nspname ) ) as sp ON sp.nspoid = "
+        "typnamespace WHERE pg_type.oid = 23 ORDER BY sp.r, pg_type.oid DESC",
+        "select c.relname from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = current_schema() and c.relname = 'sensors' and c.relkind = any(array['r','p','f','v','m'])",
+        "SELECT pg_catalog.pg_get_userbyid(10), pg_catalog.pg_encoding_to_char(6), pg_backend_pid() > 0",
+        "select set_config('search_path', 'main', false)",
+        "select format_type(1700, ((10 << 16) | 2) + 4), format_type(23, -1)",
+        "select 'sensors'::regclass",
+        "select * from pg_catalog.pg_get_keywords() limit 1",
+        "select nspname from pg_namespace where nspname !~ '^pg_' order by 1",
+    ]
+    with psycopg.connect(dsn(cat_lake), autocommit=True) as conn:
+        for q in corpus:
+            try:
+                conn.execute(q).fetchall()
+            except psycopg.Error as e:
+                pytest.fail("%s\n-> %s" % (q, e))
+        assert conn.execute("select format_type(1700, ((10 << 16) | 2) + 4)").fetchone()[0] == "numeric(10,2)"
+        assert conn.execute("select pg_get_userbyid(10)").fetchone()[0] == "root"
