@@ -432,12 +432,15 @@ Status LocalObjectStore::SetBucketConfig(const std::string& bucket, const std::s
 
 Result<std::optional<std::string>> LocalObjectStore::GetBucketConfig(const std::string& bucket,
                                                                      const std::string& name) {
-  RETURN_IF_ERROR(BucketVersioning(bucket));
+  // One look-up answers both "does the bucket exist" and "is the document set" (this runs for
+  // every S3 request: the bucket policy goes to the Authorizer).
   ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
-      "SELECT value FROM s3_bucket_config WHERE bucket = ?1 AND name = ?2"));
+      "SELECT c.value FROM s3_buckets b LEFT JOIN s3_bucket_config c "
+      "ON c.bucket = b.name AND c.name = ?2 WHERE b.name = ?1"));
   q.Bind(1, bucket).Bind(2, name);
   ASSIGN_OR_RETURN(bool row, q.Step());
-  if (!row) return std::optional<std::string>();
+  if (!row) return Error(ErrorCode::kNoSuchBucket, "The specified bucket does not exist");
+  if (q.ColumnIsNull(0)) return std::optional<std::string>();
   return std::optional<std::string>(q.ColumnText(0));
 }
 
