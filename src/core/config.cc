@@ -151,6 +151,15 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "require_client_cert") RETURN_IF_ERROR(Read(path, h->second, k, &m.require_client_cert));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
+    } else if (key == "streams") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'streams' must be a mapping");
+      for (auto h = v.begin(); h != v.end(); ++h) {
+        std::string name = h->first.as<std::string>();
+        std::string k = "streams." + name;
+        if (name == "wal_quota_mb") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_quota_mb));
+        else if (name == "wal_segment_mb") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_segment_mb));
+        else return YamlError(path, h->first, "unknown field '" + k + "'");
+      }
     } else if (key == "log") {
       if (!v.IsMap()) return YamlError(path, v, "field 'log' must be a mapping");
       for (auto h = v.begin(); h != v.end(); ++h) {
@@ -216,6 +225,10 @@ Status ValidateConfig(const Config& c) {
   }
   if (c.mqtt_broker.cert_file.empty() != c.mqtt_broker.key_file.empty())
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.cert_file and mqtt_broker.key_file go together");
+  if (c.streams.wal_quota_mb < 1 || c.streams.wal_segment_mb < 1 ||
+      c.streams.wal_segment_mb > c.streams.wal_quota_mb)
+    return Error(ErrorCode::kInvalidArgument,
+                 "streams.wal_segment_mb must be at least 1 and at most streams.wal_quota_mb");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())

@@ -48,6 +48,12 @@ struct MqttConfig {
   bool require_client_cert = false;
 };
 
+// Delivery streams (docs/streams.md): each stream's write-ahead log under <data>/wal/<stream>/.
+struct StreamsConfig {
+  uint64_t wal_quota_mb = 1024;   // per stream; beyond it producers get ServiceUnavailable
+  uint64_t wal_segment_mb = 64;   // a new segment file starts after this much
+};
+
 struct Config {
   std::string data_dir = "tarn-data";
   std::string account_id;  // 12 digits; generated at init when empty
@@ -63,6 +69,7 @@ struct Config {
   TlsConfig tls;
   HttpLimits http;
   MqttConfig mqtt_broker;
+  StreamsConfig streams;
 
   std::string log_level = "info";
   bool log_json = false;

@@ -75,6 +75,23 @@ TEST(ConfigTest, ErrorsNameFileAndLine) {
   std::filesystem::remove(path);
 }
 
+TEST(ConfigTest, StreamsSection) {
+  std::string path = WriteTemp("streams:\n  wal_quota_mb: 256\n  wal_segment_mb: 16\n");
+  auto c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->streams.wal_quota_mb, 256u);
+  EXPECT_EQ(c->streams.wal_segment_mb, 16u);
+  std::filesystem::remove(path);
+  path = WriteTemp("account_id: '123456789012'\nstreams:\n  wal_quota_mb: 8\n  wal_segment_mb: 16\n");
+  c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(ValidateConfig(*c).ok());
+  std::filesystem::remove(path);
+  path = WriteTemp("streams:\n  quota: 8\n");
+  EXPECT_FALSE(LoadConfigFile(path).ok());
+  std::filesystem::remove(path);
+}
+
 TEST(ConfigTest, Validation) {
   Config c;
   c.account_id = "12345";

@@ -171,14 +171,18 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
 
   // Delivery streams: WALs under <data>/wal/<stream>/, objects into the store, schemas and new
   // partitions through the catalog. Like the catalog, no Authorizer until IAM lands here.
-  streams::StreamServiceOptions so;
-  so.wal_root = m.dir->wal();
-  so.account_id = m.config.account_id;
-  so.region = m.config.region;
-  ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
-                                                          m.catalog.get(), so));
-  m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), nullptr);
-  m.router->RegisterJsonService("Firehose_20150804", "firehose", m.firehose.get());
+  if (m.config.ServiceEnabled("streams")) {
+    streams::StreamServiceOptions so;
+    so.wal_root = m.dir->wal();
+    so.account_id = m.config.account_id;
+    so.region = m.config.region;
+    so.wal.quota_bytes = m.config.streams.wal_quota_mb << 20;
+    so.wal.segment_bytes = m.config.streams.wal_segment_mb << 20;
+    ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
+                                                            m.catalog.get(), so));
+    m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), nullptr);
+    m.router->RegisterJsonService("Firehose_20150804", "firehose", m.firehose.get());
+  }
 
   if (m.config.ServiceEnabled("mqtt")) {
     const MqttConfig& mc = m.config.mqtt_broker;
