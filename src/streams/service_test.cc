@@ -12,6 +12,8 @@
 #include "catalog/store.h"
 #include "sql/duckdb/engine.h"
 #include "storage/local_store.h"
+#include "security/authz.h"
+#include "streams/firehose_api.h"
 #include "streams/prefix.h"
 
 namespace tarn::streams {
@@ -423,6 +425,66 @@ TEST_F(StreamServiceTest, UpdateDestinationFlushesUnderTheOldPrefixFirst) {
   auto d = svc_->Describe("u");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)["VersionId"], "2");
+}
+
+}  // namespace
+}  // namespace tarn::streams
+
+namespace tarn::streams {
+namespace {
+
+// Only "firehose:PutRecordBatch" on stream "open" is allowed.
+class OneActionAuthorizer final : public security::Authorizer {
+ public:
+  security::AuthzDecision Authorize(const security::AuthzRequest& r) const override {
+    security::AuthzDecision d;
+    seen.push_back(r.action + " " + r.resource);
+    d.allowed = r.action == "firehose:PutRecordBatch" &&
+                r.resource == "arn:aws:firehose:us-east-1:123456789012:deliverystream/open";
+    return d;
+  }
+  mutable std::vector<std::string> seen;
+};
+
+TEST_F(StreamServiceTest, ApiAuthorisesEachCallOnTheStreamArn) {
+  ASSERT_TRUE(svc_->Create("open", "DirectPut", Raw(), json()).ok());
+  OneActionAuthorizer authz;
+  FirehoseApi api(svc_.get(), &authz);
+  auto call = [&](const std::string& action, const std::string& body, std::string* out) {
+    net::ApiCall c;
+    c.family = net::ApiFamily::kJson;
+    c.service = "firehose";
+    c.action = action;
+    c.identity.type = Identity::Type::kUser;
+    c.identity.arn = "arn:aws:iam::123456789012:user/alice";
+    net::MemoryBodyReader body_reader(body);
+    net::HttpRequest rq;
+    rq.method = "POST";
+    rq.body = &body_reader;
+    net::HttpResponse rs;
+    Status st = api.Handle(c, rq, rs);
+    if (out) *out = rs.body;
+    return st;
+  };
+  std::string out;
+  // "aGk=" is "hi".
+  ASSERT_TRUE(call("PutRecordBatch",
+                   R"({"DeliveryStreamName":"open","Records":[{"Data":"aGk="},{"Data":"aGk="}]})",
+                   &out).ok());
+  json j = json::parse(out);
+  EXPECT_EQ(j["FailedPutCount"], 0);
+  EXPECT_EQ(j["RequestResponses"].size(), 2u);
+  EXPECT_EQ(authz.seen.back(),
+            "firehose:PutRecordBatch arn:aws:firehose:us-east-1:123456789012:deliverystream/open");
+  Status denied = call("PutRecord", R"({"DeliveryStreamName":"open","Record":{"Data":"aGk="}})", nullptr);
+  EXPECT_EQ(denied.code(), ErrorCode::kAccessDeniedException);
+  EXPECT_NE(denied.message().find("user/alice"), std::string::npos);
+  EXPECT_EQ(call("DeleteDeliveryStream", R"({"DeliveryStreamName":"open"})", nullptr).code(),
+            ErrorCode::kAccessDeniedException);
+  EXPECT_TRUE(svc_->Exists("open"));
+  EXPECT_EQ(call("PutRecordBatch", R"({"DeliveryStreamName":"open","Records":[{"Data":"@@"}]})",
+                 nullptr).code(),
+            ErrorCode::kSerializationError);
 }
 
 }  // namespace
