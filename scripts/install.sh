@@ -15,6 +15,7 @@ PACKAGES=(
   # real clients and peers for tests and benchmarks
   /usr/bin/python3 python3-pytest python3-boto3 python3-paho-mqtt python3-psycopg
   awscli s3cmd curl mosquitto mosquitto-clients postgresql-client wrk nginx-light npm
+  libpostgresql-jdbc-java libpq-dev postgresql-15
 )
 
 missing=()

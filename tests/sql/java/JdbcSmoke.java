@@ -1,0 +1,58 @@
+// pgJDBC against Tarn's SQL endpoint: connect (SCRAM), DatabaseMetaData, and a prepared
+// statement executed 10 times (pgJDBC switches to server-prepared binary transfer after 5)
+// that must return identical values every time. Prints "OK" on success.
+//   java -cp /usr/share/java/postgresql.jar JdbcSmoke.java URL USER PASSWORD
+import java.math.BigDecimal;
+import java.sql.*;
+import java.util.*;
+
+public class JdbcSmoke {
+  static void check(boolean ok, String what) {
+    if (!ok) throw new AssertionError(what);
+  }
+
+  public static void main(String[] args) throws Exception {
+    Properties p = new Properties();
+    p.setProperty("user", args[1]);
+    p.setProperty("password", args[2]);
+    p.setProperty("prepareThreshold", "5");
+    try (Connection c = DriverManager.getConnection(args[0], p)) {
+      try (Statement s = c.createStatement()) {
+        s.execute("create table jdbc_t(id integer, name varchar, amount decimal(12,3), ts timestamp, "
+            + "d date, flag boolean, f double, big bigint)");
+        s.execute("insert into jdbc_t values (1, 'one', 12.345, timestamp '2024-01-02 03:04:05.678', "
+            + "date '2024-01-02', true, 1.5, 9007199254740993)");
+      }
+      String first = null;
+      try (PreparedStatement ps = c.prepareStatement(
+          "select id, name, amount, ts, d, flag, f, big from jdbc_t where id = ? and name = ?")) {
+        for (int i = 0; i < 10; i++) {
+          ps.setInt(1, 1);
+          ps.setString(2, "one");
+          try (ResultSet rs = ps.executeQuery()) {
+            check(rs.next(), "row " + i);
+            String v = rs.getInt(1) + "|" + rs.getString(2) + "|" + rs.getBigDecimal(3) + "|"
+                + rs.getTimestamp(4) + "|" + rs.getDate(5) + "|" + rs.getBoolean(6) + "|"
+                + rs.getDouble(7) + "|" + rs.getLong(8);
+            if (first == null) first = v;
+            check(v.equals(first), "execution " + i + ": " + v + " != " + first);
+            check(!rs.next(), "one row");
+          }
+        }
+      }
+      check(first.equals("1|one|12.345|2024-01-02 03:04:05.678|2024-01-02|true|1.5|9007199254740993"),
+          "values: " + first);
+      DatabaseMetaData md = c.getMetaData();
+      check(md.getDatabaseProductVersion().startsWith("15"), "version " + md.getDatabaseProductVersion());
+      boolean found = false;
+      try (ResultSet rs = md.getTables(null, null, "jdbc_t", null)) {
+        while (rs.next()) found |= rs.getString("TABLE_NAME").equals("jdbc_t");
+      }
+      check(found, "getTables");
+      try (ResultSet rs = md.getSchemas()) {
+        check(rs.next(), "getSchemas");
+      }
+      System.out.println("OK " + first);
+    }
+  }
+}
