@@ -120,7 +120,10 @@ struct GlueApi::Impl {
     if (action == "GetTable" || action == "DeleteTable") {
       return Arn("table/" + s("DatabaseName") + "/" + s("Name"));
     }
-    if (crawlers && crawlers->Owns(action)) return Arn("crawler/" + s("Name"));
+    if (crawlers && crawlers->Owns(action)) {
+      std::string n = in.contains("Name") ? in.value("Name", "") : in.value("CrawlerName", "");
+      return Arn("crawler/" + n);
+    }
     // Table versions and partitions name the table as TableName.
     return Arn("table/" + s("DatabaseName") + "/" + s("TableName"));
   }

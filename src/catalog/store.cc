@@ -104,6 +104,7 @@ Status CatalogStore::Migrate() {
        "TEXT NOT NULL, PRIMARY KEY (crawler, run));"
        "CREATE TABLE catalog_crawled_objects (crawler TEXT NOT NULL, path TEXT NOT NULL, "
        "etag TEXT NOT NULL, PRIMARY KEY (crawler, path));"},
+      {3, "ALTER TABLE catalog_crawled_objects ADD COLUMN schema TEXT NOT NULL DEFAULT '';"},
   });
 }
 
