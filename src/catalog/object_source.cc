@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "storage/object_store.h"
 
 namespace tarn::catalog {
 
@@ -40,6 +41,48 @@ Status DirectoryObjectSource::List(const std::string& bucket, const std::string&
 Result<std::string> DirectoryObjectSource::LocalPath(const std::string& bucket,
                                                      const std::string& key) {
   return (fs::path(root_) / bucket / key).string();
+}
+
+namespace {
+
+class StoreSource final : public ObjectSource {
+ public:
+  explicit StoreSource(storage::ObjectStore* store) : store_(store) {}
+
+  Status List(const std::string& bucket, const std::string& prefix,
+              const std::function<Status(const ListedObject&)>& fn) override {
+    storage::ListOptions opts;
+    opts.prefix = prefix;
+    opts.max_keys = 1000;
+    while (true) {
+      ASSIGN_OR_RETURN(storage::ListResult page, store_->ListObjects(bucket, opts));
+      for (const storage::ObjectInfo& o : page.objects) {
+        if (o.delete_marker) continue;
+        ListedObject l;
+        l.key = o.key;
+        l.size = o.size;
+        l.etag = o.etag + "/" + o.version_id;
+        l.last_modified_ms = o.last_modified_ms;
+        RETURN_IF_ERROR(fn(l));
+      }
+      if (!page.truncated || page.next_start_after.empty()) break;
+      opts.start_after = page.next_start_after;
+    }
+    return Status::OK();
+  }
+
+  Result<std::string> LocalPath(const std::string& bucket, const std::string& key) override {
+    return store_->LocalPath(bucket, key);
+  }
+
+ private:
+  storage::ObjectStore* store_;
+};
+
+}  // namespace
+
+std::unique_ptr<ObjectSource> NewObjectStoreSource(storage::ObjectStore* store) {
+  return std::make_unique<StoreSource>(store);
 }
 
 }  // namespace tarn::catalog

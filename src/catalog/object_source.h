@@ -8,9 +8,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "core/status.h"
+
+namespace tarn::storage {
+class ObjectStore;
+}
 
 namespace tarn::catalog {
 
@@ -41,5 +46,9 @@ class DirectoryObjectSource final : public ObjectSource {
  private:
   std::string root_;
 };
+
+// The lake's object store as a crawler source (the store must outlive it). Objects the store
+// cannot give a local file for (remote backends) are reported unreadable by the crawler.
+std::unique_ptr<ObjectSource> NewObjectStoreSource(storage::ObjectStore* store);
 
 }  // namespace tarn::catalog

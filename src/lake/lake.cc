@@ -2,7 +2,9 @@
 
 #include <filesystem>
 
+#include "catalog/crawler.h"
 #include "catalog/glue_api.h"
+#include "catalog/object_source.h"
 #include "catalog/store.h"
 #include "streams/firehose_api.h"
 #include "streams/service.h"
@@ -115,6 +117,8 @@ struct Lake::Impl {
   std::unique_ptr<storage::s3::S3Service> s3;
   std::unique_ptr<net::ApiRouter> router;
   std::unique_ptr<catalog::CatalogStore> catalog;
+  std::unique_ptr<catalog::ObjectSource> crawl_source;
+  std::unique_ptr<catalog::CrawlerService> crawlers;
   std::unique_ptr<catalog::GlueApi> glue;
   // Delivery streams (Firehose_20150804.* JSON 1.1); after store and catalog, which it uses.
   std::unique_ptr<streams::StreamService> streams;
@@ -166,7 +170,11 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   // allows every call until IAM policy evaluation is wired in here.
   m.catalog = std::make_unique<catalog::CatalogStore>(m.meta.get(), Clock::Real(), m.config.account_id);
   RETURN_IF_ERROR(m.catalog->Migrate());
-  m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), nullptr, nullptr, m.config.region);
+  m.crawl_source = catalog::NewObjectStoreSource(m.store.get());
+  m.crawlers = std::make_unique<catalog::CrawlerService>(m.catalog.get(), m.crawl_source.get(),
+                                                         Clock::Real());
+  m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), m.crawlers.get(), nullptr,
+                                              m.config.region);
   m.router->RegisterJsonService("AWSGlue", "glue", m.glue.get());
 
   // Delivery streams: WALs under <data>/wal/<stream>/, objects into the store, schemas and new
@@ -247,6 +255,8 @@ Status Lake::StartMqttListeners(std::vector<std::pair<std::string, std::string>>
 
 Status Lake::Start() {
   Impl& m = *impl_;
+  // Crawler schedules (Glue cron expressions) run from here on.
+  RETURN_IF_ERROR(m.crawlers->Start());
   std::vector<std::pair<std::string, std::string>> endpoints;
   if (m.config.api.enabled) {
     net::HttpServerOptions opts;
@@ -310,6 +320,7 @@ void Lake::Stop() {
     m.sql_server.reset();
   }
   m.warehouse.reset();  // checkpoints the DuckDB file
+  if (m.crawlers) m.crawlers->Stop();
   if (m.dir) {
     std::error_code ec;
     std::filesystem::remove(m.dir->endpoints_file(), ec);
