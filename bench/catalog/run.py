@@ -108,12 +108,11 @@ def bench_crawl(lake, files, folders):
     t = time.time()
     listed = subprocess.run(["find", root, "-name", "*.parquet"], check=True, capture_output=True,
                             text=True).stdout.split()
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write("SELECT count(*) FROM parquet_schema([%s])" % ",".join("'%s'" % x for x in listed))
-        sqlfile = f.name
-    subprocess.run([tarn_binary(), "sql-local", open(sqlfile).read()], check=True, capture_output=True)
+    # The file list is too long for one command line: DuckDB globs the same files itself.
+    subprocess.run([tarn_binary(), "sql-local",
+                    "SELECT count(*) FROM parquet_schema('%s/*/*.parquet')" % root],
+                   check=True, capture_output=True)
     peer = time.time() - t
-    os.unlink(sqlfile)
     return {"files": files, "folders": folders, "partitions_catalogued": parts,
             "crawl_s": round(first, 2), "crawl_objects_per_s": round(files / first),
             "peer_find_parquet_schema_s": round(peer, 2), "peer_objects_per_s": round(len(listed) / peer),

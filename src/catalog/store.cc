@@ -33,11 +33,6 @@ Result<json> ParseDoc(const std::string& text) {
   return j;
 }
 
-std::vector<std::string> SplitValues(const std::string& vkey) {
-  if (vkey.empty()) return {};
-  return Split(vkey, kValueSep);
-}
-
 uint64_t Fnv1a(std::string_view s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
@@ -603,12 +598,24 @@ Result<Page> CatalogStore::GetPartitions(const std::string& database, const std:
   q.Bind(1, db).Bind(2, tbl).Bind(3, after);
   Page out;
   std::string last;
+  std::vector<std::string> values;  // reused across rows: the scan is the hot path
   while (true) {
     ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
     std::string vkey = q.ColumnText(0);
     if (segment.total > 1 && int(Fnv1a(vkey) % uint64_t(segment.total)) != segment.number) continue;
-    if (filter && !filter->Matches(SplitValues(vkey))) continue;
+    if (filter) {
+      size_t n = 0, start = 0;
+      while (true) {
+        size_t end = vkey.find(kValueSep, start);
+        if (n == values.size()) values.emplace_back();
+        values[n++].assign(vkey, start, end == std::string::npos ? std::string::npos : end - start);
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+      values.resize(n);
+      if (!filter->Matches(values)) continue;
+    }
     if (int(out.items.size()) == limit) {
       out.next_token = EncodeToken(last);
       break;
