@@ -53,8 +53,10 @@ wrk -t2 -c32 -d"${DURATION}s" --latency -s "$work/batch.lua" "http://$api/" >"$w
 incoming() {
   curl -s "http://$api/metrics" | awk '/^tarn_firehose_incoming_records_total\{stream="bench"\}/ {print $2}'
 }
+# Requests wrk abandoned at the end may still be appending: wait until delivered == incoming.
+sleep 0.5
 sent="$(incoming)"
-while [[ "$(delivered)" != "$sent" ]]; do sleep 0.02; done
+while [[ "$(delivered)" != "$sent" ]]; do sleep 0.02; sent="$(incoming)"; done
 end="$($PY -c 'import time; print(time.time())')"
 tarn_rps="$($PY -c "print(int($sent / ($end - $start)))")"
 echo "   $(grep -E 'Requests/sec' "$work/wrk.txt") (x500 records); latency p50/p99: $(awk '/ 50%/ {a=$2} / 99%/ {b=$2} END {print a" / "b}' "$work/wrk.txt")"
