@@ -42,6 +42,9 @@ struct ApiCall {
   // Free-form request facts for the audit record ("bucketName", "key" …); never secrets.
   std::map<std::string, std::string> audit_params;
   int64_t start_nanos = 0;
+  // A body reader installed by the Authenticator as request.body (aws-chunked decoding,
+  // payload-hash verification); kept alive here for the rest of the request.
+  std::shared_ptr<BodyReader> owned_body;
 
   std::string Param(const std::string& name) const;
 };
