@@ -19,7 +19,11 @@
 #include "net/aws_api.h"
 #include "net/http_server.h"
 #include "net/stream_server.h"
+#include "security/iam/authorizer.h"
+#include "security/iam/directory.h"
+#include "security/iam/iam_service.h"
 #include "security/iam/iam_store.h"
+#include "security/sigv4/sigv4.h"
 #include "security/keyring.h"
 #include "security/authz.h"
 #include "storage/local_store.h"
@@ -60,19 +64,6 @@ Result<bool> EnsureLakeInfo(MetaStore* meta, Config* config) {
   return true;
 }
 
-// TODO(iam helper): replace with the IAM policy Authorizer (security/iam) when SigV4
-// authentication lands. Until then the router has no authenticator, every request is
-// anonymous, and this lets every S3 call through.
-class AllowEverythingUntilIamAuthorizer final : public security::Authorizer {
- public:
-  security::AuthzDecision Authorize(const security::AuthzRequest&) const override {
-    security::AuthzDecision d;
-    d.allowed = true;
-    d.reason = "no authorizer installed yet (allow all)";
-    return d;
-  }
-};
-
 }  // namespace
 
 Result<InitResult> InitializeDataDir(Config* config) {
@@ -111,9 +102,15 @@ struct Lake::Impl {
   std::unique_ptr<MetaStore> meta;
   std::unique_ptr<security::Keyring> keyring;
   std::unique_ptr<security::IamStore> iam;
+  // IAM: the directory (users, keys, policies, sessions), the one Authorizer every service
+  // is handed, SigV4 authentication on the router, and the IAM/STS query APIs.
+  std::unique_ptr<security::iam::IamDirectory> iam_directory;
+  std::unique_ptr<security::iam::IamAuthorizer> authz;
+  std::unique_ptr<security::sigv4::SigV4Authenticator> sigv4;
+  std::unique_ptr<security::iam::IamService> iam_api;
+  std::unique_ptr<security::iam::StsService> sts_api;
   // The object store every module writes through (landing, curated, audit zones).
   std::unique_ptr<storage::LocalObjectStore> store;
-  std::unique_ptr<security::Authorizer> s3_authorizer;  // TODO(iam helper): the IAM Authorizer
   std::unique_ptr<storage::s3::S3Service> s3;
   std::unique_ptr<net::ApiRouter> router;
   std::unique_ptr<catalog::CatalogStore> catalog;
@@ -158,27 +155,38 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   ASSIGN_OR_RETURN(m.store, storage::LocalObjectStore::Open(m.dir->objects(), m.meta.get(),
                                                            m.config.region,
                                                            {"landing", "curated", "audit"}));
-  // S3 REST API (path- and virtual-host style) over the store.
-  m.s3_authorizer = std::make_unique<AllowEverythingUntilIamAuthorizer>();  // TODO(iam helper)
+  m.router = std::make_unique<net::ApiRouter>(m.config.region);
+
+  m.iam_directory = std::make_unique<security::iam::IamDirectory>(m.iam.get(), m.meta.get(), m.keyring.get(),
+                                                                  Clock::Real());
+  RETURN_IF_ERROR(m.iam_directory->Migrate());
+  m.authz = std::make_unique<security::iam::IamAuthorizer>(m.iam_directory.get(), Clock::Real());
+  m.sigv4 = std::make_unique<security::sigv4::SigV4Authenticator>(m.iam_directory.get(), Clock::Real());
+  m.router->SetAuthenticator(m.sigv4.get());
+  m.iam_api = std::make_unique<security::iam::IamService>(m.iam_directory.get(), m.authz.get());
+  m.sts_api = std::make_unique<security::iam::StsService>(m.iam_directory.get(), m.authz.get(), Clock::Real());
+  m.router->RegisterQueryService("iam", security::iam::kIamNamespace, m.iam_api.get());
+  m.router->RegisterQueryService("sts", security::iam::kStsNamespace, m.sts_api.get());
+
+  // S3 REST API (path- and virtual-host style) over the store, authorised by IAM (identity
+  // policies + bucket policies).
   storage::s3::S3Options s3_options;
   s3_options.region = m.config.region;
   s3_options.account_id = m.config.account_id;
-  m.s3 = std::make_unique<storage::s3::S3Service>(m.store.get(), m.s3_authorizer.get(), s3_options);
-  m.router = std::make_unique<net::ApiRouter>(m.config.region);
+  m.s3 = std::make_unique<storage::s3::S3Service>(m.store.get(), m.authz.get(), s3_options);
 
-  // Glue Data Catalog (AWSGlue.* JSON 1.1). No Authorizer is installed yet, so the catalog
-  // allows every call until IAM policy evaluation is wired in here.
+  // Glue Data Catalog (AWSGlue.* JSON 1.1), authorised by IAM.
   m.catalog = std::make_unique<catalog::CatalogStore>(m.meta.get(), Clock::Real(), m.config.account_id);
   RETURN_IF_ERROR(m.catalog->Migrate());
   m.crawl_source = catalog::NewObjectStoreSource(m.store.get());
   m.crawlers = std::make_unique<catalog::CrawlerService>(m.catalog.get(), m.crawl_source.get(),
                                                          Clock::Real());
-  m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), m.crawlers.get(), nullptr,
+  m.glue = std::make_unique<catalog::GlueApi>(m.catalog.get(), m.crawlers.get(), m.authz.get(),
                                               m.config.region);
   m.router->RegisterJsonService("AWSGlue", "glue", m.glue.get());
 
   // Delivery streams: WALs under <data>/wal/<stream>/, objects into the store, schemas and new
-  // partitions through the catalog. Like the catalog, no Authorizer until IAM lands here.
+  // partitions through the catalog; authorised by IAM.
   if (m.config.ServiceEnabled("streams")) {
     streams::StreamServiceOptions so;
     so.wal_root = m.dir->wal();
@@ -188,7 +196,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     so.wal.segment_bytes = m.config.streams.wal_segment_mb << 20;
     ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
                                                             m.catalog.get(), so));
-    m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), nullptr);
+    m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), m.authz.get());
     m.router->RegisterJsonService("Firehose_20150804", "firehose", m.firehose.get());
   }
 
