@@ -10,6 +10,7 @@ namespace tarn::cli {
 int RunServe(const std::vector<std::string>& args);
 int RunInit(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
+int RunAudit(const std::vector<std::string>& args);
 int RunSqlLocal(const std::vector<std::string>& args);
 int RunApply(const std::vector<std::string>& args);
 int RunSimulate(const std::vector<std::string>& args);

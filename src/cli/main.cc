@@ -18,6 +18,7 @@ constexpr Command kCommands[] = {
     {"serve", tarn::cli::RunServe, "run the lake: AWS APIs, SQL, MQTT and console in one process"},
     {"init", tarn::cli::RunInit, "create a data directory and its root user; print the credentials once"},
     {"version", tarn::cli::RunVersion, "print the version"},
+    {"audit", tarn::cli::RunAudit, "audit trail tools: 'tarn audit verify --data-dir DIR' checks log files against signed digests"},
     {"apply", tarn::cli::RunApply, "create or update buckets, catalog, streams, things, rules from a YAML file"},
     {"simulate", tarn::cli::RunSimulate, "sensor devices publishing telemetry over MQTT (mutual TLS)"},
     {"sql-local", tarn::cli::RunSqlLocal, "debugging: run SQL on an in-memory embedded DuckDB, print CSV"},

@@ -19,6 +19,7 @@
 #include "net/aws_api.h"
 #include "net/http_server.h"
 #include "net/stream_server.h"
+#include "security/audit/audit.h"
 #include "security/iam/authorizer.h"
 #include "security/iam/directory.h"
 #include "security/iam/iam_service.h"
@@ -62,6 +63,14 @@ Result<bool> EnsureLakeInfo(MetaStore* meta, Config* config) {
   ins.Bind(1, config->account_id).Bind(2, config->region).Bind(3, Clock::Real()->NowSeconds());
   RETURN_IF_ERROR(ins.Run());
   return true;
+}
+
+// Audit cadences from the environment (seconds), for tests and small deployments.
+int64_t EnvSeconds(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  auto n = ParseInt64(v);
+  return n && *n > 0 ? *n : fallback;
 }
 
 }  // namespace
@@ -109,6 +118,9 @@ struct Lake::Impl {
   std::unique_ptr<security::sigv4::SigV4Authenticator> sigv4;
   std::unique_ptr<security::iam::IamService> iam_api;
   std::unique_ptr<security::iam::StsService> sts_api;
+  // The audit trail: every finished call, CloudTrail records into the `audit` bucket.
+  std::unique_ptr<security::audit::AuditTrail> audit;
+  std::unique_ptr<security::audit::CloudTrailApi> cloudtrail;
   // The object store every module writes through (landing, curated, audit zones).
   std::unique_ptr<storage::LocalObjectStore> store;
   std::unique_ptr<storage::s3::S3Service> s3;
@@ -167,6 +179,18 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   m.sts_api = std::make_unique<security::iam::StsService>(m.iam_directory.get(), m.authz.get(), Clock::Real());
   m.router->RegisterQueryService("iam", security::iam::kIamNamespace, m.iam_api.get());
   m.router->RegisterQueryService("sts", security::iam::kStsNamespace, m.sts_api.get());
+
+  security::audit::AuditOptions ao;
+  ao.account_id = m.config.account_id;
+  ao.region = m.config.region;
+  ao.keys_dir = m.dir->keys();
+  ao.flush_seconds = EnvSeconds("TARN_AUDIT_FLUSH_SECONDS", 60);
+  ao.digest_seconds = EnvSeconds("TARN_AUDIT_DIGEST_SECONDS", 3600);
+  ASSIGN_OR_RETURN(m.audit, security::audit::AuditTrail::Open(m.meta.get(), m.store.get(), ao));
+  m.router->SetAuditSink(m.audit.get());
+  m.cloudtrail = std::make_unique<security::audit::CloudTrailApi>(m.audit.get(), m.authz.get());
+  m.router->RegisterJsonService("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101", "cloudtrail",
+                                m.cloudtrail.get());
 
   // S3 REST API (path- and virtual-host style) over the store, authorised by IAM (identity
   // policies + bucket policies).
@@ -263,6 +287,7 @@ Status Lake::StartMqttListeners(std::vector<std::pair<std::string, std::string>>
 
 Status Lake::Start() {
   Impl& m = *impl_;
+  if (m.audit) m.audit->Start();
   // Crawler schedules (Glue cron expressions) run from here on.
   RETURN_IF_ERROR(m.crawlers->Start());
   std::vector<std::pair<std::string, std::string>> endpoints;
@@ -318,6 +343,9 @@ void Lake::Stop() {
     m.api_server->Stop();
     m.api_server.reset();
   }
+  // After the listeners: every call that finished is in the trail; then the last log file
+  // and a digest covering it are written.
+  if (m.audit) m.audit->Stop();
   if (m.streams) {
     // A graceful stop delivers what is buffered; anything that fails stays in the WAL.
     Status st = m.streams->FlushAll();
@@ -333,6 +361,28 @@ void Lake::Stop() {
     std::error_code ec;
     std::filesystem::remove(m.dir->endpoints_file(), ec);
   }
+}
+
+}  // namespace tarn
+
+namespace tarn {
+
+Result<AuditVerifyResult> VerifyAuditTrail(const std::string& data_dir) {
+  DataDir dir(data_dir);
+  RETURN_IF_ERROR(dir.Lock());
+  ASSIGN_OR_RETURN(auto meta, MetaStore::Open(dir.meta_db()));
+  ASSIGN_OR_RETURN(Statement q, meta->Prepare("SELECT account_id, region FROM lake_info WHERE id = 1"));
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(ErrorCode::kFailedPrecondition, data_dir + " is not an initialised data directory");
+  std::string account = q.ColumnText(0), region = q.ColumnText(1);
+  ASSIGN_OR_RETURN(auto store, storage::LocalObjectStore::Open(dir.objects(), meta.get(), region));
+  ASSIGN_OR_RETURN(security::audit::VerifyReport r,
+                   security::audit::VerifyAuditTrail(store.get(), "audit", account, dir.keys()));
+  AuditVerifyResult out;
+  out.digests = r.digests;
+  out.log_files = r.log_files;
+  out.problems = std::move(r.problems);
+  return out;
 }
 
 }  // namespace tarn

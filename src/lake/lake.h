@@ -30,6 +30,15 @@ struct InitResult {
 // data-dir lock for its duration unless `already_locked`.
 Result<InitResult> InitializeDataDir(Config* config);
 
+// `tarn audit verify`: checks the audit trail's signed digest chain and every log file
+// against it (security/audit/audit.h). Takes the data-dir lock: the lake must be stopped.
+struct AuditVerifyResult {
+  int digests = 0;
+  int log_files = 0;
+  std::vector<std::string> problems;  // "MODIFIED <key>", "DELETED <key>", "INSERTED <key>" …
+};
+Result<AuditVerifyResult> VerifyAuditTrail(const std::string& data_dir);
+
 class Lake {
  public:
   static Result<std::unique_ptr<Lake>> Open(Config config);

@@ -1,0 +1,673 @@
+#include "security/audit/audit.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+#include "core/data_dir.h"
+#include "core/log.h"
+#include "core/strings.h"
+
+namespace tarn::security::audit {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t kMaxBatch = 5000;  // records per log file before an early flush
+constexpr char kDigestKeyFile[] = "audit-digest.key";
+
+std::string EventSource(const net::ApiCall& call) {
+  std::string s = call.service.empty() ? "tarn" : call.service;
+  if (s == "iotdata") s = "iot-data";
+  return s + ".amazonaws.com";
+}
+
+bool ReadOnlyAction(const std::string& a) {
+  for (const char* p : {"Get", "List", "Head", "Describe", "Lookup", "Search", "Select"}) {
+    if (StartsWith(a, p)) return true;
+  }
+  return false;
+}
+
+// S3 object-level operations are CloudTrail data events; everything else management events.
+bool DataEvent(const net::ApiCall& call) {
+  if (call.service != "s3") return false;
+  static const char* kBucketLevel[] = {"ListBuckets", "CreateBucket", "DeleteBucket", "HeadBucket",
+                                       "GetBucketLocation", "PutBucketPolicy", "GetBucketPolicy",
+                                       "DeleteBucketPolicy", "PutBucketVersioning", "GetBucketVersioning",
+                                       "PutBucketTagging", "GetBucketTagging", "DeleteBucketTagging"};
+  for (const char* a : kBucketLevel) {
+    if (call.action == a) return false;
+  }
+  return true;
+}
+
+std::string DatePath(int64_t seconds) {
+  std::string iso = FormatIso8601(seconds);  // 2026-11-25T12:00:00Z
+  return iso.substr(0, 4) + "/" + iso.substr(5, 2) + "/" + iso.substr(8, 2);
+}
+
+std::string Compact(int64_t seconds, bool with_seconds) {
+  std::string iso = FormatIso8601(seconds);
+  std::string out = iso.substr(0, 4) + iso.substr(5, 2) + iso.substr(8, 2) + "T" + iso.substr(11, 2) +
+                    iso.substr(14, 2);
+  if (with_seconds) out += iso.substr(17, 2);
+  return out + "Z";
+}
+
+Result<std::string> ReadObject(storage::ObjectStore* store, const std::string& bucket, const std::string& key) {
+  ASSIGN_OR_RETURN(auto reader, store->GetObject(bucket, key, {}));
+  std::string out;
+  char buf[64 * 1024];
+  while (true) {
+    ASSIGN_OR_RETURN(size_t n, reader->Read(buf, sizeof(buf)));
+    if (n == 0) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+Result<std::string> LoadOrCreateKey(const std::string& keys_dir) {
+  std::string path = keys_dir + "/" + kDigestKeyFile;
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    ASSIGN_OR_RETURN(std::string k, ReadFile(path));
+    if (k.size() != 32) return Error(ErrorCode::kFailedPrecondition, path + " is not a 32-byte key");
+    return k;
+  }
+  std::string k = RandomBytes(32);
+  RETURN_IF_ERROR(WriteFileAtomic(path, k, 0600));
+  return k;
+}
+
+// CloudTrail's digest string to sign, with HMAC-SHA256 in place of RSA:
+//   digestEndTime \n bucket/key \n hex(SHA-256(digest object bytes)) \n previousSignature
+std::string DigestStringToSign(const std::string& end_time, const std::string& bucket, const std::string& key,
+                               const std::string& hash_hex, const std::string& previous_signature) {
+  return end_time + "\n" + bucket + "/" + key + "\n" + hash_hex + "\n" + previous_signature;
+}
+
+}  // namespace
+
+Result<std::string> Gzip(const std::string& data) {
+  z_stream zs{};
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Error(ErrorCode::kInternal, "deflateInit2 failed");
+  }
+  std::string out;
+  out.resize(deflateBound(&zs, data.size()) + 32);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) return Error(ErrorCode::kInternal, "gzip failed");
+  out.resize(zs.total_out);
+  return out;
+}
+
+Result<std::string> Gunzip(const std::string& data) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 32) != Z_OK) return Error(ErrorCode::kInternal, "inflateInit2 failed");
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char buf[64 * 1024];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&zs);
+      return Error(ErrorCode::kInvalidArgument, "not a valid gzip stream");
+    }
+    out.append(buf, sizeof(buf) - zs.avail_out);
+    if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
+      inflateEnd(&zs);
+      return Error(ErrorCode::kInvalidArgument, "truncated gzip stream");
+    }
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+// --- AuditTrail --------------------------------------------------------------------------
+
+AuditTrail::AuditTrail(MetaStore* meta, storage::ObjectStore* store, AuditOptions options, std::string key)
+    : meta_(meta), store_(store), opt_(std::move(options)), digest_key_(std::move(key)) {
+  if (!opt_.clock) opt_.clock = Clock::Real();
+  last_flush_s_ = last_digest_s_ = opt_.clock->NowSeconds();
+}
+
+AuditTrail::~AuditTrail() { Stop(); }
+
+Result<std::unique_ptr<AuditTrail>> AuditTrail::Open(MetaStore* meta, storage::ObjectStore* store,
+                                                     AuditOptions options) {
+  RETURN_IF_ERROR(meta->Migrate("audit", {
+      {1, R"sql(
+        CREATE TABLE audit_events (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, event_time_ms INTEGER NOT NULL,
+          event_name TEXT NOT NULL, event_source TEXT NOT NULL, username TEXT NOT NULL,
+          access_key_id TEXT NOT NULL, read_only INTEGER NOT NULL, resource_type TEXT NOT NULL,
+          resource_name TEXT NOT NULL, record TEXT NOT NULL);
+        CREATE INDEX audit_events_time ON audit_events(event_time_ms);
+        CREATE INDEX audit_events_name ON audit_events(event_name);
+        CREATE INDEX audit_events_user ON audit_events(username);
+        CREATE TABLE audit_log_files (
+          key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, oldest_ms INTEGER NOT NULL,
+          newest_ms INTEGER NOT NULL, written INTEGER NOT NULL, digest_key TEXT);
+        CREATE TABLE audit_digests (
+          key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, signature TEXT NOT NULL, end_time TEXT NOT NULL,
+          written INTEGER NOT NULL);
+      )sql"},
+  }));
+  ASSIGN_OR_RETURN(std::string key, LoadOrCreateKey(options.keys_dir));
+  return std::unique_ptr<AuditTrail>(new AuditTrail(meta, store, std::move(options), std::move(key)));
+}
+
+void AuditTrail::Record(const net::ApiCall& call, const net::HttpRequest& request, int http_status,
+                        const Status& error) {
+  const Identity& id = call.identity;
+  int64_t now_us = opt_.clock->NowMicros();
+  json ui = json::object();
+  if (id.anonymous()) {
+    ui["type"] = "AWSAccount";
+    ui["principalId"] = "";
+    ui["accountId"] = "anonymous";
+  } else {
+    ui["type"] = id.TypeName();
+    ui["principalId"] = id.type == Identity::Type::kRoot ? id.account_id : id.principal_id;
+    ui["arn"] = id.arn;
+    ui["accountId"] = id.account_id;
+    if (!id.access_key_id.empty()) ui["accessKeyId"] = id.access_key_id;
+    if (id.type == Identity::Type::kUser) ui["userName"] = id.user_name;
+    if (id.type == Identity::Type::kAssumedRole) {
+      std::string rest = id.arn.substr(id.arn.find("assumed-role/") + 13);
+      std::string role = rest.substr(0, rest.find('/'));
+      ui["sessionContext"] = {{"sessionIssuer",
+                               {{"type", "Role"},
+                                {"arn", "arn:aws:iam::" + id.account_id + ":role/" + role},
+                                {"accountId", id.account_id},
+                                {"userName", role}}}};
+    }
+  }
+  IndexedEvent e;
+  e.event_id = NewUuid();
+  e.event_time_ms = now_us / 1000;
+  e.event_name = call.action.empty() ? request.method : call.action;
+  e.event_source = EventSource(call);
+  e.username = id.anonymous() ? "" : id.type == Identity::Type::kRoot ? "root" : id.user_name;
+  e.access_key_id = id.access_key_id;
+  e.read_only = ReadOnlyAction(e.event_name);
+  if (!call.resource.empty()) {
+    e.resource_name = call.resource;
+    e.resource_type = call.service == "s3" ? "AWS::S3::Object" : "AWS::" + call.service;
+  }
+  json rec = {
+      {"eventVersion", "1.08"},
+      {"userIdentity", ui},
+      {"eventTime", FormatIso8601(now_us / 1000000)},
+      {"eventSource", e.event_source},
+      {"eventName", e.event_name},
+      {"awsRegion", call.region.empty() ? opt_.region : call.region},
+      {"sourceIPAddress", request.remote_ip},
+      {"userAgent", request.headers.Get("User-Agent")},
+      {"requestParameters", call.audit_params.empty() ? json(nullptr) : json(call.audit_params)},
+      {"responseElements", nullptr},
+      {"requestID", call.request_id},
+      {"eventID", e.event_id},
+      {"readOnly", e.read_only},
+      {"eventType", "AwsApiCall"},
+      {"managementEvent", !DataEvent(call)},
+      {"recipientAccountId", opt_.account_id},
+      {"eventCategory", DataEvent(call) ? "Data" : "Management"},
+  };
+  if (!e.resource_name.empty()) {
+    rec["resources"] = json::array({{{"type", e.resource_type}, {"ARN", e.resource_name}}});
+  }
+  if (!error.ok()) {
+    rec["errorCode"] = std::string(error.info().aws_code);
+    rec["errorMessage"] = error.message();
+  } else if (http_status >= 400) {
+    rec["errorCode"] = std::to_string(http_status);
+  }
+  if (request.secure) rec["tlsDetails"] = {{"tlsVersion", "TLSv1.3"}};
+  e.record_json = rec.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::lock_guard<std::mutex> lock(mu_);
+  pending_.push_back(std::move(e));
+  if (pending_.size() >= kMaxBatch) cv_.notify_one();
+}
+
+Status AuditTrail::IndexPending() {
+  std::vector<IndexedEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events.swap(pending_);
+  }
+  if (events.empty()) return Status::OK();
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+        "INSERT INTO audit_events(event_id, event_time_ms, event_name, event_source, username, access_key_id, "
+        "read_only, resource_type, resource_name, record) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+    for (const IndexedEvent& e : events) {
+      st.Bind(1, e.event_id).Bind(2, e.event_time_ms).Bind(3, e.event_name).Bind(4, e.event_source)
+          .Bind(5, e.username).Bind(6, e.access_key_id).Bind(7, int64_t(e.read_only ? 1 : 0))
+          .Bind(8, e.resource_type).Bind(9, e.resource_name).Bind(10, e.record_json);
+      RETURN_IF_ERROR(st.Run());
+      RETURN_IF_ERROR(st.Reset());
+    }
+    return Status::OK();
+  }));
+  for (IndexedEvent& e : events) {
+    if (batch_.empty()) batch_oldest_ms_ = e.event_time_ms;
+    batch_newest_ms_ = e.event_time_ms;
+    batch_.push_back(std::move(e.record_json));
+  }
+  return Status::OK();
+}
+
+Status AuditTrail::WriteLogFile() {
+  if (batch_.empty()) return Status::OK();
+  std::string body = "{\"Records\":[";
+  for (size_t i = 0; i < batch_.size(); ++i) {
+    if (i) body += ',';
+    body += batch_[i];
+  }
+  body += "]}";
+  ASSIGN_OR_RETURN(std::string gz, Gzip(body));
+  int64_t now = opt_.clock->NowSeconds();
+  std::string key = "AWSLogs/" + opt_.account_id + "/CloudTrail/" + opt_.region + "/" + DatePath(now) + "/" +
+                    opt_.account_id + "_CloudTrail_" + opt_.region + "_" + Compact(now, false) + "_" +
+                    RandomString(16) + ".json.gz";
+  storage::PutOptions po;
+  po.attrs.content_type = "application/json";
+  po.attrs.content_encoding = "gzip";
+  storage::StringSource src(gz);
+  ASSIGN_OR_RETURN(storage::ObjectInfo info, store_->PutObject(opt_.bucket, key, src, po));
+  (void)info;
+  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+      "INSERT INTO audit_log_files(key, sha256, oldest_ms, newest_ms, written) VALUES(?1, ?2, ?3, ?4, ?5)"));
+  st.Bind(1, key).Bind(2, HexEncode(Sha256(gz))).Bind(3, batch_oldest_ms_).Bind(4, batch_newest_ms_).Bind(5, now);
+  RETURN_IF_ERROR(st.Run());
+  batch_.clear();
+  last_flush_s_ = now;
+  return Status::OK();
+}
+
+Status AuditTrail::WriteDigest() {
+  int64_t now = opt_.clock->NowSeconds();
+  ASSIGN_OR_RETURN(Statement files, meta_->Prepare(
+      "SELECT key, sha256, oldest_ms, newest_ms FROM audit_log_files WHERE digest_key IS NULL ORDER BY key"));
+  json logs = json::array();
+  std::vector<std::string> keys;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, files.Step());
+    if (!row) break;
+    keys.push_back(files.ColumnText(0));
+    logs.push_back({{"s3Bucket", opt_.bucket},
+                    {"s3Object", files.ColumnText(0)},
+                    {"hashValue", files.ColumnText(1)},
+                    {"hashAlgorithm", "SHA-256"},
+                    {"oldestEventTime", FormatIso8601(files.ColumnInt(2) / 1000)},
+                    {"newestEventTime", FormatIso8601(files.ColumnInt(3) / 1000)}});
+  }
+  if (keys.empty()) return Status::OK();  // CloudTrail writes empty digests too; we skip them
+  ASSIGN_OR_RETURN(Statement prev, meta_->Prepare(
+      "SELECT key, sha256, signature, end_time FROM audit_digests ORDER BY written DESC, key DESC LIMIT 1"));
+  ASSIGN_OR_RETURN(bool has_prev, prev.Step());
+  std::string prev_key = has_prev ? prev.ColumnText(0) : "";
+  std::string prev_hash = has_prev ? prev.ColumnText(1) : "";
+  std::string prev_sig = has_prev ? prev.ColumnText(2) : "";
+  std::string start_time = has_prev ? prev.ColumnText(3) : FormatIso8601(last_digest_s_);
+  std::string end_time = FormatIso8601(now);
+  std::string key = "AWSLogs/" + opt_.account_id + "/CloudTrail-Digest/" + opt_.region + "/" + DatePath(now) +
+                    "/" + opt_.account_id + "_CloudTrail-Digest_" + opt_.region + "_tarn_" + opt_.region + "_" +
+                    Compact(now, true) + "_" + RandomString(8) + ".json.gz";
+  json digest = {
+      {"awsAccountId", opt_.account_id},
+      {"digestStartTime", start_time},
+      {"digestEndTime", end_time},
+      {"digestS3Bucket", opt_.bucket},
+      {"digestS3Object", key},
+      {"digestPublicKeyFingerprint", HexEncode(Sha256(digest_key_)).substr(0, 32)},
+      {"digestSignatureAlgorithm", "HMAC-SHA256"},
+      {"newestEventTime", logs.back()["newestEventTime"]},
+      {"oldestEventTime", logs.front()["oldestEventTime"]},
+      {"previousDigestS3Bucket", has_prev ? json(opt_.bucket) : json(nullptr)},
+      {"previousDigestS3Object", has_prev ? json(prev_key) : json(nullptr)},
+      {"previousDigestHashValue", has_prev ? json(prev_hash) : json(nullptr)},
+      {"previousDigestHashAlgorithm", has_prev ? json("SHA-256") : json(nullptr)},
+      {"previousDigestSignature", has_prev ? json(prev_sig) : json(nullptr)},
+      {"logFiles", logs},
+  };
+  ASSIGN_OR_RETURN(std::string gz, Gzip(digest.dump()));
+  std::string hash = HexEncode(Sha256(gz));
+  std::string sig = HexEncode(HmacSha256(digest_key_, DigestStringToSign(end_time, opt_.bucket, key, hash, prev_sig)));
+  storage::PutOptions po;
+  po.attrs.content_type = "application/json";
+  po.attrs.content_encoding = "gzip";
+  po.attrs.user_metadata["signature"] = sig;
+  po.attrs.user_metadata["signature-algorithm"] = "HMAC-SHA256";
+  storage::StringSource src(gz);
+  RETURN_IF_ERROR(store_->PutObject(opt_.bucket, key, src, po));
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
+        "INSERT INTO audit_digests(key, sha256, signature, end_time, written) VALUES(?1, ?2, ?3, ?4, ?5)"));
+    ins.Bind(1, key).Bind(2, hash).Bind(3, sig).Bind(4, end_time).Bind(5, now);
+    RETURN_IF_ERROR(ins.Run());
+    ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE audit_log_files SET digest_key = ?1 WHERE key = ?2"));
+    for (const std::string& k : keys) {
+      up.Bind(1, key).Bind(2, k);
+      RETURN_IF_ERROR(up.Run());
+      RETURN_IF_ERROR(up.Reset());
+    }
+    return Status::OK();
+  }));
+  last_digest_s_ = now;
+  return Status::OK();
+}
+
+Status AuditTrail::Flush(bool with_digest) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(IndexPending());
+  RETURN_IF_ERROR(WriteLogFile());
+  if (with_digest) RETURN_IF_ERROR(WriteDigest());
+  return Status::OK();
+}
+
+void AuditTrail::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void AuditTrail::Run() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || pending_.size() >= kMaxBatch; });
+      if (stop_) return;
+    }
+    std::lock_guard<std::mutex> lock(write_mu_);
+    Status st = IndexPending();
+    int64_t now = opt_.clock->NowSeconds();
+    if (st.ok() && (now - last_flush_s_ >= opt_.flush_seconds || batch_.size() >= kMaxBatch)) st = WriteLogFile();
+    if (st.ok() && now - last_digest_s_ >= opt_.digest_seconds) st = WriteDigest();
+    if (!st.ok()) TLOG_WARN("audit", "writing the audit trail: {}", st.ToString());
+  }
+}
+
+void AuditTrail::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  Status st = Flush(/*with_digest=*/true);
+  if (!st.ok()) TLOG_WARN("audit", "final audit flush: {}", st.ToString());
+}
+
+Result<std::pair<std::vector<IndexedEvent>, int64_t>> AuditTrail::Lookup(const LookupQuery& q) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    RETURN_IF_ERROR(IndexPending());  // what was recorded before this call is visible
+  }
+  std::string where = "WHERE 1=1";
+  static const std::pair<const char*, const char*> kColumns[] = {
+      {"EventId", "event_id"}, {"EventName", "event_name"}, {"Username", "username"},
+      {"EventSource", "event_source"}, {"AccessKeyId", "access_key_id"}, {"ResourceType", "resource_type"},
+      {"ResourceName", "resource_name"}, {"ReadOnly", "read_only"}};
+  std::string column;
+  for (const auto& [k, c] : kColumns) {
+    if (q.attribute_key == k) column = c;
+  }
+  if (!q.attribute_key.empty()) {
+    if (column.empty()) {
+      return Error(ErrorCode::kInvalidLookupAttributes, "Unsupported lookup attribute " + q.attribute_key);
+    }
+    where += " AND " + column + " = ?1";
+  }
+  where += " AND (?2 = 0 OR event_time_ms >= ?2) AND (?3 = 0 OR event_time_ms <= ?3) AND (?4 = 0 OR seq < ?4)";
+  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+      "SELECT seq, event_id, event_time_ms, event_name, event_source, username, access_key_id, read_only, "
+      "resource_type, resource_name, record FROM audit_events " + where + " ORDER BY seq DESC LIMIT ?5"));
+  std::string value = q.attribute_value;
+  if (column == "read_only") value = EqualsIgnoreCase(value, "true") ? "1" : "0";
+  if (column == "read_only") st.Bind(1, int64_t(value == "1" ? 1 : 0));
+  else st.Bind(1, value);
+  st.Bind(2, q.start_ms).Bind(3, q.end_ms).Bind(4, q.before_seq).Bind(5, int64_t(q.max_results + 1));
+  std::vector<IndexedEvent> out;
+  int64_t next = 0, last_seq = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    if (static_cast<int>(out.size()) == q.max_results) {
+      next = last_seq;
+      break;
+    }
+    IndexedEvent e;
+    last_seq = st.ColumnInt(0);
+    e.event_id = st.ColumnText(1);
+    e.event_time_ms = st.ColumnInt(2);
+    e.event_name = st.ColumnText(3);
+    e.event_source = st.ColumnText(4);
+    e.username = st.ColumnText(5);
+    e.access_key_id = st.ColumnText(6);
+    e.read_only = st.ColumnInt(7) != 0;
+    e.resource_type = st.ColumnText(8);
+    e.resource_name = st.ColumnText(9);
+    e.record_json = st.ColumnText(10);
+    out.push_back(std::move(e));
+  }
+  return std::make_pair(std::move(out), next);
+}
+
+// --- LookupEvents --------------------------------------------------------------------------
+
+CloudTrailApi::CloudTrailApi(AuditTrail* trail, const Authorizer* authz) : trail_(trail), authz_(authz) {}
+
+namespace {
+Result<int64_t> TimeParam(const json& v) {
+  if (v.is_number()) return static_cast<int64_t>(v.get<double>() * 1000);
+  if (v.is_string()) {
+    int64_t t = ParseIso8601(v.get<std::string>());
+    if (t >= 0) return t * 1000;
+  }
+  return Error(ErrorCode::kSerializationError, "StartTime/EndTime must be a timestamp");
+}
+}  // namespace
+
+Status CloudTrailApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpResponse& response) {
+  if (call.action != "LookupEvents") {
+    return Error(ErrorCode::kUnknownOperation, "Operation " + call.action + " is not supported by this lake");
+  }
+  call.resource = "*";
+  if (call.identity.anonymous()) {
+    return Error(ErrorCode::kMissingAuthenticationToken, "Request is missing Authentication Token");
+  }
+  AuthzRequest ar;
+  ar.identity = &call.identity;
+  ar.action = "cloudtrail:LookupEvents";
+  ar.resource = "*";
+  ar.context["aws:SourceIp"] = {request.remote_ip};
+  ar.context["aws:SecureTransport"] = {request.secure ? "true" : "false"};
+  if (!authz_->Authorize(ar).allowed) {
+    return Error(ErrorCode::kAccessDeniedException,
+                 "User: " + call.identity.arn + " is not authorized to perform: cloudtrail:LookupEvents");
+  }
+  auto* body = dynamic_cast<net::MemoryBodyReader*>(request.body);
+  json in = json::parse(body && !body->data().empty() ? body->data() : std::string("{}"), nullptr, false);
+  if (in.is_discarded() || !in.is_object()) return Error(ErrorCode::kSerializationError, "Malformed JSON body");
+  LookupQuery q;
+  if (in.contains("LookupAttributes")) {
+    const json& la = in["LookupAttributes"];
+    if (!la.is_array() || la.size() > 1) {
+      return Error(ErrorCode::kInvalidLookupAttributes, "You can only specify one lookup attribute");
+    }
+    if (la.size() == 1) {
+      q.attribute_key = la[0].value("AttributeKey", "");
+      q.attribute_value = la[0].value("AttributeValue", "");
+      call.audit_params["lookupAttribute"] = q.attribute_key + "=" + q.attribute_value;
+    }
+  }
+  if (in.contains("StartTime")) {
+    ASSIGN_OR_RETURN(q.start_ms, TimeParam(in["StartTime"]));
+  }
+  if (in.contains("EndTime")) {
+    ASSIGN_OR_RETURN(q.end_ms, TimeParam(in["EndTime"]));
+  }
+  if (q.start_ms && q.end_ms && q.start_ms > q.end_ms) {
+    return Error(ErrorCode::kInvalidTimeRange, "StartTime must be before EndTime");
+  }
+  if (in.contains("MaxResults")) {
+    if (!in["MaxResults"].is_number_integer() || in["MaxResults"].get<int>() < 1 || in["MaxResults"].get<int>() > 50) {
+      return Error(ErrorCode::kInvalidMaxResults, "MaxResults must be between 1 and 50");
+    }
+    q.max_results = in["MaxResults"].get<int>();
+  }
+  if (in.contains("NextToken")) {
+    auto raw = Base64Decode(in["NextToken"].is_string() ? in["NextToken"].get<std::string>() : "");
+    auto seq = raw ? ParseInt64(*raw) : std::nullopt;
+    if (!seq || *seq <= 0) return Error(ErrorCode::kInvalidNextToken, "Invalid NextToken");
+    q.before_seq = *seq;
+  }
+  ASSIGN_OR_RETURN(auto found, trail_->Lookup(q));
+  json events = json::array();
+  for (const IndexedEvent& e : found.first) {
+    json ev = {{"EventId", e.event_id},
+               {"EventName", e.event_name},
+               {"ReadOnly", e.read_only ? "true" : "false"},
+               {"EventTime", double(e.event_time_ms) / 1000.0},
+               {"EventSource", e.event_source},
+               {"CloudTrailEvent", e.record_json}};
+    if (!e.username.empty()) ev["Username"] = e.username;
+    if (!e.access_key_id.empty()) ev["AccessKeyId"] = e.access_key_id;
+    ev["Resources"] = json::array();
+    if (!e.resource_name.empty()) {
+      ev["Resources"].push_back({{"ResourceType", e.resource_type}, {"ResourceName", e.resource_name}});
+    }
+    events.push_back(std::move(ev));
+  }
+  json out = {{"Events", events}};
+  if (found.second) out["NextToken"] = Base64Encode(std::to_string(found.second));
+  net::WriteJson(response, out.dump(-1, ' ', false, json::error_handler_t::replace));
+  return Status::OK();
+}
+
+// --- verification --------------------------------------------------------------------------
+
+Result<VerifyReport> VerifyAuditTrail(storage::ObjectStore* store, const std::string& bucket,
+                                      const std::string& account_id, const std::string& keys_dir) {
+  VerifyReport report;
+  ASSIGN_OR_RETURN(std::string key, ReadFile(keys_dir + "/" + kDigestKeyFile));
+  auto list_all = [&](const std::string& prefix) -> Result<std::vector<storage::ObjectInfo>> {
+    std::vector<storage::ObjectInfo> out;
+    storage::ListOptions lo;
+    lo.prefix = prefix;
+    while (true) {
+      ASSIGN_OR_RETURN(storage::ListResult r, store->ListObjects(bucket, lo));
+      for (auto& o : r.objects) out.push_back(std::move(o));
+      if (!r.truncated) break;
+      lo.start_after = r.next_start_after;
+    }
+    return out;
+  };
+  ASSIGN_OR_RETURN(auto digests, list_all("AWSLogs/" + account_id + "/CloudTrail-Digest/"));
+  ASSIGN_OR_RETURN(auto logs, list_all("AWSLogs/" + account_id + "/CloudTrail/"));
+
+  struct Digest {
+    std::string key, hash, signature, end_time, prev_key, prev_hash, prev_sig;
+    json files;
+  };
+  std::map<std::string, Digest> by_key;
+  for (const storage::ObjectInfo& o : digests) {
+    Digest d;
+    d.key = o.key;
+    ASSIGN_OR_RETURN(std::string bytes, ReadObject(store, bucket, o.key));
+    d.hash = HexEncode(Sha256(bytes));
+    auto sig = o.attrs.user_metadata.find("signature");
+    d.signature = sig == o.attrs.user_metadata.end() ? "" : sig->second;
+    auto plain = Gunzip(bytes);
+    json doc = plain.ok() ? json::parse(*plain, nullptr, false) : json();
+    if (!plain.ok() || doc.is_discarded() || !doc.is_object()) {
+      report.problems.push_back("MODIFIED digest " + o.key + " (unreadable)");
+      continue;
+    }
+    d.end_time = doc.value("digestEndTime", "");
+    d.prev_key = doc["previousDigestS3Object"].is_string() ? doc["previousDigestS3Object"].get<std::string>() : "";
+    d.prev_hash = doc["previousDigestHashValue"].is_string() ? doc["previousDigestHashValue"].get<std::string>() : "";
+    d.prev_sig = doc["previousDigestSignature"].is_string() ? doc["previousDigestSignature"].get<std::string>() : "";
+    d.files = doc.value("logFiles", json::array());
+    std::string expect = HexEncode(HmacSha256(key, DigestStringToSign(d.end_time, bucket, o.key, d.hash, d.prev_sig)));
+    if (d.signature.empty() || !ConstantTimeEquals(expect, d.signature)) {
+      report.problems.push_back("MODIFIED digest " + o.key + " (signature does not verify)");
+      continue;
+    }
+    by_key[o.key] = std::move(d);
+  }
+  report.digests = static_cast<int>(by_key.size());
+  // The chain: each digest names its predecessor's key, hash and signature.
+  std::set<std::string> referenced;
+  for (const auto& [k, d] : by_key) {
+    if (d.prev_key.empty()) continue;
+    referenced.insert(d.prev_key);
+    auto it = by_key.find(d.prev_key);
+    if (it == by_key.end()) {
+      report.problems.push_back("DELETED digest " + d.prev_key + " (named by " + k + ")");
+    } else if (it->second.hash != d.prev_hash || it->second.signature != d.prev_sig) {
+      report.problems.push_back("MODIFIED digest " + d.prev_key + " (hash differs from the chain)");
+    }
+  }
+  int heads = 0;
+  for (const auto& [k, d] : by_key) heads += referenced.count(k) ? 0 : 1;
+  if (heads > 1) report.problems.push_back("INSERTED digest: the digest chain has " + std::to_string(heads) + " heads");
+
+  std::map<std::string, std::string> listed;  // log key → hash
+  for (const auto& [k, d] : by_key) {
+    for (const json& f : d.files) listed[f.value("s3Object", "")] = f.value("hashValue", "");
+  }
+  std::set<std::string> present;
+  for (const storage::ObjectInfo& o : logs) {
+    present.insert(o.key);
+    auto it = listed.find(o.key);
+    if (it == listed.end()) {
+      report.problems.push_back("INSERTED " + o.key);
+      continue;
+    }
+    auto bytes = ReadObject(store, bucket, o.key);
+    if (!bytes.ok()) {
+      report.problems.push_back("DELETED " + o.key + " (" + bytes.status().message() + ")");
+      continue;
+    }
+    if (HexEncode(Sha256(*bytes)) != it->second) report.problems.push_back("MODIFIED " + o.key);
+    ++report.log_files;
+  }
+  for (const auto& [k, h] : listed) {
+    if (!present.count(k)) report.problems.push_back("DELETED " + k);
+  }
+  // Files put beside the store's index (a local backend's directory) are insertions too.
+  auto dir = store->LocalBucketDir(bucket);
+  if (dir.ok()) {
+    std::error_code ec;
+    std::string root = *dir + "/AWSLogs/" + account_id + "/CloudTrail";
+    for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file()) continue;
+      std::string rel = std::filesystem::relative(it->path(), *dir, ec).string();
+      if (!present.count(rel)) report.problems.push_back("INSERTED " + rel + " (not in the object index)");
+    }
+  }
+  return report;
+}
+
+}  // namespace tarn::security::audit

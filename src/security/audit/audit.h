@@ -1,0 +1,129 @@
+// The audit trail (DESIGN.md §5): every API call — allowed, denied or failed — becomes a
+// CloudTrail-format record (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/
+// cloudtrail-event-reference-record-contents.html).
+//
+//   AuditTrail        net::AuditSink. Record() formats the event and queues it (no I/O on the
+//                     request path). A background thread indexes queued events in SQLite
+//                     (table audit_events, for LookupEvents) every second and writes them as
+//                     gzip JSON log files {"Records":[…]} into the `audit` bucket under
+//                     AWSLogs/<acct>/CloudTrail/<region>/YYYY/MM/DD/ every flush interval.
+//                     Digest files (AWSLogs/<acct>/CloudTrail-Digest/…) list each new log file
+//                     with its SHA-256, chain to the previous digest's hash and signature, and
+//                     are signed with HMAC-SHA256 under <data>/keys/audit-digest.key (signature
+//                     in the object's x-amz-meta-signature, as CloudTrail does). A digest is
+//                     written every digest interval (default hourly) and at shutdown.
+//   CloudTrailApi     the CloudTrail JSON 1.1 LookupEvents operation over the index.
+//   VerifyAuditTrail  `tarn audit verify`: walks the digest chain and reports log files
+//                     modified, deleted or inserted, and broken or forged digests.
+//
+// Thread-safety: AuditTrail and CloudTrailApi are thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/meta_store.h"
+#include "net/aws_api.h"
+#include "security/authz.h"
+#include "storage/object_store.h"
+
+namespace tarn::security::audit {
+
+struct AuditOptions {
+  std::string account_id;
+  std::string region;
+  std::string bucket = "audit";
+  std::string keys_dir;  // holds audit-digest.key
+  int64_t flush_seconds = 60;     // log file cadence (CloudTrail delivers about every 5 min)
+  int64_t digest_seconds = 3600;  // digest cadence (CloudTrail: hourly)
+  const Clock* clock = nullptr;
+};
+
+// One event as indexed for LookupEvents.
+struct IndexedEvent {
+  std::string event_id, event_name, event_source, username, access_key_id, resource_type,
+      resource_name, record_json;
+  int64_t event_time_ms = 0;
+  bool read_only = false;
+};
+
+struct LookupQuery {
+  std::string attribute_key, attribute_value;  // one lookup attribute, optional
+  int64_t start_ms = 0, end_ms = 0;            // 0 = open
+  int max_results = 50;
+  int64_t before_seq = 0;  // pagination: events with seq < before_seq (0 = from newest)
+};
+
+class AuditTrail final : public net::AuditSink {
+ public:
+  static Result<std::unique_ptr<AuditTrail>> Open(MetaStore* meta, storage::ObjectStore* store,
+                                                  AuditOptions options);
+  ~AuditTrail() override;
+
+  void Record(const net::ApiCall& call, const net::HttpRequest& request, int http_status,
+              const Status& error) override;
+
+  void Start();
+  // Writes everything queued as a log file and a final digest; stops the thread.
+  void Stop();
+  // Indexes and writes queued events now (tests, shutdown).
+  Status Flush(bool with_digest);
+
+  // Newest first; returns the events and the seq to continue before (0 = no more).
+  Result<std::pair<std::vector<IndexedEvent>, int64_t>> Lookup(const LookupQuery& q);
+
+ private:
+  AuditTrail(MetaStore* meta, storage::ObjectStore* store, AuditOptions options, std::string key);
+  Status IndexPending();
+  Status WriteLogFile();
+  Status WriteDigest();
+  void Run();
+
+  MetaStore* meta_;
+  storage::ObjectStore* store_;
+  AuditOptions opt_;
+  std::string digest_key_;  // HMAC key; never logged
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<IndexedEvent> pending_;  // guarded by mu_: recorded, not yet indexed
+  bool stop_ = false;                  // guarded by mu_
+
+  std::mutex write_mu_;                // serialises indexing and file writing
+  std::vector<std::string> batch_;     // guarded by write_mu_: indexed, not yet in a log file
+  int64_t batch_oldest_ms_ = 0, batch_newest_ms_ = 0;
+  int64_t last_flush_s_ = 0, last_digest_s_ = 0;
+  std::thread thread_;
+};
+
+class CloudTrailApi final : public net::ApiService {
+ public:
+  CloudTrailApi(AuditTrail* trail, const Authorizer* authz);
+  Status Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpResponse& response) override;
+
+ private:
+  AuditTrail* trail_;
+  const Authorizer* authz_;
+};
+
+struct VerifyReport {
+  int digests = 0;
+  int log_files = 0;
+  std::vector<std::string> problems;  // "MODIFIED <key>", "DELETED <key>", "INSERTED <key>" …
+  bool ok() const { return problems.empty(); }
+};
+
+Result<VerifyReport> VerifyAuditTrail(storage::ObjectStore* store, const std::string& bucket,
+                                      const std::string& account_id, const std::string& keys_dir);
+
+// gzip (RFC 1952) helpers.
+Result<std::string> Gzip(const std::string& data);
+Result<std::string> Gunzip(const std::string& data);
+
+}  // namespace tarn::security::audit
