@@ -238,8 +238,9 @@ bool LookupKey(const EvalRequest& r, std::string_view key, std::vector<std::stri
 // Substituted values are escaped so that a '*' in a user name cannot widen the pattern.
 bool Substitute(const EvalRequest& r, const std::string& in, std::string* out) {
   out->clear();
-  std::vector<std::string_view> vals;
-  std::string scratch;
+  // Reused per thread: evaluation stays allocation-free once warm.
+  thread_local std::vector<std::string_view> vals;
+  thread_local std::string scratch;
   for (size_t i = 0; i < in.size();) {
     if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '{') {
       size_t end = in.find('}', i + 2);
@@ -272,6 +273,14 @@ bool MatchPattern(const EvalRequest& r, const Pattern& p, std::string_view text,
     return ignore_case ? EqualsIgnoreCase(p.text, text) : p.text == text;
   }
   if (!p.has_vars) return WildcardMatch(p.text, text, ignore_case);
+  // The literal prefix before the first variable or wildcard must match as is: most
+  // statements fail here without substituting anything.
+  size_t lit = p.text.find_first_of("$*?");
+  for (size_t i = 0; i < lit && i < p.text.size(); ++i) {
+    if (i >= text.size()) return false;
+    char a = p.text[i], b = text[i];
+    if (a != b && !(ignore_case && Lower(a) == Lower(b))) return false;
+  }
   thread_local std::string buf;
   if (!Substitute(r, p.text, &buf)) return false;
   return WildcardMatch(buf, text, ignore_case);
