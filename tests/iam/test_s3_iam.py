@@ -50,6 +50,28 @@ def test_read_only_user_on_curated(lake, tmp_path):
     assert puts[0]["userIdentity"]["userName"] == "analyst"
 
 
+def test_presigned_url_with_curl_then_expiry(lake, tmp_path):
+    import subprocess
+    import time
+    src = tmp_path / "p.txt"
+    src.write_text("presigned body")
+    ok(lake.aws("s3", "cp", str(src), "s3://landing/p.txt"))
+    from botocore.config import Config
+    s3 = lake.boto3_client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "landing", "Key": "p.txt"}, ExpiresIn=2)
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url
+    r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", url], capture_output=True, text=True)
+    body, code = r.stdout.rsplit("\n", 1)
+    assert code == "200" and body == "presigned body", r.stdout
+    r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", url.replace("p.txt", "q.txt")],
+                       capture_output=True, text=True)
+    assert r.stdout.endswith("403") and "SignatureDoesNotMatch" in r.stdout
+    time.sleep(3.5)
+    r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", url], capture_output=True, text=True)
+    body, code = r.stdout.rsplit("\n", 1)
+    assert code == "403" and "AccessDenied" in body and "Request has expired" in body, r.stdout
+
+
 def _chunked_put(lake, key, chunks, tamper_index=None):
     host = lake.endpoints["api"]
     path = "/landing/" + key

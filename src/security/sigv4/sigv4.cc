@@ -302,6 +302,12 @@ Status SigV4Authenticator::Authenticate(net::ApiCall& call, net::HttpRequest& re
     }
     p.expires = *ex;
     if (const std::string* tok = qparam("X-Amz-Security-Token")) p.security_token = *tok;
+  } else if (request.query.find("AWSAccessKeyId=") != std::string::npos &&
+             request.query.find("Signature=") != std::string::npos) {
+    // Signature Version 2 query auth (aws-cli 1.x `s3 presign` without s3v4 configured).
+    return Error(ErrorCode::kInvalidRequest,
+                 "Signature Version 2 is not supported by this lake; presign with AWS4-HMAC-SHA256 "
+                 "(e.g. aws configure set default.s3.signature_version s3v4)");
   } else {
     return Status::OK();  // anonymous: authorisation decides
   }
