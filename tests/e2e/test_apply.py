@@ -148,7 +148,10 @@ def test_example_file_applies_what_the_lake_offers(lake, tmp_path):
     assert re.search(r"created\s+stream telemetry", out), out
     for line in out.splitlines():
         if "FAILED" in line:
-            assert "NotImplemented" in line or "not available on this lake" in line, line
+            # Without the IoT module the router hands iot-signed calls to S3, which asks for
+            # its payload-hash header: the lake's way of saying "no such API" today.
+            assert ("NotImplemented" in line or "not available on this lake" in line
+                    or "x-amz-content-sha256" in line), line
     iot_works = re.search(r"created\s+thing sensor-001", out) is not None
     if iot_works:
         cert = tmp_path / "certs" / "sensor-001"
@@ -184,7 +187,8 @@ def test_things_certificates_attributes_and_prune(lake, tmp_path):
     try:
         iot.list_things()
     except ClientError as e:
-        if e.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 501):  # S3 or nobody answers
+        if (e.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 501)       # S3 or nobody answers
+                or "x-amz-content-sha256" in str(e)):                          # S3 behind SigV4
             pytest.skip("the IoT registry API is not on main yet")
         raise
     p = tmp_path / "things.yaml"
