@@ -14,5 +14,6 @@ int RunAudit(const std::vector<std::string>& args);
 int RunSqlLocal(const std::vector<std::string>& args);
 int RunApply(const std::vector<std::string>& args);
 int RunSimulate(const std::vector<std::string>& args);
+int RunRules(const std::vector<std::string>& args);
 
 }  // namespace tarn::cli

@@ -22,6 +22,7 @@ constexpr Command kCommands[] = {
     {"apply", tarn::cli::RunApply, "create or update buckets, catalog, streams, things, rules from a YAML file"},
     {"simulate", tarn::cli::RunSimulate, "sensor devices publishing telemetry over MQTT (mutual TLS)"},
     {"sql-local", tarn::cli::RunSqlLocal, "debugging: run SQL on an in-memory embedded DuckDB, print CSV"},
+    {"rules", tarn::cli::RunRules, "rules engine tools: `rules test` dry-runs a rule on a sample message"},
 };
 
 void Usage(FILE* out) {

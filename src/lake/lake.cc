@@ -6,6 +6,9 @@
 #include "catalog/glue_api.h"
 #include "catalog/object_source.h"
 #include "catalog/store.h"
+#include "gateway/iot/ca.h"
+#include "gateway/iot/iot_api.h"
+#include "gateway/rules/engine.h"
 #include "streams/firehose_api.h"
 #include "streams/service.h"
 #include "core/clock.h"
@@ -132,6 +135,13 @@ struct Lake::Impl {
   // Delivery streams (Firehose_20150804.* JSON 1.1); after store and catalog, which it uses.
   std::unique_ptr<streams::StreamService> streams;
   std::unique_ptr<streams::FirehoseApi> firehose;
+  // AWS IoT control plane ("iot" REST-JSON) and the rules engine; the engine's actions write
+  // through the object store and the delivery streams, so it stops before them.
+  std::unique_ptr<gateway::iot::DeviceCa> iot_ca;
+  std::unique_ptr<gateway::rules::RulesEngine> rules;
+  std::unique_ptr<gateway::iot::IotApi> iot;
+  std::unique_ptr<gateway::iot::IotDataApi> iot_data;
+  std::string iot_endpoint;  // DescribeEndpoint's answer, set in Start()
   std::unique_ptr<net::HttpServer> api_server;
   std::unique_ptr<gateway::mqtt::Authenticator> mqtt_authn;
   std::unique_ptr<gateway::mqtt::Broker> mqtt;
@@ -237,6 +247,57 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.mqtt_authn.get(), nullptr));
   }
   m.router->SetS3Service(m.s3.get());
+
+  // AWS IoT: REST-JSON paths (/things/…, /rules/…) dispatched by the SigV4 credential scope's
+  // service name "iot", so they never collide with S3 paths (docs/iot.md). The device CA lives
+  // under <data>/keys/. With the broker running, republish goes through its in-process API
+  // and every message it routes (including Basic Ingest's $aws/rules/…) reaches the engine.
+  ASSIGN_OR_RETURN(m.iot_ca, gateway::iot::DeviceCa::Open(m.dir->keys(), m.config.account_id));
+  gateway::rules::ActionTargets targets;
+  targets.store = m.store.get();
+  targets.streams = m.streams.get();
+  if (m.mqtt) {
+    gateway::mqtt::Broker* broker = m.mqtt.get();
+    targets.republish = [broker](const std::string& topic, const std::string& payload, int qos) {
+      return broker->Publish(topic, payload, qos);
+    };
+  }
+  m.rules = std::make_unique<gateway::rules::RulesEngine>(std::move(targets), Clock::Real(), 2);
+  gateway::iot::IotApiOptions io;
+  io.account_id = m.config.account_id;
+  io.region = m.config.region;
+  Impl* impl = &m;
+  io.endpoint = [impl] { return impl->iot_endpoint; };
+  m.iot = std::make_unique<gateway::iot::IotApi>(m.meta.get(), m.rules.get(), m.iot_ca.get(), nullptr,
+                                                 Clock::Real(), std::move(io));
+  RETURN_IF_ERROR(m.iot->Open());
+  m.router->RegisterRestJsonService("iot", m.iot.get());
+  // Older botocore models (boto3 ≤ 1.29) sign the IoT control plane as "execute-api"; Tarn has
+  // no API Gateway, so that name means IoT here too.
+  m.router->RegisterRestJsonService("execute-api", m.iot.get());
+  m.iot_data = std::make_unique<gateway::iot::IotDataApi>(m.rules.get(), nullptr, Clock::Real(),
+                                                          m.config.region, m.config.account_id);
+  m.router->RegisterRestJsonService("iotdata", m.iot_data.get());
+  if (m.mqtt) {
+    gateway::rules::RulesEngine* engine = m.rules.get();
+    auto feed = [engine](const gateway::mqtt::Message& msg) {
+      if (!engine->AnyRuleFor(msg.topic)) return;
+      gateway::rules::InboundMessage in;
+      in.topic = msg.topic;
+      in.payload = msg.payload;
+      in.client_id = msg.origin;
+      engine->Submit(std::move(in));
+    };
+    // "#" does not match $-topics (MQTT 3.1.1 §4.7.2), so Basic Ingest needs its own filter.
+    ASSIGN_OR_RETURN(uint64_t h1, m.mqtt->Subscribe("#", feed));
+    ASSIGN_OR_RETURN(uint64_t h2, m.mqtt->Subscribe("$aws/rules/#", feed));
+    (void)h1;
+    (void)h2;
+    m.iot_data->SetBrokerPublish([broker = m.mqtt.get()](const std::string& topic,
+                                                          const std::string& payload, int qos) {
+      return broker->Publish(topic, payload, qos);
+    });
+  }
   return lake;
 }
 
@@ -299,6 +360,7 @@ Status Lake::Start() {
     opts.tls = m.config.tls;
     ASSIGN_OR_RETURN(m.api_server, net::HttpServer::Start(opts, m.router.get()));
     endpoints.emplace_back("api", m.api_server->address());
+    m.iot_endpoint = m.api_server->address();
   }
   if (m.mqtt && (m.config.mqtt.enabled || m.config.mqtts.enabled || m.config.mqtt_ws.enabled)) {
     RETURN_IF_ERROR(StartMqttListeners(&endpoints));
@@ -346,6 +408,7 @@ void Lake::Stop() {
   // After the listeners: every call that finished is in the trail; then the last log file
   // and a digest covering it are written.
   if (m.audit) m.audit->Stop();
+  if (m.rules) m.rules->Shutdown();
   if (m.streams) {
     // A graceful stop delivers what is buffered; anything that fails stays in the WAL.
     Status st = m.streams->FlushAll();

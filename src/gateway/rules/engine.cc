@@ -1,0 +1,382 @@
+#include "gateway/rules/engine.h"
+
+#include <future>
+
+#include "core/log.h"
+#include "core/strings.h"
+#include "ops/metrics.h"
+#include "storage/object_store.h"
+#include "streams/record_sink.h"
+
+namespace tarn::gateway::rules {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kBasicIngestPrefix = "$aws/rules/";
+
+// Per-rule counters. They add up: matched = filtered + delivered + failed, where "failed"
+// messages are the ones handed to the error action (or dropped with a log line when the rule
+// has none).
+struct RuleMetrics {
+  ops::CounterMetric* matched;
+  ops::CounterMetric* filtered;
+  ops::CounterMetric* delivered;
+  ops::CounterMetric* failed;
+  ops::CounterMetric* actions_ok;
+  ops::CounterMetric* actions_failed;
+  ops::CounterMetric* error_action_failed;
+  ops::HistogramMetric* latency;
+
+  explicit RuleMetrics(const std::string& rule) {
+    auto& m = ops::Metrics();
+    ops::Labels l{{"rule", rule}};
+    matched = &m.Counter("tarn_iot_rule_messages_matched_total", "Messages whose topic matched the rule", l);
+    filtered = &m.Counter("tarn_iot_rule_messages_filtered_total", "Matched messages the WHERE clause dropped", l);
+    delivered = &m.Counter("tarn_iot_rule_messages_delivered_total", "Matched messages every action delivered", l);
+    failed = &m.Counter("tarn_iot_rule_messages_failed_total",
+                        "Matched messages handed to the error action (SQL error or a failed action)", l);
+    actions_ok = &m.Counter("tarn_iot_rule_actions_succeeded_total", "Rule actions that succeeded", l);
+    actions_failed = &m.Counter("tarn_iot_rule_actions_failed_total", "Rule actions that failed", l);
+    error_action_failed = &m.Counter("tarn_iot_rule_error_action_failed_total", "Error actions that failed too", l);
+    latency = &m.Histogram("tarn_iot_rule_latency_seconds", "Rule evaluation and actions, per matched message", l);
+  }
+};
+
+// One compiled action.
+struct Action {
+  enum Kind { kRepublish, kS3, kFirehose } kind;
+  std::string type_name;  // "RepublishAction" … as AWS names them in failure documents
+  Template topic_or_key;  // republish topic / s3 key
+  std::string resource;   // bucket / delivery stream
+  int qos = 0;
+  std::string separator;
+  bool batch_mode = false;
+};
+
+Result<Action> CompileAction(const json& a) {
+  if (!a.is_object() || a.size() != 1) {
+    return Error(ErrorCode::kIotInvalidRequest, "each action must be an object with exactly one action type");
+  }
+  const std::string& type = a.begin().key();
+  const json& p = a.begin().value();
+  if (!p.is_object()) return Error(ErrorCode::kIotInvalidRequest, "action " + type + " must be an object");
+  auto str = [&](const char* k) -> std::string {
+    auto it = p.find(k);
+    return it != p.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  Action act{Action::kRepublish, "", Template(), "", 0, "", false};
+  if (type == "republish") {
+    act.kind = Action::kRepublish;
+    act.type_name = "RepublishAction";
+    if (str("topic").empty()) return Error(ErrorCode::kIotInvalidRequest, "republish.topic is required");
+    ASSIGN_OR_RETURN(act.topic_or_key, Template::Compile(str("topic")));
+    if (p.contains("qos")) {
+      if (!p["qos"].is_number_integer() || p["qos"].get<int>() < 0 || p["qos"].get<int>() > 1) {
+        return Error(ErrorCode::kIotInvalidRequest, "republish.qos must be 0 or 1");
+      }
+      act.qos = p["qos"].get<int>();
+    }
+  } else if (type == "s3") {
+    act.kind = Action::kS3;
+    act.type_name = "S3Action";
+    act.resource = str("bucketName");
+    if (act.resource.empty() || str("key").empty()) {
+      return Error(ErrorCode::kIotInvalidRequest, "s3.bucketName and s3.key are required");
+    }
+    ASSIGN_OR_RETURN(act.topic_or_key, Template::Compile(str("key")));
+  } else if (type == "firehose") {
+    act.kind = Action::kFirehose;
+    act.type_name = "FirehoseAction";
+    act.resource = str("deliveryStreamName");
+    if (act.resource.empty()) return Error(ErrorCode::kIotInvalidRequest, "firehose.deliveryStreamName is required");
+    act.separator = str("separator");
+    // AWS allows only these separators (IoT API FirehoseAction.separator).
+    if (!act.separator.empty() && act.separator != "\n" && act.separator != "\t" &&
+        act.separator != "\r\n" && act.separator != ",") {
+      return Error(ErrorCode::kIotInvalidRequest, "firehose.separator must be one of '\\n', '\\t', '\\r\\n', ','");
+    }
+    act.batch_mode = p.value("batchMode", false);
+  } else {
+    return Error(ErrorCode::kIotInvalidRequest,
+                 "action type '" + type + "' is not implemented (supported: republish, s3, firehose)");
+  }
+  return act;
+}
+
+}  // namespace
+
+class CompiledRule {
+ public:
+  std::string name;
+  bool disabled = false;
+  std::shared_ptr<const RuleQuery> query;
+  std::vector<Action> actions;
+  std::optional<Action> error_action;
+  std::shared_ptr<RuleMetrics> metrics;
+};
+
+namespace {
+
+Result<std::shared_ptr<CompiledRule>> CompileRule(const TopicRuleSpec& spec) {
+  if (!spec.sql_version.empty() && spec.sql_version != "2016-03-23" && spec.sql_version != "2015-10-08") {
+    return Error(ErrorCode::kIotInvalidRequest, "awsIotSqlVersion " + spec.sql_version + " is not supported");
+  }
+  auto rule = std::make_shared<CompiledRule>();
+  rule->name = spec.name;
+  rule->disabled = spec.disabled;
+  ASSIGN_OR_RETURN(rule->query, RuleQuery::Compile(spec.sql));
+  if (!spec.actions.is_array()) return Error(ErrorCode::kIotInvalidRequest, "actions must be a list");
+  if (spec.actions.size() > 10) return Error(ErrorCode::kIotInvalidRequest, "a rule has at most 10 actions");
+  for (const auto& a : spec.actions) {
+    ASSIGN_OR_RETURN(Action act, CompileAction(a));
+    rule->actions.push_back(std::move(act));
+  }
+  if (!spec.error_action.is_null()) {
+    ASSIGN_OR_RETURN(Action act, CompileAction(spec.error_action));
+    rule->error_action = std::move(act);
+  }
+  return rule;
+}
+
+}  // namespace
+
+RulesEngine::RulesEngine(ActionTargets targets, Clock* clock, size_t threads)
+    : targets_(std::move(targets)),
+      clock_(clock),
+      rules_(std::make_shared<const RuleSet>()),
+      pool_(threads, "rules") {}
+
+RulesEngine::~RulesEngine() { Shutdown(); }
+
+void RulesEngine::Shutdown() { pool_.Shutdown(); }
+
+Status RulesEngine::Validate(const TopicRuleSpec& spec) { return CompileRule(spec).status(); }
+
+Status RulesEngine::Put(const TopicRuleSpec& spec) {
+  ASSIGN_OR_RETURN(auto rule, CompileRule(spec));
+  rule->metrics = std::make_shared<RuleMetrics>(spec.name);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<RuleSet>(*rules_);
+  (*next)[spec.name] = std::move(rule);
+  rules_ = std::move(next);
+  return Status::OK();
+}
+
+void RulesEngine::Remove(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<RuleSet>(*rules_);
+  next->erase(name);
+  rules_ = std::move(next);
+}
+
+std::shared_ptr<const RulesEngine::RuleSet> RulesEngine::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rules_;
+}
+
+bool RulesEngine::AnyRuleFor(std::string_view topic) const {
+  auto rules = Snapshot();
+  if (StartsWith(topic, kBasicIngestPrefix)) return true;
+  for (const auto& [name, r] : *rules) {
+    if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) return true;
+  }
+  return false;
+}
+
+void RulesEngine::Submit(InboundMessage msg) {
+  in_flight_.fetch_add(1);
+  auto shared = std::make_shared<InboundMessage>(std::move(msg));
+  bool queued = pool_.Submit([this, shared] {
+    Process(*shared);
+    if (in_flight_.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lock(drain_mu_);
+      drain_cv_.notify_all();
+    }
+  });
+  if (!queued) {
+    if (shared->done) shared->done();
+    in_flight_.fetch_sub(1);
+  }
+}
+
+void RulesEngine::Drain() {
+  std::unique_lock<std::mutex> lock(drain_mu_);
+  drain_cv_.wait(lock, [this] { return in_flight_.load() == 0; });
+}
+
+void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(msg); }
+
+void RulesEngine::Process(const InboundMessage& msg) {
+  auto rules = Snapshot();
+  std::string_view topic = msg.topic;
+  const CompiledRule* only = nullptr;
+  if (StartsWith(topic, kBasicIngestPrefix)) {
+    // $aws/rules/<rule-name>/<topic…>: the rule sees <topic…>.
+    std::string_view rest = topic.substr(kBasicIngestPrefix.size());
+    size_t slash = rest.find('/');
+    std::string name(rest.substr(0, slash));
+    topic = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    auto it = rules->find(name);
+    if (it == rules->end() || it->second->disabled) {
+      if (msg.done) msg.done();
+      return;
+    }
+    only = it->second.get();
+  }
+  // The payload is parsed once, only if some rule matches, and shared by all of them.
+  json doc;
+  bool parsed = false, is_json = false;
+  MessageContext ctx;
+  ctx.topic = topic;
+  ctx.client_id = msg.client_id;
+  ctx.principal = msg.principal;
+  ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : clock_->NowMillis();
+  ctx.payload = msg.payload;
+  auto run = [&](const CompiledRule& r) {
+    if (!parsed) {
+      is_json = ParsePayload(msg.payload, &doc);
+      parsed = true;
+      ctx.json = is_json ? &doc : nullptr;
+    }
+    RunRule(r, ctx, msg);
+  };
+  if (only) {
+    run(*only);
+  } else {
+    for (const auto& [name, r] : *rules) {
+      if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) run(*r);
+    }
+  }
+  if (msg.done) msg.done();
+}
+
+namespace {
+
+// Runs one action; the error says what failed, for the failure document.
+Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& ctx,
+                 const std::string& body) {
+  switch (a.kind) {
+    case Action::kRepublish: {
+      if (!t.republish) {
+        return Error(ErrorCode::kUnavailable, "the MQTT broker is not running; cannot republish");
+      }
+      std::string topic = a.topic_or_key.Expand(ctx);
+      // AWS IoT: a republish to a $-topic other than $aws/… is rejected.
+      if (topic.empty() || topic.find_first_of("+#") != std::string::npos) {
+        return Error(ErrorCode::kIotInvalidRequest, "republish topic '" + topic + "' is not a valid topic name");
+      }
+      return t.republish(topic, body, a.qos);
+    }
+    case Action::kS3: {
+      if (!t.store) return Error(ErrorCode::kUnavailable, "object storage is not available");
+      std::string key = a.topic_or_key.Expand(ctx);
+      if (key.empty()) return Error(ErrorCode::kInvalidObjectName, "the s3 key template expanded to an empty key");
+      storage::StringSource src(body);
+      storage::PutOptions opts;
+      opts.attrs.content_type = "application/json";
+      auto r = t.store->PutObject(a.resource, key, src, opts);
+      return r.status();
+    }
+    case Action::kFirehose: {
+      if (!t.streams) return Error(ErrorCode::kFirehoseResourceNotFound, "delivery streams are not available");
+      std::vector<std::string> records;
+      if (a.batch_mode) {
+        // batchMode: the output must be a JSON array; each element is one record.
+        json arr;
+        if (!ParsePayload(body, &arr) || !arr.is_array()) {
+          return Error(ErrorCode::kFirehoseInvalidArgument, "batchMode needs the rule to emit a JSON array");
+        }
+        for (const auto& e : arr) records.push_back(e.dump() + a.separator);
+      } else {
+        records.push_back(body + a.separator);
+      }
+      for (auto& rec : records) {
+        // Wait for the WAL fsync: the action succeeds only once the record is durable.
+        auto p = std::make_shared<std::promise<Status>>();
+        auto f = p->get_future();
+        t.streams->Append(a.resource, std::move(rec), [p](const Status& st) { p->set_value(st); });
+        Status st = f.get();
+        if (!st.ok()) return st;
+      }
+      return Status::OK();
+    }
+  }
+  return Error(ErrorCode::kInternal, "unknown action");
+}
+
+}  // namespace
+
+void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg) {
+  int64_t start = clock_->NowMicros();
+  RuleMetrics& m = *rule.metrics;
+  m.matched->Inc();
+  json failures = json::array();
+  auto out = rule.query->Evaluate(ctx);
+  if (out.ok() && !out->has_value()) {
+    m.filtered->Inc();
+    m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
+    return;
+  }
+  if (!out.ok()) {
+    failures.push_back({{"failedAction", "SqlEvaluation"},
+                        {"failedResource", rule.name},
+                        {"errorMessage", out.status().message()}});
+  } else {
+    std::string body = (*out)->dump();
+    for (const Action& a : rule.actions) {
+      Status st = RunAction(a, targets_, ctx, body);
+      if (st.ok()) {
+        m.actions_ok->Inc();
+      } else {
+        m.actions_failed->Inc();
+        failures.push_back({{"failedAction", a.type_name},
+                            {"failedResource", a.resource.empty() ? a.topic_or_key.Expand(ctx) : a.resource},
+                            {"errorMessage", st.ToString()}});
+      }
+    }
+  }
+  if (failures.empty()) {
+    m.delivered->Inc();
+  } else {
+    m.failed->Inc();
+    // The error action receives AWS's failure document (developerguide/rule-error-handling).
+    json doc = {{"ruleName", rule.name},
+                {"topic", std::string(ctx.topic)},
+                {"clientId", msg.client_id},
+                {"base64OriginalPayload", Base64Encode(msg.payload)},
+                {"failures", failures}};
+    if (rule.error_action) {
+      Status st = RunAction(*rule.error_action, targets_, ctx, doc.dump());
+      if (!st.ok()) {
+        m.error_action_failed->Inc();
+        TLOG_WARN("rules", "rule {}: error action failed too: {}", rule.name, st.ToString());
+      }
+    } else {
+      TLOG_WARN("rules", "rule {}: {} (no error action)", rule.name, failures.dump());
+    }
+  }
+  m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
+}
+
+Result<std::optional<json>> RulesEngine::Test(const std::string& sql, const std::string& topic,
+                                              const std::string& payload,
+                                              const std::string& client_id, int64_t now_ms) {
+  ASSIGN_OR_RETURN(auto q, RuleQuery::Compile(sql));
+  if (!TopicMatches(q->topic_filter(), topic)) {
+    return Error(ErrorCode::kIotInvalidRequest,
+                 "topic '" + topic + "' does not match the rule's topic filter '" + q->topic_filter() + "'");
+  }
+  json doc;
+  bool is_json = ParsePayload(payload, &doc);
+  MessageContext ctx;
+  ctx.topic = topic;
+  ctx.client_id = client_id;
+  ctx.timestamp_ms = now_ms;
+  ctx.payload = payload;
+  ctx.json = is_json ? &doc : nullptr;
+  return q->Evaluate(ctx);
+}
+
+}  // namespace tarn::gateway::rules

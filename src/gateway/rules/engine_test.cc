@@ -1,0 +1,178 @@
+#include "gateway/rules/engine.h"
+
+#include <gtest/gtest.h>
+
+#include "ops/metrics.h"
+#include "streams/record_sink.h"
+
+namespace tarn::gateway::rules {
+namespace {
+
+using json = nlohmann::json;
+
+struct Published {
+  std::string topic, payload;
+  int qos;
+};
+
+class FakeSink final : public streams::RecordSink {
+ public:
+  void Append(const std::string& stream, std::string data,
+              std::function<void(const Status&)> done) override {
+    if (stream != "known") {
+      done(Error(ErrorCode::kFirehoseResourceNotFound, "no such stream " + stream));
+      return;
+    }
+    records.push_back(std::move(data));
+    done(Status::OK());
+  }
+  std::vector<std::string> records;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() : engine_(Targets(), &clock_, 1) {}
+  ActionTargets Targets() {
+    ActionTargets t;
+    t.republish = [this](const std::string& topic, const std::string& payload, int qos) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (topic == "fail/me") return Error(ErrorCode::kUnavailable, "broker said no");
+      published_.push_back({topic, payload, qos});
+      return Status::OK();
+    };
+    t.streams = &sink_;
+    return t;
+  }
+  void Send(const std::string& topic, const std::string& payload) {
+    InboundMessage m;
+    m.topic = topic;
+    m.payload = payload;
+    m.client_id = "dev";
+    engine_.Submit(std::move(m));
+    engine_.Drain();
+  }
+  uint64_t Count(const std::string& metric, const std::string& rule) {
+    std::string text = ops::Metrics().RenderPrometheus();
+    std::string needle = metric + "{rule=\"" + rule + "\"} ";
+    size_t p = text.find(needle);
+    if (p == std::string::npos) return 0;
+    return std::stoull(text.substr(p + needle.size()));
+  }
+
+  ManualClock clock_{1700000000000000};
+  std::mutex mu_;
+  std::vector<Published> published_;
+  FakeSink sink_;
+  RulesEngine engine_;
+};
+
+TEST_F(EngineTest, RepublishesOnlyHotReadings) {
+  TopicRuleSpec r;
+  r.name = "hot";
+  r.sql = "SELECT temperature, topic(2) AS device FROM 'sensors/+/telemetry' WHERE temperature > 50";
+  r.actions = json::array({{{"republish", {{"topic", "alerts/${topic(2)}"}, {"qos", 1}}}}});
+  ASSERT_TRUE(engine_.Put(r).ok());
+  Send("sensors/A/telemetry", R"({"temperature": 72})");
+  Send("sensors/B/telemetry", R"({"temperature": 20})");
+  Send("other/A/telemetry", R"({"temperature": 99})");
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].topic, "alerts/A");
+  EXPECT_EQ(published_[0].qos, 1);
+  EXPECT_EQ(json::parse(published_[0].payload), json::parse(R"({"temperature":72,"device":"A"})"));
+  EXPECT_EQ(Count("tarn_iot_rule_messages_matched_total", "hot"), 2u);
+  EXPECT_EQ(Count("tarn_iot_rule_messages_filtered_total", "hot"), 1u);
+  EXPECT_EQ(Count("tarn_iot_rule_messages_delivered_total", "hot"), 1u);
+}
+
+TEST_F(EngineTest, FailedActionGoesToTheErrorActionWithAFailureDocument) {
+  TopicRuleSpec r;
+  r.name = "failing";
+  r.sql = "SELECT * FROM 'in/#'";
+  r.actions = json::array({{{"firehose", {{"deliveryStreamName", "missing"}}}},
+                           {{"firehose", {{"deliveryStreamName", "known"}, {"separator", "\n"}}}}});
+  r.error_action = {{"republish", {{"topic", "errors/${topic()}"}}}};
+  ASSERT_TRUE(engine_.Put(r).ok());
+  Send("in/x", R"({"v": 1})");
+  ASSERT_EQ(sink_.records.size(), 1u);
+  EXPECT_EQ(sink_.records[0], "{\"v\":1}\n");
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].topic, "errors/in/x");
+  json doc = json::parse(published_[0].payload);
+  EXPECT_EQ(doc["ruleName"], "failing");
+  EXPECT_EQ(doc["topic"], "in/x");
+  EXPECT_EQ(doc["clientId"], "dev");
+  EXPECT_EQ(doc["base64OriginalPayload"], "eyJ2IjogMX0=");
+  ASSERT_EQ(doc["failures"].size(), 1u);
+  EXPECT_EQ(doc["failures"][0]["failedAction"], "FirehoseAction");
+  EXPECT_EQ(doc["failures"][0]["failedResource"], "missing");
+  EXPECT_EQ(Count("tarn_iot_rule_messages_failed_total", "failing"), 1u);
+  EXPECT_EQ(Count("tarn_iot_rule_actions_succeeded_total", "failing"), 1u);
+  EXPECT_EQ(Count("tarn_iot_rule_actions_failed_total", "failing"), 1u);
+
+  // A non-JSON payload for a JSON rule is the error action's too, not a crash.
+  Send("in/bin", "\x01\x02");
+  ASSERT_EQ(published_.size(), 2u);
+  EXPECT_EQ(json::parse(published_[1].payload)["failures"][0]["failedAction"], "SqlEvaluation");
+  EXPECT_EQ(Count("tarn_iot_rule_messages_matched_total", "failing"),
+            Count("tarn_iot_rule_messages_filtered_total", "failing") +
+                Count("tarn_iot_rule_messages_delivered_total", "failing") +
+                Count("tarn_iot_rule_messages_failed_total", "failing"));
+}
+
+TEST_F(EngineTest, BasicIngestRunsOnlyTheNamedRule) {
+  TopicRuleSpec a;
+  a.name = "ingest";
+  a.sql = "SELECT v, topic() AS t FROM 'never/matches'";
+  a.actions = json::array({{{"republish", {{"topic", "out/ingest"}}}}});
+  ASSERT_TRUE(engine_.Put(a).ok());
+  TopicRuleSpec b = a;
+  b.name = "other";
+  ASSERT_TRUE(engine_.Put(b).ok());
+  Send("$aws/rules/ingest/dev/1", R"({"v": 5})");
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(json::parse(published_[0].payload), json::parse(R"({"v":5,"t":"dev/1"})"));
+}
+
+TEST_F(EngineTest, DisabledRulesAndRemovalStopMatching) {
+  TopicRuleSpec r;
+  r.name = "r";
+  r.sql = "SELECT * FROM 't'";
+  r.actions = json::array({{{"republish", {{"topic", "o"}}}}});
+  r.disabled = true;
+  ASSERT_TRUE(engine_.Put(r).ok());
+  Send("t", "{}");
+  EXPECT_TRUE(published_.empty());
+  r.disabled = false;
+  ASSERT_TRUE(engine_.Put(r).ok());
+  Send("t", "{}");
+  EXPECT_EQ(published_.size(), 1u);
+  engine_.Remove("r");
+  Send("t", "{}");
+  EXPECT_EQ(published_.size(), 1u);
+}
+
+TEST_F(EngineTest, InvalidRulesAreRejectedWithTheReason) {
+  TopicRuleSpec r;
+  r.name = "bad";
+  r.sql = "SELECT * FROM 't'";
+  r.actions = json::array({{{"lambda", {{"functionArn", "x"}}}}});
+  Status st = RulesEngine::Validate(r);
+  EXPECT_EQ(st.code(), ErrorCode::kIotInvalidRequest);
+  EXPECT_NE(st.message().find("not implemented"), std::string::npos);
+  r.actions = json::array({{{"republish", {{"topic", "x/${topic(}"}}}}});
+  EXPECT_EQ(RulesEngine::Validate(r).code(), ErrorCode::kIotInvalidRequest);
+  r.actions = json::array();
+  r.sql = "SELECT FROM 't'";
+  st = RulesEngine::Validate(r);
+  EXPECT_NE(st.message().find("column 8"), std::string::npos) << st.message();
+}
+
+TEST(RulesDryRun, EmitsTheDocumentOrTheError) {
+  auto out = RulesEngine::Test("SELECT a * 2 AS b FROM 'x/+'", "x/y", R"({"a": 21})", "c", 0);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(**out, json::parse(R"({"b":42})"));
+  EXPECT_FALSE(RulesEngine::Test("SELECT a FROM 'x/+'", "z", "{}", "c", 0).ok());
+}
+
+}  // namespace
+}  // namespace tarn::gateway::rules
