@@ -7,6 +7,7 @@
 #include "catalog/object_source.h"
 #include "catalog/store.h"
 #include "gateway/iot/ca.h"
+#include "gateway/iot/device_policy.h"
 #include "gateway/iot/iot_api.h"
 #include "gateway/rules/engine.h"
 #include "streams/firehose_api.h"
@@ -144,6 +145,9 @@ struct Lake::Impl {
   std::string iot_endpoint;  // DescribeEndpoint's answer, set in Start()
   std::unique_ptr<net::HttpServer> api_server;
   std::unique_ptr<gateway::mqtt::Authenticator> mqtt_authn;
+  // AWS IoT device policies: admits registered ACTIVE certificates and evaluates the policies
+  // attached to them; IAM user/password clients pass through to mqtt_authn.
+  std::unique_ptr<gateway::iot::DevicePolicyHook> device_policy;
   std::unique_ptr<gateway::mqtt::Broker> mqtt;
   std::unique_ptr<net::StreamServer> stream_server;  // MQTT, MQTTS, MQTT over WebSocket
   std::unique_ptr<sql::Database> warehouse;  // <data>/warehouse/tarn.duckdb
@@ -243,8 +247,11 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     bo.max_queued_messages = mc.max_queued_messages;
     bo.max_session_expiry = mc.max_session_expiry;
     bo.data_dir = m.dir->mqtt();
-    // Device policies (next issue) plug in here as the AuthorizationHook.
-    ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.mqtt_authn.get(), nullptr));
+    // Device policies (docs/iot.md): the hook both authenticates certificates against the
+    // registry and authorises every connect / publish / subscribe / receive.
+    m.device_policy = std::make_unique<gateway::iot::DevicePolicyHook>(
+        m.meta.get(), m.mqtt_authn.get(), m.config.region, m.config.account_id);
+    ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.device_policy.get(), m.device_policy.get()));
   }
   m.router->SetS3Service(m.s3.get());
 
@@ -271,6 +278,10 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   m.iot = std::make_unique<gateway::iot::IotApi>(m.meta.get(), m.rules.get(), m.iot_ca.get(), nullptr,
                                                  Clock::Real(), std::move(io));
   RETURN_IF_ERROR(m.iot->Open());
+  if (m.device_policy) {
+    gateway::iot::DevicePolicyHook* hook = m.device_policy.get();
+    m.iot->SetChangeListener([hook] { hook->Invalidate(); });
+  }
   m.router->RegisterRestJsonService("iot", m.iot.get());
   // Older botocore models (boto3 ≤ 1.29) sign the IoT control plane as "execute-api"; Tarn has
   // no API Gateway, so that name means IoT here too.
@@ -322,6 +333,9 @@ Status Lake::StartMqttListeners(std::vector<std::pair<std::string, std::string>>
     o.tls.cert_file = !mc.cert_file.empty() ? mc.cert_file : m.config.tls.cert_file;
     o.tls.key_file = !mc.cert_file.empty() ? mc.key_file : m.config.tls.key_file;
     o.tls.client_ca_file = !mc.client_ca_file.empty() ? mc.client_ca_file : m.config.tls.client_ca_file;
+    // Without a configured client CA, trust the lake's device CA, so that certificates from
+    // CreateKeysAndCertificate work over mutual TLS out of the box (docs/iot.md).
+    if (o.tls.client_ca_file.empty() && m.iot_ca) o.tls.client_ca_file = m.iot_ca->path();
     o.require_client_cert = mc.require_client_cert;
     if (o.tls.cert_file.empty()) {
       // No certificate configured: MQTTS still works out of the box with a self-signed one
