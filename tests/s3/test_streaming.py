@@ -1,4 +1,7 @@
-"""A 2 GiB PUT and GET stream through the server with bounded memory (VmRSS sampled)."""
+"""A large PUT and GET stream through the server with bounded memory (VmRSS sampled).
+
+1 GiB by default, to keep the CI run short; TARN_STREAM_TEST_GIB=5 runs the issue's 5 GiB case.
+"""
 import hashlib
 import os
 import threading
@@ -60,8 +63,8 @@ class PatternFile:
         return self.size
 
 
-def test_2gib_put_get_bounded_rss(lake):
-    size = 2 << 30
+def test_large_put_get_bounded_rss(lake):
+    size = int(float(os.environ.get("TARN_STREAM_TEST_GIB", "1")) * (1 << 30))
     s3 = lake.boto3_client("s3")
     pid = lake.proc.pid
     base = rss_kib(pid)
@@ -74,18 +77,18 @@ def test_2gib_put_get_bounded_rss(lake):
         expected.update(chunk)
     src.seek(0)
     with Sampler(pid) as put_rss:
-        r = s3.put_object(Bucket="landing", Key="stream/2g.bin", Body=src, ContentLength=size)
+        r = s3.put_object(Bucket="landing", Key="stream/big.bin", Body=src, ContentLength=size)
     assert r["ETag"] == '"%s"' % expected.hexdigest()
     got = hashlib.md5()
     n = 0
     with Sampler(pid) as get_rss:
-        body = s3.get_object(Bucket="landing", Key="stream/2g.bin")["Body"]
+        body = s3.get_object(Bucket="landing", Key="stream/big.bin")["Body"]
         for chunk in body.iter_chunks(1 << 20):
             got.update(chunk)
             n += len(chunk)
     assert n == size and got.hexdigest() == expected.hexdigest()
-    assert os.path.getsize(os.path.join(lake.data_dir, "objects", "landing", "stream", "2g.bin")) == size
-    # The server never held the object in memory: growth stays far below the 2 GiB moved.
+    assert os.path.getsize(os.path.join(lake.data_dir, "objects", "landing", "stream", "big.bin")) == size
+    # The server never held the object in memory: growth stays far below the size moved.
     limit_kib = 128 * 1024
     assert put_rss.peak - base < limit_kib, (base, put_rss.peak)
     assert get_rss.peak - base < limit_kib, (base, get_rss.peak)
