@@ -300,8 +300,8 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
       engine->Submit(std::move(in));
     };
     // "#" does not match $-topics (MQTT 3.1.1 §4.7.2), so Basic Ingest needs its own filter.
-    ASSIGN_OR_RETURN(uint64_t h1, m.mqtt->Subscribe("#", feed));
-    ASSIGN_OR_RETURN(uint64_t h2, m.mqtt->Subscribe("$aws/rules/#", feed));
+    ASSIGN_OR_RETURN(uint64_t h1, m.mqtt->Subscribe("#", feed, /*counts_as_subscriber=*/false));
+    ASSIGN_OR_RETURN(uint64_t h2, m.mqtt->Subscribe("$aws/rules/#", feed, /*counts_as_subscriber=*/false));
     (void)h1;
     (void)h2;
     m.iot_data->SetBrokerPublish([broker = m.mqtt.get()](const std::string& topic,

@@ -107,6 +107,7 @@ struct LocalSub {
   uint64_t id;
   std::string filter;
   LocalCallback cb;
+  bool counts_as_subscriber = true;
 };
 
 // One entry in the topic tree.
@@ -224,13 +225,15 @@ class BrokerImpl final : public Broker {
     return Status::OK();
   }
 
-  Result<uint64_t> Subscribe(const std::string& filter, LocalCallback cb) override {
+  Result<uint64_t> Subscribe(const std::string& filter, LocalCallback cb,
+                             bool counts_as_subscriber) override {
     if (!ValidUtf8(filter) || !ValidTopicFilter(filter)) {
       return Error(ErrorCode::kInvalidArgument, "invalid MQTT topic filter '" + filter + "'");
     }
     auto ls = std::make_shared<LocalSub>();
     ls->filter = filter;
     ls->cb = std::move(cb);
+    ls->counts_as_subscriber = counts_as_subscriber;
     std::lock_guard<std::mutex> lock(mu_);
     ls->id = ++next_local_id_;
     TreeEntry e;
@@ -992,7 +995,7 @@ void BrokerImpl::RouteLocked(const MessagePtr& msg, After* a) {
     for (const TreeEntry& e : entries) {
       if (e.local) {
         a->local.emplace_back(e.local, msg);
-        a->matched = true;
+        if (e.local->counts_as_subscriber) a->matched = true;
       } else if (!e.group.empty()) {
         group_members[e.group + '\0' + e.sub->filter].push_back(&e);
         groups = &group_members;

@@ -65,8 +65,11 @@ class Broker {
   virtual Status Publish(const std::string& topic, std::string payload, int qos = 0,
                          bool retain = false, Properties props = Properties()) = 0;
   // In-process subscribe; returns a handle for Unsubscribe. The callback runs on the
-  // publishing thread after the broker lock is released; it may call Publish.
-  virtual Result<uint64_t> Subscribe(const std::string& filter, LocalCallback callback) = 0;
+  // publishing thread after the broker lock is released; it may call Publish. A tap
+  // (`counts_as_subscriber` false, e.g. the rules engine watching "#") sees messages without
+  // making them "matched": MQTT 5 PUBACK still says 0x10 No matching subscribers (§3.4.2.1).
+  virtual Result<uint64_t> Subscribe(const std::string& filter, LocalCallback callback,
+                                     bool counts_as_subscriber = true) = 0;
   virtual void Unsubscribe(uint64_t handle) = 0;
 
   // Closes every client (MQTT 5: DISCONNECT 0x8B "server shutting down"), stops the sweeper
