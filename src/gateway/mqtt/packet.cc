@@ -2,6 +2,8 @@
 // bytes actually present before use; a short or overlong field is "Malformed Packet" (0x81).
 #include "gateway/mqtt/packet.h"
 
+#include "core/strings.h"
+
 namespace tarn::gateway::mqtt {
 
 namespace {
@@ -308,29 +310,9 @@ FrameStatus DecodeFrame(std::string_view buf, Frame* out) {
   return FrameStatus::kMalformed;  // §1.5.5: a fifth continuation byte
 }
 
+// MQTT 5.0 §1.5.4 / 3.1.1 §1.5.3: well-formed UTF-8 (core's check) and no U+0000.
 bool ValidUtf8(std::string_view s) {
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    uint8_t c = uint8_t(s[i]);
-    if (c == 0) return false;
-    if (c < 0x80) { ++i; continue; }
-    int len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      uint8_t cc = uint8_t(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
+  return s.find('\0') == std::string_view::npos && IsValidUtf8(s);
 }
 
 bool ValidTopicName(std::string_view topic) {
