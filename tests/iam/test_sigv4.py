@@ -41,6 +41,13 @@ def test_wrong_secret_and_unknown_key(lake):
     assert r.returncode != 0 and "InvalidClientTokenId" in r.stderr, r.stderr
 
 
+def test_session_token_with_long_term_key_is_refused(lake):
+    r = aws_with(lake, lake.ACCESS_KEY, lake.SECRET_KEY, "sts", "get-caller-identity", token="bogus")
+    assert r.returncode != 0 and "InvalidClientTokenId" in r.stderr, r.stderr
+    r = aws_with(lake, lake.ACCESS_KEY, lake.SECRET_KEY, "s3api", "list-buckets", token="bogus")
+    assert r.returncode != 0 and "InvalidToken" in r.stderr, r.stderr
+
+
 def test_skewed_clock(lake):
     host = lake.endpoints["api"]
     body = b"Action=GetCallerIdentity&Version=2011-06-15"

@@ -354,6 +354,11 @@ Status SigV4Authenticator::Verify(net::ApiCall& call, net::HttpRequest& request,
     if (cred->expires != 0 && now >= cred->expires) {
       return Error(ErrorCode::kExpiredToken, "The provided token has expired.");
     }
+  } else if (!p.security_token.empty()) {
+    // A session token belongs only with the temporary key it was issued with; long-term keys
+    // with a token are refused as AWS does, never silently accepted.
+    if (s3) return Error(ErrorCode::kInvalidSecurityToken, "The provided token is malformed or otherwise invalid.");
+    return Error(ErrorCode::kInvalidClientTokenId, "The security token included in the request is invalid.");
   }
 
   // The payload hash the client signed.
