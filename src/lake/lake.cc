@@ -275,7 +275,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   io.region = m.config.region;
   Impl* impl = &m;
   io.endpoint = [impl] { return impl->iot_endpoint; };
-  m.iot = std::make_unique<gateway::iot::IotApi>(m.meta.get(), m.rules.get(), m.iot_ca.get(), nullptr,
+  m.iot = std::make_unique<gateway::iot::IotApi>(m.meta.get(), m.rules.get(), m.iot_ca.get(), m.authz.get(),
                                                  Clock::Real(), std::move(io));
   RETURN_IF_ERROR(m.iot->Open());
   if (m.device_policy) {
@@ -286,7 +286,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   // Older botocore models (boto3 ≤ 1.29) sign the IoT control plane as "execute-api"; Tarn has
   // no API Gateway, so that name means IoT here too.
   m.router->RegisterRestJsonService("execute-api", m.iot.get());
-  m.iot_data = std::make_unique<gateway::iot::IotDataApi>(m.rules.get(), nullptr, Clock::Real(),
+  m.iot_data = std::make_unique<gateway::iot::IotDataApi>(m.rules.get(), m.authz.get(), Clock::Real(),
                                                           m.config.region, m.config.account_id);
   m.router->RegisterRestJsonService("iotdata", m.iot_data.get());
   if (m.mqtt) {
