@@ -64,6 +64,14 @@ constexpr int kCloseFlushMs = 3000;
 
 class ServerImpl;
 
+// An io_context whose pending handlers can be destroyed before the context itself
+// (execution_context::shutdown), so connections that keep the context alive never form a
+// cycle with handlers that hold them.
+class OwnedIoContext final : public asio::io_context {
+ public:
+  using asio::io_context::shutdown;
+};
+
 struct ListenerState {
   StreamListenerOptions options;
   StreamHandlerFactory factory;
@@ -77,6 +85,7 @@ struct ListenerState {
 
 class ConnBase : public StreamConnection, public std::enable_shared_from_this<ConnBase> {
  public:
+  void KeepContextAlive(std::shared_ptr<void> io) { io_keepalive_ = std::move(io); }
   ConnBase(ServerImpl* server, ListenerState* listener, Strand strand)
       : server_(server), listener_(listener), strand_(std::move(strand)) {
     peer_.listener = listener->options.name;
@@ -220,6 +229,10 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
   virtual void WriteBatch(std::vector<std::string> batch) = 0;
   virtual void CloseSocket() = 0;
 
+  // Keeps the io_context alive while this connection exists: a handler (or a broker session)
+  // may hold its connection past the server's destruction, and an Asio socket must not
+  // outlive its context. Declared before every Asio member so it is destroyed after them.
+  std::shared_ptr<void> io_keepalive_;
   ServerImpl* server_;
   ListenerState* listener_;
   Strand strand_;
@@ -531,7 +544,12 @@ class ServerImpl final : public StreamServer {
       });
     }
   }
-  ~ServerImpl() override { Stop(); }
+  ~ServerImpl() override {
+    Stop();
+    // Drop every pending handler (and the connections they hold) now; connections still held
+    // elsewhere keep the context (not its handlers) alive until they go.
+    io_owner_->shutdown();
+  }
 
   Result<std::string> Listen(const StreamListenerOptions& options,
                              StreamHandlerFactory factory) override {
@@ -676,6 +694,7 @@ class ServerImpl final : public StreamServer {
           conn = std::make_shared<WsConn>(this, l, strand, std::move(sock));
           break;
       }
+      conn->KeepContextAlive(io_owner_);
       {
         std::lock_guard<std::mutex> lock(mu_);
         conns_.insert(conn);
@@ -687,7 +706,10 @@ class ServerImpl final : public StreamServer {
     });
   }
 
-  asio::io_context io_;
+  // Shared with every connection (ConnBase::io_keepalive_), so a connection that outlives the
+  // server still destroys its sockets against a live context.
+  std::shared_ptr<OwnedIoContext> io_owner_ = std::make_shared<OwnedIoContext>();
+  asio::io_context& io_ = *io_owner_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

@@ -67,7 +67,10 @@ def test_3_3_2_3_4_topic_alias_both_ways(lake):
 
 def test_3_1_2_11_4_packet_larger_than_maximum(lake):
     r = login(lake)
-    r.send(publish("big", b"x" * (1 << 20), version=5))
+    # Only the start of the packet: the fixed header already announces more than the maximum
+    # packet size, and the broker must answer from that alone. (Sending all 1 MiB races the
+    # broker's close and the client's write, which then fails with EPIPE.)
+    r.send(publish("big", b"x" * (1 << 20), version=5)[:4096])
     assert disconnect_reason(r.expect_closed()) == 0x95
 
 
