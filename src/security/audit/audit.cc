@@ -646,7 +646,12 @@ Result<VerifyReport> VerifyAuditTrail(storage::ObjectStore* store, const std::st
     }
     auto bytes = ReadObject(store, bucket, o.key);
     if (!bytes.ok()) {
-      report.problems.push_back("DELETED " + o.key + " (" + bytes.status().message() + ")");
+      // Gone from under the index → deleted; present but unreadable at its recorded size (e.g.
+      // rewritten shorter) → modified.
+      const std::string& msg = bytes.status().message();
+      bool gone = bytes.status().code() == ErrorCode::kNotFound ||
+                  msg.find("No such file") != std::string::npos;
+      report.problems.push_back((gone ? "DELETED " : "MODIFIED ") + o.key + " (" + msg + ")");
       continue;
     }
     if (HexEncode(Sha256(*bytes)) != it->second) report.problems.push_back("MODIFIED " + o.key);
