@@ -358,6 +358,7 @@ struct SessionLog::Impl {
   std::deque<Chunk> chunks;                                 // guarded by mu
   uint64_t next_lsn = 1;                                    // guarded by mu
   uint64_t durable = 0;                                     // guarded by mu
+  uint64_t notified = 0;  // durable and its WhenDurable callbacks have run; guarded by mu
   std::multimap<uint64_t, std::function<void()>> waiters;   // guarded by mu
   uint64_t gen_bytes = 0;                                   // guarded by mu
   uint64_t snap_bytes = 0;                                  // guarded by mu
@@ -422,8 +423,12 @@ struct SessionLog::Impl {
         for (auto it = waiters.begin(); it != end; ++it) ready.push_back(std::move(it->second));
         waiters.erase(waiters.begin(), end);
       }
-      durable_cv.notify_all();
       for (auto& fn : ready) fn();
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (last > notified) notified = last;
+      }
+      durable_cv.notify_all();
     }
   }
 };
@@ -605,7 +610,7 @@ void SessionLog::Sync() {
   Impl& m = *impl_;
   std::unique_lock<std::mutex> lock(m.mu);
   uint64_t target = m.next_lsn - 1;
-  m.durable_cv.wait(lock, [&] { return m.durable >= target || m.stop; });
+  m.durable_cv.wait(lock, [&] { return m.notified >= target || m.stop; });
 }
 
 void SessionLog::Close() {
