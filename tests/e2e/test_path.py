@@ -107,7 +107,7 @@ def psql(lake, sql):
 def run():
     ports = {name: "127.0.0.1:%d" % free_port()
              for name in ("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")}
-    lake = Lake(listeners=ports)
+    lake = Lake(listeners=ports, env={"TARN_AUDIT_FLUSH_SECONDS": "5"})
     lake.start()
     work = tempfile.mkdtemp(prefix="tarn-e2e-")
     state = {"lake": lake, "work": work, "missing": {}}

@@ -132,3 +132,43 @@ def test_audit_records_lookup_and_verify():
         assert "INSERTED AWSLogs/123456789012/CloudTrail/" in r.stdout and "FAKE" in r.stdout, r.stdout
     finally:
         lake.cleanup()
+
+
+def test_events_indexed_before_a_crash_reach_a_log_file_after_restart():
+    # A long flush interval: the events are only in the index when the server is killed.
+    lake = Lake(env={"TARN_AUDIT_FLUSH_SECONDS": "3600"})
+    lake.start()
+    try:
+        ok(lake.aws("iam", "create-user", "--user-name", "crash-witness"))
+        deadline = time.time() + 30
+        while time.time() < deadline:  # LookupEvents answers from the index
+            out = ok(lake.aws("cloudtrail", "lookup-events", "--lookup-attributes",
+                              "AttributeKey=EventName,AttributeValue=CreateUser", "--output", "json"))
+            if out["Events"]:
+                break
+            time.sleep(0.5)
+        assert out["Events"], "CreateUser never reached the audit index"
+        written = glob.glob(os.path.join(lake.data_dir, "objects", "audit", "AWSLogs", "**", "*.json.gz"),
+                            recursive=True)
+        assert not written, "a log file was written before the flush interval: the test proves nothing"
+        lake.kill()
+        lake.env["TARN_AUDIT_FLUSH_SECONDS"] = "1"
+        lake.start()
+        def create_user_records():
+            recs = []
+            for f in glob.glob(os.path.join(lake.data_dir, "objects", "audit", "AWSLogs", "**", "*.json.gz"),
+                               recursive=True):
+                recs += json.loads(gzip.decompress(open(f, "rb").read()))["Records"]
+            return [r for r in recs if r.get("eventName") == "CreateUser"]
+        deadline = time.time() + 30
+        records = create_user_records()
+        while time.time() < deadline and not records:
+            time.sleep(0.5)
+            records = create_user_records()
+        assert [r["requestParameters"]["userName"] for r in records] == ["crash-witness"], records
+        assert lake.stop() == 0, lake.read_log()
+        r = verify(lake.data_dir)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        lake.stop()
+        lake.cleanup()

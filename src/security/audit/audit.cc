@@ -168,9 +168,35 @@ Result<std::unique_ptr<AuditTrail>> AuditTrail::Open(MetaStore* meta, storage::O
           key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, signature TEXT NOT NULL, end_time TEXT NOT NULL,
           written INTEGER NOT NULL);
       )sql"},
+      // log_key: the log file that holds the event; NULL while it is only in the index, so
+      // that events indexed before a crash still reach a log file after the restart.
+      {2, R"sql(
+        ALTER TABLE audit_events ADD COLUMN log_key TEXT;
+        UPDATE audit_events SET log_key = '';
+        CREATE INDEX audit_events_unwritten ON audit_events(seq) WHERE log_key IS NULL;
+      )sql"},
   }));
   ASSIGN_OR_RETURN(std::string key, LoadOrCreateKey(options.keys_dir));
-  return std::unique_ptr<AuditTrail>(new AuditTrail(meta, store, std::move(options), std::move(key)));
+  std::unique_ptr<AuditTrail> trail(new AuditTrail(meta, store, std::move(options), std::move(key)));
+  RETURN_IF_ERROR(trail->RecoverUnwritten());
+  return trail;
+}
+
+Status AuditTrail::RecoverUnwritten() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+      "SELECT event_time_ms, record FROM audit_events WHERE log_key IS NULL ORDER BY seq"));
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    if (batch_.empty()) batch_oldest_ms_ = st.ColumnInt(0);
+    batch_newest_ms_ = st.ColumnInt(0);
+    batch_.push_back(st.ColumnText(1));
+  }
+  if (!batch_.empty()) {
+    TLOG_INFO("audit", "{} audit events indexed before the last stop go into the next log file", batch_.size());
+  }
+  return Status::OK();
 }
 
 void AuditTrail::Record(const net::ApiCall& call, const net::HttpRequest& request, int http_status,
@@ -293,10 +319,16 @@ Status AuditTrail::WriteLogFile() {
   storage::StringSource src(gz);
   ASSIGN_OR_RETURN(storage::ObjectInfo info, store_->PutObject(opt_.bucket, key, src, po));
   (void)info;
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "INSERT INTO audit_log_files(key, sha256, oldest_ms, newest_ms, written) VALUES(?1, ?2, ?3, ?4, ?5)"));
-  st.Bind(1, key).Bind(2, HexEncode(Sha256(gz))).Bind(3, batch_oldest_ms_).Bind(4, batch_newest_ms_).Bind(5, now);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+        "INSERT INTO audit_log_files(key, sha256, oldest_ms, newest_ms, written) VALUES(?1, ?2, ?3, ?4, ?5)"));
+    st.Bind(1, key).Bind(2, HexEncode(Sha256(gz))).Bind(3, batch_oldest_ms_).Bind(4, batch_newest_ms_).Bind(5, now);
+    RETURN_IF_ERROR(st.Run());
+    // batch_ is exactly the set of events with log_key NULL (both change under write_mu_).
+    ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE audit_events SET log_key = ?1 WHERE log_key IS NULL"));
+    up.Bind(1, key);
+    return up.Run();
+  }));
   batch_.clear();
   last_flush_s_ = now;
   return Status::OK();

@@ -83,6 +83,7 @@ class AuditTrail final : public net::AuditSink {
   Status IndexPending();
   Status WriteLogFile();
   Status WriteDigest();
+  Status RecoverUnwritten();
   void Run();
 
   MetaStore* meta_;
