@@ -7,6 +7,9 @@
 // (fields the server adds are ignored) → otherwise updated with the service's update call. What
 // a previous apply created but the file no longer names is listed in a small state file and
 // reported; it is deleted only with --prune, so apply never deletes what it did not create.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -26,6 +29,34 @@
 
 namespace tarn::cli {
 namespace {
+
+// A device key pair made here (EC P-256) and a PKCS#10 request for it, so that the private key
+// never crosses the network (CreateCertificateFromCsr, as AWS recommends for fleets).
+Result<std::pair<std::string, std::string>> NewKeyAndCsr(const std::string& thing) {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(X509_REQ_new(), &X509_REQ_free);
+  if (!key || !req) return Error(ErrorCode::kInternal, "generating a device key (OpenSSL)");
+  X509_REQ_set_version(req.get(), 0);
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(thing.c_str()),
+                             -1, -1, 0);
+  X509_REQ_set_pubkey(req.get(), key.get());
+  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0) {
+    return Error(ErrorCode::kInternal, "signing a certificate request (OpenSSL)");
+  }
+  auto pem = [](auto write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), &BIO_free);
+    write(b.get());
+    char* data = nullptr;
+    long n = BIO_get_mem_data(b.get(), &data);
+    return std::string(data, static_cast<size_t>(n));
+  };
+  std::string key_pem = pem([&](BIO* b) {
+    PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  });
+  std::string csr_pem = pem([&](BIO* b) { PEM_write_bio_X509_REQ(b, req.get()); });
+  return std::make_pair(key_pem, csr_pem);
+}
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -222,18 +253,21 @@ struct Applier {
     return Status::OK();
   }
 
-  // CreateKeysAndCertificate → files in CERTS/<thing>/ → AttachThingPrincipal → AttachPolicy.
+  // A key made here → CreateCertificateFromCsr → files in CERTS/<thing>/ → AttachThingPrincipal
+  // → AttachPolicy.
   Result<std::string> NewCertificate(const Resource& res) {
     if (dry_run) return std::string("new certificate");
-    ASSIGN_OR_RETURN(AwsResponse c, client->RestJson("iot", "POST", "/keys-and-certificate", "",
+    ASSIGN_OR_RETURN(auto key_csr, NewKeyAndCsr(res.name));
+    const std::string& key = key_csr.first;
+    ASSIGN_OR_RETURN(AwsResponse c, client->RestJson("iot", "POST", "/certificates",
+                                                     json{{"certificateSigningRequest", key_csr.second}}.dump(),
                                                      {{"setAsActive", "true"}}));
-    if (!c.ok()) return Error(ErrorCode::kInvalidRequest, "CreateKeysAndCertificate: " + c.ErrorText());
+    if (!c.ok()) return Error(ErrorCode::kInvalidRequest, "CreateCertificateFromCsr: " + c.ErrorText());
     json j = Parse(c);
     std::string arn = j.value("certificateArn", "");
     std::string pem = j.value("certificatePem", "");
-    std::string key = j.contains("keyPair") ? j["keyPair"].value("PrivateKey", "") : "";
-    if (arn.empty() || pem.empty() || key.empty()) {
-      return Error(ErrorCode::kInvalidRequest, "CreateKeysAndCertificate answered without a certificate and key");
+    if (arn.empty() || pem.empty()) {
+      return Error(ErrorCode::kInvalidRequest, "CreateCertificateFromCsr answered without a certificate");
     }
     std::string dir = CertDir(res.name);
     std::error_code ec;

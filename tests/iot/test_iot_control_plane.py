@@ -254,3 +254,41 @@ def test_rule_dry_run_cli_and_api(lake):
     r = subprocess.run([tarn_binary(), "rules", "test", "--sql", "SELECT a FROM", "--topic", "x"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "column 14" in r.stderr, r.stderr
+
+
+def test_create_certificate_from_csr_keeps_the_key_on_the_device(lake, tmp_path):
+    iot = lake.boto3_client("iot")
+    key, csr = str(tmp_path / "dev.key"), str(tmp_path / "dev.csr")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", csr, "-subj", "/CN=csr-device"], check=True, capture_output=True)
+    out = iot.create_certificate_from_csr(certificateSigningRequest=open(csr).read(), setAsActive=True)
+    assert "keyPair" not in out
+    crt = str(tmp_path / "dev.crt")
+    with open(crt, "w") as f:
+        f.write(out["certificatePem"])
+    ca = os.path.join(lake.data_dir, "keys", "iot-ca.pem")
+    v = subprocess.run(["openssl", "verify", "-CAfile", ca, crt], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-in", crt], capture_output=True, text=True)
+    assert "CN = csr-device" in subject.stdout
+    # The certificate is for the request's key.
+    pub_cert = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", crt], capture_output=True, text=True)
+    pub_key = subprocess.run(["openssl", "pkey", "-pubout", "-in", key], capture_output=True, text=True)
+    assert pub_cert.stdout == pub_key.stdout
+    desc = iot.describe_certificate(certificateId=out["certificateId"])["certificateDescription"]
+    assert desc["status"] == "ACTIVE"
+
+    with pytest.raises(ClientError) as e:
+        iot.create_certificate_from_csr(certificateSigningRequest="not a csr")
+    assert e.value.response["Error"]["Code"] == "InvalidRequestException"
+    # A request whose signature does not match its key proves nothing: refused.
+    pem = open(csr).read()
+    lines = pem.strip().splitlines()
+    body = "".join(lines[1:-1])
+    import base64
+    der = bytearray(base64.b64decode(body))
+    der[-5] ^= 0x55  # inside the signature
+    forged = lines[0] + "\n" + base64.encodebytes(bytes(der)).decode() + lines[-1] + "\n"
+    with pytest.raises(ClientError) as e:
+        iot.create_certificate_from_csr(certificateSigningRequest=forged)
+    assert e.value.response["Error"]["Code"] == "InvalidRequestException"

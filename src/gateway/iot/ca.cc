@@ -1,6 +1,7 @@
 #include "gateway/iot/ca.h"
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -153,9 +154,7 @@ Result<std::unique_ptr<DeviceCa>> DeviceCa::Open(const std::string& dir, const s
   return ca;
 }
 
-Result<IssuedCertificate> DeviceCa::Issue() const {
-  PkeyPtr key(EVP_RSA_gen(2048));
-  if (!key) return SslError("generating a device key");
+Result<CertificateInfo> DeviceCa::Sign(EVP_PKEY* key, X509_NAME* subject) const {
   X509Ptr x(X509_new());
   X509_set_version(x.get(), 2);
   std::string serial = RandomBytes(16);
@@ -165,25 +164,51 @@ Result<IssuedCertificate> DeviceCa::Issue() const {
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
   ASN1_TIME_set_string(X509_getm_notAfter(x.get()), "20491231235959Z");
-  X509_set_pubkey(x.get(), key.get());
-  X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>("AWS IoT Certificate"), -1, -1, 0);
+  X509_set_pubkey(x.get(), key);
+  if (subject && X509_NAME_entry_count(subject) > 0) {
+    X509_set_subject_name(x.get(), subject);
+  } else {
+    X509_NAME* name = X509_get_subject_name(x.get());
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>("AWS IoT Certificate"), -1, -1, 0);
+  }
   X509_set_issuer_name(x.get(), X509_get_subject_name(keys_->cert.get()));
   RETURN_IF_ERROR(AddExt(x.get(), keys_->cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
   RETURN_IF_ERROR(AddExt(x.get(), keys_->cert.get(), NID_key_usage, "critical,digitalSignature,keyEncipherment"));
   RETURN_IF_ERROR(AddExt(x.get(), keys_->cert.get(), NID_ext_key_usage, "clientAuth"));
   RETURN_IF_ERROR(AddExt(x.get(), keys_->cert.get(), NID_authority_key_identifier, "keyid:always"));
   if (X509_sign(x.get(), keys_->key.get(), EVP_sha256()) <= 0) return SslError("signing a device certificate");
+  ASSIGN_OR_RETURN(CertificateInfo info, ParseCertificate(CertPem(x.get())));
+  info.issuer_pem = pem_;
+  return info;
+}
+
+Result<IssuedCertificate> DeviceCa::Issue() const {
+  PkeyPtr key(EVP_RSA_gen(2048));
+  if (!key) return SslError("generating a device key");
   IssuedCertificate out;
-  ASSIGN_OR_RETURN(out.cert, ParseCertificate(CertPem(x.get())));
-  out.cert.issuer_pem = pem_;
+  ASSIGN_OR_RETURN(out.cert, Sign(key.get(), nullptr));
   BioPtr pub(BIO_new(BIO_s_mem())), priv(BIO_new(BIO_s_mem()));
   PEM_write_bio_PUBKEY(pub.get(), key.get());
   PEM_write_bio_PrivateKey(priv.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   out.public_key_pem = BioString(pub.get());
   out.private_key_pem = BioString(priv.get());
   return out;
+}
+
+Result<CertificateInfo> DeviceCa::IssueFromCsr(const std::string& csr_pem) const {
+  BioPtr b(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
+  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(PEM_read_bio_X509_REQ(b.get(), nullptr, nullptr, nullptr),
+                                                          &X509_REQ_free);
+  ERR_clear_error();
+  if (!req) return Error(ErrorCode::kIotInvalidRequest, "certificateSigningRequest is not a PEM certificate request");
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+  // Proof of possession: the request must be signed by the key it asks a certificate for.
+  if (!key || X509_REQ_verify(req.get(), key) != 1) {
+    ERR_clear_error();
+    return Error(ErrorCode::kIotInvalidRequest, "the certificate signing request's signature does not verify");
+  }
+  return Sign(key, X509_REQ_get_subject_name(req.get()));
 }
 
 }  // namespace tarn::gateway::iot

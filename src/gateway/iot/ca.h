@@ -11,6 +11,9 @@
 
 #include "core/status.h"
 
+struct evp_pkey_st;    // OpenSSL's EVP_PKEY
+struct X509_name_st;   // OpenSSL's X509_NAME
+
 namespace tarn::gateway::iot {
 
 struct CertificateInfo {
@@ -43,9 +46,14 @@ class DeviceCa {
   // A new RSA-2048 key pair and a certificate for it, signed by this CA (valid ~25 years as
   // AWS's are until 2049), subject CN "AWS IoT Certificate".
   Result<IssuedCertificate> Issue() const;
+  // CreateCertificateFromCsr: a certificate for the key in a PEM PKCS#10 request (its signature
+  // proves possession of the key), with the request's subject (or CN "AWS IoT Certificate").
+  // kIotInvalidRequest for a request that does not parse or verify.
+  Result<CertificateInfo> IssueFromCsr(const std::string& csr_pem) const;
 
  private:
   DeviceCa() = default;
+  Result<CertificateInfo> Sign(evp_pkey_st* key, X509_name_st* subject) const;
   struct Keys;
   std::unique_ptr<Keys> keys_;
   std::string pem_;

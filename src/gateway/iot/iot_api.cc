@@ -308,6 +308,7 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
   else if (s0 == "keys-and-certificate" && n == 1 && method == "POST") { a = "CreateKeysAndCertificate"; }
   else if (s0 == "certificate" && s1 == "register" && n == 2 && method == "POST") { a = "RegisterCertificate"; }
   else if (s0 == "certificates" && n == 1 && method == "GET") { a = "ListCertificates"; }
+  else if (s0 == "certificates" && n == 1 && method == "POST") { a = "CreateCertificateFromCsr"; }
   else if (s0 == "certificates" && n == 2 && method == "GET") { a = "DescribeCertificate"; resource = m.Arn("cert", s1); }
   else if (s0 == "certificates" && n == 2 && method == "PUT") { a = "UpdateCertificate"; resource = m.Arn("cert", s1); }
   else if (s0 == "certificates" && n == 2 && method == "DELETE") { a = "DeleteCertificate"; resource = m.Arn("cert", s1); }
@@ -585,6 +586,22 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
     out = {{"certificateArn", c["certificateArn"]}, {"certificateId", ic.cert.id},
            {"certificatePem", ic.cert.pem},
            {"keyPair", {{"PublicKey", ic.public_key_pem}, {"PrivateKey", ic.private_key_pem}}}};
+  } else if (a == "CreateCertificateFromCsr") {
+    if (!m.ca) return Error(ErrorCode::kUnavailable, "the lake's device CA is not available");
+    if (!in.contains("certificateSigningRequest") || !in["certificateSigningRequest"].is_string()) {
+      return Invalid("certificateSigningRequest is required");
+    }
+    ASSIGN_OR_RETURN(CertificateInfo info, m.ca->IssueFromCsr(in["certificateSigningRequest"].get<std::string>()));
+    bool active = QueryParam(request, "setAsActive") == "true";
+    double now = m.Now();
+    json c = {{"certificateId", info.id}, {"certificateArn", m.Arn("cert", info.id)},
+              {"certificatePem", info.pem}, {"status", active ? "ACTIVE" : "INACTIVE"},
+              {"ownedBy", m.opt.account_id}, {"creationDate", now}, {"lastModifiedDate", now},
+              {"subjectCommonName", info.subject_cn}, {"caCertificateId", "tarn-device-ca"},
+              {"validity", {{"notBefore", static_cast<double>(info.not_before)},
+                            {"notAfter", static_cast<double>(info.not_after)}}}};
+    RETURN_IF_ERROR(m.Insert("cert", info.id, c, "certificate"));
+    out = {{"certificateArn", c["certificateArn"]}, {"certificateId", info.id}, {"certificatePem", info.pem}};
   } else if (a == "RegisterCertificate") {
     if (!in.contains("certificatePem")) return Invalid("certificatePem is required");
     ASSIGN_OR_RETURN(CertificateInfo info, ParseCertificate(in["certificatePem"].get<std::string>()));

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""bench/e2e: the whole IoT path under load, and how fresh the data is.
+
+  bench/e2e/run.py [--devices N] [--rate MSGS_PER_S] [--seconds S] [--freshness-samples N]
+
+1. Throughput: `tarn simulate` drives N devices (each its own thing and certificate, mutual TLS,
+   QoS 1, ~200-byte JSON) through broker → rule → delivery stream → Parquet → catalog. Reports
+   the PUBACKed messages/s, the rows the SQL endpoint then counts (nothing may be lost), and the
+   CPU seconds the server and the simulator used (both share the machine's cores).
+2. Freshness: at a steady background load (--fresh-load, default half the measured rate), a
+   witness device publishes marked readings with QoS 1; for each, the time from its PUBACK until
+   `SELECT … WHERE seq = marker` over pgwire sees the row. p50/p99 for the stream's
+   IntervalInSeconds 0 and 60 (the latter: what a Firehose user waits by default-ish).
+
+Goal (issue #10): ≥ 50 000 msg/s sustained; freshness p99 ≤ 2 s with IntervalInSeconds 0.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from harness import Lake, tarn_binary  # noqa: E402
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def psql(lake, sql):
+    host, port = lake.host_port("sql")
+    env = dict(os.environ, PGPASSWORD=lake.PASSWORD)
+    return subprocess.run(["psql", "-X", "-A", "-t", "-h", host, "-p", str(port), "-U", "root", "-d", "tarn",
+                           "-c", sql], env=env, capture_output=True, text=True, timeout=300)
+
+
+def spec_for(work, devices, interval):
+    text = open(os.path.join(REPO, "examples", "iot", "tarn.yaml")).read()
+    width = max(3, len(str(devices)))
+    text = text.replace('"sensor-{001..050}"', '"sensor-{%s..%s}"' % ("1".zfill(width), str(devices).zfill(width)))
+    text = re.sub(r"IntervalInSeconds: \d+", "IntervalInSeconds: %d" % interval, text)
+    path = os.path.join(work, "tarn.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, width
+
+
+def start_lake(work, devices, interval):
+    lake = Lake()
+    lake.start()
+    spec, width = spec_for(work, devices, interval)
+    t = time.time()
+    ap = subprocess.run([tarn_binary(), "apply", "-f", spec, "--endpoint", lake.url()],
+                        env=lake.aws_env(), capture_output=True, text=True, timeout=1800)
+    if ap.returncode != 0:
+        sys.exit("apply failed:\n" + ap.stdout + ap.stderr)
+    print("  apply: %d things with certificates in %.1f s" % (devices, time.time() - t), flush=True)
+    return lake, width
+
+
+def simulate(lake, work, devices, rate, seconds, qos=1, drain=30):
+    cmd = [tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file, "--certs",
+           os.path.join(work, "certs"), "--devices", str(devices), "--rate", str(rate), "--duration",
+           str(seconds), "--qos", str(qos), "--seed", "7", "--json", "--drain", str(drain)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def throughput(args):
+    work = tempfile.mkdtemp(prefix="tarn-bench-e2e-")
+    lake, _ = start_lake(work, args.devices, 0)
+    try:
+        server_cpu0 = cpu_seconds(lake.proc.pid)
+        t0 = time.time()
+        sim = simulate(lake, work, args.devices, args.rate, args.seconds)
+        sim_cpu = 0.0
+        while sim.poll() is None:
+            try:
+                sim_cpu = cpu_seconds(sim.pid)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        wall = time.time() - t0
+        result = json.loads(sim.stdout.read().strip().splitlines()[-1])
+        server_cpu = cpu_seconds(lake.proc.pid) - server_cpu0
+        acked = result["acked"]
+        # Everything acknowledged must reach the table.
+        rows, t1 = None, time.time()
+        while time.time() - t1 < 120:
+            r = psql(lake, "SELECT count(*) FROM iot.telemetry")
+            if r.returncode == 0 and int(r.stdout.strip() or 0) >= acked:
+                rows = int(r.stdout.strip())
+                break
+            time.sleep(1)
+        rate = acked / args.seconds
+        print("throughput: %d devices, QoS 1, target %d msg/s for %d s" % (args.devices, args.rate, args.seconds))
+        print("  acked %d (failed %d) = %.0f msg/s over the publishing window; wall %.1f s incl. drain"
+              % (acked, result["failed"], rate, wall))
+        print("  rows visible over pgwire: %s (acked %d)%s" % (rows, acked, "" if rows == acked else "  <-- MISMATCH"))
+        print("  CPU: server %.1f s (%.0f%% of one core), simulator %.1f s; cores %d"
+              % (server_cpu, 100 * server_cpu / wall, sim_cpu, os.cpu_count()))
+        print("  ratio to goal (50 000 msg/s): %.2f" % (rate / 50000))
+        return rate
+    finally:
+        lake.stop()
+        lake.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def freshness(args, interval, load):
+    import paho.mqtt.client as mqtt
+    work = tempfile.mkdtemp(prefix="tarn-bench-e2e-")
+    lake, width = start_lake(work, args.devices, interval)
+    sim = None
+    try:
+        sim = simulate(lake, work, args.devices - 1, load, args.samples * 1.2 + 30, drain=5)
+        witness = "sensor-" + str(args.devices).zfill(width)
+        certs = os.path.join(work, "certs", witness)
+        c = mqtt.Client(client_id=witness, protocol=mqtt.MQTTv5)
+        c.tls_set(ca_certs=os.path.join(lake.data_dir, "keys", "mqtt-server.crt"),
+                  certfile=os.path.join(certs, "certificate.pem.crt"), keyfile=os.path.join(certs, "private.pem.key"))
+        host, port = lake.host_port("mqtts")
+        c.connect(host, port)
+        c.loop_start()
+        lat = []
+        timeout = interval + 30
+        for i in range(args.samples):
+            marker = 10_000_000 + i
+            payload = json.dumps({"device": witness, "seq": marker, "temperature": 20.0, "humidity": 50.0,
+                                  "pressure": 1000.0, "battery": 3.9})
+            info = c.publish("sensors/%s/telemetry" % witness, payload, qos=1)
+            info.wait_for_publish(10)
+            acked = time.time()
+            while time.time() - acked < timeout:
+                r = psql(lake, "SELECT count(*) FROM iot.telemetry WHERE seq = %d" % marker)
+                if r.returncode == 0 and r.stdout.strip() == "1":
+                    break
+                time.sleep(0.05)
+            else:
+                print("  sample %d never became visible within %d s" % (i, timeout))
+                continue
+            lat.append(time.time() - acked)
+        c.disconnect()
+        c.loop_stop()
+        lat.sort()
+        if not lat:
+            print("freshness (IntervalInSeconds %d): no sample became visible" % interval)
+            return
+        p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+        print("freshness (IntervalInSeconds %d, background %d msg/s): n=%d p50 %.2f s p99 %.2f s max %.2f s"
+              % (interval, load, len(lat), statistics.median(lat), p99, lat[-1]))
+    finally:
+        if sim and sim.poll() is None:
+            sim.terminate()
+            sim.wait()
+        lake.stop()
+        lake.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--rate", type=int, default=60000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=40, help="freshness samples per interval")
+    ap.add_argument("--fresh-load", type=int, default=0, help="background msg/s (default: half the measured)")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--intervals", default="0,60")
+    args = ap.parse_args()
+    rate = 0 if args.skip_throughput else throughput(args)
+    load = args.fresh_load or max(100, int(rate / 2)) if rate else (args.fresh_load or 5000)
+    for interval in [int(x) for x in args.intervals.split(",") if x]:
+        if interval > 0:
+            args.samples = min(args.samples, 6)  # each sample may wait a whole interval
+        freshness(args, interval, load)
+
+
+if __name__ == "__main__":
+    main()
