@@ -281,6 +281,13 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   if (m.device_policy) {
     gateway::iot::DevicePolicyHook* hook = m.device_policy.get();
     m.iot->SetChangeListener([hook] { hook->Invalidate(); });
+    // A certificate that stops being ACTIVE loses its open MQTT connections at once (MQTT 5:
+    // DISCONNECT 0x98 Administrative action); reconnecting is refused by the hook.
+    gateway::mqtt::Broker* broker = m.mqtt.get();
+    m.iot->SetCertificateDeactivatedListener([broker](const std::string& cert_id) {
+      size_t n = broker->DisconnectCertificate(cert_id, gateway::mqtt::rc::kAdministrativeAction);
+      if (n) TLOG_INFO("iot", "certificate {} deactivated: closed {} MQTT connection(s)", cert_id, n);
+    });
   }
   m.router->RegisterRestJsonService("iot", m.iot.get());
   // Older botocore models (boto3 ≤ 1.29) sign the IoT control plane as "execute-api"; Tarn has

@@ -1,11 +1,15 @@
 #include "gateway/iot/device_policy.h"
 
+#include <optional>
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
 #include "core/meta_store.h"
 #include "core/strings.h"
 #include "ops/metrics.h"
+#include "security/iam/policy.h"
 
 namespace tarn::gateway::iot {
 
@@ -15,121 +19,49 @@ namespace {
 
 constexpr const char* kCertIdentityPrefix = "iotcert:";
 
-// IAM-style wildcard match: '*' any run of characters, '?' one character (case-sensitive, as
-// IoT resource ARNs are).
-bool Glob(std::string_view pat, std::string_view s) {
-  size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
-  while (i < s.size()) {
-    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
-      ++p;
-      ++i;
-    } else if (p < pat.size() && pat[p] == '*') {
-      star = p++;
-      mark = i;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      i = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pat.size() && pat[p] == '*') ++p;
-  return p == pat.size();
-}
-
-// Substitutes ${iot:…} policy variables; nullopt when one cannot be resolved (the statement
-// then does not apply, as AWS IoT ignores statements whose variables do not resolve).
-std::optional<std::string> Substitute(const std::string& in, const DeviceContext& ctx,
-                                      const std::string& client_id) {
-  std::string out;
-  size_t i = 0;
-  while (i < in.size()) {
-    size_t open = in.find("${", i);
-    if (open == std::string::npos) {
-      out += in.substr(i);
-      break;
-    }
-    out += in.substr(i, open - i);
-    size_t close = in.find('}', open);
-    if (close == std::string::npos) return std::nullopt;
-    std::string var = in.substr(open + 2, close - open - 2);
-    static const std::string kAttr = "iot:Connection.Thing.Attributes[";
-    if (var == "iot:ClientId") {
-      out += client_id;
-    } else if (var == "iot:Connection.Thing.ThingName") {
-      if (ctx.thing_name.empty()) return std::nullopt;
-      out += ctx.thing_name;
-    } else if (var == "iot:Connection.Thing.IsAttached") {
-      out += ctx.thing_name.empty() ? "false" : "true";
-    } else if (var == "iot:Certificate.Subject.CommonName") {
-      if (ctx.subject_cn.empty()) return std::nullopt;
-      out += ctx.subject_cn;
-    } else if (StartsWith(var, kAttr) && EndsWith(var, "]")) {
-      std::string name = var.substr(kAttr.size(), var.size() - kAttr.size() - 1);
-      auto it = ctx.thing_attributes.find(name);
-      if (it == ctx.thing_attributes.end()) return std::nullopt;
-      out += it->second;
-    } else {
-      return std::nullopt;
-    }
-    i = close + 1;
-  }
-  return out;
-}
-
-std::vector<std::string> AsList(const json& j) {
-  std::vector<std::string> out;
-  if (j.is_string()) out.push_back(j.get<std::string>());
-  if (j.is_array()) {
-    for (const auto& e : j) {
-      if (e.is_string()) out.push_back(e.get<std::string>());
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
-PolicyDecision EvaluateIotPolicies(const DeviceContext& ctx, const std::string& client_id,
-                                   const std::string& action, const std::string& resource) {
-  PolicyDecision d;
-  std::string allow_reason;
-  for (const auto& [name, text] : ctx.policies) {
-    json doc = json::parse(text, nullptr, false);
-    if (doc.is_discarded() || !doc.contains("Statement")) continue;
-    json st = doc["Statement"].is_array() ? doc["Statement"] : json::array({doc["Statement"]});
-    for (size_t i = 0; i < st.size(); ++i) {
-      const json& s = st[i];
-      if (!s.is_object()) continue;
-      bool action_hit = false;
-      for (const auto& a : AsList(s.value("Action", json()))) {
-        if (Glob(ToLower(a), ToLower(action))) action_hit = true;
-      }
-      if (!action_hit) continue;
-      bool resource_hit = false;
-      std::string matched;
-      for (const auto& r : AsList(s.value("Resource", json()))) {
-        auto sub = Substitute(r, ctx, client_id);
-        if (sub && Glob(*sub, resource)) {
-          resource_hit = true;
-          matched = *sub;
-        }
-      }
-      if (!resource_hit) continue;
-      std::string why = "policy " + name + " statement " + std::to_string(i) + " (" +
-                        s.value("Effect", "") + " " + action + " on " + matched + ")";
-      if (s.value("Effect", "") == "Deny") {
-        d.allowed = false;
-        d.reason = "explicit deny by " + why;
-        return d;
-      }
-      if (allow_reason.empty()) allow_reason = why;
-    }
+bool DeviceContext::AddPolicy(const std::string& name, const std::string& document) {
+  auto p = security::iam::Policy::Parse(document, "policy " + name);
+  if (!p.ok()) {
+    TLOG_WARN("iot", "policy {} does not compile and is ignored: {}", name, p.status().message());
+    return false;
   }
-  d.allowed = !allow_reason.empty();
-  d.reason = d.allowed ? "allowed by " + allow_reason
-                       : (ctx.policies.empty() ? "implicit deny: no policy is attached to the certificate"
-                                               : "implicit deny: no statement allows it");
+  policies.push_back(std::make_shared<const security::iam::Policy>(std::move(p).value()));
+  return true;
+}
+
+PolicyDecision EvaluateIotPolicies(const DeviceContext& ctx, const std::string& client_id,
+                                   const std::string& action, const std::string& resource,
+                                   const std::vector<std::string>* connect_attributes) {
+  // Policy variables and condition keys (developerguide/iot-policy-variables). A key that is
+  // absent makes a statement using it as a variable not apply, as in AWS IoT.
+  std::map<std::string, std::vector<std::string>> keys;
+  keys["iot:ClientId"] = {client_id};
+  keys["iot:Connection.Thing.IsAttached"] = {ctx.thing_name.empty() ? "false" : "true"};
+  if (!ctx.thing_name.empty()) {
+    keys["iot:Connection.Thing.ThingName"] = {ctx.thing_name};
+    if (!ctx.thing_type_name.empty()) keys["iot:Connection.Thing.ThingTypeName"] = {ctx.thing_type_name};
+    for (const auto& [k, v] : ctx.thing_attributes) keys["iot:Connection.Thing.Attributes[" + k + "]"] = {v};
+  }
+  if (!ctx.subject_cn.empty()) keys["iot:Certificate.Subject.CommonName"] = {ctx.subject_cn};
+  if (connect_attributes) keys["iot:ConnectAttributes"] = *connect_attributes;
+  security::iam::EvalRequest rq;
+  rq.action = action;
+  rq.resource = resource;
+  rq.context = &keys;
+  security::iam::EvalResult r;
+  for (const auto& p : ctx.policies) security::iam::Evaluate(*p, rq, /*check_principal=*/false, &r);
+  PolicyDecision d;
+  d.allowed = r.allow && !r.deny;
+  if (r.deny) {
+    d.reason = "explicit deny by " + r.reason + " (" + action + " on " + resource + ")";
+  } else if (r.allow) {
+    d.reason = "allowed by " + r.reason;
+  } else {
+    d.reason = ctx.policies.empty() ? "implicit deny: no policy is attached to the certificate"
+                                    : "implicit deny: no statement allows " + action + " on " + resource;
+  }
   return d;
 }
 
@@ -168,22 +100,80 @@ Result<DeviceContext> DevicePolicyHook::Load(const std::string& cert_id, const s
   if (thing) {
     json doc = json::parse(t.ColumnText(0));
     ctx.thing_name = client_id;
-    for (auto it = doc["attributes"].begin(); it != doc["attributes"].end(); ++it) {
-      ctx.thing_attributes[it.key()] = it.value().get<std::string>();
+    ctx.thing_type_name = doc.value("thingTypeName", "");
+    if (doc.contains("attributes") && doc["attributes"].is_object()) {
+      for (auto it = doc["attributes"].begin(); it != doc["attributes"].end(); ++it) {
+        if (it.value().is_string()) ctx.thing_attributes[it.key()] = it.value().get<std::string>();
+      }
+    }
+  }
+  // Policy targets: the certificate, and — when the connection is a thing — the thing groups
+  // the thing belongs to and their parent groups (AWS applies thing-group policies to a thing
+  // that connects with its name as client id).
+  std::vector<std::string> targets = {arn};
+  if (!ctx.thing_name.empty()) {
+    std::vector<std::string> groups;
+    ASSIGN_OR_RETURN(Statement g, meta_->Prepare("SELECT a FROM iot_group_things WHERE b = ?1"));
+    g.Bind(1, ctx.thing_name);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool more, g.Step());
+      if (!more) break;
+      groups.push_back(g.ColumnText(0));
+    }
+    ASSIGN_OR_RETURN(Statement parent, meta_->Prepare(
+        "SELECT doc FROM iot_objects WHERE kind = 'thinggroup' AND name = ?1"));
+    std::set<std::string> seen;
+    for (size_t i = 0; i < groups.size() && seen.size() < 64; ++i) {
+      if (!seen.insert(groups[i]).second) continue;
+      targets.push_back("arn:aws:iot:" + region_ + ":" + account_id_ + ":thinggroup/" + groups[i]);
+      parent.Bind(1, groups[i]);
+      ASSIGN_OR_RETURN(bool found, parent.Step());
+      if (found) {
+        json gd = json::parse(parent.ColumnText(0), nullptr, false);
+        if (gd.is_object() && gd.contains("parentGroupName") && gd["parentGroupName"].is_string()) {
+          groups.push_back(gd["parentGroupName"].get<std::string>());
+        }
+      }
+      RETURN_IF_ERROR(parent.Reset());
     }
   }
   ASSIGN_OR_RETURN(Statement p, meta_->Prepare(
       "SELECT o.name, o.doc FROM iot_policy_targets t JOIN iot_objects o ON o.kind = 'policy' AND o.name = t.a "
       "WHERE t.b = ?1 ORDER BY o.name"));
-  p.Bind(1, arn);
-  for (;;) {
-    ASSIGN_OR_RETURN(bool more, p.Step());
-    if (!more) break;
-    json doc = json::parse(p.ColumnText(1));
-    std::string v = doc.value("defaultVersionId", "1");
-    ctx.policies.emplace_back(p.ColumnText(0), doc["versions"][v]["document"].get<std::string>());
+  std::set<std::string> added;
+  for (const std::string& target : targets) {
+    p.Bind(1, target);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool more, p.Step());
+      if (!more) break;
+      std::string name = p.ColumnText(0);
+      if (!added.insert(name).second) continue;
+      json doc = json::parse(p.ColumnText(1));
+      std::string v = doc.value("defaultVersionId", "1");
+      ctx.AddPolicy(name, doc["versions"][v]["document"].get<std::string>());
+    }
+    RETURN_IF_ERROR(p.Reset());
   }
   return ctx;
+}
+
+void DevicePolicyHook::Denied(const std::string& action, const std::string& resource,
+                              const std::string& cert_id, const std::string& reason,
+                              const DeviceContext* ctx, const mqtt::ClientInfo& client) {
+  ops::Metrics().Counter("tarn_iot_policy_denials_total", "MQTT operations denied by IoT policies",
+                         {{"action", action}}).Inc();
+  if (!sink_) return;
+  DeviceDenial d;
+  d.action = action;
+  d.resource = resource;
+  d.certificate_id = cert_id;
+  d.reason = reason;
+  if (ctx) {
+    d.thing_name = ctx->thing_name;
+    d.subject_cn = ctx->subject_cn;
+  }
+  d.client = client;
+  sink_(d);
 }
 
 Result<std::string> DevicePolicyHook::Authenticate(const mqtt::ClientInfo& client,
@@ -194,9 +184,12 @@ Result<std::string> DevicePolicyHook::Authenticate(const mqtt::ClientInfo& clien
     ASSIGN_OR_RETURN(DeviceContext ctx, Load(id, client.client_id));
     if (ctx.certificate_known) {
       if (ctx.certificate_status != "ACTIVE") {
+        std::string why = "the client certificate is " + ctx.certificate_status;
         TLOG_INFO("audit", "mqtt connect denied: client {} certificate {} is {}", client.client_id, id,
                   ctx.certificate_status);
-        return Error(ErrorCode::kAccessDenied, "the client certificate is " + ctx.certificate_status);
+        Denied("iot:Connect", "arn:aws:iot:" + region_ + ":" + account_id_ + ":client/" + client.client_id,
+               id, why, &ctx, client);
+        return Error(ErrorCode::kAccessDenied, why);
       }
       return std::string(kCertIdentityPrefix) + id;
     }
@@ -215,21 +208,41 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
   switch (action) {
     case mqtt::AuthzAction::kConnect: break;
     case mqtt::AuthzAction::kPublish: name = "iot:Publish"; kind = "topic/"; break;
+    case mqtt::AuthzAction::kRetainPublish: name = "iot:RetainPublish"; kind = "topic/"; break;
     case mqtt::AuthzAction::kSubscribe: name = "iot:Subscribe"; kind = "topicfilter/"; break;
     case mqtt::AuthzAction::kReceive: name = "iot:Receive"; kind = "topic/"; break;
   }
+  bool connect = action == mqtt::AuthzAction::kConnect;
   std::string resource = "arn:aws:iot:" + region_ + ":" + account_id_ + ":" + kind +
-                         (action == mqtt::AuthzAction::kConnect ? client.client_id : std::string(topic));
+                         (connect ? client.client_id : std::string(topic));
+  // iot:ConnectAttributes (developerguide/connect-policy): what this CONNECT asks for.
+  std::vector<std::string> attrs;
+  if (connect) {
+    if (client.persistent_session) attrs.push_back("PersistentConnect");
+    if (client.has_will) attrs.push_back("LastWill");
+  }
   std::string key = cert_id + '\0' + client.client_id + '\0' + name + '\0' + resource;
+  for (const auto& a : attrs) key += '\0' + a;
   std::shared_ptr<const DeviceContext> ctx;
-  uint64_t gen;
+  uint64_t gen = 0;
+  std::optional<Cached> denied;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = decisions_.find(key);
-    if (it != decisions_.end()) return it->second;
-    auto c = contexts_.find(cert_id + '\0' + client.client_id);
-    if (c != contexts_.end()) ctx = c->second;
-    gen = generation_;
+    if (it != decisions_.end()) {
+      if (it->second.decision.allowed) return true;
+      denied = it->second;
+    } else {
+      auto c = contexts_.find(cert_id + '\0' + client.client_id);
+      if (c != contexts_.end()) ctx = c->second;
+      gen = generation_;
+    }
+  }
+  if (denied) {
+    // A repeated denial is served from the cache but still reaches the audit trail (which
+    // throttles per device).
+    Denied(name, resource, cert_id, denied->decision.reason, denied->ctx.get(), client);
+    return false;
   }
   if (!ctx) {
     auto loaded = Load(cert_id, client.client_id);
@@ -243,22 +256,22 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
   if (!ctx->certificate_known || ctx->certificate_status != "ACTIVE") {
     d.reason = "certificate " + cert_id + " is " + (ctx->certificate_known ? ctx->certificate_status : "deleted");
   } else {
-    d = EvaluateIotPolicies(*ctx, client.client_id, name, resource);
+    d = EvaluateIotPolicies(*ctx, client.client_id, name, resource, connect ? &attrs : nullptr);
   }
   if (!d.allowed) {
     // The audit record names the deciding statement and the values the variables resolved to.
     TLOG_INFO("audit", "mqtt {} denied: client={} certificate={} resource={} thingName={} cn={}: {}", name,
               client.client_id, cert_id, resource, ctx->thing_name, ctx->subject_cn, d.reason);
-    ops::Metrics().Counter("tarn_iot_policy_denials_total", "MQTT operations denied by IoT policies",
-                           {{"action", name}}).Inc();
+    Denied(name, resource, cert_id, d.reason, ctx.get(), client);
   }
+  bool allowed = d.allowed;
   std::lock_guard<std::mutex> lock(mu_);
   if (gen == generation_) {
     if (decisions_.size() > 100000) decisions_.clear();
-    decisions_[key] = d.allowed;
+    decisions_[key] = Cached{std::move(d), ctx};
     contexts_[cert_id + '\0' + client.client_id] = ctx;
   }
-  return d.allowed;
+  return allowed;
 }
 
 }  // namespace tarn::gateway::iot

@@ -1,19 +1,25 @@
 // AWS IoT device policies for the MQTT broker: an mqtt::Authenticator that admits a client
 // certificate only when it is registered and ACTIVE, and an mqtt::AuthorizationHook that
-// evaluates the IoT policies attached to that certificate on every connect, publish,
-// subscribe and receive (developerguide/iot-policy-actions, iot-action-resources,
-// iot-policy-variables). A certificate with no policy can do nothing; an explicit Deny wins.
+// evaluates the IoT policies attached to that certificate (and to the thing groups of the thing
+// it connects as) on every connect, publish, retain-publish, subscribe and receive
+// (developerguide/iot-policy-actions, iot-action-resources, iot-policy-variables). A
+// certificate with no policy can do nothing; an explicit Deny wins. Policies are compiled and
+// evaluated by the IAM policy engine (security/iam/policy.h), so Condition blocks, `*`/`?`
+// wildcards and the escaping of policy-variable values behave as in IAM.
 // Clients that log in with an IAM user name and password keep the IAM behaviour, and so do
 // certificates from a configured client CA that are not in the registry.
 //
-// Decisions are cached per (certificate, client id, action, topic) and dropped whenever the
+// Decisions are cached per (certificate, client id, action, resource) and dropped whenever the
 // registry changes (Invalidate(), called by IotApi on any policy, attachment, thing or
 // certificate change), so a change takes effect on the next packet.
 //
-// Thread-safety: thread-safe.
+// Every denial — the uncached and the cached ones — goes to the denial sink (the audit trail,
+// which throttles per device, see docs/iot.md).
+//
+// Thread-safety: thread-safe. SetDenialSink() must be called before the hook is used.
 #pragma once
 
-#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +32,9 @@
 namespace tarn {
 class MetaStore;
 }
+namespace tarn::security::iam {
+class Policy;
+}
 
 namespace tarn::gateway::iot {
 
@@ -36,26 +45,54 @@ struct DeviceContext {
   std::string certificate_status;  // ACTIVE, INACTIVE, REVOKED
   std::string subject_cn;
   std::string thing_name;  // set when a thing named like the client id is attached to the cert
+  std::string thing_type_name;
   std::map<std::string, std::string> thing_attributes;
-  // (policy name, default-version document) of every policy attached to the certificate.
-  std::vector<std::pair<std::string, std::string>> policies;
+  // The policies attached to the certificate and to the thing's groups (default versions),
+  // compiled; AddPolicy() compiles a document.
+  std::vector<std::shared_ptr<const security::iam::Policy>> policies;
+
+  // Compiles `document` as policy `name`; false (and nothing added) if it does not parse.
+  bool AddPolicy(const std::string& name, const std::string& document);
 };
 
 // The decision and why (for the audit record).
 struct PolicyDecision {
   bool allowed = false;
-  std::string reason;  // "policy device statement 1 (Allow iot:Publish …)" or "implicit deny"
+  // "allowed by policy device statement 1", "explicit deny by policy device statement 3
+  // (iot:Publish on arn:…)" or "implicit deny: …".
+  std::string reason;
 };
 
-// Evaluates `policies` for `action` ("iot:Publish") on `resource` with the context's variables.
+// Evaluates the context's policies for `action` ("iot:Publish") on `resource`. Policy variables
+// and condition keys: iot:ClientId, iot:Connection.Thing.ThingName / .ThingTypeName /
+// .IsAttached / .Attributes[name], iot:Certificate.Subject.CommonName, and iot:ConnectAttributes
+// ("PersistentConnect", "LastWill") when `connect_attributes` is given.
 PolicyDecision EvaluateIotPolicies(const DeviceContext& ctx, const std::string& client_id,
-                                   const std::string& action, const std::string& resource);
+                                   const std::string& action, const std::string& resource,
+                                   const std::vector<std::string>* connect_attributes = nullptr);
+
+// A denied device operation, for the audit trail.
+struct DeviceDenial {
+  std::string action;    // "iot:Publish"
+  std::string resource;  // arn:aws:iot:<region>:<account>:topic/…
+  std::string certificate_id;
+  std::string reason;    // PolicyDecision::reason, or why the certificate was refused
+  // The values the policy variables resolved to ("" = did not resolve).
+  std::string thing_name;
+  std::string subject_cn;
+  mqtt::ClientInfo client;
+};
+using DenialSink = std::function<void(const DeviceDenial&)>;
 
 class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::AuthorizationHook {
  public:
   DevicePolicyHook(MetaStore* meta, mqtt::Authenticator* password_auth, std::string region,
                    std::string account_id);
   ~DevicePolicyHook() override;
+
+  // Receives every denial; called on network threads and with the broker's lock held (for
+  // receive), so it must only queue.
+  void SetDenialSink(DenialSink sink) { sink_ = std::move(sink); }
 
   Result<std::string> Authenticate(const mqtt::ClientInfo& client,
                                    const std::optional<std::string>& username,
@@ -66,13 +103,20 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
   void Invalidate();
 
  private:
+  struct Cached {
+    PolicyDecision decision;
+    std::shared_ptr<const DeviceContext> ctx;
+  };
   Result<DeviceContext> Load(const std::string& cert_id, const std::string& client_id);
+  void Denied(const std::string& action, const std::string& resource, const std::string& cert_id,
+              const std::string& reason, const DeviceContext* ctx, const mqtt::ClientInfo& client);
 
   MetaStore* meta_;
   mqtt::Authenticator* password_auth_;
   std::string region_, account_id_;
+  DenialSink sink_;
   std::mutex mu_;
-  std::unordered_map<std::string, bool> decisions_;  // guarded by mu_
+  std::unordered_map<std::string, Cached> decisions_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<const DeviceContext>> contexts_;  // guarded by mu_
   uint64_t generation_ = 0;  // guarded by mu_; bumped by Invalidate()
 };

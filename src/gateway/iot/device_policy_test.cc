@@ -7,14 +7,16 @@ namespace {
 
 constexpr const char* kArn = "arn:aws:iot:us-east-1:123456789012:";
 
-DeviceContext Device(const std::string& thing, std::string policy) {
+DeviceContext Device(const std::string& thing, const std::string& policy) {
   DeviceContext c;
   c.certificate_known = true;
   c.certificate_status = "ACTIVE";
   c.subject_cn = "AWS IoT Certificate";
   c.thing_name = thing;
   c.thing_attributes["site"] = "north";
-  if (!policy.empty()) c.policies.emplace_back("device", std::move(policy));
+  if (!policy.empty()) {
+    EXPECT_TRUE(c.AddPolicy("device", policy));
+  }
   return c;
 }
 
@@ -38,6 +40,8 @@ TEST(IotPolicy, ThingNameVariableScopesTopics) {
   EXPECT_TRUE(EvaluateIotPolicies(a, "A", "iot:Subscribe", k + "topicfilter/site/north/#").allowed);
   EXPECT_FALSE(EvaluateIotPolicies(a, "A", "iot:Subscribe", k + "topicfilter/site/south/#").allowed);
   EXPECT_TRUE(EvaluateIotPolicies(a, "A", "iot:Receive", k + "topic/sensors/A/x").allowed);
+  // iot:Publish does not grant iot:RetainPublish.
+  EXPECT_FALSE(EvaluateIotPolicies(a, "A", "iot:RetainPublish", k + "topic/sensors/A/telemetry").allowed);
 
   // No thing attached: the ThingName statements do not apply.
   DeviceContext lone = Device("", policy);
@@ -59,6 +63,46 @@ TEST(IotPolicy, ClientIdAndWildcards) {
   EXPECT_TRUE(EvaluateIotPolicies(c, "x1", "iot:Connect", k + "client/x1").allowed);
   EXPECT_TRUE(EvaluateIotPolicies(c, "x1", "iot:Publish", k + "topic/dev/x1/a").allowed);
   EXPECT_FALSE(EvaluateIotPolicies(c, "x1", "iot:Publish", k + "topic/dev/x1/ab").allowed);
+  EXPECT_TRUE(EvaluateIotPolicies(c, "x1", "iot:RetainPublish", k + "topic/dev/x1/a").allowed);
+  // A client id with wildcard characters matches only itself: "*" substituted into the
+  // pattern is a literal, not a wildcard that would open every device's topics.
+  EXPECT_TRUE(EvaluateIotPolicies(c, "*", "iot:Publish", k + "topic/dev/*/a").allowed);
+  EXPECT_FALSE(EvaluateIotPolicies(c, "*", "iot:Publish", k + "topic/dev/other/a").allowed);
+}
+
+TEST(IotPolicy, ConditionsAndConnectAttributes) {
+  // developerguide/connect-policy: Connect only when the thing is attached; persistent sessions
+  // and wills only when the statement's iot:ConnectAttributes allow them.
+  DeviceContext a = Device("A", R"({"Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:us-east-1:123456789012:client/*",
+     "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"},
+                   "ForAllValues:StringEquals": {"iot:ConnectAttributes": ["PersistentConnect"]}}}]})");
+  std::string res = std::string(kArn) + "client/A";
+  std::vector<std::string> none, persistent = {"PersistentConnect"}, will = {"LastWill"};
+  EXPECT_TRUE(EvaluateIotPolicies(a, "A", "iot:Connect", res, &none).allowed);
+  EXPECT_TRUE(EvaluateIotPolicies(a, "A", "iot:Connect", res, &persistent).allowed);
+  EXPECT_FALSE(EvaluateIotPolicies(a, "A", "iot:Connect", res, &will).allowed);
+  DeviceContext lone = Device("", R"({"Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*",
+     "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}}]})");
+  EXPECT_FALSE(EvaluateIotPolicies(lone, "A", "iot:Connect", res, &none).allowed);
+  // A Deny with a condition that does not hold does not apply.
+  DeviceContext d = Device("A", R"({"Statement": [
+    {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"},
+    {"Effect": "Deny", "Action": "iot:Publish", "Resource": "*",
+     "Condition": {"StringEquals": {"iot:Connection.Thing.Attributes[site]": "south"}}}]})");
+  EXPECT_TRUE(EvaluateIotPolicies(d, "A", "iot:Publish", std::string(kArn) + "topic/x").allowed);
+}
+
+TEST(IotPolicy, SeveralPoliciesExplicitDenyWins) {
+  DeviceContext c = Device("A", R"({"Statement": {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}})");
+  ASSERT_TRUE(c.AddPolicy("group-deny", R"({"Statement": {"Effect": "Deny", "Action": "iot:Publish",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/admin/*"}})"));
+  PolicyDecision d = EvaluateIotPolicies(c, "A", "iot:Publish", std::string(kArn) + "topic/admin/x");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_NE(d.reason.find("policy group-deny statement 0"), std::string::npos) << d.reason;
+  EXPECT_TRUE(EvaluateIotPolicies(c, "A", "iot:Publish", std::string(kArn) + "topic/a").allowed);
+  EXPECT_FALSE(c.AddPolicy("broken", "{not json"));
 }
 
 }  // namespace

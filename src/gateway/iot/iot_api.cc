@@ -13,6 +13,7 @@
 #include "gateway/iot/ca.h"
 #include "gateway/rules/engine.h"
 #include "security/authz.h"
+#include "security/iam/policy.h"
 
 namespace tarn::gateway::iot {
 
@@ -46,6 +47,7 @@ struct IotApi::Impl {
   Clock* clock;
   IotApiOptions opt;
   std::function<void()>* on_change;
+  std::function<void(const std::string&)>* on_deactivated;
 
   std::string Arn(const std::string& type, const std::string& name) const {
     return "arn:aws:iot:" + opt.region + ":" + opt.account_id + ":" + type + "/" + name;
@@ -53,6 +55,9 @@ struct IotApi::Impl {
   double Now() const { return static_cast<double>(clock->NowMillis()) / 1000.0; }
   void Changed() const {
     if (*on_change) (*on_change)();
+  }
+  void Deactivated(const std::string& cert_id) const {
+    if (*on_deactivated) (*on_deactivated)(cert_id);
   }
 
   // --- generic document storage -------------------------------------------------------------
@@ -173,6 +178,9 @@ struct IotApi::Impl {
         return Error(ErrorCode::kMalformedPolicy, "every statement needs Action and Resource");
       }
     }
+    // Devices are judged by the IAM policy engine: what it cannot compile is refused here.
+    auto compiled = security::iam::Policy::Parse(text, "policy");
+    if (!compiled.ok()) return Error(ErrorCode::kMalformedPolicy, compiled.status().message());
     return Status::OK();
   }
 };
@@ -234,6 +242,7 @@ IotApi::IotApi(MetaStore* meta, rules::RulesEngine* engine, DeviceCa* ca,
   impl_->clock = clock;
   impl_->opt = std::move(options);
   impl_->on_change = &on_change_;
+  impl_->on_deactivated = &on_deactivated_;
 }
 
 IotApi::~IotApi() = default;
@@ -619,6 +628,10 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
                             {"notAfter", static_cast<double>(info.not_after)}}}};
     if (!ca_pem.empty()) c["caCertificatePem"] = ca_pem;
     RETURN_IF_ERROR(m.Insert("cert", info.id, c, "certificate"));
+    m.Changed();
+    // A certificate from the configured client CA may be connected already, outside policies;
+    // registered INACTIVE it may no longer be.
+    if (status != "ACTIVE") m.Deactivated(info.id);
     out = {{"certificateArn", c["certificateArn"]}, {"certificateId", info.id}};
   } else if (a == "DescribeCertificate") {
     ASSIGN_OR_RETURN(json c, m.Must("cert", s1, "certificate"));
@@ -637,7 +650,9 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
     c["status"] = status;
     c["lastModifiedDate"] = m.Now();
     RETURN_IF_ERROR(m.Put("cert", s1, c));
-    m.Changed();  // open connections of an inactive or revoked certificate are closed
+    m.Changed();
+    // UpdateCertificate: "AWS IoT Core disconnects all devices that used that certificate".
+    if (status != "ACTIVE") m.Deactivated(s1);
   } else if (a == "DeleteCertificate") {
     ASSIGN_OR_RETURN(json c, m.Must("cert", s1, "certificate"));
     if (c["status"] == "ACTIVE") {
@@ -651,6 +666,7 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
     }
     RETURN_IF_ERROR(m.Delete("cert", s1));
     m.Changed();
+    m.Deactivated(s1);
   } else if (a == "ListCertificates") {
     ASSIGN_OR_RETURN(auto all, m.List("cert", QueryParam(request, "marker"), MaxResults(request)));
     json list = json::array();

@@ -51,11 +51,19 @@ class IotApi final : public net::ApiService {
   // Called after any change to policies, attachments or certificate status (device-policy
   // caches invalidate on it).
   void SetChangeListener(std::function<void()> fn) { on_change_ = std::move(fn); }
+  // Called (after the change listener) with the certificate id — the SHA-256 fingerprint of
+  // its DER encoding — when a certificate stops being ACTIVE (UpdateCertificate to INACTIVE or
+  // REVOKED, DeleteCertificate, RegisterCertificate as INACTIVE): the composition root closes
+  // the MQTT connections that presented it, as AWS IoT does.
+  void SetCertificateDeactivatedListener(std::function<void(const std::string&)> fn) {
+    on_deactivated_ = std::move(fn);
+  }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::function<void()> on_change_;
+  std::function<void(const std::string&)> on_deactivated_;
 };
 
 }  // namespace tarn::gateway::iot

@@ -15,6 +15,7 @@ const char* AuthzActionName(AuthzAction a) {
     case AuthzAction::kPublish: return "publish";
     case AuthzAction::kSubscribe: return "subscribe";
     case AuthzAction::kReceive: return "receive";
+    case AuthzAction::kRetainPublish: return "retain-publish";
   }
   return "?";
 }

@@ -27,6 +27,10 @@ struct ClientInfo {
   std::string cert_subject_cn;
   std::string cert_fingerprint_sha256;
   int protocol_version = 4;  // 4 = MQTT 3.1.1, 5 = MQTT 5.0
+  // From CONNECT, for AWS IoT's iot:ConnectAttributes: the session outlives the connection
+  // (3.1.1 clean session 0, 5.0 session expiry > 0), and a will message is set.
+  bool persistent_session = false;
+  bool has_will = false;
 };
 
 class Authenticator {
@@ -40,12 +44,15 @@ class Authenticator {
                                            const std::optional<std::string>& password) = 0;
 };
 
-enum class AuthzAction { kConnect, kPublish, kSubscribe, kReceive };
+// kRetainPublish is asked in addition to kPublish for a PUBLISH (or will) with the RETAIN
+// flag, as AWS IoT's iot:RetainPublish is.
+enum class AuthzAction { kConnect, kPublish, kSubscribe, kReceive, kRetainPublish };
 const char* AuthzActionName(AuthzAction a);
 
-// Called for connect (topic empty), publish (topic name), subscribe (topic filter, without a
-// "$share/<group>/" prefix) and receive (topic name, before a message is delivered to a
-// client). Must be fast and must not call back into the broker.
+// Called for connect (topic empty), publish and retain-publish (topic name; also for the will
+// message when it is published), subscribe (topic filter, without a "$share/<group>/" prefix)
+// and receive (topic name, before a message is delivered to a client). Must be fast and must
+// not call back into the broker (it may run with the broker's lock held).
 class AuthorizationHook {
  public:
   virtual ~AuthorizationHook() = default;

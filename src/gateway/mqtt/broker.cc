@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "gateway/mqtt/session_log.h"
 #include "gateway/mqtt/topic_tree.h"
 #include "ops/metrics.h"
@@ -252,6 +253,9 @@ class BrokerImpl final : public Broker {
     tree_.Remove(ls->filter, [&](const TreeEntry& e) { return e.local == ls; });
   }
 
+  bool DisconnectClient(const std::string& client_id, uint8_t reason) override;
+  size_t DisconnectCertificate(std::string_view fingerprint_sha256, uint8_t reason) override;
+
   void Stop() override;
 
   size_t connected_clients() const override {
@@ -293,7 +297,13 @@ class BrokerImpl final : public Broker {
   void AckOutgoingLocked(Session* s, std::map<uint16_t, Outgoing>::iterator it);
   void DestroySessionLocked(Session* s, After* a);
   void WillLocked(Session* s, Will will, const ClientInfo& info, After* a);
-  void PublishWillLocked(const Will& w, const std::string& client_id, After* a);
+  void PublishWillLocked(const Will& w, const ClientInfo& info, After* a);
+  // The authorisation hook's answer for publishing `topic` (and retaining it, if `retain`).
+  bool MayPublish(const ClientInfo& info, std::string_view topic, bool retain) {
+    if (!authz_) return true;
+    if (!authz_->Allow(AuthzAction::kPublish, info, topic)) return false;
+    return !retain || authz_->Allow(AuthzAction::kRetainPublish, info, topic);
+  }
   void AddToTree(Session* s, const Subscription* sub) {
     TreeEntry e;
     e.session = s;
@@ -405,7 +415,10 @@ class Conn final : public net::StreamHandler {
   uint32_t client_max_packet_ = 0xFFFFFFFF;
   uint16_t client_alias_max_ = 0;
   std::unordered_map<std::string, uint16_t> out_alias_;
-  ClientInfo info_;  // written before attach, read-only after
+  // The peer fields (listener, remote_ip, has_client_cert, cert_*) are set by the constructor
+  // and never change; the rest is written by the connection's thread before the session is
+  // attached and is read-only after.
+  ClientInfo info_;
 
  private:
   size_t Process(std::string_view buf) {
@@ -553,6 +566,8 @@ void Conn::HandleConnect(uint8_t flags, std::string_view body) {
   info_.client_id = c.client_id;
   info_.username = c.username.value_or("");
   info_.protocol_version = version_;
+  info_.persistent_session = version_ == 5 ? c.props.session_expiry.value_or(0) > 0 : !c.clean_start;
+  info_.has_will = c.will.has_value();
   auto id = b_->authn_->Authenticate(info_, c.username, c.password);
   if (!id.ok()) {
     b_->m_.auth_failures->Inc();
@@ -680,18 +695,28 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
     r.reason = rc::kPayloadFormatInvalid;
     return SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, 5), 0);
   }
-  if (b_->authz_ && !b_->authz_->Allow(AuthzAction::kPublish, info_, p.topic)) {
+  if (!b_->MayPublish(info_, p.topic, p.retain)) {
+    if (version_ != 5) {
+      // MQTT 3.1.1 has no negative acknowledgement; AWS IoT closes the connection of a client
+      // that publishes where its policy does not allow it, and so do we (the will goes out).
+      TLOG_INFO("mqtt", "client '{}' closed: PUBLISH to '{}' not authorized", info_.client_id, p.topic);
+      closing_ = true;
+      std::lock_guard<std::mutex> lock(b_->mu_);
+      KickLocked(rc::kNotAuthorized);
+      return;
+    }
+    // MQTT 5.0 §3.4.2.1 / §3.5.2.1: PUBACK / PUBREC 0x87 Not authorized; QoS 0 is dropped.
     if (p.qos == 0) return;
     Ack r;
     r.packet_id = p.packet_id;
-    r.reason = rc::kNotAuthorized;  // 3.1.1 has no negative ack: the message is dropped
+    r.reason = rc::kNotAuthorized;
     return SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, version_), 0);
   }
   After a;
   {
     std::lock_guard<std::mutex> lock(b_->mu_);
     Session* s = session_;
-    if (!s) return;
+    if (!s || dead_) return;  // closed by the broker (e.g. certificate revoked): route nothing
     if (p.qos == 2) {
       if (s->qos2_in.count(p.packet_id)) {
         // A retransmission of a QoS 2 PUBLISH we already own (§4.3.3): acknowledge only.
@@ -773,7 +798,7 @@ void Conn::HandleSubscribe(uint8_t flags, std::string_view body) {
   {
     std::lock_guard<std::mutex> lock(b_->mu_);
     Session* s = session_;
-    if (!s) return;
+    if (!s || dead_) return;
     std::vector<const Subscription*> want_retained;
     for (auto& t : sub.topics) {
       std::string group, tf;
@@ -929,7 +954,7 @@ void BrokerImpl::PersistSessionLocked(Session* s) {
 void BrokerImpl::WillLocked(Session* s, Will will, const ClientInfo& info, After* a) {
   uint32_t delay = will.props.will_delay.value_or(0);
   if (delay == 0 || s->expiry == 0) {
-    PublishWillLocked(will, info.client_id, a);
+    PublishWillLocked(will, info, a);
     return;
   }
   // §3.1.3.2.2: published when the delay or the session ends, whichever is first; cancelled
@@ -938,10 +963,16 @@ void BrokerImpl::WillLocked(Session* s, Will will, const ClientInfo& info, After
   s->will_at_ms = NowMs() + int64_t(std::min(delay, s->expiry)) * 1000;
 }
 
-void BrokerImpl::PublishWillLocked(const Will& w, const std::string& client_id, After* a) {
+void BrokerImpl::PublishWillLocked(const Will& w, const ClientInfo& info, After* a) {
+  // The will is published on the client's behalf, so the client's publish rights apply to it
+  // when it is published (a policy changed since CONNECT counts).
+  if (!MayPublish(info, w.topic, w.retain)) {
+    TLOG_INFO("mqtt", "will of client '{}' on '{}' not published: not authorized", info.client_id, w.topic);
+    return;
+  }
   Properties props = w.props;
   props.will_delay.reset();
-  auto msg = MakeMessage(w.topic, w.payload, w.qos, w.retain, std::move(props), client_id);
+  auto msg = MakeMessage(w.topic, w.payload, w.qos, w.retain, std::move(props), info.client_id);
   RouteLocked(msg, a);
 }
 
@@ -949,7 +980,7 @@ void BrokerImpl::DestroySessionLocked(Session* s, After* a) {
   if (s->pending_will) {
     Will w = std::move(*s->pending_will);
     s->pending_will.reset();
-    PublishWillLocked(w, s->client_id, a);
+    PublishWillLocked(w, s->info, a);
   }
   for (auto& [f, sub] : s->subs) RemoveFromTree(s, &sub);
   if (s->persisted) LogLocked(logrec::SessionDel(s->client_id));
@@ -1174,7 +1205,7 @@ void BrokerImpl::SweepLoop() {
         if (s->pending_will && now >= s->will_at_ms) {
           Will w = std::move(*s->pending_will);
           s->pending_will.reset();
-          PublishWillLocked(w, cid, &a);
+          PublishWillLocked(w, s->info, &a);
         }
         if (s->expiry != 0xFFFFFFFF && now - s->offline_since_ms >= int64_t(s->expiry) * 1000) {
           expired.push_back(s.get());
@@ -1211,6 +1242,31 @@ void BrokerImpl::CompactLocked() {
   for (auto& [topic, msg] : retained_) snap.push_back(logrec::RetainPut(*msg));
   TLOG_INFO("mqtt", "compacting the session log: {} bytes -> snapshot of {} records", gen, snap.size());
   log_->Rotate(std::move(snap));
+}
+
+bool BrokerImpl::DisconnectClient(const std::string& client_id, uint8_t reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end() || !it->second->conn || it->second->conn->dead_) return false;
+  it->second->conn->KickLocked(reason);
+  return true;
+}
+
+size_t BrokerImpl::DisconnectCertificate(std::string_view fingerprint_sha256, uint8_t reason) {
+  if (fingerprint_sha256.empty()) return 0;
+  size_t n = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Conn* c : conns_) {
+    // cert_fingerprint_sha256 is set when the Conn is created and never written again, so it
+    // may be read here while the connection's own thread is still parsing its CONNECT.
+    if (c->dead_ || !c->info_.has_client_cert ||
+        !EqualsIgnoreCase(c->info_.cert_fingerprint_sha256, fingerprint_sha256)) {
+      continue;
+    }
+    c->KickLocked(reason);
+    ++n;
+  }
+  return n;
 }
 
 void BrokerImpl::Stop() {

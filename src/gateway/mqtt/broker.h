@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 #include "gateway/mqtt/auth.h"
@@ -71,6 +72,18 @@ class Broker {
   virtual Result<uint64_t> Subscribe(const std::string& filter, LocalCallback callback,
                                      bool counts_as_subscriber = true) = 0;
   virtual void Unsubscribe(uint64_t handle) = 0;
+
+  // Closes the connection of the client with this client id, if it is connected (MQTT 5:
+  // DISCONNECT with `reason` first). Its will is published and its session kept as after any
+  // network failure. Returns whether a connection was closed.
+  virtual bool DisconnectClient(const std::string& client_id, uint8_t reason) = 0;
+  // Closes every connection that presented the client certificate with this SHA-256
+  // fingerprint (hex, any case) — connected, or still between the TLS handshake and CONNACK,
+  // so a CONNECT racing with the call cannot slip through. Used when a device certificate is
+  // deactivated or revoked. Returns how many were closed.
+  virtual size_t DisconnectCertificate(std::string_view fingerprint_sha256, uint8_t reason) = 0;
+  // Both are thread-safe and may be called from any thread except from inside a hook or an
+  // in-process subscriber callback.
 
   // Closes every client (MQTT 5: DISCONNECT 0x8B "server shutting down"), stops the sweeper
   // and syncs the session log. Idempotent.

@@ -55,7 +55,9 @@ struct Client {
   std::shared_ptr<FakeConn> conn = std::make_shared<FakeConn>();
   std::unique_ptr<net::StreamHandler> h;
   int version;
-  Client(Broker* b, int v) : version(v) { h = b->Accept(conn); }
+  Client(Broker* b, int v) : version(v) {
+    if (b) h = b->Accept(conn);
+  }
   void Send(const std::string& bytes) { h->OnData(bytes); }
   void Close() {
     if (h) {
@@ -335,6 +337,225 @@ TEST(BrokerAuthz, HookDecidesConnectPublishSubscribeReceive) {
             authz.calls.end());
   EXPECT_NE(std::find(authz.calls.begin(), authz.calls.end(), "publish:dev:alice:secret/x"),
             authz.calls.end());
+}
+
+}  // namespace
+}  // namespace tarn::gateway::mqtt
+
+namespace tarn::gateway::mqtt {
+namespace {
+
+// Denies publishing to "secret/…" and retaining on "noretain/…"; records every question.
+class PolicyLike : public AuthorizationHook {
+ public:
+  bool Allow(AuthzAction a, const ClientInfo& c, std::string_view topic) override {
+    std::lock_guard<std::mutex> l(mu);
+    calls.push_back(std::string(AuthzActionName(a)) + ":" + c.client_id + ":" + std::string(topic) +
+                    (a == AuthzAction::kConnect ? std::string(c.persistent_session ? ":persistent" : "") +
+                                                      (c.has_will ? ":will" : "")
+                                                : std::string()));
+    if (a == AuthzAction::kRetainPublish) return topic.rfind("noretain/", 0) != 0;
+    return topic.rfind("secret", 0) != 0;
+  }
+  bool Asked(const std::string& call) {
+    std::lock_guard<std::mutex> l(mu);
+    return std::find(calls.begin(), calls.end(), call) != calls.end();
+  }
+  std::mutex mu;
+  std::vector<std::string> calls;
+};
+
+class BrokerPolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Broker::Open(BrokerOptions(), &authn_, &authz_);
+    ASSERT_TRUE(b.ok());
+    broker_ = std::move(*b);
+  }
+  void TearDown() override {
+    for (auto& c : clients_) c->Close();
+    broker_->Stop();
+  }
+  // A client whose TLS peer presented a certificate with `fingerprint` ("" = none).
+  Client* Open(int v, const std::string& fingerprint = "") {
+    auto conn = std::make_shared<FakeConn>();
+    if (!fingerprint.empty()) {
+      conn->peer_.has_client_cert = true;
+      conn->peer_.cert_fingerprint_sha256 = fingerprint;
+    }
+    clients_.push_back(std::make_unique<Client>(nullptr, v));
+    Client* c = clients_.back().get();
+    c->conn = conn;
+    c->h = broker_->Accept(conn);
+    return c;
+  }
+  Client* Connect(const std::string& id, int v, const std::string& fingerprint = "",
+                  std::optional<Will> will = std::nullopt) {
+    Client* c = Open(v, fingerprint);
+    mqtt::Connect cp;
+    cp.protocol_level = uint8_t(v);
+    cp.client_id = id;
+    cp.will = std::move(will);
+    c->Send(EncodeConnect(cp));
+    auto p = c->conn->Packets();
+    EXPECT_EQ(p.size(), 1u);
+    return c;
+  }
+  std::vector<std::pair<uint8_t, std::string>> Pub(Client* c, const std::string& topic, uint8_t qos,
+                                                   bool retain = false) {
+    Publish p;
+    p.topic = topic;
+    p.payload = "x";
+    p.qos = qos;
+    p.retain = retain;
+    p.packet_id = qos ? 7 : 0;
+    c->Send(EncodePublish(p, c->version));
+    return c->conn->Packets();
+  }
+  bool Closed(Client* c) {
+    std::lock_guard<std::mutex> l(c->conn->mu);
+    return c->conn->closed;
+  }
+
+  AllowAll authn_;
+  PolicyLike authz_;
+  std::unique_ptr<Broker> broker_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+TEST_F(BrokerPolicyTest, DeniedPublishDisconnectsMqtt311) {
+  // 3.1.1 has no negative PUBACK: the connection is closed, as AWS IoT does.
+  Client* c = Connect("dev", 4);
+  auto p = Pub(c, "secret/x", 1);
+  EXPECT_TRUE(p.empty());
+  EXPECT_TRUE(Closed(c));
+  Client* q0 = Connect("dev0", 4);
+  Pub(q0, "secret/x", 0);
+  EXPECT_TRUE(Closed(q0));
+  Client* ok = Connect("ok", 4);
+  p = Pub(ok, "open/x", 1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kPuback);
+  EXPECT_FALSE(Closed(ok));
+}
+
+TEST_F(BrokerPolicyTest, DeniedPublishIsNotAuthorizedInMqtt5) {
+  Client* c = Connect("dev", 5);
+  auto p = Pub(c, "secret/x", 1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kPuback);
+  EXPECT_EQ(uint8_t(p[0].second[2]), rc::kNotAuthorized);
+  p = Pub(c, "secret/x", 2);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kPubrec);
+  EXPECT_EQ(uint8_t(p[0].second[2]), rc::kNotAuthorized);
+  // QoS 0 has no acknowledgement: dropped, the connection stays.
+  EXPECT_TRUE(Pub(c, "secret/x", 0).empty());
+  EXPECT_FALSE(Closed(c));
+}
+
+TEST_F(BrokerPolicyTest, RetainedPublishNeedsRetainPublish) {
+  Client* sub = Connect("sub", 5);
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"#", 0});
+  sub->Send(EncodeSubscribe(s, 5));
+  sub->conn->Packets();
+  Client* c = Connect("dev", 5);
+  auto p = Pub(c, "noretain/x", 1, /*retain=*/true);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(uint8_t(p[0].second[2]), rc::kNotAuthorized);
+  EXPECT_EQ(broker_->retained_messages(), 0u);
+  EXPECT_TRUE(sub->conn->Packets().empty());
+  p = Pub(c, "noretain/x", 1, /*retain=*/false);  // not retained: iot:Publish is enough
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].second.size(), 2u);  // PUBACK success (reason omitted)
+  p = Pub(c, "open/x", 1, /*retain=*/true);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].second.size(), 2u);
+  EXPECT_EQ(broker_->retained_messages(), 1u);
+  EXPECT_TRUE(authz_.Asked("retain-publish:dev:open/x"));
+  EXPECT_TRUE(authz_.Asked("retain-publish:dev:noretain/x"));
+}
+
+TEST_F(BrokerPolicyTest, ConnectAttributesReachTheHook) {
+  Will w;
+  w.topic = "open/will";
+  w.payload = "bye";
+  Client* c = Open(5);
+  mqtt::Connect cp;
+  cp.protocol_level = 5;
+  cp.client_id = "pw";
+  cp.will = w;
+  cp.props.session_expiry = 60;
+  c->Send(EncodeConnect(cp));
+  EXPECT_TRUE(authz_.Asked("connect:pw::persistent:will"));
+  Connect("plain", 4);
+  EXPECT_TRUE(authz_.Asked("connect:plain:"));
+}
+
+TEST_F(BrokerPolicyTest, WillIsPublishedOnlyWhereTheClientMayPublish) {
+  Client* sub = Connect("sub", 5);
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"#", 0});
+  sub->Send(EncodeSubscribe(s, 5));
+  sub->conn->Packets();
+  Will denied;
+  denied.topic = "secret/will";
+  denied.payload = "bye";
+  Client* a = Connect("a", 5, "", denied);
+  a->Close();
+  Will allowed;
+  allowed.topic = "open/will";
+  allowed.payload = "bye";
+  Client* b = Connect("b", 5, "", allowed);
+  b->Close();
+  std::vector<std::string> topics;
+  for (auto& [h, body] : sub->conn->Packets()) {
+    Publish p;
+    if ((h >> 4) == kPublish && ParsePublish(body, h & 15, 5, &p) == 0) topics.push_back(p.topic);
+  }
+  EXPECT_EQ(topics, std::vector<std::string>{"open/will"});
+}
+
+TEST_F(BrokerPolicyTest, DisconnectCertificateClosesItsConnections) {
+  Client* dev = Connect("dev", 5, "AB12CD");
+  Client* dev311 = Connect("dev311", 4, "ab12cd");
+  Client* other = Connect("other", 5, "FFFF");
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"#", 0});
+  other->Send(EncodeSubscribe(s, 5));
+  other->conn->Packets();
+  Client* pending = Open(5, "AB12CD");  // TLS done, CONNECT not yet sent
+  EXPECT_EQ(broker_->DisconnectCertificate("ab12CD", rc::kAdministrativeAction), 3u);
+  auto p = dev->conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kDisconnect);
+  EXPECT_EQ(uint8_t(p[0].second[0]), rc::kAdministrativeAction);
+  EXPECT_TRUE(Closed(dev));
+  EXPECT_TRUE(Closed(dev311));
+  EXPECT_TRUE(dev311->conn->Packets().empty());  // 3.1.1: no server DISCONNECT
+  EXPECT_FALSE(Closed(other));
+  EXPECT_TRUE(Closed(pending));
+  // Whatever the closed connections still send is not acted upon.
+  mqtt::Connect cp;
+  cp.protocol_level = 5;
+  cp.client_id = "late";
+  pending->Send(EncodeConnect(cp));
+  EXPECT_EQ(broker_->connected_clients(), 3u);  // dev, dev311 (until their sockets close), other
+  Pub(dev, "open/x", 1);
+  EXPECT_TRUE(other->conn->Packets().empty());
+  for (Client* c : {dev, dev311, pending}) c->Close();
+  EXPECT_EQ(broker_->connected_clients(), 1u);
+  EXPECT_EQ(broker_->DisconnectCertificate("ab12cd", rc::kAdministrativeAction), 0u);
+  EXPECT_EQ(broker_->DisconnectCertificate("", rc::kAdministrativeAction), 0u);
+
+  EXPECT_TRUE(broker_->DisconnectClient("other", rc::kAdministrativeAction));
+  EXPECT_TRUE(Closed(other));
+  EXPECT_FALSE(broker_->DisconnectClient("other", rc::kAdministrativeAction));
+  EXPECT_FALSE(broker_->DisconnectClient("nobody", rc::kAdministrativeAction));
 }
 
 }  // namespace

@@ -50,6 +50,7 @@ constexpr uint8_t kReceiveMaximumExceeded = 0x93;
 constexpr uint8_t kTopicAliasInvalid = 0x94;
 constexpr uint8_t kPacketTooLarge = 0x95;
 constexpr uint8_t kQuotaExceeded = 0x97;
+constexpr uint8_t kAdministrativeAction = 0x98;
 constexpr uint8_t kPayloadFormatInvalid = 0x99;
 constexpr uint8_t kRetainNotSupported = 0x9A;
 constexpr uint8_t kQosNotSupported = 0x9B;
