@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "catalog/crawler.h"
 #include "catalog/glue_api.h"
 #include "catalog/object_source.h"
@@ -75,6 +77,39 @@ int64_t EnvSeconds(const char* name, int64_t fallback) {
   if (!v) return fallback;
   auto n = ParseInt64(v);
   return n && *n > 0 ? *n : fallback;
+}
+
+// A device operation denied by its IoT policy, as an audit record (docs/iot.md "Audit"): the
+// certificate is the principal, the deciding statement and the values the policy variables
+// resolved to go to additionalEventData; throttled per (certificate, client id, action).
+security::audit::ServiceEvent DeviceDenialEvent(const gateway::iot::DeviceDenial& d,
+                                                const std::string& region, const std::string& account) {
+  security::audit::ServiceEvent e;
+  e.event_source = "iot.amazonaws.com";
+  e.event_name = d.action.substr(d.action.find(':') + 1);  // iot:Publish -> Publish
+  e.principal_type = "IoTCertificate";
+  e.principal_id = d.certificate_id;
+  e.principal_arn = "arn:aws:iot:" + region + ":" + account + ":cert/" + d.certificate_id;
+  e.username = d.certificate_id;
+  e.source_ip = d.client.remote_ip;
+  e.user_agent = std::string(d.client.protocol_version == 5 ? "MQTT 5.0" : "MQTT 3.1.1") + " (" +
+                 d.client.listener + ")";
+  e.resource_arn = d.resource;
+  e.resource_type = d.action == "iot:Connect"     ? "AWS::IoT::Client"
+                    : d.action == "iot:Subscribe" ? "AWS::IoT::TopicFilter"
+                                                  : "AWS::IoT::Topic";
+  e.error_code = "AccessDenied";
+  e.error_message = d.reason;
+  e.request_parameters["clientId"] = d.client.client_id;
+  if (d.action != "iot:Connect") {
+    e.request_parameters[d.action == "iot:Subscribe" ? "topicFilter" : "topicName"] = d.topic;
+  }
+  nlohmann::json vars = {{"iot:ClientId", d.client.client_id},
+                         {"iot:Connection.Thing.ThingName", d.thing_name},
+                         {"iot:Certificate.Subject.CommonName", d.subject_cn}};
+  e.additional_event_data_json = nlohmann::json({{"decision", d.reason}, {"policyVariables", vars}}).dump();
+  e.throttle_key = d.certificate_id + '\0' + d.client.client_id + '\0' + d.action;
+  return e;
 }
 
 }  // namespace
@@ -200,6 +235,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   ao.keys_dir = m.dir->keys();
   ao.flush_seconds = EnvSeconds("TARN_AUDIT_FLUSH_SECONDS", 60);
   ao.digest_seconds = EnvSeconds("TARN_AUDIT_DIGEST_SECONDS", 3600);
+  ao.throttle_window_seconds = EnvSeconds("TARN_AUDIT_DEVICE_WINDOW_SECONDS", 60);
   ASSIGN_OR_RETURN(m.audit, security::audit::AuditTrail::Open(m.meta.get(), m.store.get(), ao));
   m.router->SetAuditSink(m.audit.get());
   m.cloudtrail = std::make_unique<security::audit::CloudTrailApi>(m.audit.get(), m.authz.get());
@@ -251,6 +287,10 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     // registry and authorises every connect / publish / subscribe / receive.
     m.device_policy = std::make_unique<gateway::iot::DevicePolicyHook>(
         m.meta.get(), m.mqtt_authn.get(), m.config.region, m.config.account_id);
+    m.device_policy->SetDenialSink([audit = m.audit.get(), region = m.config.region,
+                                    account = m.config.account_id](const gateway::iot::DeviceDenial& d) {
+      audit->RecordServiceEvent(DeviceDenialEvent(d, region, account));
+    });
     ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.device_policy.get(), m.device_policy.get()));
   }
   m.router->SetS3Service(m.s3.get());

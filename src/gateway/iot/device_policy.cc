@@ -158,14 +158,16 @@ Result<DeviceContext> DevicePolicyHook::Load(const std::string& cert_id, const s
 }
 
 void DevicePolicyHook::Denied(const std::string& action, const std::string& resource,
-                              const std::string& cert_id, const std::string& reason,
-                              const DeviceContext* ctx, const mqtt::ClientInfo& client) {
+                              std::string_view topic, const std::string& cert_id,
+                              const std::string& reason, const DeviceContext* ctx,
+                              const mqtt::ClientInfo& client) {
   ops::Metrics().Counter("tarn_iot_policy_denials_total", "MQTT operations denied by IoT policies",
                          {{"action", action}}).Inc();
   if (!sink_) return;
   DeviceDenial d;
   d.action = action;
   d.resource = resource;
+  d.topic = std::string(topic);
   d.certificate_id = cert_id;
   d.reason = reason;
   if (ctx) {
@@ -188,7 +190,7 @@ Result<std::string> DevicePolicyHook::Authenticate(const mqtt::ClientInfo& clien
         TLOG_INFO("audit", "mqtt connect denied: client {} certificate {} is {}", client.client_id, id,
                   ctx.certificate_status);
         Denied("iot:Connect", "arn:aws:iot:" + region_ + ":" + account_id_ + ":client/" + client.client_id,
-               id, why, &ctx, client);
+               "", id, why, &ctx, client);
         return Error(ErrorCode::kAccessDenied, why);
       }
       return std::string(kCertIdentityPrefix) + id;
@@ -241,7 +243,7 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
   if (denied) {
     // A repeated denial is served from the cache but still reaches the audit trail (which
     // throttles per device).
-    Denied(name, resource, cert_id, denied->decision.reason, denied->ctx.get(), client);
+    Denied(name, resource, topic, cert_id, denied->decision.reason, denied->ctx.get(), client);
     return false;
   }
   if (!ctx) {
@@ -262,7 +264,7 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
     // The audit record names the deciding statement and the values the variables resolved to.
     TLOG_INFO("audit", "mqtt {} denied: client={} certificate={} resource={} thingName={} cn={}: {}", name,
               client.client_id, cert_id, resource, ctx->thing_name, ctx->subject_cn, d.reason);
-    Denied(name, resource, cert_id, d.reason, ctx.get(), client);
+    Denied(name, resource, topic, cert_id, d.reason, ctx.get(), client);
   }
   bool allowed = d.allowed;
   std::lock_guard<std::mutex> lock(mu_);

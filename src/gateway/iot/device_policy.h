@@ -75,6 +75,7 @@ PolicyDecision EvaluateIotPolicies(const DeviceContext& ctx, const std::string& 
 struct DeviceDenial {
   std::string action;    // "iot:Publish"
   std::string resource;  // arn:aws:iot:<region>:<account>:topic/…
+  std::string topic;     // the topic name or filter ("" for connect)
   std::string certificate_id;
   std::string reason;    // PolicyDecision::reason, or why the certificate was refused
   // The values the policy variables resolved to ("" = did not resolve).
@@ -108,8 +109,9 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
     std::shared_ptr<const DeviceContext> ctx;
   };
   Result<DeviceContext> Load(const std::string& cert_id, const std::string& client_id);
-  void Denied(const std::string& action, const std::string& resource, const std::string& cert_id,
-              const std::string& reason, const DeviceContext* ctx, const mqtt::ClientInfo& client);
+  void Denied(const std::string& action, const std::string& resource, std::string_view topic,
+              const std::string& cert_id, const std::string& reason, const DeviceContext* ctx,
+              const mqtt::ClientInfo& client);
 
   MetaStore* meta_;
   mqtt::Authenticator* password_auth_;

@@ -272,6 +272,105 @@ void AuditTrail::Record(const net::ApiCall& call, const net::HttpRequest& reques
   if (pending_.size() >= kMaxBatch) cv_.notify_one();
 }
 
+IndexedEvent AuditTrail::FormatServiceEvent(const ServiceEvent& ev, int64_t now_ms, const Throttle* summary) {
+  IndexedEvent e;
+  e.event_id = NewUuid();
+  e.event_time_ms = now_ms;
+  e.event_name = ev.event_name;
+  e.event_source = ev.event_source;
+  e.username = ev.username;
+  e.resource_type = ev.resource_type;
+  e.resource_name = ev.resource_arn;
+  json extra = ev.additional_event_data_json.empty()
+                   ? json::object()
+                   : json::parse(ev.additional_event_data_json, nullptr, false);
+  if (!extra.is_object()) extra = json::object();
+  if (summary) {
+    extra["aggregated"] = true;
+    extra["deniedCount"] = summary->suppressed;
+    extra["firstEventTime"] = FormatIso8601(summary->first_ms / 1000);
+    extra["lastEventTime"] = FormatIso8601(summary->last_ms / 1000);
+    extra["resources"] = summary->resources;
+  }
+  json rec = {
+      {"eventVersion", "1.08"},
+      {"userIdentity", {{"type", ev.principal_type}, {"principalId", ev.principal_id},
+                        {"arn", ev.principal_arn}, {"accountId", opt_.account_id}}},
+      {"eventTime", FormatIso8601(now_ms / 1000)},
+      {"eventSource", ev.event_source},
+      {"eventName", ev.event_name},
+      {"awsRegion", opt_.region},
+      {"sourceIPAddress", ev.source_ip},
+      {"userAgent", ev.user_agent},
+      {"requestParameters", ev.request_parameters.empty() ? json(nullptr) : json(ev.request_parameters)},
+      {"responseElements", nullptr},
+      {"additionalEventData", extra},
+      {"eventID", e.event_id},
+      {"readOnly", false},
+      {"eventType", "AwsApiCall"},
+      {"managementEvent", false},
+      {"recipientAccountId", opt_.account_id},
+      {"eventCategory", "Data"},
+  };
+  if (!ev.resource_arn.empty()) {
+    rec["resources"] = json::array({{{"type", ev.resource_type}, {"ARN", ev.resource_arn}}});
+  }
+  if (!ev.error_code.empty()) {
+    rec["errorCode"] = ev.error_code;
+    rec["errorMessage"] = ev.error_message;
+  }
+  e.record_json = rec.dump(-1, ' ', false, json::error_handler_t::replace);
+  return e;
+}
+
+void AuditTrail::RecordServiceEvent(ServiceEvent ev) {
+  int64_t now_ms = opt_.clock->NowMillis();
+  if (!ev.throttle_key.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = throttles_.find(ev.throttle_key);
+    if (it == throttles_.end() && throttles_.size() >= opt_.throttle_max_keys) {
+      it = throttles_.find("*");  // the overflow key: everything beyond the tracked devices
+      ev.throttle_key = "*";
+    }
+    if (it != throttles_.end() && now_ms - it->second.window_start_ms < opt_.throttle_window_seconds * 1000) {
+      Throttle& t = it->second;
+      if (t.suppressed++ == 0) t.first_ms = now_ms;
+      t.last_ms = now_ms;
+      if (t.resources.size() < 10 &&
+          std::find(t.resources.begin(), t.resources.end(), ev.resource_arn) == t.resources.end()) {
+        t.resources.push_back(ev.resource_arn);
+      }
+      t.last = std::move(ev);
+      return;
+    }
+    if (it != throttles_.end() && it->second.suppressed) {
+      // The window ended before the flush thread saw it: its summary goes first.
+      pending_.push_back(FormatServiceEvent(it->second.last, it->second.last_ms, &it->second));
+    }
+    Throttle& t = throttles_[ev.throttle_key];
+    t = Throttle();
+    t.window_start_ms = now_ms;
+  }
+  IndexedEvent e = FormatServiceEvent(ev, now_ms, nullptr);
+  std::lock_guard<std::mutex> lock(mu_);
+  pending_.push_back(std::move(e));
+  if (pending_.size() >= kMaxBatch) cv_.notify_one();
+}
+
+void AuditTrail::FlushThrottles(bool all) {
+  int64_t now_ms = opt_.clock->NowMillis();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = throttles_.begin(); it != throttles_.end();) {
+    Throttle& t = it->second;
+    if (!all && now_ms - t.window_start_ms < opt_.throttle_window_seconds * 1000) {
+      ++it;
+      continue;
+    }
+    if (t.suppressed) pending_.push_back(FormatServiceEvent(t.last, t.last_ms, &t));
+    it = throttles_.erase(it);
+  }
+}
+
 Status AuditTrail::IndexPending() {
   std::vector<IndexedEvent> events;
   {
@@ -429,6 +528,7 @@ void AuditTrail::Run() {
       cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || pending_.size() >= kMaxBatch; });
       if (stop_) return;
     }
+    FlushThrottles(/*all=*/false);
     std::lock_guard<std::mutex> lock(write_mu_);
     Status st = IndexPending();
     int64_t now = opt_.clock->NowSeconds();
@@ -445,6 +545,7 @@ void AuditTrail::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  FlushThrottles(/*all=*/true);  // nothing counted is lost at shutdown
   Status st = Flush(/*with_digest=*/true);
   if (!st.ok()) TLOG_WARN("audit", "final audit flush: {}", st.ToString());
 }

@@ -12,6 +12,9 @@
 //                     are signed with HMAC-SHA256 under <data>/keys/audit-digest.key (signature
 //                     in the object's x-amz-meta-signature, as CloudTrail does). A digest is
 //                     written every digest interval (default hourly) and at shutdown.
+//                     RecordServiceEvent() takes events that are not API calls (a device's
+//                     MQTT operation denied by its IoT policy), optionally throttled per key
+//                     (see ServiceEvent).
 //   CloudTrailApi     the CloudTrail JSON 1.1 LookupEvents operation over the index.
 //   VerifyAuditTrail  `tarn audit verify`: walks the digest chain and reports log files
 //                     modified, deleted or inserted, and broken or forged digests.
@@ -21,10 +24,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/clock.h"
@@ -42,7 +47,33 @@ struct AuditOptions {
   std::string keys_dir;  // holds audit-digest.key
   int64_t flush_seconds = 60;     // log file cadence (CloudTrail delivers about every 5 min)
   int64_t digest_seconds = 3600;  // digest cadence (CloudTrail: hourly)
+  // Throttled service events: one full record per key per window, the rest summarised.
+  int64_t throttle_window_seconds = 60;
+  size_t throttle_max_keys = 10000;
   const Clock* clock = nullptr;
+};
+
+// An event that is not an API call, recorded in the same CloudTrail shape: e.g. a device's
+// MQTT publish denied by its IoT policy (eventSource iot.amazonaws.com, eventName Publish).
+//
+// Throttling (`throttle_key` non-empty), so that a misbehaving device cannot flood the trail:
+// the first event of a key is recorded in full and opens a window of throttle_window_seconds;
+// further events of that key inside the window are only counted, and when the window closes one
+// summary record is written — the last event, with additionalEventData.aggregated = true,
+// deniedCount (the events it stands for), firstEventTime / lastEventTime and up to 10 distinct
+// resources. At most throttle_max_keys keys are tracked; beyond that, new keys share one
+// overflow key ("*"), so memory and records stay bounded whatever a device sends.
+struct ServiceEvent {
+  std::string event_source;  // "iot.amazonaws.com"
+  std::string event_name;    // "Publish"
+  std::string principal_type, principal_id, principal_arn;  // userIdentity
+  std::string username;      // LookupEvents' Username attribute
+  std::string source_ip, user_agent;
+  std::string resource_type, resource_arn;
+  std::string error_code, error_message;  // empty = success
+  std::map<std::string, std::string> request_parameters;
+  std::string additional_event_data_json;  // a JSON object, or empty
+  std::string throttle_key;
 };
 
 // One event as indexed for LookupEvents.
@@ -68,6 +99,9 @@ class AuditTrail final : public net::AuditSink {
 
   void Record(const net::ApiCall& call, const net::HttpRequest& request, int http_status,
               const Status& error) override;
+  // Queues a service event (throttled by its key, see ServiceEvent). No I/O; safe to call
+  // with other locks held.
+  void RecordServiceEvent(ServiceEvent event);
 
   void Start();
   // Writes everything queued as a log file and a final digest; stops the thread.
@@ -81,6 +115,16 @@ class AuditTrail final : public net::AuditSink {
  private:
   AuditTrail(MetaStore* meta, storage::ObjectStore* store, AuditOptions options, std::string key);
   Status IndexPending();
+  struct Throttle {
+    int64_t window_start_ms = 0;
+    uint64_t suppressed = 0;
+    int64_t first_ms = 0, last_ms = 0;
+    ServiceEvent last;
+    std::vector<std::string> resources;
+  };
+  IndexedEvent FormatServiceEvent(const ServiceEvent& e, int64_t now_ms, const Throttle* summary);
+  // Writes the summaries of throttle windows that have ended and forgets their keys.
+  void FlushThrottles(bool all);
   Status WriteLogFile();
   Status WriteDigest();
   Status RecoverUnwritten();
@@ -94,6 +138,7 @@ class AuditTrail final : public net::AuditSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<IndexedEvent> pending_;  // guarded by mu_: recorded, not yet indexed
+  std::unordered_map<std::string, Throttle> throttles_;  // guarded by mu_
   bool stop_ = false;                  // guarded by mu_
 
   std::mutex write_mu_;                // serialises indexing and file writing
