@@ -72,7 +72,7 @@ def simulate(lake, work, devices, rate, seconds, qos=1, drain=30):
     cmd = [tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file, "--certs",
            os.path.join(work, "certs"), "--devices", str(devices), "--rate", str(rate), "--duration",
            str(seconds), "--qos", str(qos), "--seed", "7", "--json", "--drain", str(drain)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(work, "simulate.log"), "w"), text=True)
 
 
 def throughput(args):
@@ -91,6 +91,8 @@ def throughput(args):
             time.sleep(0.2)
         wall = time.time() - t0
         result = json.loads(sim.stdout.read().strip().splitlines()[-1])
+        if os.environ.get("BENCH_VERBOSE"):
+            print(open(os.path.join(work, "simulate.log")).read().replace("\r", "\n")[-3000:])
         server_cpu = cpu_seconds(lake.proc.pid) - server_cpu0
         acked = result["acked"]
         # Everything acknowledged must reach the table.
