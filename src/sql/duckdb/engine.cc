@@ -3,6 +3,8 @@
 #include <duckdb.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -512,16 +514,80 @@ size_t PreparedStatement::parameter_count() const {
 Status PreparedStatement::BindNull(size_t i) {
   TARN_BIND_CHECK(duckdb_bind_null(static_cast<duckdb_prepared_statement>(stmt_), i));
 }
+// DuckDB re-plans a prepared statement whenever a bound value's type differs from the type it
+// inferred for the parameter, and after one such rebind it re-plans on every execution
+// (PreparedStatementData::RequireRebind: bound_all_parameters becomes false). A re-plan costs
+// as much as Prepare (100-400 µs), so values are bound in the inferred type whenever they fit.
 Status PreparedStatement::Bind(size_t i, bool v) {
   TARN_BIND_CHECK(duckdb_bind_boolean(static_cast<duckdb_prepared_statement>(stmt_), i, v));
 }
 Status PreparedStatement::Bind(size_t i, int64_t v) {
-  TARN_BIND_CHECK(duckdb_bind_int64(static_cast<duckdb_prepared_statement>(stmt_), i, v));
+  auto s = static_cast<duckdb_prepared_statement>(stmt_);
+  duckdb_state st;
+  switch (param_type(i)) {
+    case ColumnType::kTinyInt:
+      st = v >= INT8_MIN && v <= INT8_MAX ? duckdb_bind_int8(s, i, static_cast<int8_t>(v)) : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kSmallInt:
+      st = v >= INT16_MIN && v <= INT16_MAX ? duckdb_bind_int16(s, i, static_cast<int16_t>(v))
+                                            : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kInteger:
+      st = v >= INT32_MIN && v <= INT32_MAX ? duckdb_bind_int32(s, i, static_cast<int32_t>(v))
+                                            : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kUTinyInt:
+      st = v >= 0 && v <= UINT8_MAX ? duckdb_bind_uint8(s, i, static_cast<uint8_t>(v)) : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kUSmallInt:
+      st = v >= 0 && v <= UINT16_MAX ? duckdb_bind_uint16(s, i, static_cast<uint16_t>(v))
+                                     : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kUInteger:
+      st = v >= 0 && v <= UINT32_MAX ? duckdb_bind_uint32(s, i, static_cast<uint32_t>(v))
+                                     : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kUBigInt:
+      st = v >= 0 ? duckdb_bind_uint64(s, i, static_cast<uint64_t>(v)) : duckdb_bind_int64(s, i, v);
+      break;
+    case ColumnType::kHugeInt:
+      st = duckdb_bind_hugeint(s, i, duckdb_hugeint{static_cast<uint64_t>(v), v < 0 ? -1 : 0});
+      break;
+    case ColumnType::kDouble: st = duckdb_bind_double(s, i, static_cast<double>(v)); break;
+    default: st = duckdb_bind_int64(s, i, v); break;
+  }
+  TARN_BIND_CHECK(st);
 }
 Status PreparedStatement::Bind(size_t i, double v) {
-  TARN_BIND_CHECK(duckdb_bind_double(static_cast<duckdb_prepared_statement>(stmt_), i, v));
+  auto s = static_cast<duckdb_prepared_statement>(stmt_);
+  if (param_type(i) == ColumnType::kFloat) TARN_BIND_CHECK(duckdb_bind_float(s, i, static_cast<float>(v)));
+  TARN_BIND_CHECK(duckdb_bind_double(s, i, v));
 }
 Status PreparedStatement::Bind(size_t i, std::string_view v) {
+  // Text for a numeric or boolean parameter is converted here when it parses cleanly (see
+  // above); anything else goes in as VARCHAR and DuckDB casts it (and reports bad input).
+  ColumnType t = param_type(i);
+  switch (t) {
+    case ColumnType::kTinyInt: case ColumnType::kSmallInt: case ColumnType::kInteger:
+    case ColumnType::kBigInt: case ColumnType::kUTinyInt: case ColumnType::kUSmallInt:
+    case ColumnType::kUInteger: case ColumnType::kUBigInt: case ColumnType::kHugeInt:
+      if (auto n = ParseInt64(Trim(v))) return Bind(i, *n);
+      break;
+    case ColumnType::kFloat: case ColumnType::kDouble: {
+      std::string text(Trim(v));
+      char* end = nullptr;
+      double d = std::strtod(text.c_str(), &end);
+      if (!text.empty() && end && *end == '\0' && std::isfinite(d)) return Bind(i, d);
+      break;
+    }
+    case ColumnType::kBoolean: {
+      std::string b = ToLower(Trim(v));
+      if (b == "t" || b == "true") return Bind(i, true);
+      if (b == "f" || b == "false") return Bind(i, false);
+      break;
+    }
+    default: break;
+  }
   TARN_BIND_CHECK(duckdb_bind_varchar_length(static_cast<duckdb_prepared_statement>(stmt_), i, v.data(), v.size()));
 }
 Status PreparedStatement::BindBlob(size_t i, std::string_view v) {
@@ -554,7 +620,14 @@ Status PreparedStatement::BindUuid(size_t i, uint64_t upper, uint64_t lower) {
 #undef TARN_BIND_CHECK
 
 ColumnType PreparedStatement::param_type(size_t i) const {
-  return static_cast<ColumnType>(duckdb_param_type(static_cast<duckdb_prepared_statement>(stmt_), i));
+  // The types DuckDB inferred at Prepare (not those of the last rebind), fetched once.
+  if (param_types_.empty()) {
+    auto s = static_cast<duckdb_prepared_statement>(stmt_);
+    size_t n = duckdb_nparams(s);
+    param_types_.resize(n + 1, ColumnType::kInvalid);
+    for (size_t k = 1; k <= n; ++k) param_types_[k] = static_cast<ColumnType>(duckdb_param_type(s, k));
+  }
+  return i < param_types_.size() ? param_types_[i] : ColumnType::kInvalid;
 }
 
 StatementKind PreparedStatement::statement_kind() const {

@@ -222,6 +222,7 @@ class PreparedStatement {
   friend class Connection;
   PreparedStatement() = default;
   void* stmt_ = nullptr;  // duckdb_prepared_statement
+  mutable std::vector<ColumnType> param_types_;  // [0] unused; filled on first param_type()
 };
 
 // Appends rows to a table quickly (bulk loads). Call the Append* for each column in order,

@@ -84,6 +84,40 @@ TEST(EngineTest, PreparedAndAppenderAndChangedRows) {
   EXPECT_FALSE(del->returns_rows());
 }
 
+// Values are bound in the parameter's inferred type (no per-execution re-plan), and values
+// that do not fit or do not parse still reach DuckDB's own casts and errors.
+TEST(EngineTest, BindsInTheInferredParameterType) {
+  auto db = Database::Open("");
+  auto conn = (*db)->Connect();
+  ASSERT_TRUE((*conn)->Execute("CREATE TABLE t(i INTEGER, s SMALLINT, f FLOAT, b BOOLEAN, d DECIMAL(10,2))").ok());
+  auto ins = (*conn)->Prepare("INSERT INTO t VALUES ($1, $2, $3, $4, $5)");
+  ASSERT_TRUE(ins.ok()) << ins.status().ToString();
+  EXPECT_EQ((*ins)->param_type(1), ColumnType::kInteger);
+  EXPECT_EQ((*ins)->param_type(3), ColumnType::kFloat);
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE((*ins)->Bind(1, int64_t{7 + k}).ok());
+    ASSERT_TRUE((*ins)->Bind(2, std::string_view(" 12 ")).ok());
+    ASSERT_TRUE((*ins)->Bind(3, std::string_view("1.5")).ok());
+    ASSERT_TRUE((*ins)->Bind(4, std::string_view("t")).ok());
+    ASSERT_TRUE((*ins)->Bind(5, std::string_view("3.25")).ok());
+    ASSERT_TRUE((*ins)->Execute().ok());
+  }
+  // Out of the inferred type's range: DuckDB reports the overflow.
+  ASSERT_TRUE((*ins)->Bind(1, int64_t{1} << 40).ok());
+  EXPECT_FALSE((*ins)->Execute().ok());
+  ASSERT_TRUE((*ins)->Bind(1, int64_t{1}).ok());
+  ASSERT_TRUE((*ins)->Bind(2, std::string_view("x")).ok());
+  EXPECT_EQ((*ins)->Execute().status().code(), ErrorCode::kSqlConversion);
+  auto r = (*conn)->Query("SELECT sum(i), sum(s), sum(f), bool_and(b), sum(d)::DOUBLE FROM t");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto rows = *r->ToRows();
+  EXPECT_EQ(*rows[0][0], "24");
+  EXPECT_EQ(*rows[0][1], "36");
+  EXPECT_EQ(*rows[0][2], "4.5");
+  EXPECT_EQ(*rows[0][3], "true");
+  EXPECT_EQ(*rows[0][4], "9.75");
+}
+
 TEST(EngineTest, StreamsLargeResultsChunkByChunk) {
   auto db = Database::Open("");
   auto conn = (*db)->Connect();

@@ -3,6 +3,7 @@
 #include "core/crypto.h"
 #include "core/strings.h"
 #include "security/keyring.h"
+#include "sql/pgwire/fastpath.h"
 #include "sql/pgwire/messages.h"
 #include "sql/pgwire/rewrite.h"
 #include "sql/pgwire/scram.h"
@@ -122,6 +123,33 @@ TEST(PgwireRewrite, SplitAndRewrite) {
   auto kw = LeadingKeywords("  /* c */ begin read only", 3);
   ASSERT_EQ(kw.size(), 3u);
   EXPECT_EQ(kw[0], "BEGIN");
+}
+
+TEST(PgwireFastPath, ConstantSelect) {
+  for (const char* q : {"SELECT 1", "select 1;", "  SELECT 1 AS ok, 'x''y' s, -2.5e3, true, NULL ;",
+                        "SELECT 'a' AS \"Quoted\"", "SELECT .5"}) {
+    EXPECT_TRUE(IsConstantSelect(q)) << q;
+  }
+  for (const char* q : {"SELECT", "SELECT now()", "SELECT 1 FROM t", "SELECT 1 WHERE false", "SELECT 'now'::date",
+                        "SELECT 1 LIMIT 0", "SELECT $1", "SELECT 1 UNION SELECT 2", "SELECT random()",
+                        "SELECT 1 x y", "SELECT 'unterminated", "SELECT 1abc", "SELECT -", "SELECT 1 INTO t",
+                        "SELECT 1; SELECT 2", "VALUES (1)", "SELECT 1 AS"}) {
+    EXPECT_FALSE(IsConstantSelect(q)) << q;
+  }
+}
+
+TEST(PgwireFastPath, QueryCacheEvictsLeastRecentlyUsed) {
+  QueryCache<int> cache(2);
+  cache.Put("a", 1);
+  cache.Put("b", 2);
+  EXPECT_EQ(cache.Find("a"), 1);  // b is now the least recently used
+  cache.Put("c", 3);
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.Find("b"), 0);
+  EXPECT_EQ(cache.Find("a"), 1);
+  EXPECT_EQ(cache.Find("c"), 3);
+  cache.Clear();
+  EXPECT_EQ(cache.Find("a"), 0);
 }
 
 }  // namespace

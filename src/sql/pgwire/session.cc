@@ -1,5 +1,6 @@
 #include "sql/pgwire/session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -16,6 +17,7 @@ namespace tarn::sql::pgwire {
 namespace {
 
 constexpr size_t kFlushThreshold = 64 * 1024;
+constexpr size_t kReadChunk = 16 * 1024;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -219,6 +221,13 @@ enum class Special {
   kNotSupported,
 };
 
+// The result of a literal-only SELECT, computed once (fastpath.h), in both encodings.
+struct ConstantRows {
+  std::vector<TypeInfo> columns;
+  std::vector<std::string> names;
+  std::vector<std::vector<std::optional<std::string>>> text, binary;  // [row][column]
+};
+
 struct Session::Statement {
   std::string sql;        // as the client sent it
   std::string rewritten;  // what DuckDB runs
@@ -226,6 +235,8 @@ struct Session::Statement {
   std::vector<std::string> keywords;
   Special special = Special::kNone;
   std::unique_ptr<PreparedStatement> prepared;
+  bool constant = false;                       // IsConstantSelect(rewritten)
+  std::shared_ptr<const ConstantRows> constant_rows;  // filled by its first execution
   // COPY details.
   std::string copy_select;   // COPY … TO STDOUT: the query
   std::string copy_table;    // COPY … FROM STDIN: target
@@ -253,6 +264,8 @@ struct Session::Portal {
   std::vector<std::string> names;
   bool returns_rows = false;
   bool closed = false;  // its DuckDB stream was closed by a later statement
+  const ConstantRows* constant = nullptr;  // answered from stmt->constant_rows
+  size_t constant_row = 0;
   bool Binary(size_t col) const {
     if (result_formats.empty()) return false;
     if (result_formats.size() == 1) return result_formats[0] == 1;
@@ -290,9 +303,28 @@ Status Session::Flush() {
   return s;
 }
 
+// Messages are read through in_buf_, one recv() for as many messages as have arrived: a
+// pipelined Bind/Describe/Execute/Sync costs one system call instead of eight.
 Status Session::ReadMessage(char* type, std::string* body) {
-  char header[5];
-  RETURN_IF_ERROR(socket_->ReadFull(header, 5));
+  auto fill = [&](size_t need) -> Status {
+    if (in_buf_.size() - in_pos_ >= need) return Status::OK();
+    if (in_pos_ > 0) {
+      in_buf_.erase(0, in_pos_);
+      in_pos_ = 0;
+    }
+    while (in_buf_.size() < need) {
+      size_t have = in_buf_.size();
+      size_t want = std::max<size_t>(need - have, kReadChunk);
+      in_buf_.resize(have + want);
+      auto got = socket_->Read(in_buf_.data() + have, want);
+      in_buf_.resize(have + (got.ok() ? *got : 0));
+      if (!got.ok()) return got.status();
+      if (*got == 0) return Error(ErrorCode::kIoError, "connection closed");
+    }
+    return Status::OK();
+  };
+  RETURN_IF_ERROR(fill(5));
+  const char* header = in_buf_.data() + in_pos_;
   *type = header[0];
   uint32_t len = (uint32_t{static_cast<unsigned char>(header[1])} << 24) |
                  (uint32_t{static_cast<unsigned char>(header[2])} << 16) |
@@ -300,8 +332,13 @@ Status Session::ReadMessage(char* type, std::string* body) {
   if (len < 4 || len > kMaxMessageLength) {
     return Error(ErrorCode::kSqlProtocolViolation, "invalid message length " + std::to_string(len));
   }
-  body->resize(len - 4);
-  if (len > 4) RETURN_IF_ERROR(socket_->ReadFull(body->data(), len - 4));
+  RETURN_IF_ERROR(fill(size_t{len} + 1));
+  body->assign(in_buf_.data() + in_pos_ + 5, len - 4);
+  in_pos_ += size_t{len} + 1;
+  if (in_pos_ == in_buf_.size()) {
+    in_buf_.clear();
+    in_pos_ = 0;
+  }
   return Status::OK();
 }
 
@@ -539,9 +576,9 @@ bool Session::Authenticate() {
 void Session::Run(bool over_limit) {
   if (!Startup(over_limit)) return;
   TLOG_DEBUG("sql", "session {} for {} from {}", pid_, user_, socket_->peer());
+  std::string body;  // reused: its capacity outlives each message
   for (;;) {
     char type;
-    std::string body;
     Status st = ReadMessage(&type, &body);
     if (!st.ok()) {
       if (st.code() == ErrorCode::kSqlProtocolViolation) {
@@ -594,6 +631,10 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
   if (!IsValidUtf8(sql)) {
     return Error(ErrorCode::kSqlCharacterNotInRepertoire, "invalid byte sequence for encoding \"UTF8\"");
   }
+  std::string cache_key = sql;
+  cache_key.push_back('\0');
+  cache_key.append(reinterpret_cast<const char*>(param_types.data()), param_types.size() * sizeof(int32_t));
+  if (auto cached = statement_cache_.Find(cache_key)) return cached;
   auto st = std::make_shared<Statement>();
   st->sql = sql;
   st->param_types = std::move(param_types);
@@ -768,6 +809,7 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
     }
   }
   if (st->special != Special::kNone) return st;
+  bool stateless = false;  // the text alone decides what DuckDB runs
   if (st->rewritten.empty()) {
     // psycopg, SQLAlchemy, pgJDBC: current_setting('server_version_num') and other settings
     // only the session knows become literals (DuckDB's current_setting knows its own only).
@@ -790,12 +832,23 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
       low = ToLower(text);
       at = start;
     }
+    stateless = text == sql;
     st->rewritten = RewriteQuery(text);
   }
   auto prepared = conn_->Prepare(st->rewritten);
   if (!prepared.ok()) return prepared.status();
   st->prepared = std::move(*prepared);
   if (st->param_types.size() < st->prepared->parameter_count()) st->param_types.resize(st->prepared->parameter_count(), 0);
+  // Statements whose text alone decides what DuckDB runs are kept for the next Parse or Query
+  // of the same text (a SHOW or a current_setting() literal depends on the session's settings;
+  // DuckDB re-plans cached statements itself after catalog changes).
+  StatementKind kind = st->prepared->statement_kind();
+  if (stateless && (kind == StatementKind::kSelect || kind == StatementKind::kInsert ||
+                    kind == StatementKind::kUpdate || kind == StatementKind::kDelete)) {
+    st->constant = kind == StatementKind::kSelect && st->prepared->parameter_count() == 0 &&
+                   IsConstantSelect(st->rewritten);
+    statement_cache_.Put(cache_key, st);
+  }
   return st;
 }
 
@@ -832,6 +885,10 @@ Status Session::Start(Portal& p) {
                        " in a read-only transaction");
     }
   }
+  if (st.constant && st.constant_rows) {
+    UseConstantRows(p);
+    return Status::OK();
+  }
   // DuckDB streams one result per connection: an older suspended portal is closed.
   if (streaming_ && streaming_ != &p) {
     streaming_->result.reset();
@@ -848,6 +905,43 @@ Status Session::Start(Portal& p) {
   }
   p.result.emplace(std::move(*r));
   p.returns_rows = p.result->returns_rows();
+  if (st.constant) {
+    // First execution of a literal-only SELECT: keep its rows in both encodings.
+    auto rows = std::make_shared<ConstantRows>();
+    for (size_t i = 0; i < p.result->column_count(); ++i) {
+      rows->columns.push_back(p.result->column_info(i));
+      rows->names.push_back(p.result->column_name(i));
+    }
+    for (;;) {
+      auto next = p.result->Next();
+      if (!next.ok()) {
+        p.result.reset();
+        EndStatement();
+        return MapCancel(next.status());
+      }
+      if (!*next) break;
+      const Chunk& chunk = **next;
+      for (size_t row = 0; row < chunk.size(); ++row) {
+        auto& text = rows->text.emplace_back();
+        auto& binary = rows->binary.emplace_back();
+        for (size_t c = 0; c < rows->columns.size(); ++c) {
+          const VectorView& v = chunk.column(c);
+          if (v.IsNull(row)) {
+            text.emplace_back();
+            binary.emplace_back();
+            continue;
+          }
+          EncodeText(v, row, &text.emplace_back().emplace());
+          EncodeBinary(v, row, &binary.emplace_back().emplace());
+        }
+      }
+    }
+    p.result.reset();
+    EndStatement();
+    st.constant_rows = std::move(rows);
+    UseConstantRows(p);
+    return Status::OK();
+  }
   if (p.returns_rows) {
     for (size_t i = 0; i < p.result->column_count(); ++i) {
       p.columns.push_back(p.result->column_info(i));
@@ -862,11 +956,40 @@ Status Session::Start(Portal& p) {
   return Status::OK();
 }
 
+void Session::UseConstantRows(Portal& p) {
+  const ConstantRows& rows = *p.stmt->constant_rows;
+  p.constant = &rows;
+  p.columns = rows.columns;
+  p.names = rows.names;
+  p.returns_rows = true;
+}
+
 Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
   *suspended = false;
   int64_t sent = 0;
   size_t ncols = p.columns.size();
   std::string& buf = out_.buffer();
+  if (p.constant) {
+    for (; p.constant_row < p.constant->text.size(); ++p.constant_row) {
+      if (max_rows > 0 && sent >= max_rows) {
+        *suspended = true;
+        return Status::OK();
+      }
+      ++sent;
+      ++p.rows;
+      if (suppress_rows_) continue;
+      out_.Begin('D');
+      out_.Int16(static_cast<int16_t>(ncols));
+      for (size_t c = 0; c < ncols; ++c) {
+        const auto& cell = p.Binary(c) ? p.constant->binary[p.constant_row][c] : p.constant->text[p.constant_row][c];
+        out_.Int32(cell ? static_cast<int32_t>(cell->size()) : -1);
+        if (cell) out_.Bytes(*cell);
+      }
+      out_.End();
+    }
+    p.done = true;
+    return Status::OK();
+  }
   while (!p.done) {
     if (!p.chunk || p.chunk_row >= p.chunk->size()) {
       p.chunk.reset();
@@ -1047,6 +1170,7 @@ Status Session::RunSessionStatement(Portal& p) {
         // its own casts.
         Status s = DuckExec("SET TimeZone = " + QuoteLiteral(value));
         if (!s.ok()) return Error(ErrorCode::kInvalidArgument, "invalid value for parameter \"TimeZone\": \"" + value + "\"");
+        statement_cache_.Clear();  // plans may hold constants folded in the old zone
       } else if (name == "default_transaction_read_only") {
         std::string e = ToLower(value);
         value = (e == "on" || e == "true" || e == "1" || e == "yes") ? "on" : "off";
@@ -1074,6 +1198,7 @@ Status Session::RunSessionStatement(Portal& p) {
     case Special::kDiscard: {
       if (tx_ != 'I') return Error(ErrorCode::kFailedPrecondition, "DISCARD ALL cannot run inside a transaction block");
       statements_.clear();
+      statement_cache_.Clear();
       cursors_.clear();
       for (auto it = portals_.begin(); it != portals_.end();) {
         if (it->second.get() == &p) {

@@ -16,6 +16,7 @@
 #include "core/status.h"
 #include "net/socket_server.h"
 #include "sql/duckdb/engine.h"
+#include "sql/pgwire/fastpath.h"
 #include "sql/pgwire/messages.h"
 
 namespace tarn::sql::pgwire {
@@ -73,6 +74,7 @@ class Session {
   Status Start(Portal& portal);
   void SendRowDescription(const Portal& portal);
   Status SendRows(Portal& portal, int64_t max_rows, bool* suspended);
+  void UseConstantRows(Portal& portal);
   Status RunSessionStatement(Portal& portal);
   Status RunCursorStatement(Portal& portal, bool describe);
   Status CopyOut(Portal& portal);
@@ -94,6 +96,7 @@ class Session {
   std::unique_ptr<Connection> conn_;
   std::map<std::string, std::string> settings_;  // PostgreSQL session settings (lower-case names)
   std::map<std::string, std::shared_ptr<Statement>> statements_;
+  QueryCache<std::shared_ptr<Statement>> statement_cache_{256};  // by query text (fastpath.h)
   std::map<std::string, std::unique_ptr<Portal>> portals_;
   std::map<std::string, std::unique_ptr<Portal>> cursors_;  // DECLARE … CURSOR (SQL-level)
   bool suppress_rows_ = false;  // MOVE: count rows without sending them
