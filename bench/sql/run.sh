@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # bench/sql: Tarn's SQL endpoint vs PostgreSQL 15 (Debian server, started here on a free
-# loopback port), both driven by the same libpq client (pg_bench.cc) in the same run:
-#   1. prepared `SELECT 1` round trips (extended protocol), queries/s and µs/query;
-#   2. streaming a ROWS-row, 5-column table to the client in binary format, rows/s.
-#   bench/sql/run.sh [SECONDS] [ROWS]
+# loopback port) and vs DuckDB alone, all in the same run:
+#   1. prepared `SELECT 1` round trips (extended protocol, libpq): queries/s, µs/query;
+#   2. streaming a ROWS-row, 5-column table to a libpq client in binary format, rows/s,
+#      read in single-row mode and through a binary cursor (FETCH 10000 at a time);
+#   3. 20 analytic queries over ROWS generated sensor readings in Parquet: Tarn through
+#      pgwire vs DuckDB in-process on the same file (duck_bench.cc, queries.sql).
+# Each of 1 and 2 runs REPEAT times alternating the peers; the best run and the spread
+# (worst/best) are printed, with the server's CPU time per query or row, which is steadier
+# than wall-clock rates on a shared machine.
+#   bench/sql/run.sh [SECONDS=5] [ROWS=10000000] [REPEAT=3]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECONDS_RUN="${1:-5}"
 ROWS="${2:-10000000}"
+REPEAT="${3:-3}"
 TARN="$("$ROOT/tarn.sh" build | tail -1)"
 PGBIN=/usr/lib/postgresql/15/bin
+DUCKDB="$ROOT/third_party/duckdb"
 [[ -x "$PGBIN/postgres" ]] || { echo "needs postgresql-15 (scripts/install.sh)"; exit 1; }
 work="$(mktemp -d)"
 chmod 755 "$work"
@@ -22,6 +30,8 @@ trap cleanup EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 g++ -O2 -std=c++20 -o "$work/pg_bench" "$ROOT/bench/sql/pg_bench.cc" -I/usr/include/postgresql -lpq
+g++ -O2 -std=c++20 -o "$work/duck_bench" "$ROOT/bench/sql/duck_bench.cc" -I"$DUCKDB/include" \
+  -I/usr/include/postgresql -L"$DUCKDB/lib" -lduckdb -lpq -Wl,-rpath,"$DUCKDB/lib"
 
 TARN_ROOT_PASSWORD=bench-password "$TARN" serve --data-dir "$work/data" --api-listen 127.0.0.1:0 \
   --sql-listen 127.0.0.1:0 --mqtt-listen off --mqtts-listen off --mqtt-ws-listen off --console-listen off \
@@ -38,17 +48,44 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w \
   -o "-p $pport -k $work/pg -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c fsync=off" start >/dev/null
 pg_dsn="host=127.0.0.1 port=$pport user=postgres dbname=postgres sslmode=disable"
 
-echo "loading $ROWS rows into both..."
+echo "loading $ROWS rows into both, generating $ROWS sensor readings in Parquet..."
 psql -X -q "$tarn_dsn" -c "create table s as select range as id, (range % 100)::int as device, random() as v, \
   timestamp '2024-01-01' + to_seconds(range) as ts, 'tag' || (range % 10) as tag from range($ROWS)"
 psql -X -q "$pg_dsn" -c "create table s as select g as id, (g % 100)::int as device, random() as v, \
   timestamp '2024-01-01' + g * interval '1 second' as ts, 'tag' || (g % 10) as tag from generate_series(0, $ROWS - 1) g" -c "vacuum analyze s"
+"$work/duck_bench" gen "$work/sensors.parquet" "$ROWS"
+sed "s#@PARQUET@#$work/sensors.parquet#" "$ROOT/bench/sql/queries.sql" >"$work/queries.sql"
 
-read -r t_qps t_us < <("$work/pg_bench" "$tarn_dsn" select1 "$SECONDS_RUN")
-read -r p_qps p_us < <("$work/pg_bench" "$pg_dsn" select1 "$SECONDS_RUN")
-read -r t_rows t_rps t_s < <("$work/pg_bench" "$tarn_dsn" stream "select id, device, v, ts, tag from s")
-read -r p_rows p_rps p_s < <("$work/pg_bench" "$pg_dsn" stream "select id, device, v, ts, tag from s")
-printf 'SELECT 1 (prepared, 1 client): tarn %s q/s (%s us)  postgres %s q/s (%s us)  latency ratio tarn/pg %.2f\n' \
-  "$t_qps" "$t_us" "$p_qps" "$p_us" "$(echo "$t_us / $p_us" | bc -l)"
-printf 'stream %s rows binary:          tarn %s rows/s (%ss)  postgres %s rows/s (%ss)  ratio tarn/pg %.2f\n' \
-  "$t_rows" "$t_rps" "$t_s" "$p_rps" "$p_s" "$(echo "$t_rps / $p_rps" | bc -l)"
+tarn() { BENCH_SERVER_PID="$tarn_pid" "$work/pg_bench" "$tarn_dsn" "$@"; }
+pg() { BENCH_SERVER_PID=backend "$work/pg_bench" "$pg_dsn" "$@"; }
+Q="select id, device, v, ts, tag from s"
+for r in $(seq "$REPEAT"); do
+  echo "run $r/$REPEAT..."
+  tarn select1 "$SECONDS_RUN" >>"$work/t_select1"
+  pg select1 "$SECONDS_RUN" >>"$work/p_select1"
+  tarn stream "$Q" >>"$work/t_stream"
+  pg stream "$Q" >>"$work/p_stream"
+  tarn fetch "$Q" 10000 >>"$work/t_fetch"
+  pg fetch "$Q" 10000 >>"$work/p_fetch"
+done
+
+# best FILE COLUMN max|min → "best spread" (spread = worst/best)
+best() { awk -v c="$2" -v m="$3" 'NR==1{b=$c;w=$c} {if((m=="max"&&$c>b)||(m=="min"&&$c<b))b=$c; if((m=="max"&&$c<w)||(m=="min"&&$c>w))w=$c}
+  END{printf "%s %.2f\n", b, (m=="max"? b/w : w/b)}' "$1"; }
+read -r tq tqs < <(best "$work/t_select1" 1 max); read -r tl _ < <(best "$work/t_select1" 2 min)
+read -r tc _ < <(best "$work/t_select1" 3 min)
+read -r pq pqs < <(best "$work/p_select1" 1 max); read -r pl _ < <(best "$work/p_select1" 2 min)
+read -r pc _ < <(best "$work/p_select1" 3 min)
+printf 'SELECT 1 (prepared, 1 client):   tarn %s q/s %s us (spread %s, server CPU %s us/q)  postgres %s q/s %s us (spread %s, %s us/q)  latency ratio tarn/pg %.2f\n' \
+  "$tq" "$tl" "$tqs" "$tc" "$pq" "$pl" "$pqs" "$pc" "$(echo "$tl / $pl" | bc -l)"
+for m in stream fetch; do
+  read -r tr trs < <(best "$work/t_$m" 2 max); read -r tc _ < <(best "$work/t_$m" 4 min)
+  read -r pr prs < <(best "$work/p_$m" 2 max); read -r pc _ < <(best "$work/p_$m" 4 min)
+  label="single-row mode"; [[ $m == fetch ]] && label="binary cursor"
+  printf '%s rows binary, %-15s tarn %s rows/s (spread %s, server CPU %s ns/row)  postgres %s rows/s (spread %s, %s ns/row)  ratio tarn/pg %.2f\n' \
+    "$ROWS" "$label" "$tr" "$trs" "$tc" "$pr" "$prs" "$pc" "$(echo "$tr / $pr" | bc -l)"
+done
+
+echo "20 analytic queries, best of $REPEAT each, DuckDB in-process and Tarn via pgwire alternating:"
+"$work/duck_bench" queries "$work/queries.sql" "$REPEAT" "$tarn_dsn" | tee "$work/analytic"
+awk '{d+=$2; p+=$4} END {printf "analytic total: duckdb in-process %.3f s  tarn via pgwire %.3f s  ratio %.3f\n", d, p, p/d}' "$work/analytic"

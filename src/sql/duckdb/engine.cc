@@ -277,16 +277,7 @@ void VectorView::Init(void* vector, const TypeInfo* type) {
   }
 }
 
-bool VectorView::IsNull(size_t row) const {
-  return validity_ != nullptr && !duckdb_validity_row_is_valid(validity_, row);
-}
-
-std::string_view VectorView::GetString(size_t row) const {
-  const auto* s = &static_cast<const duckdb_string_t*>(data_)[row];
-  uint32_t len = s->value.inlined.length;
-  if (len <= 12) return std::string_view(s->value.inlined.inlined, len);
-  return std::string_view(s->value.pointer.ptr, len);
-}
+static_assert(sizeof(duckdb_string_t) == 16, "VectorView::GetString assumes DuckDB's 16-byte strings");
 
 __int128 VectorView::GetDecimal(size_t row) const {
   switch (type_->storage) {

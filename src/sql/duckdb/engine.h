@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,13 +59,28 @@ struct Interval {
 class VectorView {
  public:
   const TypeInfo& type() const { return *type_; }
-  bool IsNull(size_t row) const;
+  // Inline: these two run once per cell on the pgwire encoding path. Layouts are those of
+  // DuckDB's C API (duckdb_validity_row_is_valid, duckdb_string_t).
+  bool IsNull(size_t row) const {
+    return validity_ != nullptr && !((validity_[row >> 6] >> (row & 63)) & 1);
+  }
   // Raw values: T must match the physical type (int8..int64, uint*, float, double,
   // Int128 for HUGEINT/UUID/DECIMAL(38), Interval, int32 DATE, int64 TIME/TIMESTAMP*).
   template <typename T>
   T Get(size_t row) const { return static_cast<const T*>(data_)[row]; }
   // VARCHAR, BLOB, BIT bytes.
-  std::string_view GetString(size_t row) const;
+  std::string_view GetString(size_t row) const {
+    // duckdb_string_t: uint32 length, then ≤ 12 bytes inline, else a 4-byte prefix and a pointer.
+    const char* s = static_cast<const char*>(data_) + row * 16;
+    uint32_t len;
+    std::memcpy(&len, s, 4);
+    if (len <= 12) return std::string_view(s + 4, len);
+    const char* ptr;
+    std::memcpy(&ptr, s + 8, sizeof(ptr));
+    return std::string_view(ptr, len);
+  }
+  const void* data() const { return data_; }
+  const uint64_t* validity() const { return validity_; }  // nullptr: no NULLs
   // DECIMAL unscaled value, widened.
   __int128 GetDecimal(size_t row) const;
   // TIME WITH TIME ZONE: micros of the day and the offset in seconds east of UTC.

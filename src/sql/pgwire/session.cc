@@ -9,6 +9,7 @@
 #include "core/strings.h"
 #include "security/keyring.h"
 #include "sql/pgwire/rewrite.h"
+#include "sql/pgwire/row_encoder.h"
 #include "sql/pgwire/scram.h"
 #include "sql/pgwire/types.h"
 
@@ -257,6 +258,9 @@ struct Session::Portal {
   std::optional<QueryResult> result;
   std::optional<Chunk> chunk;
   size_t chunk_row = 0;
+  size_t chunk_size = 0;
+  RowEncoder encoder;          // DataRow encoding of `chunk`
+  bool encoder_ready = false;  // encoder is set up for the current chunk
   bool started = false;
   bool done = false;
   int64_t rows = 0;
@@ -991,8 +995,9 @@ Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
     return Status::OK();
   }
   while (!p.done) {
-    if (!p.chunk || p.chunk_row >= p.chunk->size()) {
+    if (!p.chunk || p.chunk_row >= p.chunk_size) {
       p.chunk.reset();
+      p.encoder_ready = false;
       if (!p.result) {
         p.done = true;
         return Error(ErrorCode::kSqlInvalidCursorName, "portal was closed by a later query on this connection");
@@ -1009,41 +1014,29 @@ Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
       }
       p.chunk.emplace(std::move(**next));
       p.chunk_row = 0;
+      p.chunk_size = p.chunk->size();
     }
     if (max_rows > 0 && sent >= max_rows) {
       *suspended = true;
       return Status::OK();
     }
-    size_t row = p.chunk_row++;
+    size_t end = p.chunk_size;
+    if (max_rows > 0) end = std::min<size_t>(end, p.chunk_row + static_cast<size_t>(max_rows - sent));
+    size_t n;
     if (suppress_rows_) {
-      ++sent;
-      ++p.rows;
-      continue;
-    }
-    out_.Begin('D');
-    out_.Int16(static_cast<int16_t>(ncols));
-    for (size_t c = 0; c < ncols; ++c) {
-      const VectorView& v = p.chunk->column(c);
-      if (v.IsNull(row)) {
-        out_.Int32(-1);
-        continue;
+      n = end - p.chunk_row;
+    } else {
+      if (!p.encoder_ready) {
+        std::vector<bool> binary(ncols);
+        for (size_t c = 0; c < ncols; ++c) binary[c] = p.Binary(c);
+        p.encoder.Reset(*p.chunk, ncols, binary);
+        p.encoder_ready = true;
       }
-      size_t at = buf.size();
-      out_.Int32(0);
-      if (p.Binary(c)) {
-        EncodeBinary(v, row, &buf);
-      } else {
-        EncodeText(v, row, &buf);
-      }
-      auto n = static_cast<uint32_t>(buf.size() - at - 4);
-      buf[at] = static_cast<char>(n >> 24);
-      buf[at + 1] = static_cast<char>(n >> 16);
-      buf[at + 2] = static_cast<char>(n >> 8);
-      buf[at + 3] = static_cast<char>(n);
+      n = p.encoder.Encode(p.chunk_row, end, &buf, kFlushThreshold);
     }
-    out_.End();
-    ++sent;
-    ++p.rows;
+    p.chunk_row += n;
+    sent += static_cast<int64_t>(n);
+    p.rows += static_cast<int64_t>(n);
     if (buf.size() > kFlushThreshold) RETURN_IF_ERROR(Flush());
   }
   p.result.reset();
