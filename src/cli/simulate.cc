@@ -358,8 +358,18 @@ int RunSimulate(const std::vector<std::string>& args) {
         int mid = 0;
         int rc = mosquitto_publish(d->mosq, &mid, d->topic.c_str(), static_cast<int>(payload.size()),
                                    payload.data(), qos, false);
+        bool conn_lost = rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO;
+        if (conn_lost && (qos == 0 || mid == 0)) {
+          // The connection died under us (a broker restart not yet noticed): the reading is
+          // not taken; the device sends it again once reconnected.
+          d->seq--;
+          d->connected = false;
+          if (d->next_reconnect == Clock::time_point{}) d->next_reconnect = Clock::now();
+          continue;
+        }
         g_totals.sent++;
         if (malformed) g_totals.sent_malformed++;
+        if (conn_lost) rc = MOSQ_ERR_SUCCESS;  // queued with its id: libmosquitto resends it on reconnect
         if (rc == MOSQ_ERR_SUCCESS) {
           if (qos == 0) {
             g_totals.acked++;

@@ -338,12 +338,15 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   m.router->RegisterRestJsonService("iotdata", m.iot_data.get());
   if (m.mqtt) {
     gateway::rules::RulesEngine* engine = m.rules.get();
-    auto feed = [engine](const gateway::mqtt::Message& msg) {
+    // The device's PUBACK waits until every rule has run: a firehose action returns once the
+    // record is in the stream's fsynced WAL, so an acknowledged reading survives kill -9.
+    auto feed = [engine](const gateway::mqtt::Message& msg, gateway::mqtt::AckHold hold) {
       if (!engine->AnyRuleFor(msg.topic)) return;
       gateway::rules::InboundMessage in;
       in.topic = msg.topic;
       in.payload = msg.payload;
       in.client_id = msg.origin;
+      if (hold) in.done = [hold]() mutable { hold.reset(); };
       engine->Submit(std::move(in));
     };
     // "#" does not match $-topics (MQTT 3.1.1 §4.7.2), so Basic Ingest needs its own filter.

@@ -248,9 +248,9 @@ def test_error_prefix_holds_exactly_the_malformed_readings(run):
                     assert e["errorCode"].startswith("DataFormatConversion."), e
                     rec = json.loads(base64.b64decode(e["rawData"]))
                     found.add((rec["device"], int(rec["seq"])))
-        return found if found == want else None
-    got = wait_for(errors, timeout=60) or errors()
-    assert got == want
+        return found
+    got = wait_for(lambda: (lambda f: f if f == want else None)(errors()), timeout=60) or errors()
+    assert got == want, "missing %s, unexpected %s" % (sorted(want - got)[:20], sorted(got - want)[:20])
 
 
 def test_catalog_lists_the_partitions_the_stream_wrote(run):
@@ -290,7 +290,7 @@ def test_audit_log_shows_the_setup_calls(run):
     for action in ("CreateDatabase", "CreateTable", "CreateDeliveryStream"):
         assert action in text, action
     if run.get("iot"):
-        for action in ("CreateThing", "CreateKeysAndCertificate", "AttachPolicy", "CreateTopicRule"):
+        for action in ("CreateThing", "CreateCertificateFromCsr", "AttachPolicy", "CreateTopicRule"):
             assert action in text, action
 
 

@@ -119,9 +119,52 @@ struct TreeEntry {
   std::shared_ptr<LocalSub> local;      // … or an in-process subscriber
 };
 
+// A connection's outgoing acknowledgements, in the order their packets arrived (MQTT 3.1.1
+// §4.6, MQTT 5 §4.6): each leaves once every release it waits for has come — from the
+// connection thread, the session log's writer, or an in-process subscriber's thread.
+class AckQueue {
+ public:
+  static constexpr uint64_t kNone = ~uint64_t{0};
+  explicit AckQueue(std::shared_ptr<net::StreamConnection> sc) : sc_(std::move(sc)) {}
+  // A place in line, waiting for one release (the caller's).
+  uint64_t Reserve() {
+    std::lock_guard<std::mutex> lock(mu_);
+    q_.push_back(Entry{});
+    return first_ + q_.size() - 1;
+  }
+  void Set(uint64_t ticket, std::string bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    q_[ticket - first_].bytes = std::move(bytes);
+  }
+  void Hold(uint64_t ticket) {
+    std::lock_guard<std::mutex> lock(mu_);
+    q_[ticket - first_].waits++;
+  }
+  void Release(uint64_t ticket) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--q_[ticket - first_].waits > 0) return;
+    while (!q_.empty() && q_.front().waits == 0) {
+      sc_->Send(std::move(q_.front().bytes));
+      q_.pop_front();
+      ++first_;
+    }
+  }
+
+ private:
+  struct Entry {
+    std::string bytes;
+    int waits = 1;
+  };
+  std::mutex mu_;
+  std::deque<Entry> q_;  // guarded by mu_; q_[i] has ticket first_ + i
+  uint64_t first_ = 0;   // guarded by mu_
+  std::shared_ptr<net::StreamConnection> sc_;
+};
+
 // Collected under the lock, acted on after it is released.
 struct After {
   std::vector<std::pair<std::shared_ptr<LocalSub>, MessagePtr>> local;
+  AckHold hold;  // given to the in-process subscribers (empty: nothing to hold)
   uint64_t lsn = 0;
   bool matched = false;
 };
@@ -328,8 +371,9 @@ class BrokerImpl final : public Broker {
   void PersistSessionLocked(Session* s);
 
   void RunAfter(After* a) {
-    for (auto& [ls, msg] : a->local) ls->cb(*msg);
+    for (auto& [ls, msg] : a->local) ls->cb(*msg, a->hold);
     a->local.clear();
+    a->hold.reset();
   }
 
   void SweepLoop();
@@ -362,7 +406,7 @@ class BrokerImpl final : public Broker {
 class Conn final : public net::StreamHandler {
  public:
   Conn(BrokerImpl* b, std::shared_ptr<net::StreamConnection> sc)
-      : b_(b), sc_(std::move(sc)), created_ms_(NowMs()) {
+      : b_(b), sc_(std::move(sc)), created_ms_(NowMs()), acks_(std::make_shared<AckQueue>(sc_)) {
     last_rx_ms_ = created_ms_;
     const auto& p = sc_->peer();
     info_.listener = p.listener;
@@ -500,21 +544,17 @@ class Conn final : public net::StreamHandler {
   void HandleUnsubscribe(uint8_t flags, std::string_view body);
   void HandleDisconnect(uint8_t flags, std::string_view body);
 
-  // Sends an acknowledgement in order with earlier ones; if it (or an earlier one)
-  // acknowledges something still on its way to disk, it waits for the group commit.
-  void SendAck(std::string bytes, uint64_t lsn) {
-    if (b_->log_ && (lsn || ack_barrier_)) {
-      uint64_t target = std::max(lsn, ack_barrier_);
-      if (target > b_->log_->durable_lsn()) {
-        ack_barrier_ = target;
-        b_->log_->WhenDurable(target, [sc = sc_, bytes = std::move(bytes)]() mutable {
-          sc->Send(std::move(bytes));
-        });
-        return;
-      }
-      ack_barrier_ = 0;
+  // Sends an acknowledgement in order with earlier ones, once it (and every earlier one) is
+  // released: by the session log's group commit when it acknowledges something on its way to
+  // disk (`lsn`), and by every AckHold of its PUBLISH (`ticket` from AckQueue::Reserve).
+  void SendAck(std::string bytes, uint64_t lsn, uint64_t ticket = AckQueue::kNone) {
+    if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
+    acks_->Set(ticket, std::move(bytes));
+    if (b_->log_ && lsn) {
+      acks_->Hold(ticket);
+      b_->log_->WhenDurable(lsn, [q = acks_, ticket] { q->Release(ticket); });
     }
-    sc_->Send(std::move(bytes));
+    acks_->Release(ticket);
   }
 
   // Conn-thread only.
@@ -524,7 +564,7 @@ class Conn final : public net::StreamHandler {
   bool clean_disconnect_ = false;
   bool session_expiry_was_zero_ = false;
   std::unordered_map<uint16_t, std::string> in_alias_;
-  uint64_t ack_barrier_ = 0;
+  std::shared_ptr<AckQueue> acks_;
 };
 
 std::unique_ptr<net::StreamHandler> BrokerImpl::Accept(std::shared_ptr<net::StreamConnection> c) {
@@ -740,12 +780,18 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
                                std::move(p.props), info_.client_id);
     b_->RouteLocked(msg, &a);
   }
+  uint64_t ticket = AckQueue::kNone;
+  if (p.qos > 0 && !a.local.empty()) {
+    ticket = acks_->Reserve();
+    acks_->Hold(ticket);
+    a.hold = AckHold(acks_.get(), [q = acks_, ticket](void*) { q->Release(ticket); });
+  }
   b_->RunAfter(&a);
   if (p.qos > 0) {
     Ack r;
     r.packet_id = p.packet_id;
     if (!a.matched && version_ == 5) r.reason = rc::kNoMatchingSubscribers;
-    SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, version_), a.lsn);
+    SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, version_), a.lsn, ticket);
   }
 }
 

@@ -46,8 +46,15 @@ struct BrokerOptions {
   uint32_t sweep_interval_ms = 1000;
 };
 
+// Holds back the acknowledgement (PUBACK / PUBREC) of a client's QoS 1/2 PUBLISH while any
+// copy of it exists. An in-process subscriber that must finish something before the publisher
+// may consider the message delivered keeps a copy until then — the rules engine keeps it until
+// every rule's actions are done, so a PUBACK means the reading is in the delivery stream's
+// write-ahead log. One that ignores it lets the acknowledgement go when it returns. Empty for
+// QoS 0 and in-process publishes. Acknowledgements still leave in the order of their PUBLISHes.
+using AckHold = std::shared_ptr<void>;
 // A subscriber inside the process. It receives the message as published (publisher's QoS).
-using LocalCallback = std::function<void(const Message&)>;
+using LocalCallback = std::function<void(const Message&, AckHold)>;
 
 class Broker {
  public:

@@ -220,7 +220,7 @@ TEST_F(BrokerTest, TakeoverDisconnectsOld) {
 
 TEST_F(BrokerTest, NoLocalAndInProcessApi) {
   std::vector<std::string> seen;
-  auto h = broker_->Subscribe("in/#", [&](const Message& m) { seen.push_back(m.payload); });
+  auto h = broker_->Subscribe("in/#", [&](const Message& m, AckHold) { seen.push_back(m.payload); });
   ASSERT_TRUE(h.ok());
   Client* c = Connect("c", 5);
   Sub(c, "in/x", 0, true);
