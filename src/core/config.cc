@@ -158,6 +158,8 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         std::string k = "streams." + name;
         if (name == "wal_quota_mb") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_quota_mb));
         else if (name == "wal_segment_mb") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_segment_mb));
+        else if (name == "wal_committers") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_committers));
+        else if (name == "flush_threads") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.flush_threads));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
     } else if (key == "log") {
@@ -229,6 +231,10 @@ Status ValidateConfig(const Config& c) {
       c.streams.wal_segment_mb > c.streams.wal_quota_mb)
     return Error(ErrorCode::kInvalidArgument,
                  "streams.wal_segment_mb must be at least 1 and at most streams.wal_quota_mb");
+  if (c.streams.wal_committers < 1 || c.streams.wal_committers > 16 || c.streams.flush_threads < 1 ||
+      c.streams.flush_threads > 64)
+    return Error(ErrorCode::kInvalidArgument,
+                 "streams.wal_committers must be 1 to 16 and streams.flush_threads 1 to 64");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())

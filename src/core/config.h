@@ -52,6 +52,8 @@ struct MqttConfig {
 struct StreamsConfig {
   uint64_t wal_quota_mb = 1024;   // per stream; beyond it producers get ServiceUnavailable
   uint64_t wal_segment_mb = 64;   // a new segment file starts after this much
+  uint64_t wal_committers = 3;    // fdatasyncs in flight at once per stream (pipelined commit)
+  uint64_t flush_threads = 2;     // partitions converted and delivered in parallel
 };
 
 struct Config {

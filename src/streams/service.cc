@@ -253,11 +253,18 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
                           "Age of the oldest record not yet delivered", labels);
   s->wal_bytes = &m.Gauge("tarn_firehose_wal_bytes", "Bytes of write-ahead log on disk", labels);
 
+  WalOptions wal_options = options_.wal;
+  wal_options.sync_seconds = &m.Histogram("tarn_firehose_wal_sync_seconds",
+                                          "Duration of the write-ahead log's fdatasync calls", labels);
+  wal_options.commit_seconds = &m.Histogram(
+      "tarn_firehose_wal_commit_seconds",
+      "From a producer's append to its acknowledgement (write + fdatasync + waiting)", labels);
+
   std::vector<WalRecord> replayed;
   DeliveryStream* raw = s.get();
   Clock* clock = options_.clock;
   ASSIGN_OR_RETURN(s->wal, Wal::Open(
-      options_.wal_root + "/" + name, options_.wal,
+      options_.wal_root + "/" + name, wal_options,
       [&](WalRecord&& r) { replayed.push_back(std::move(r)); },
       [this, raw, clock](std::vector<WalRecord>&& records) {
         bool due = false;

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 
 #include "core/data_dir.h"
 #include "core/log.h"
+#include "ops/metrics.h"
 
 namespace tarn::streams {
 
@@ -24,6 +26,12 @@ constexpr char kMagic[8] = {'T', 'A', 'R', 'N', 'W', 'A', 'L', '1'};
 constexpr size_t kRecordHeader = 8;   // length + crc
 constexpr size_t kBodyHeader = 16;    // seq + arrival time
 constexpr uint32_t kMaxBody = 16u << 20;
+
+int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 void PutU32(std::string* out, uint32_t v) {
   char b[4];
@@ -122,7 +130,10 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, const WalOptions&
   std::unique_ptr<Wal> wal(new Wal(dir, options, std::move(on_durable)));
   RETURN_IF_ERROR(wal->Recover(replay));
   RETURN_IF_ERROR(wal->OpenNewSegment(wal->next_seq_));
-  wal->writer_ = std::thread([w = wal.get()] { w->WriterLoop(); });
+  size_t n = size_t(std::max(1, options.committers));
+  for (size_t i = 0; i < n; ++i) {
+    wal->committers_.emplace_back([w = wal.get(), i] { w->CommitterLoop(i); });
+  }
   return wal;
 }
 
@@ -207,22 +218,33 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
   return Status::OK();
 }
 
+Wal::SegmentFile::~SegmentFile() {
+  if (fd >= 0) ::close(fd);
+  for (int f : sync_fds) ::close(f);
+}
+
 Status Wal::OpenNewSegment(uint64_t first_seq) {
   std::string path = dir_ + "/" + SegmentName(first_seq);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error(ErrorCode::kIoError, "creating " + path + ": " + std::strerror(errno));
-  Status st = WriteAll(fd, kMagic, sizeof(kMagic));
-  if (st.ok() && options_.sync && ::fdatasync(fd) != 0) {
+  auto file = std::make_shared<SegmentFile>();
+  file->fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (file->fd < 0) {
+    return Error(ErrorCode::kIoError, "creating " + path + ": " + std::strerror(errno));
+  }
+  // One descriptor per committer, opened before anything is written, so that each sees every
+  // writeback error of the file (Linux reports an error once per open file description).
+  for (int i = 0; i < std::max(1, options_.committers); ++i) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Error(ErrorCode::kIoError, "opening " + path + ": " + std::strerror(errno));
+    file->sync_fds.push_back(fd);
+  }
+  Status st = WriteAll(file->fd, kMagic, sizeof(kMagic));
+  if (st.ok() && options_.sync && ::fdatasync(file->fd) != 0) {
     st = Error(ErrorCode::kIoError, "syncing " + path + ": " + std::strerror(errno));
   }
   if (st.ok() && options_.sync) st = SyncDir(dir_);
-  if (!st.ok()) {
-    ::close(fd);
-    return st;
-  }
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-  fd_bytes_ = sizeof(kMagic);
+  if (!st.ok()) return st;
+  file_ = std::move(file);
+  file_bytes_ = sizeof(kMagic);
   std::lock_guard<std::mutex> l(mu_);
   // An empty segment of the same name from a previous run was just truncated: replace it.
   if (!segments_.empty() && segments_.back().path == path) {
@@ -240,8 +262,7 @@ Wal::~Wal() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (writer_.joinable()) writer_.join();
-  if (fd_ >= 0) ::close(fd_);
+  for (auto& t : committers_) t.join();
 }
 
 void Wal::Append(std::vector<WalRecord> records, AppendDone done) {
@@ -275,6 +296,7 @@ void Wal::Append(std::vector<WalRecord> records, AppendDone done) {
   }
   pending_.done.push_back(std::move(done));
   pending_.first_seqs.push_back(first);
+  if (options_.commit_seconds) pending_.appended_ns.push_back(SteadyNs());
   l.unlock();
   cv_.notify_one();
 }
@@ -288,41 +310,103 @@ Result<uint64_t> Wal::AppendSync(std::vector<WalRecord> records) {
   return seq;
 }
 
-void Wal::WriterLoop() {
+void Wal::CommitterLoop(size_t index) {
   for (;;) {
-    Batch batch;
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stop_ || !pending_.done.empty(); });
-      if (pending_.done.empty()) return;  // stopping, nothing left
-      std::swap(batch, pending_);
-    }
+    std::shared_ptr<SegmentFile> file;
+    uint64_t target = 0;
     Status st;
-    if (fd_bytes_ >= options_.segment_bytes) st = OpenNewSegment(batch.records.front().seq);
-    if (st.ok()) st = WriteAll(fd_, batch.bytes.data(), batch.bytes.size());
-    if (st.ok() && options_.sync && ::fdatasync(fd_) != 0) {
-      st = Error(ErrorCode::kIoError, std::string("syncing WAL segment: ") + std::strerror(errno));
-    }
     {
-      std::lock_guard<std::mutex> l(mu_);
+      // Take everything appended so far and write it, in log order. The committer holding
+      // write_mu_ is the one waiting for work; the others are syncing or waiting for it.
+      std::unique_lock<std::mutex> wl(write_mu_);
+      Batch batch;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || !pending_.done.empty(); });
+        if (pending_.done.empty()) return;  // stopping, nothing left
+        std::swap(batch, pending_);
+        st = failed_;  // appended before a failure: not written after it
+      }
+      if (st.ok() && file_bytes_ >= options_.segment_bytes) {
+        // Everything in the old segment becomes durable before the new one is written, so a
+        // sync of the new segment covers every earlier position.
+        if (options_.sync && ::fdatasync(file_->sync_fds[index]) != 0) {
+          st = Error(ErrorCode::kIoError, std::string("syncing WAL segment: ") + std::strerror(errno));
+        }
+        if (st.ok()) Complete(written_pos_, Status::OK());
+        if (st.ok()) st = OpenNewSegment(batch.records.front().seq);
+      }
+      if (st.ok()) st = WriteAll(file_->fd, batch.bytes.data(), batch.bytes.size());
+      size_t n = batch.bytes.size();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (st.ok()) {
+          segments_.back().bytes += n;
+          disk_bytes_ += n;
+        }
+      }
       if (st.ok()) {
-        fd_bytes_ += batch.bytes.size();
-        segments_.back().bytes += batch.bytes.size();
-        disk_bytes_ += batch.bytes.size();
-      } else {
-        // What reached the disk is unknown: stop accepting until a restart recovers the log
-        // (the torn tail is then truncated and nothing unacknowledged is replayed as acked).
-        TLOG_ERROR("wal", "{}: {}; the stream refuses appends until restarted", dir_,
-                   st.ToString());
-        failed_ = Error(ErrorCode::kFirehoseServiceUnavailable,
-                        "the delivery stream's write-ahead log failed: " + st.message());
+        file_bytes_ += n;
+        written_pos_ += n;
+      }
+      target = written_pos_;
+      file = file_;
+      {
+        std::lock_guard<std::mutex> cl(complete_mu_);
+        written_.push_back({target, std::move(batch)});
+      }
+      if (!st.ok()) {
+        Complete(0, st);
+        continue;
       }
     }
+    // The sync runs outside write_mu_: the next batch is written (and its sync started) by
+    // another committer meanwhile.
+    int64_t t0 = SteadyNs();
+    if (options_.sync && ::fdatasync(file->sync_fds[index]) != 0) {
+      st = Error(ErrorCode::kIoError, std::string("syncing WAL segment: ") + std::strerror(errno));
+    }
+    if (options_.sync_seconds) options_.sync_seconds->Observe(double(SteadyNs() - t0) / 1e9);
+    Complete(target, st);
+  }
+}
+
+void Wal::Complete(uint64_t durable, const Status& error) {
+  std::deque<Written> done;
+  std::unique_lock<std::mutex> cl(complete_mu_);
+  if (!error.ok()) {
+    // What reached the disk is unknown: stop accepting until a restart recovers the log (a
+    // torn tail is then truncated; nothing unacknowledged is replayed as acknowledged).
+    std::lock_guard<std::mutex> l(mu_);
+    if (failed_.ok()) {
+      TLOG_ERROR("wal", "{}: {}; the stream refuses appends until restarted", dir_,
+                 error.ToString());
+      failed_ = Error(ErrorCode::kFirehoseServiceUnavailable,
+                      "the delivery stream's write-ahead log failed: " + error.message());
+    }
+    done.swap(written_);
+  } else {
+    durable_pos_ = std::max(durable_pos_, durable);
+    while (!written_.empty() && written_.front().end <= durable_pos_) {
+      done.push_back(std::move(written_.front()));
+      written_.pop_front();
+    }
+  }
+  if (done.empty()) return;
+  std::lock_guard<std::mutex> callbacks(callback_mu_);
+  cl.unlock();
+  Status reply = error.ok() ? error : Error(ErrorCode::kFirehoseServiceUnavailable, error.message());
+  if (options_.commit_seconds) {
+    int64_t now = SteadyNs();
+    for (const Written& w : done) {
+      for (int64_t t : w.batch.appended_ns) options_.commit_seconds->Observe(double(now - t) / 1e9);
+    }
+  }
+  for (Written& w : done) {
     // The consumer sees the records before their appenders are acknowledged, so that a flush
     // requested after an acknowledgement always includes them.
-    if (st.ok() && on_durable_) on_durable_(std::move(batch.records));
-    Status reply = st.ok() ? st : Error(ErrorCode::kFirehoseServiceUnavailable, st.message());
-    for (size_t i = 0; i < batch.done.size(); ++i) batch.done[i](reply, batch.first_seqs[i]);
+    if (reply.ok() && on_durable_) on_durable_(std::move(w.batch.records));
+    for (size_t i = 0; i < w.batch.done.size(); ++i) w.batch.done[i](reply, w.batch.first_seqs[i]);
   }
 }
 

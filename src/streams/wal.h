@@ -1,9 +1,16 @@
 // A delivery stream's write-ahead log under <data>/wal/<stream>/ (DESIGN.md §3).
 //
 // Every record a producer hands to a stream is appended here and acknowledged only once it is
-// on disk (fdatasync). Concurrent appenders share one fsync: appends go into a pending batch
-// that a writer thread owned by the Wal writes and syncs in one go, then completes every
-// appender of the batch (group commit). The caller's thread never does I/O.
+// on disk (fdatasync). Concurrent appenders share one fsync (group commit), and syncs overlap
+// (pipelined): appends go into a pending batch; one of a few committer threads owned by the Wal
+// takes the whole batch, writes it (writes are serialised, in sequence order), then runs
+// fdatasync while the next committer is already free to write and sync the next batch. A
+// batch is acknowledged once a sync that began after its write has returned, in sequence order.
+// A producer therefore never waits for a sync that started before its records were written —
+// on a disk whose cache flush takes milliseconds that wait was most of the latency. Each
+// committer syncs through its own file descriptor, so a writeback error is reported to every
+// committer (the kernel reports it once per open file), never swallowed by another one.
+// The caller's thread never does I/O.
 //
 // On disk:
 //   <dir>/<first-seq, 20 digits>.wal   segments: 8-byte magic "TARNWAL1", then records
@@ -19,8 +26,9 @@
 // delivered. When the log's segments reach the disk quota, Append fails with
 // kFirehoseServiceUnavailable (backpressure) until a checkpoint frees space.
 //
-// Thread-safety: every method is thread-safe. Completions run on the writer thread: they must
-// be short and must not call back into this Wal's Append.
+// Thread-safety: every method is thread-safe. Completions run on a committer thread, one batch
+// at a time and in sequence order: they must be short and must not call back into this Wal's
+// Append.
 #pragma once
 
 #include <condition_variable>
@@ -36,6 +44,10 @@
 
 #include "core/status.h"
 
+namespace tarn::ops {
+class HistogramMetric;
+}
+
 namespace tarn::streams {
 
 struct WalRecord {
@@ -47,8 +59,13 @@ struct WalRecord {
 struct WalOptions {
   uint64_t segment_bytes = 64ull << 20;  // a new segment starts after this many bytes
   uint64_t quota_bytes = 1ull << 30;     // segments + pending bytes above this → backpressure
+  // Committer threads, i.e. fdatasyncs that may be in flight at once (at least 1).
+  int committers = 3;
   // Test hook: no fdatasync (the crash test's child never skips it).
   bool sync = true;
+  // Optional (may be null): seconds per fdatasync, and from Append to acknowledgement.
+  ops::HistogramMetric* sync_seconds = nullptr;
+  ops::HistogramMetric* commit_seconds = nullptr;
 };
 
 // Called once per group commit with the records that just became durable, in sequence order,
@@ -65,11 +82,11 @@ class Wal {
   static Result<std::unique_ptr<Wal>> Open(const std::string& dir, const WalOptions& options,
                                            const std::function<void(WalRecord&&)>& replay,
                                            DurableFn on_durable);
-  ~Wal();  // completes pending appends (writes and syncs them), stops the writer
+  ~Wal();  // completes pending appends (writes and syncs them), stops the committers
 
   // Appends `records` (data + arrival time; seq is assigned here, dense and in order) as one
-  // unit; `done` runs on the writer thread after the fsync that made them durable, or with an
-  // error (quota full: kFirehoseServiceUnavailable; I/O failure: kIoError) — then nothing of
+  // unit; `done` runs on a committer thread after the fsync that made them durable, or with an
+  // error (quota full or I/O failure: kFirehoseServiceUnavailable) — then nothing of
   // the batch is acknowledged. On a quota error `done` runs on the caller's thread before
   // Append returns.
   void Append(std::vector<WalRecord> records, AppendDone done);
@@ -99,17 +116,32 @@ class Wal {
     std::string path;
     uint64_t bytes;
   };
+  // The open segment being written: one descriptor for writes, one per committer for syncs.
+  struct SegmentFile {
+    int fd = -1;
+    std::vector<int> sync_fds;
+    ~SegmentFile();
+  };
   struct Batch {
     std::string bytes;  // encoded records
     std::vector<WalRecord> records;
     std::vector<AppendDone> done;
     std::vector<uint64_t> first_seqs;  // per done
+    std::vector<int64_t> appended_ns;  // per done: steady clock at Append
+  };
+  // A batch written to the segment, waiting for a sync that covers it.
+  struct Written {
+    uint64_t end = 0;  // log position (bytes written since Open) after the batch
+    Batch batch;
   };
 
   Wal(std::string dir, WalOptions options, DurableFn on_durable);
   Status Recover(const std::function<void(WalRecord&&)>& replay);
-  Status OpenNewSegment(uint64_t first_seq);  // caller holds no lock; writer thread or Open
-  void WriterLoop();
+  Status OpenNewSegment(uint64_t first_seq);  // Open, or a committer holding write_mu_
+  void CommitterLoop(size_t index);
+  // Acknowledges, in order, every written batch that ends at or before `durable` (a log
+  // position a successful sync covered); with an error, fails every written batch instead.
+  void Complete(uint64_t durable, const Status& error);
   void DeleteDeliveredSegments();
 
   const std::string dir_;
@@ -127,10 +159,21 @@ class Wal {
   Status failed_;               // guarded by mu_; set after an I/O error, then appends fail
   bool stop_ = false;           // guarded by mu_
 
+  // Serialises taking the pending batch and writing it, so the log is in sequence order.
+  std::mutex write_mu_;
+  std::shared_ptr<SegmentFile> file_;  // guarded by write_mu_ (and Open)
+  uint64_t file_bytes_ = 0;            // guarded by write_mu_: bytes in the active segment
+  uint64_t written_pos_ = 0;           // guarded by write_mu_: log position written
+
+  std::mutex complete_mu_;
+  std::deque<Written> written_;  // guarded by complete_mu_, in log order
+  uint64_t durable_pos_ = 0;     // guarded by complete_mu_
+  // Held while completions run, taken before complete_mu_ is released: completions of
+  // consecutive batches never overlap or reorder.
+  std::mutex callback_mu_;
+
   std::mutex checkpoint_mu_;  // serialises Checkpoint() calls
-  int fd_ = -1;               // the active segment; writer thread only (and Open)
-  uint64_t fd_bytes_ = 0;     // writer thread only
-  std::thread writer_;
+  std::vector<std::thread> committers_;
 };
 
 // CRC-32 (IEEE, as zlib's crc32) of `data`.
