@@ -13,11 +13,13 @@
 // intent without its completion is repeated with exactly its records before anything else.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "catalog/store.h"
 #include "core/log.h"
+#include "core/thread_pool.h"
 #include "core/strings.h"
 #include "storage/object_store.h"
 #include "streams/convert.h"
@@ -86,9 +88,20 @@ std::vector<std::pair<std::string, std::string>> HiveSegments(const std::string&
 }  // namespace
 
 struct StreamService::Flush {
-  std::mutex writer_mu;
-  std::unique_ptr<ParquetWriter> writer;  // guarded by writer_mu
+  std::mutex writers_mu;
+  // Idle DuckDB Parquet writers: a job borrows one (at most one per pool thread exist).
+  std::vector<std::unique_ptr<ParquetWriter>> writers;  // guarded by writers_mu
   std::atomic<uint64_t> tmp_counter{0};
+  std::unique_ptr<ThreadPool> pool;
+};
+
+// One partition's records on their way to objects.
+struct FlushJob {
+  std::shared_ptr<DeliveryStream> stream;
+  std::string key;
+  std::vector<BufferedRecord> records;
+  std::shared_ptr<const DestinationConfig> config;
+  bool new_intent = false;  // false: an exact repeat whose intent is already recorded
 };
 
 StreamService::~StreamService() {
@@ -98,79 +111,119 @@ StreamService::~StreamService() {
   }
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  if (flush_ && flush_->pool) flush_->pool->Shutdown();  // finishes jobs already queued
   std::lock_guard<std::mutex> l(mu_);
   streams_.clear();  // closes each WAL (pending appends are written and synced first)
 }
 
 Status StreamService::InitFlush() {
   flush_ = std::make_shared<Flush>();
+  flush_->pool = std::make_unique<ThreadPool>(size_t(std::max(1, options_.flush_threads)), "flush");
   return Status::OK();
 }
 
-namespace {
+std::vector<FlushJob> StreamService::CollectJobs(const std::shared_ptr<DeliveryStream>& sp,
+                                                 bool all) {
+  std::vector<FlushJob> jobs;
+  DeliveryStream& s = *sp;
+  std::lock_guard<std::mutex> l(s.mu);
+  if (s.deleted || !s.wal || s.paused) return jobs;
+  int64_t now = options_.clock->MonotonicNanos();
+  int64_t interval = int64_t(s.config->interval_seconds) * 1000000000LL;
+  for (auto& [key, p] : s.buffers) {
+    if (p.busy) continue;  // its next flush follows the one in flight
+    if (!p.redo.empty()) {  // an exact repeat; its intent is already recorded
+      if (!all && now < p.retry_after) continue;
+      jobs.push_back({sp, key, std::move(p.redo), s.config, false});
+      p.redo.clear();
+      p.busy = true;
+      continue;
+    }
+    if (p.records.empty()) continue;
+    if (!all && double(p.bytes) * s.output_ratio < double(s.config->size_bytes) &&
+        now - p.first_mono < interval) {
+      continue;
+    }
+    FlushJob j{sp, key, std::move(p.records), s.config, true};
+    p.records.clear();
+    p.bytes = 0;
+    p.busy = true;
+    PartitionMark& m = s.marks[key];
+    m.inflight_first = j.records.front().rec.seq;
+    m.inflight_last = j.records.back().rec.seq;
+    jobs.push_back(std::move(j));
+  }
+  s.jobs_running += int(jobs.size());
+  return jobs;
+}
 
-struct Job {
-  std::string key;
-  std::vector<BufferedRecord> records;
-};
+void StreamService::PauseFlushes(DeliveryStream& s, std::unique_lock<std::mutex>& lock) {
+  ++s.paused;
+  s.jobs_cv.wait(lock, [&] { return s.jobs_running == 0; });
+}
 
-}  // namespace
-
-Status StreamService::FlushStream(DeliveryStream& s, bool all) {
-  std::lock_guard<std::mutex> fl(s.flush_mu);
-  std::vector<Job> jobs;
-  std::shared_ptr<const DestinationConfig> config;
-  Wal* wal = nullptr;
-  bool new_intent = false;
+Status StreamService::CheckpointStream(DeliveryStream& s) {
+  uint64_t ticket = s.checkpoint_requested.fetch_add(1) + 1;
+  std::lock_guard<std::mutex> cl(s.checkpoint_mu);
+  if (s.checkpoint_written >= ticket) return Status::OK();  // a later state is on disk
+  // Every ticket up to `covers` was taken after its marks changed, so the state taken below
+  // includes those changes.
+  uint64_t covers = s.checkpoint_requested.load();
+  Wal* wal;
+  uint64_t low;
   std::string state;
-  uint64_t low = 0;
   {
     std::lock_guard<std::mutex> l(s.mu);
-    if (s.deleted || !s.wal) return Status::OK();
+    if (!s.wal) return Status::OK();
     wal = s.wal.get();
-    config = s.config;
-    int64_t now = options_.clock->MonotonicNanos();
-    int64_t interval = int64_t(config->interval_seconds) * 1000000000LL;
-    for (auto& [key, p] : s.buffers) {
-      if (!p.redo.empty()) {  // an exact repeat; its intent is already recorded
-        jobs.push_back({key, std::move(p.redo)});
-        p.redo.clear();
-        continue;
-      }
-      if (p.records.empty()) continue;
-      if (!all && double(p.bytes) * s.output_ratio < double(config->size_bytes) &&
-          now - p.first_mono < interval) {
-        continue;
-      }
-      Job j{key, std::move(p.records)};
-      p.records.clear();
-      p.bytes = 0;
-      PartitionMark& m = s.marks[key];
-      m.inflight_first = j.records.front().rec.seq;
-      m.inflight_last = j.records.back().rec.seq;
-      new_intent = true;
-      jobs.push_back(std::move(j));
-    }
-    if (jobs.empty()) return Status::OK();
     low = s.LowWater();
     state = s.SerializeMarks(low);
   }
-  if (new_intent) {
-    Status st = wal->Checkpoint(low, state);
+  RETURN_IF_ERROR(wal->Checkpoint(low, state));
+  s.checkpoint_written = covers;
+  return Status::OK();
+}
+
+// Order of one job (what makes it idempotent under kill -9 at any point): intent (partition,
+// first, last) in the checkpoint → objects → delivered mark → checkpoint. A partition has one
+// job at a time, so its intents and objects follow sequence order; jobs of different partitions
+// interleave freely, their checkpoints coalescing.
+Status StreamService::RunJob(FlushJob& j) {
+  DeliveryStream& s = *j.stream;
+  auto finish = [&](Status st) {
+    std::lock_guard<std::mutex> l(s.mu);
+    auto it = s.buffers.find(j.key);
+    if (it != s.buffers.end() && !it->second.busy && it->second.records.empty() &&
+        it->second.redo.empty()) {
+      s.buffers.erase(it);
+    }
+    if (--s.jobs_running == 0) s.jobs_cv.notify_all();
+    return st;
+  };
+  if (j.new_intent) {
+    Status st = CheckpointStream(s);
     if (!st.ok()) {
-      // Nothing was written: put the records back as exact repeats of the recorded intents.
+      // Nothing was written: the records become exact repeats of the (in-memory) intent.
       std::lock_guard<std::mutex> l(s.mu);
-      for (auto& j : jobs) s.buffers[j.key].redo = std::move(j.records);
+      PartitionBuffer& p = s.buffers[j.key];
+      p.redo = std::move(j.records);
+      p.busy = false;
+      p.retry_backoff_ns = std::clamp<int64_t>(p.retry_backoff_ns * 2, 100000000, 5000000000);
+      p.retry_after = options_.clock->MonotonicNanos() + p.retry_backoff_ns;
       s.delivery_errors->Inc();
-      return st.WithContext("recording a flush intent");
+      st = st.WithContext("recording a flush intent");
+      if (--s.jobs_running == 0) s.jobs_cv.notify_all();
+      return st;
     }
   }
-  Status first_error;
-  for (auto& j : jobs) {
-    uint64_t out_bytes = 0, in_bytes = 0;
-    for (const auto& b : j.records) in_bytes += b.rec.data.size();
-    Status st = WriteJob(s, *config, j.key, j.records, &out_bytes);
+  uint64_t out_bytes = 0, in_bytes = 0;
+  for (const auto& b : j.records) in_bytes += b.rec.data.size();
+  Status st = WriteJob(s, *j.config, j.key, j.records, &out_bytes);
+  bool more = false;
+  {
     std::lock_guard<std::mutex> l(s.mu);
+    PartitionBuffer& p = s.buffers[j.key];
+    p.busy = false;
     if (st.ok()) {
       if (j.key.compare(0, 2, "D:") == 0 && in_bytes > 0 && out_bytes > 0) {
         s.output_ratio = 0.5 * s.output_ratio + 0.5 * (double(out_bytes) / double(in_bytes));
@@ -178,30 +231,74 @@ Status StreamService::FlushStream(DeliveryStream& s, bool all) {
       PartitionMark& m = s.marks[j.key];
       m.delivered_last = j.records.back().rec.seq;
       m.inflight_first = m.inflight_last = 0;
+      p.retry_backoff_ns = 0;
     } else {
       TLOG_WARN("streams", "{}: delivering {} records to {} failed (will retry): {}", s.name,
                 j.records.size(), j.key.substr(2), st.ToString());
       s.delivery_errors->Inc();
-      s.buffers[j.key].redo = std::move(j.records);
-      if (first_error.ok()) first_error = st;
+      p.redo = std::move(j.records);
+      p.retry_backoff_ns = std::clamp<int64_t>(p.retry_backoff_ns * 2, 100000000, 5000000000);
+      p.retry_after = options_.clock->MonotonicNanos() + p.retry_backoff_ns;
     }
+    more = st.ok() && !p.records.empty() && (s.config->interval_seconds == 0 ||
+                                  double(p.bytes) * s.output_ratio >= double(s.config->size_bytes));
   }
+  Status cst = CheckpointStream(s);
+  if (!cst.ok() && st.ok()) st = cst.WithContext("checkpointing the WAL");
   {
     std::lock_guard<std::mutex> l(s.mu);
-    for (auto it = s.buffers.begin(); it != s.buffers.end();) {
-      if (it->second.records.empty() && it->second.redo.empty()) {
-        it = s.buffers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    low = s.LowWater();
-    state = s.SerializeMarks(low);
+    if (s.wal) s.wal_bytes->Set(double(s.wal->disk_bytes()));
   }
-  Status st = wal->Checkpoint(low, state);
-  if (!st.ok() && first_error.ok()) first_error = st.WithContext("checkpointing the WAL");
-  s.wal_bytes->Set(double(wal->disk_bytes()));
-  return first_error;
+  st = finish(st);
+  if (more) Wake();  // the partition filled up while this job ran
+  return st;
+}
+
+void StreamService::Dispatch(std::vector<FlushJob> jobs) {
+  for (auto& j : jobs) {
+    auto job = std::make_shared<FlushJob>(std::move(j));
+    if (!flush_->pool->Submit([this, job] { RunJob(*job).IgnoreError(); })) {
+      RunJob(*job).IgnoreError();  // shutting down: run it here
+    }
+  }
+}
+
+Status StreamService::RunAndWait(std::vector<FlushJob> jobs) {
+  if (jobs.empty()) return Status::OK();
+  struct Latch {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    Status first;
+  };
+  auto latch = std::make_shared<Latch>();
+  latch->left = jobs.size();
+  for (auto& j : jobs) {
+    auto job = std::make_shared<FlushJob>(std::move(j));
+    auto run = [this, job, latch] {
+      Status st = RunJob(*job);
+      std::lock_guard<std::mutex> l(latch->mu);
+      if (!st.ok() && latch->first.ok()) latch->first = st;
+      if (--latch->left == 0) latch->cv.notify_all();
+    };
+    if (!flush_->pool->Submit(run)) run();
+  }
+  std::unique_lock<std::mutex> l(latch->mu);
+  latch->cv.wait(l, [&] { return latch->left == 0; });
+  return latch->first;
+}
+
+Status StreamService::FlushStream(const std::shared_ptr<DeliveryStream>& s, bool all) {
+  Status first = RunAndWait(CollectJobs(s, all));
+  if (!all) return first;
+  // Partitions that had a job in flight when this began: wait for it, then flush what they
+  // buffered meanwhile, so everything buffered at the call is delivered (or failed) on return.
+  {
+    std::unique_lock<std::mutex> l(s->mu);
+    s->jobs_cv.wait(l, [&] { return s->jobs_running == 0; });
+  }
+  Status st = RunAndWait(CollectJobs(s, true));
+  return first.ok() ? st : first;
 }
 
 Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& config,
@@ -257,11 +354,22 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
   std::vector<FailedRecord> failed;
   size_t rows = 0;
   {
-    std::lock_guard<std::mutex> l(flush_->writer_mu);
-    if (!flush_->writer) {
-      ASSIGN_OR_RETURN(flush_->writer, ParquetWriter::Create());
+    std::unique_ptr<ParquetWriter> writer;
+    {
+      std::lock_guard<std::mutex> l(flush_->writers_mu);
+      if (!flush_->writers.empty()) {
+        writer = std::move(flush_->writers.back());
+        flush_->writers.pop_back();
+      }
     }
-    auto w = flush_->writer->Write(columns, records, config.parquet_compression, tmp, &failed);
+    if (!writer) {
+      ASSIGN_OR_RETURN(writer, ParquetWriter::Create());
+    }
+    auto w = writer->Write(columns, records, config.parquet_compression, tmp, &failed);
+    {
+      std::lock_guard<std::mutex> l(flush_->writers_mu);
+      flush_->writers.push_back(std::move(writer));
+    }
     if (!w.ok()) {
       std::error_code ec;
       fs::remove(tmp, ec);
@@ -339,13 +447,13 @@ Status StreamService::FlushDue() {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [n, s] : streams_) all.push_back(s);
   }
-  Status first;
+  std::vector<FlushJob> jobs;
   for (auto& s : all) {
-    Status st = FlushStream(*s, false);
-    if (!st.ok() && first.ok()) first = st;
-    UpdateFreshness(*s);
+    for (auto& j : CollectJobs(s, false)) jobs.push_back(std::move(j));
   }
-  return first;
+  Status st = RunAndWait(std::move(jobs));
+  for (auto& s : all) UpdateFreshness(*s);
+  return st;
 }
 
 Status StreamService::FlushAll() {
@@ -356,7 +464,7 @@ Status StreamService::FlushAll() {
   }
   Status first;
   for (auto& s : all) {
-    Status st = FlushStream(*s, true);
+    Status st = FlushStream(s, true);
     if (!st.ok() && first.ok()) first = st;
     UpdateFreshness(*s);
   }
@@ -386,18 +494,26 @@ void StreamService::Wake() {
 
 void StreamService::FlusherLoop() {
   // Polls for interval expiry every 100 ms (cheap: one pass over the partition maps) and is
-  // woken at once when a buffer fills or a zero-interval stream receives records. A failing
-  // delivery is retried on the next pass, backing off up to 5 s.
-  int64_t backoff_ms = 100;
+  // woken at once when a buffer fills or a zero-interval stream receives records. Due
+  // partitions go to the flush pool without waiting; a partition with a job in flight is
+  // skipped until it finishes. A failing delivery is retried (as an exact repeat) on a later
+  // pass, the partition backing off up to 5 s (PartitionBuffer::retry_after).
   for (;;) {
     {
       std::unique_lock<std::mutex> l(flusher_mu_);
-      flusher_cv_.wait_for(l, std::chrono::milliseconds(backoff_ms), [&] { return stop_ || wake_; });
+      flusher_cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stop_ || wake_; });
       if (stop_) return;
       wake_ = false;
     }
-    Status st = FlushDue();
-    backoff_ms = st.ok() ? 100 : std::min<int64_t>(backoff_ms * 2, 5000);
+    std::vector<std::shared_ptr<DeliveryStream>> all;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [n, s] : streams_) all.push_back(s);
+    }
+    for (auto& s : all) {
+      Dispatch(CollectJobs(s, false));
+      UpdateFreshness(*s);
+    }
   }
 }
 

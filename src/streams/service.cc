@@ -299,7 +299,7 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
     }
   }
   // Interrupted flushes are repeated now, exactly (same records, same object keys).
-  Status st = FlushStream(*s, false);
+  Status st = FlushStream(s, false);
   if (!st.ok()) TLOG_WARN("streams", "{}: recovery flush: {}", name, st.ToString());
   return s;
 }
@@ -431,12 +431,12 @@ Status StreamService::Delete(const std::string& name) {
     streams_.erase(it);
   }
   // Deliver what is buffered (best effort, as AWS does before the stream goes away).
-  Status st = FlushStream(*s, true);
+  Status st = FlushStream(s, true);
   if (!st.ok()) TLOG_WARN("streams", "{}: final flush before delete: {}", name, st.ToString());
   std::unique_ptr<Wal> wal;
   {
-    std::lock_guard<std::mutex> fl(s->flush_mu);
-    std::lock_guard<std::mutex> l(s->mu);
+    std::unique_lock<std::mutex> l(s->mu);
+    PauseFlushes(*s, l);  // for good: the stream is gone
     s->deleted = true;
     wal = std::move(s->wal);
   }
@@ -457,18 +457,25 @@ Status StreamService::UpdateDestination(const std::string& name, const std::stri
                    kDestinationId + ")");
   }
   std::lock_guard<std::mutex> create_lock(create_mu_);
-  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
-      "SELECT version, destination FROM firehose_streams WHERE name = ?1"));
-  q.Bind(1, name);
-  ASSIGN_OR_RETURN(bool row, q.Step());
-  if (!row) return NotFound(name);
-  int64_t version = q.ColumnInt(0);
+  int64_t version = 0;
+  std::string destination;
+  {
+    // Finished before the flush below: the flush pool's threads write to the metadata store
+    // (object metadata, catalog partitions), and an open read here would block the UPDATE.
+    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+        "SELECT version, destination FROM firehose_streams WHERE name = ?1"));
+    q.Bind(1, name);
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return NotFound(name);
+    version = q.ColumnInt(0);
+    destination = q.ColumnText(1);
+  }
   if (version_id != std::to_string(version)) {
     return Error(ErrorCode::kConcurrentModification,
                  "CurrentDeliveryStreamVersionId " + version_id + " is not the current version " +
                      std::to_string(version));
   }
-  json merged = json::parse(q.ColumnText(1), nullptr, false);
+  json merged = json::parse(destination, nullptr, false);
   merged.merge_patch(update);
   RETURN_IF_ERROR(ValidateForLake(merged, name));
   ASSIGN_OR_RETURN(auto config, ParseDestination(merged, name));
@@ -479,11 +486,15 @@ Status StreamService::UpdateDestination(const std::string& name, const std::stri
   }
   // Records buffered under the old prefix are delivered under it first: partitions are a
   // function of the configuration, and replay must find the same ones.
-  RETURN_IF_ERROR(FlushStream(*s, true));
+  RETURN_IF_ERROR(FlushStream(s, true));
   // No flush may run while the configuration changes; records that arrived since the flush above
   // are routed again under the new configuration, as a replay after a crash would route them.
-  std::lock_guard<std::mutex> fl(s->flush_mu);
-  std::lock_guard<std::mutex> l(s->mu);
+  std::unique_lock<std::mutex> l(s->mu);
+  PauseFlushes(*s, l);
+  struct Resume {
+    DeliveryStream* s;
+    ~Resume() { --s->paused; }  // runs while `l` still holds s->mu
+  } resume{s.get()};
   for (const auto& [k, p] : s->buffers) {
     if (!p.redo.empty()) {
       return Error(ErrorCode::kFirehoseServiceUnavailable,

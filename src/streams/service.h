@@ -49,6 +49,9 @@ struct StreamServiceOptions {
   Clock* clock = Clock::Real();
   // Run a flusher thread that flushes due buffers. Tests switch it off and call FlushDue().
   bool background_flush = true;
+  // Flush jobs (one partition's records → objects) run on a pool of this many threads: different
+  // partitions and streams convert and deliver in parallel, one job per partition at a time.
+  int flush_threads = 2;
 };
 
 struct PutResult {
@@ -59,6 +62,7 @@ struct PutResult {
 class DeliveryStream;
 struct DestinationConfig;
 struct BufferedRecord;
+struct FlushJob;
 
 class StreamService final : public RecordSink {
  public:
@@ -90,9 +94,9 @@ class StreamService final : public RecordSink {
               std::function<void(const Status&)> done) override;
 
   // --- flushing ---
-  // Flushes every partition whose buffer is due (size or interval reached).
+  // Flushes every partition whose buffer is due (size or interval reached) and waits for it.
   Status FlushDue();
-  // Flushes everything buffered (shutdown, tests).
+  // Flushes everything buffered (shutdown, tests) and waits for it.
   Status FlushAll();
 
  private:
@@ -104,7 +108,18 @@ class StreamService final : public RecordSink {
                                                      const std::string& destination_json);
   std::shared_ptr<DeliveryStream> Find(const std::string& name);
   Status ValidateForLake(const nlohmann::json& extended_s3, const std::string& name);
-  Status FlushStream(DeliveryStream& s, bool all);
+  // Flushes `s` (due partitions, or everything buffered) on the pool and waits.
+  Status FlushStream(const std::shared_ptr<DeliveryStream>& s, bool all);
+  // Takes the due (or all) partitions of `s` that have no job in flight, recording intents.
+  std::vector<FlushJob> CollectJobs(const std::shared_ptr<DeliveryStream>& s, bool all);
+  // Runs jobs on the pool: Dispatch returns at once; RunAndWait returns the first error.
+  void Dispatch(std::vector<FlushJob> jobs);
+  Status RunAndWait(std::vector<FlushJob> jobs);
+  Status RunJob(FlushJob& job);  // on a pool thread
+  // Writes the stream's delivery marks to its WAL checkpoint (coalesced, see stream.h).
+  Status CheckpointStream(DeliveryStream& s);
+  // Waits until no flush job of `s` runs and keeps new ones from starting; caller holds s.mu.
+  static void PauseFlushes(DeliveryStream& s, std::unique_lock<std::mutex>& lock);
   Status WriteJob(DeliveryStream& s, const DestinationConfig& config, const std::string& key,
                   const std::vector<BufferedRecord>& records, uint64_t* output_bytes);
   Status RegisterPartition(const DestinationConfig& config, const nlohmann::json& table,

@@ -9,6 +9,8 @@
 // every record of every partition is delivered.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -35,6 +37,13 @@ struct PartitionBuffer {
   int64_t first_mono = 0;  // Clock::MonotonicNanos() when the oldest buffered record arrived
   // A flush to repeat with exactly these records (recovery, or a failed attempt).
   std::vector<BufferedRecord> redo;
+  // A flush job of this partition is queued or running: the partition's next flush waits for
+  // it, so a partition's objects are written in sequence order, one intent at a time.
+  bool busy = false;
+  // After a failed delivery, the repeat waits until retry_after (Clock::MonotonicNanos());
+  // the wait doubles from 100 ms up to 5 s while deliveries keep failing.
+  int64_t retry_after = 0;
+  int64_t retry_backoff_ns = 0;
 };
 
 struct PartitionMark {
@@ -63,7 +72,19 @@ class DeliveryStream {
   std::string cached_partition;
 
   std::unique_ptr<Wal> wal;
-  std::mutex flush_mu;  // one flush of this stream at a time
+
+  // Flush jobs of this stream queued or running on the service's flush pool (any number of
+  // partitions at once, one job per partition). Guarded by mu; jobs_cv is signalled (under mu)
+  // when it drops. While paused > 0 no new job is taken (UpdateDestination, Delete).
+  int jobs_running = 0;
+  int paused = 0;
+  std::condition_variable jobs_cv;
+  // Checkpoints of the delivery marks coalesce: a caller that changed the marks asks for a
+  // checkpoint (ticket = ++checkpoint_requested) and is done as soon as a checkpoint whose state
+  // was taken after its ticket was written (checkpoint_written >= ticket).
+  std::mutex checkpoint_mu;
+  std::atomic<uint64_t> checkpoint_requested{0};
+  uint64_t checkpoint_written = 0;  // guarded by checkpoint_mu
 
   ops::CounterMetric* incoming_records = nullptr;
   ops::CounterMetric* incoming_bytes = nullptr;

@@ -266,17 +266,28 @@ def test_parquet_conversion_dynamic_partitioning_and_error_prefix(lake):
         "s3://landing/iot/readings/device=dev-%d/" % i for i in range(3)}
 
 
-@pytest.mark.parametrize("fmt", ["raw", "parquet"])
+@pytest.mark.parametrize("fmt", ["raw", "parquet", "partitioned"])
 def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
     """boto3 producers under load; the server is killed with SIGKILL several times mid-stream
     (mid-append, mid-Parquet-write, mid-rename: wherever it happens to be) and restarted on the
     same data directory. Every acknowledged record lands exactly once; a record whose call failed
-    (the server died under it) lands at most once."""
+    (the server died under it) lands at most once. "partitioned": dynamic partitioning into four
+    partitions whose flushes run in parallel on the flush pool."""
     lake = Lake()
     lake.start()
     try:
         if fmt == "raw":
             create_raw_stream(lake, "crash")
+        elif fmt == "partitioned":
+            create_raw_stream(lake, "crash", {
+                "Prefix": "iot/crash/p=!{partitionKeyFromQuery:p}/",
+                "ErrorOutputPrefix": "errors/crash/",
+                "DynamicPartitioningConfiguration": {"Enabled": True},
+                "ProcessingConfiguration": {"Enabled": True, "Processors": [
+                    {"Type": "AppendDelimiterToRecord"},
+                    {"Type": "MetadataExtraction", "Parameters": [
+                        {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{p: .p}"},
+                        {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}})
         else:
             glue = lake.boto3_client("glue")
             glue.create_database(DatabaseInput={"Name": "crash"})
@@ -313,7 +324,8 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
                 try:
                     r = client.put_record_batch(
                         DeliveryStreamName="crash",
-                        Records=[{"Data": json.dumps({"id": i}).encode()} for i in ids])
+                        Records=[{"Data": json.dumps({"id": i, "p": hash(i) % 4}).encode()}
+                                 for i in ids])
                 except Exception:
                     time.sleep(0.05)
                     continue
@@ -339,7 +351,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
         assert rc == 0, lake.read_log()
 
         landed = []
-        if fmt == "raw":
+        if fmt != "parquet":
             for f in glob.glob(os.path.join(landing(lake), "iot", "crash", "**", "crash-*"),
                                recursive=True):
                 with open(f) as fp:
