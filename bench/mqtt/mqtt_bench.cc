@@ -2,6 +2,8 @@
 // (Tarn and mosquitto in one run, see run.py). Plain blocking sockets, one thread per client.
 //
 //   mqtt_bench throughput --port P --qos 0|1 --pubs N --subs M [--seconds S] [--payload 64]
+//                         [--json 1]   (JSON sensor readings instead of opaque bytes; half of
+//                                       them "hot", temperature > 50 — for bench/rules)
 //   mqtt_bench latency    --port P --qos 0|1 --rate R [--seconds S]
 //   mqtt_bench idle       --port P --clients N --hold S       (prints when all are connected)
 //
@@ -172,6 +174,7 @@ std::string Publish(const std::string& topic, const std::string& payload, int qo
 struct Args {
   std::string mode;
   int qos = 0, pubs = 1, subs = 1, payload = 64, clients = 10000;
+  bool json = false;
   double seconds = 3, rate = 0, hold = 5;
 };
 
@@ -228,6 +231,11 @@ void RunPublisher(int idx, const Args& a, int subs_per_msg, SubStats* st,
   }
   std::string topic = "bench/" + std::to_string(idx);
   std::string payload(size_t(a.payload), 'p');
+  // --json: alternating hot and cold readings with six members (no send timestamp: throughput
+  // only). The two documents have the same length.
+  const std::string readings[2] = {
+      R"({"temperature": 72.5, "humidity": 41, "pressure": 1013.2, "battery": 87, "rssi": -61, "fw": "1.4.2"})",
+      R"({"temperature": 21.5, "humidity": 41, "pressure": 1013.2, "battery": 87, "rssi": -61, "fw": "1.4.2"})"};
   uint16_t id = 0;
   const int64_t window = 256;
   int64_t start = NowNs();
@@ -250,11 +258,13 @@ void RunPublisher(int idx, const Args& a, int subs_per_msg, SubStats* st,
     if (a.qos) {
       while (outstanding.load() >= window && !stop->load()) std::this_thread::yield();
     }
-    int64_t ts = NowNs();
-    std::memcpy(payload.data(), &ts, 8);
+    if (!a.json) {
+      int64_t ts = NowNs();
+      std::memcpy(payload.data(), &ts, 8);
+    }
     if (++id == 0) id = 1;
     if (a.qos) outstanding.fetch_add(1);
-    c.Send(Publish(topic, payload, a.qos, id));
+    c.Send(Publish(topic, a.json ? readings[n & 1] : payload, a.qos, id));
     published->fetch_add(1);
     ++n;
   }
@@ -392,6 +402,7 @@ int main(int argc, char** argv) {
     else if (k == "--pubs") a.pubs = std::atoi(v.c_str());
     else if (k == "--subs") a.subs = std::atoi(v.c_str());
     else if (k == "--payload") a.payload = std::max(8, std::atoi(v.c_str()));
+    else if (k == "--json") a.json = v == "1";
     else if (k == "--seconds") a.seconds = std::atof(v.c_str());
     else if (k == "--rate") a.rate = std::atof(v.c_str());
     else if (k == "--clients") a.clients = std::atoi(v.c_str());

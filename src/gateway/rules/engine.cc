@@ -1,5 +1,8 @@
 #include "gateway/rules/engine.h"
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <future>
 
 #include "core/log.h"
@@ -142,15 +145,70 @@ Result<std::shared_ptr<CompiledRule>> CompileRule(const TopicRuleSpec& spec) {
 
 }  // namespace
 
-RulesEngine::RulesEngine(ActionTargets targets, Clock* clock, size_t threads)
+namespace {
+// Set on the engine's own threads: they must never wait for queue space they would free.
+thread_local bool t_engine_thread = false;
+std::atomic<uint64_t> g_rules_version{0};
+}  // namespace
+
+RulesEngine::RulesEngine(ActionTargets targets, Clock* clock, size_t threads, size_t max_queued,
+                         int64_t max_block_ms)
     : targets_(std::move(targets)),
       clock_(clock),
       rules_(std::make_shared<const RuleSet>()),
-      pool_(threads, "rules") {}
+      version_(++g_rules_version),
+      max_queued_(std::max<size_t>(1, max_queued)),
+      max_block_ms_(max_block_ms) {
+  for (size_t i = 0; i < std::max<size_t>(1, threads); ++i) {
+    workers_.emplace_back([this, i] {
+      pthread_setname_np(pthread_self(), ("rules-" + std::to_string(i)).c_str());
+      t_engine_thread = true;
+      Work();
+    });
+  }
+}
 
 RulesEngine::~RulesEngine() { Shutdown(); }
 
-void RulesEngine::Shutdown() { pool_.Shutdown(); }
+void RulesEngine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  space_cv_.notify_all();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  std::lock_guard<std::mutex> lock(q_mu_);
+  workers_.clear();
+}
+
+void RulesEngine::Work() {
+  std::vector<InboundMessage> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(q_mu_);
+      if (!batch.empty()) {
+        in_flight_ -= static_cast<int64_t>(batch.size());
+        if (in_flight_ == 0) drain_cv_.notify_all();
+        batch.clear();
+      }
+      ++idle_workers_;
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      --idle_workers_;
+      // Queued messages are still processed at shutdown (Shutdown() drains the queue).
+      if (queue_.empty()) return;
+      batch.swap(queue_);
+      if (blocked_producers_) space_cv_.notify_all();
+    }
+    // One snapshot per batch: a rule change applies from the next batch on.
+    // A copy: a republish inside Process() may refresh this thread's cached snapshot.
+    std::shared_ptr<const RuleSet> rules = CurrentRules();
+    for (const InboundMessage& m : batch) Process(*rules, m);
+  }
+}
 
 Status RulesEngine::Validate(const TopicRuleSpec& spec) { return CompileRule(spec).status(); }
 
@@ -161,6 +219,7 @@ Status RulesEngine::Put(const TopicRuleSpec& spec) {
   auto next = std::make_shared<RuleSet>(*rules_);
   (*next)[spec.name] = std::move(rule);
   rules_ = std::move(next);
+  version_.store(++g_rules_version, std::memory_order_release);
   return Status::OK();
 }
 
@@ -169,6 +228,7 @@ void RulesEngine::Remove(const std::string& name) {
   auto next = std::make_shared<RuleSet>(*rules_);
   next->erase(name);
   rules_ = std::move(next);
+  version_.store(++g_rules_version, std::memory_order_release);
 }
 
 std::shared_ptr<const RulesEngine::RuleSet> RulesEngine::Snapshot() const {
@@ -176,40 +236,70 @@ std::shared_ptr<const RulesEngine::RuleSet> RulesEngine::Snapshot() const {
   return rules_;
 }
 
+const std::shared_ptr<const RulesEngine::RuleSet>& RulesEngine::CurrentRules() const {
+  struct Cache {
+    uint64_t version = 0;
+    std::shared_ptr<const RuleSet> rules;
+  };
+  thread_local Cache cache;
+  uint64_t v = version_.load(std::memory_order_acquire);
+  if (cache.version != v) {
+    cache.rules = Snapshot();
+    cache.version = v;
+  }
+  return cache.rules;
+}
+
 bool RulesEngine::AnyRuleFor(std::string_view topic) const {
-  auto rules = Snapshot();
   if (StartsWith(topic, kBasicIngestPrefix)) return true;
-  for (const auto& [name, r] : *rules) {
+  for (const auto& [name, r] : *CurrentRules()) {
     if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) return true;
   }
   return false;
 }
 
 void RulesEngine::Submit(InboundMessage msg) {
-  in_flight_.fetch_add(1);
-  auto shared = std::make_shared<InboundMessage>(std::move(msg));
-  bool queued = pool_.Submit([this, shared] {
-    Process(*shared);
-    if (in_flight_.fetch_sub(1) == 1) {
-      std::lock_guard<std::mutex> lock(drain_mu_);
-      drain_cv_.notify_all();
-    }
-  });
-  if (!queued) {
-    if (shared->done) shared->done();
-    in_flight_.fetch_sub(1);
+  std::unique_lock<std::mutex> lock(q_mu_);
+  if (queue_.size() >= max_queued_ && !stopping_ && !t_engine_thread) {
+    // Back-pressure: the publisher's network thread waits for the engine to catch up.
+    ++blocked_producers_;
+    space_cv_.wait_for(lock, std::chrono::milliseconds(max_block_ms_),
+                       [this] { return stopping_ || queue_.size() < max_queued_; });
+    --blocked_producers_;
   }
+  if (stopping_ || (queue_.size() >= max_queued_ && !t_engine_thread)) {
+    bool stopped = stopping_;
+    uint64_t n = stopped ? 0 : ++dropped_;
+    lock.unlock();
+    if (!stopped) {
+      static ops::CounterMetric& dropped = ops::Metrics().Counter(
+          "tarn_iot_rule_messages_dropped_total", "Messages not evaluated because the rules engine's queue stayed full");
+      dropped.Inc();
+      if (n % 1000 == 1) {
+        TLOG_WARN("rules", "rules engine queue full for {} ms: dropped a message on '{}' ({} so far)",
+                  max_block_ms_, msg.topic, n);
+      }
+    }
+    if (msg.done) msg.done();
+    return;
+  }
+  queue_.push_back(std::move(msg));
+  ++in_flight_;
+  // Wake a thread only if none is already on its way: a busy engine takes whole batches.
+  bool wake = queue_.size() == 1 && idle_workers_ > 0;
+  lock.unlock();
+  if (wake) work_cv_.notify_one();
 }
 
 void RulesEngine::Drain() {
-  std::unique_lock<std::mutex> lock(drain_mu_);
-  drain_cv_.wait(lock, [this] { return in_flight_.load() == 0; });
+  std::unique_lock<std::mutex> lock(q_mu_);
+  drain_cv_.wait(lock, [this] { return in_flight_ == 0; });
 }
 
-void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(msg); }
+void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(*Snapshot(), msg); }
 
-void RulesEngine::Process(const InboundMessage& msg) {
-  auto rules = Snapshot();
+void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg) {
+  const RuleSet* rules = &rules_ref;
   std::string_view topic = msg.topic;
   const CompiledRule* only = nullptr;
   if (StartsWith(topic, kBasicIngestPrefix)) {
@@ -232,15 +322,18 @@ void RulesEngine::Process(const InboundMessage& msg) {
   ctx.topic = topic;
   ctx.client_id = msg.client_id;
   ctx.principal = msg.principal;
-  ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : clock_->NowMillis();
   ctx.payload = msg.payload;
+  int64_t start_us = 0;
   auto run = [&](const CompiledRule& r) {
     if (!parsed) {
+      // One clock read per matched message: timestamp() and the latency's start.
+      start_us = clock_->NowMicros();
+      ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : start_us / 1000;
       is_json = ParsePayload(msg.payload, &doc);
       parsed = true;
       ctx.json = is_json ? &doc : nullptr;
     }
-    RunRule(r, ctx, msg);
+    RunRule(r, ctx, msg, start_us);
   };
   if (only) {
     run(*only);
@@ -308,11 +401,11 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
 
 }  // namespace
 
-void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg) {
-  int64_t start = clock_->NowMicros();
+void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
+                          int64_t start) {
   RuleMetrics& m = *rule.metrics;
   m.matched->Inc();
-  json failures = json::array();
+  json failures;  // null until something fails (no allocation on the common path)
   auto out = rule.query->Evaluate(ctx);
   if (out.ok() && !out->has_value()) {
     m.filtered->Inc();

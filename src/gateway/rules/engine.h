@@ -13,11 +13,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/status.h"
-#include "core/thread_pool.h"
 #include "gateway/rules/sql.h"
 
 namespace tarn::storage {
@@ -66,7 +66,13 @@ class CompiledRule;  // engine.cc
 
 class RulesEngine {
  public:
-  RulesEngine(ActionTargets targets, Clock* clock, size_t threads = 2);
+  // `max_queued`: messages waiting for the engine's threads. When the queue is full, Submit()
+  // blocks the caller (a network thread: back-pressure on the publishers, nothing is lost) for
+  // up to `max_block_ms`, then drops the message, counted in
+  // tarn_iot_rule_messages_dropped_total and logged; Submit() from the engine's own threads (a
+  // republish that matches a rule) never blocks.
+  RulesEngine(ActionTargets targets, Clock* clock, size_t threads = 2, size_t max_queued = 65536,
+              int64_t max_block_ms = 1000);
   ~RulesEngine();
 
   // Compiles `spec` (SQL and every action's substitution templates); kIotInvalidRequest with
@@ -76,7 +82,9 @@ class RulesEngine {
   Status Put(const TopicRuleSpec& spec);
   void Remove(const std::string& name);
 
-  // Queues `msg` for evaluation on the engine's threads; returns immediately. A topic
+  // Queues `msg` for evaluation on the engine's threads; returns at once unless the queue is
+  // full (see the constructor). The threads take queued messages in batches, so a busy engine
+  // costs no wake-up per message. A topic
   // "$aws/rules/<rule>/…" is Basic Ingest: only that rule runs, its FROM is not consulted and
   // topic() sees the topic without the prefix (developerguide/iot-basic-ingest).
   void Submit(InboundMessage msg);
@@ -97,17 +105,35 @@ class RulesEngine {
  private:
   using RuleSet = std::map<std::string, std::shared_ptr<const CompiledRule>>;
   std::shared_ptr<const RuleSet> Snapshot() const;
-  void Process(const InboundMessage& msg);
-  void RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg);
+  // The current rules through a per-thread cache that is refreshed when version_ moves: the
+  // broker asks AnyRuleFor() for every message, and this keeps that to one atomic load.
+  const std::shared_ptr<const RuleSet>& CurrentRules() const;
+  void Work();
+  void Process(const RuleSet& rules, const InboundMessage& msg);
+  // `start_us`: when the engine began on the message (the latency histogram's start).
+  void RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
+               int64_t start_us);
 
   ActionTargets targets_;
   Clock* clock_;
   mutable std::mutex mu_;
   std::shared_ptr<const RuleSet> rules_;  // guarded by mu_ (the pointer; the set is immutable)
-  std::atomic<int64_t> in_flight_{0};
-  std::mutex drain_mu_;
-  std::condition_variable drain_cv_;
-  ThreadPool pool_;
+  // Changes with every Put/Remove; unique across engines (a process-wide counter).
+  std::atomic<uint64_t> version_;
+  const size_t max_queued_;
+  const int64_t max_block_ms_;
+
+  std::mutex q_mu_;
+  std::condition_variable work_cv_;   // a message was queued (or stopping)
+  std::condition_variable space_cv_;  // the queue has room again
+  std::condition_variable drain_cv_;  // in_flight_ reached 0
+  std::vector<InboundMessage> queue_;  // guarded by q_mu_
+  size_t idle_workers_ = 0;            // guarded by q_mu_: waiting on work_cv_
+  size_t blocked_producers_ = 0;       // guarded by q_mu_: waiting on space_cv_
+  int64_t in_flight_ = 0;              // guarded by q_mu_: queued or being processed
+  bool stopping_ = false;              // guarded by q_mu_
+  uint64_t dropped_ = 0;               // guarded by q_mu_
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace tarn::gateway::rules

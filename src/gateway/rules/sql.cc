@@ -7,6 +7,8 @@
 #include <functional>
 #include <limits>
 
+#include <simdjson.h>
+
 #include "core/crypto.h"
 #include "core/strings.h"
 
@@ -1271,7 +1273,51 @@ class Parser {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// simdjson's DOM to nlohmann's (the evaluator's value type). simdjson limits the depth to 1024,
+// so the recursion is bounded.
+json FromSimdjson(simdjson::dom::element e) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      json o = json::object();
+      auto& members = o.get_ref<json::object_t&>();
+      // A repeated key keeps its last value, as nlohmann's parser does.
+      for (auto [k, v] : simdjson::dom::object(e)) members[std::string(k)] = FromSimdjson(v);
+      return o;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      json a = json::array();
+      auto& items = a.get_ref<json::array_t&>();
+      for (simdjson::dom::element v : simdjson::dom::array(e)) items.push_back(FromSimdjson(v));
+      return a;
+    }
+    case simdjson::dom::element_type::INT64: {
+      int64_t v = int64_t(e);
+      if (v >= 0) return uint64_t(v);  // as nlohmann types non-negative integers
+      return v;
+    }
+    case simdjson::dom::element_type::UINT64: return uint64_t(e);
+    case simdjson::dom::element_type::DOUBLE: return double(e);
+    case simdjson::dom::element_type::STRING: return std::string(std::string_view(e));
+    case simdjson::dom::element_type::BOOL: return bool(e);
+    case simdjson::dom::element_type::NULL_VALUE: return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 bool ParsePayload(std::string_view payload, json* out) {
+  // Every matched message is parsed, so this is on the hot path: simdjson parses about twice as
+  // fast as nlohmann's lexer. What simdjson refuses (invalid JSON, numbers beyond 64 bits, depth
+  // beyond 1024) is left to nlohmann, whose answer stands.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(payload.data(), payload.size()).get(doc) == simdjson::SUCCESS) {
+    *out = FromSimdjson(doc);
+    return true;
+  }
   *out = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
   return !out->is_discarded();
 }

@@ -109,5 +109,29 @@ TEST(RuleSql, DeepNestingIsAnErrorNotACrash) {
   EXPECT_FALSE(RuleQuery::Compile(nots + "true").ok());
 }
 
+// The fast path (simdjson) gives exactly the document nlohmann's parser gives, and falls back
+// to it for what simdjson refuses.
+TEST(RulePayload, SameDocumentAsNlohmann) {
+  const char* cases[] = {
+      R"({"temperature": 72.5, "humidity": 41, "neg": -3, "big": 18446744073709551615, "s": "a\u00e9\n",
+          "arr": [1, 2.5, "x", null, true, {"k": []}], "dup": 1, "dup": 2})",
+      R"([1, 2, 3])", R"("just a string")", "42", "-0", "1e400", "123456789012345678901234567890",
+      "not json", "{\"a\": }", "", "{\"bad utf8\": \"\xff\"}"};
+  for (const char* c : cases) {
+    json fast;
+    bool ok = ParsePayload(c, &fast);
+    json slow = json::parse(c, nullptr, false);
+    EXPECT_EQ(ok, !slow.is_discarded()) << c;
+    if (ok && !slow.is_discarded()) {
+      EXPECT_EQ(fast, slow) << c;
+      EXPECT_EQ(fast.dump(), slow.dump()) << c;
+    }
+  }
+  std::string deep(2000, '[');
+  deep += std::string(2000, ']');
+  json d;
+  EXPECT_TRUE(ParsePayload(deep, &d));  // beyond simdjson's depth: nlohmann decides
+}
+
 }  // namespace
 }  // namespace tarn::gateway::rules
