@@ -356,9 +356,9 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     ASSIGN_OR_RETURN(uint64_t h2, m.mqtt->Subscribe("$aws/rules/#", feed, /*counts_as_subscriber=*/false));
     (void)h1;
     (void)h2;
-    m.iot_data->SetBrokerPublish([broker = m.mqtt.get()](const std::string& topic,
-                                                          const std::string& payload, int qos) {
-      return broker->Publish(topic, payload, qos);
+    m.iot_data->SetBrokerPublish([broker = m.mqtt.get()](const std::string& topic, const std::string& payload,
+                                                          int qos, bool retain) {
+      return broker->Publish(topic, payload, qos, retain);
     });
   }
   return lake;

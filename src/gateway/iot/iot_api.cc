@@ -792,25 +792,32 @@ Status IotDataApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     return Invalid("the topic is not a valid MQTT topic name");
   }
   call.resource = "arn:aws:iot:" + region_ + ":" + account_id_ + ":topic/" + *topic;
-  if (authz_) {
-    security::AuthzRequest rq;
-    rq.identity = &call.identity;
-    rq.action = "iot:Publish";
-    rq.resource = call.resource;
-    if (!authz_->Authorize(rq).allowed) {
-      return Error(ErrorCode::kIotUnauthorized, "not authorized to perform iot:Publish on " + call.resource);
-    }
-  }
   int qos = 0;
+  bool retain = false;
   for (const auto& [k, v] : request.QueryParams()) {
     if (k == "qos") qos = v == "1" ? 1 : 0;
+    if (k == "retain") retain = v == "true";
+  }
+  if (authz_) {
+    // A retained message needs iot:RetainPublish as well, as over MQTT.
+    for (const char* action : {"iot:Publish", "iot:RetainPublish"}) {
+      if (!retain && std::string_view(action) == "iot:RetainPublish") continue;
+      security::AuthzRequest rq;
+      rq.identity = &call.identity;
+      rq.action = action;
+      rq.resource = call.resource;
+      if (!authz_->Authorize(rq).allowed) {
+        return Error(ErrorCode::kIotUnauthorized,
+                     std::string("not authorized to perform ") + action + " on " + call.resource);
+      }
+    }
   }
   ASSIGN_OR_RETURN(std::string payload, request.body->ReadAll(128 * 1024));
   call.audit_params["topic"] = *topic;
   // With a broker, the message is routed like any MQTT publish (the engine sees it through its
   // broker subscription); Basic Ingest and broker-less lakes go straight to the engine.
   if (broker_publish_ && !StartsWith(*topic, "$aws/rules/")) {
-    RETURN_IF_ERROR(broker_publish_(*topic, payload, qos));
+    RETURN_IF_ERROR(broker_publish_(*topic, payload, qos, retain));
     net::WriteJson(response, "{}", "application/json");
     return Status::OK();
   }

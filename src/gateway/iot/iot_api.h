@@ -78,7 +78,9 @@ class IotDataApi final : public net::ApiService {
   IotDataApi(rules::RulesEngine* engine, const security::Authorizer* authz, Clock* clock,
              std::string region, std::string account_id);
   // Delivers to the broker's subscribers (set by the composition root when MQTT runs).
-  void SetBrokerPublish(std::function<Status(const std::string& topic, const std::string& payload, int qos)> fn) {
+  using BrokerPublish =
+      std::function<Status(const std::string& topic, const std::string& payload, int qos, bool retain)>;
+  void SetBrokerPublish(BrokerPublish fn) {
     broker_publish_ = std::move(fn);
   }
   Status Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpResponse& response) override;
@@ -88,7 +90,7 @@ class IotDataApi final : public net::ApiService {
   const security::Authorizer* authz_;
   Clock* clock_;
   std::string region_, account_id_;
-  std::function<Status(const std::string&, const std::string&, int)> broker_publish_;
+  BrokerPublish broker_publish_;
 };
 
 }  // namespace tarn::gateway::iot
