@@ -335,3 +335,45 @@ def test_s3_action_objects_read_back_with_aws_s3_cp(lake, tmp_path):
     cp = lake.aws("s3", "cp", "s3://landing/iot/raw/A/" + keys[0], "-")
     assert cp.returncode == 0, cp.stderr
     assert json.loads(cp.stdout) == {"temperature": 21.5, "device": "A", "client": "A"}
+
+
+def test_thing_group_policy_applies_to_its_things(lake, tmp_path):
+    """A policy attached to a thing group (or its parent) governs a device that connects as a
+    thing in the group; removing the thing from the group takes the rights away at once."""
+    iot = lake.boto3_client("iot")
+    group_policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": ARN + "client/${iot:Connection.Thing.ThingName}",
+         "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+        {"Effect": "Allow", "Action": "iot:Publish",
+         "Resource": ARN + "topic/site/${iot:Connection.Thing.Attributes[site]}/*"}]}
+    iot.create_policy(policyName="fleet", policyDocument=json.dumps(group_policy))
+    iot.create_thing_group(thingGroupName="fleet")
+    iot.create_thing_group(thingGroupName="north", parentGroupName="fleet")
+    iot.attach_policy(policyName="fleet", target=iot.describe_thing_group(thingGroupName="fleet")["thingGroupArn"])
+    iot.create_thing(thingName="T1", attributePayload={"attributes": {"site": "north"}})
+    c, cert, key = new_device(iot, tmp_path, "t1", policy=False)  # no policy on the certificate
+    iot.attach_thing_principal(thingName="T1", principal=c["certificateArn"])
+
+    r = TlsRaw(lake, cert, key)
+    r.send(rawmqtt.connect(client_id="T1", version=5))
+    assert r.read_packet()[2][1] == 0x87  # not in a group yet: nothing allows it
+    r.close()
+    iot.add_thing_to_thing_group(thingGroupName="north", thingName="T1")  # via the parent group
+    r = TlsRaw(lake, cert, key)
+    assert r.connect(client_id="T1", version=5)[2][1] == 0
+    r.send(rawmqtt.publish("site/north/t", b"{}", qos=1, packet_id=1, version=5))
+    t, _, body = r.read_packet()
+    assert t == 4 and v5_reason(body) < 0x80
+    r.send(rawmqtt.publish("site/south/t", b"{}", qos=1, packet_id=2, version=5))
+    t, _, body = r.read_packet()
+    assert t == 4 and v5_reason(body) == 0x87  # the attribute scopes the site
+    iot.remove_thing_from_thing_group(thingGroupName="north", thingName="T1")
+    r.send(rawmqtt.publish("site/north/t", b"{}", qos=1, packet_id=3, version=5))
+    t, _, body = r.read_packet()
+    assert t == 4 and v5_reason(body) == 0x87
+    r.close()
+    # A client id that is not the attached thing gets no group policies (and no connect).
+    r = TlsRaw(lake, cert, key)
+    r.send(rawmqtt.connect(client_id="other", version=5))
+    assert r.read_packet()[2][1] == 0x87
+    r.close()

@@ -558,6 +558,10 @@ Status IotApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpRe
     ASSIGN_OR_RETURN(Statement q, m.meta->Prepare("DELETE FROM iot_group_things WHERE a = ?1"));
     q.Bind(1, s1);
     RETURN_IF_ERROR(q.Run());
+    // Policies attached to the group go with it (a new group of the same name starts bare).
+    ASSIGN_OR_RETURN(Statement p, m.meta->Prepare("DELETE FROM iot_policy_targets WHERE b = ?1"));
+    p.Bind(1, m.Arn("thinggroup", s1));
+    RETURN_IF_ERROR(p.Run());
     m.Changed();
   } else if (a == "ListThingGroups") {
     ASSIGN_OR_RETURN(auto all, m.List("thinggroup", QueryParam(request, "nextToken"), MaxResults(request)));
