@@ -6,6 +6,13 @@
 //                                       them "hot", temperature > 50 — for bench/rules)
 //   mqtt_bench latency    --port P --qos 0|1 --rate R [--seconds S]
 //   mqtt_bench idle       --port P --clients N --hold S       (prints when all are connected)
+//   mqtt_bench publish    --port P --pubs N [--window W] [--rate R] [--subs M] [--seconds S]
+//       QoS 1 publishers of ~200-byte JSON sensor readings (topic bench/<n>), each with up to W
+//       PUBACKs outstanding (default 64), open loop at R messages/s in total when --rate is
+//       given; counts PUBACKs per second and PUBACK latency per message (packet id → send
+//       time), and with --subs what M QoS 1 subscribers to bench/# receive. For a broker whose
+//       PUBACK means "durable" (Tarn with a rule into a delivery stream) the PUBACK rate is the
+//       delivered rate; for one that acknowledges on receipt, the subscribers' rate is.
 //
 // Output: one JSON object per run on stdout.
 #include <arpa/inet.h>
@@ -23,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -173,9 +181,9 @@ std::string Publish(const std::string& topic, const std::string& payload, int qo
 
 struct Args {
   std::string mode;
-  int qos = 0, pubs = 1, subs = 1, payload = 64, clients = 10000;
+  int qos = 0, pubs = 1, subs = 1, payload = 64, clients = 10000, window = 64;
   bool json = false;
-  double seconds = 3, rate = 0, hold = 5;
+  double seconds = 3, rate = 0, hold = 5, warmup = 0.5;
 };
 
 // Subscriber: counts messages, records latencies from the timestamp in the payload.
@@ -336,6 +344,118 @@ void Throughput(const Args& a, bool latency) {
   std::fflush(stdout);
 }
 
+// The `publish` scenario: one publisher of QoS 1 JSON readings.
+struct PubStats {
+  std::atomic<uint64_t> acked{0};
+  std::atomic<bool> measuring{false};
+  std::mutex mu;
+  std::vector<int64_t> latencies;  // ns, guarded by mu
+};
+
+void RunAckedPublisher(int idx, const Args& a, PubStats* st, std::atomic<bool>* stop) {
+  Conn c("bench-apub-" + std::to_string(idx) + "-" + std::to_string(getpid()));
+  std::unique_ptr<std::atomic<int64_t>[]> sent_at(new std::atomic<int64_t>[65536]);
+  std::atomic<int64_t> outstanding{0};
+  std::vector<int64_t> local;
+  std::thread reader([&] {
+    uint8_t h;
+    std::string b;
+    while (c.Read(&h, &b)) {
+      if ((h >> 4) != 4 || b.size() < 2) continue;
+      uint16_t id = uint16_t((uint8_t(b[0]) << 8) | uint8_t(b[1]));
+      int64_t lat = NowNs() - sent_at[id].load(std::memory_order_relaxed);
+      outstanding.fetch_sub(1);
+      if (st->measuring.load()) {
+        st->acked.fetch_add(1, std::memory_order_relaxed);
+        local.push_back(lat);
+      }
+    }
+  });
+  std::string topic = "bench/" + std::to_string(idx);
+  static const char* kStatus[] = {"ok", "warn", "degraded"};
+  uint16_t id = 0;
+  int64_t start = NowNs();
+  const int64_t window = a.window;
+  for (uint64_t n = 0; !stop->load(); ++n) {
+    if (a.rate > 0) {
+      int64_t due = start + int64_t(double(n) * 1e9 * a.pubs / a.rate);
+      while (NowNs() < due && !stop->load()) {
+        int64_t w = due - NowNs();
+        if (w > 200000) std::this_thread::sleep_for(std::chrono::nanoseconds(w - 100000));
+      }
+    }
+    while (outstanding.load() >= window && !stop->load()) std::this_thread::yield();
+    if (stop->load()) break;
+    uint64_t k = n * uint64_t(a.pubs) + uint64_t(idx);
+    char payload[256];
+    int len = std::snprintf(
+        payload, sizeof(payload),
+        "{\"device\":\"sensor-%04d\",\"ts\":%lld,\"seq\":%llu,\"temperature\":%.3f,"
+        "\"humidity\":%.2f,\"pressure\":%.2f,\"battery\":%.3f,\"status\":\"%s\",\"site\":\"site-%02d\"}",
+        int(k % 1000), static_cast<long long>(1764072000000LL + int64_t(k)),
+        static_cast<unsigned long long>(k), -20.0 + double(k % 6500) / 100.0,
+        double(k % 10000) / 100.0, 950.0 + double(k % 10000) / 100.0, 3.0 + double(k % 1200) / 1000.0,
+        kStatus[k % 3], int(k % 17));
+    if (++id == 0) id = 1;
+    sent_at[id].store(NowNs(), std::memory_order_relaxed);
+    outstanding.fetch_add(1);
+    c.Send(Publish(topic, std::string(payload, size_t(len)), 1, id));
+  }
+  // Let the acknowledgements in flight arrive, then close.
+  int64_t deadline = NowNs() + 2000000000LL;
+  while (outstanding.load() > 0 && NowNs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ::shutdown(c.fd(), SHUT_RDWR);
+  reader.join();
+  std::lock_guard<std::mutex> l(st->mu);
+  st->latencies.insert(st->latencies.end(), local.begin(), local.end());
+}
+
+void PublishAcked(const Args& a) {
+  PubStats st;
+  SubStats subst;
+  std::atomic<bool> stop{false}, sub_stop{false};
+  std::vector<std::unique_ptr<Conn>> subs;
+  std::vector<std::thread> sub_threads;
+  for (int i = 0; i < a.subs; ++i) {
+    subs.push_back(std::make_unique<Conn>("bench-asub-" + std::to_string(i) + "-" + std::to_string(getpid())));
+    subs.back()->Send(Subscribe("bench/#", 1));
+    uint8_t h;
+    std::string b;
+    if (!subs.back()->Read(&h, &b) || (h >> 4) != 9) Die("suback");
+  }
+  for (auto& s : subs) sub_threads.emplace_back(RunSubscriber, s.get(), 1, &subst, &sub_stop, false);
+  std::vector<std::thread> pubs;
+  for (int i = 0; i < a.pubs; ++i) pubs.emplace_back(RunAckedPublisher, i, std::cref(a), &st, &stop);
+  std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(a.warmup * 1000)));
+  uint64_t r0 = subst.received.load();
+  st.measuring = true;
+  int64_t t0 = NowNs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(a.seconds * 1000)));
+  st.measuring = false;
+  uint64_t acked = st.acked.load();
+  uint64_t r1 = subst.received.load();
+  int64_t t1 = NowNs();
+  g_stopping = true;
+  stop = true;
+  for (auto& t : pubs) t.join();
+  sub_stop = true;
+  for (auto& s : subs) ::shutdown(s->fd(), SHUT_RDWR);
+  for (auto& t : sub_threads) t.join();
+  double secs = double(t1 - t0) / 1e9;
+  std::vector<int64_t> lat;
+  {
+    std::lock_guard<std::mutex> l(st.mu);
+    lat = st.latencies;
+  }
+  double p50 = Percentile(lat, 0.50), p99 = Percentile(lat, 0.99);
+  std::printf("{\"mode\": \"publish\", \"pubs\": %d, \"window\": %d, \"rate\": %.0f, \"subs\": %d, "
+              "\"acked_per_s\": %.0f, \"received_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
+              "\"samples\": %zu}\n",
+              a.pubs, a.window, a.rate, a.subs, double(acked) / secs,
+              a.subs ? double(r1 - r0) / secs : -1.0, p50, p99, lat.size());
+  std::fflush(stdout);
+}
+
 void Idle(const Args& a) {
   std::vector<int> fds;
   std::string connect;
@@ -387,7 +507,7 @@ void Idle(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: mqtt_bench throughput|latency|idle --port P [options]\n");
+    std::fprintf(stderr, "usage: mqtt_bench throughput|latency|idle|publish --port P [options]\n");
     return 2;
   }
   Args a;
@@ -407,6 +527,8 @@ int main(int argc, char** argv) {
     else if (k == "--rate") a.rate = std::atof(v.c_str());
     else if (k == "--clients") a.clients = std::atoi(v.c_str());
     else if (k == "--hold") a.hold = std::atof(v.c_str());
+    else if (k == "--window") a.window = std::max(1, std::min(60000, std::atoi(v.c_str())));
+    else if (k == "--warmup") a.warmup = std::atof(v.c_str());
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -415,6 +537,7 @@ int main(int argc, char** argv) {
   if (a.mode == "throughput") Throughput(a, false);
   else if (a.mode == "latency") Throughput(a, true);
   else if (a.mode == "idle") Idle(a);
+  else if (a.mode == "publish") PublishAcked(a);
   else return 2;
   return 0;
 }

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# bench/streams: PutRecordBatch of ~200-byte JSON sensor records → durable WAL → Parquet (with a
-# Glue table's schema) in the landing bucket, end to end, against DuckDB alone converting the
-# same newline-delimited JSON to Parquet (read_json → COPY … FORMAT parquet) in the same run.
-# Then PutRecordBatch latency at about half the measured throughput.
-#   bench/streams/run.sh [SECONDS]        (default 5: length of the load phase)
+# bench/streams (see README.md):
+#   1. PutRecordBatch of ~200-byte JSON sensor records → durable WAL → Parquet (with a Glue
+#      table's schema) in the landing bucket, end to end, against DuckDB alone converting the
+#      same newline-delimited JSON to Parquet (read_json → COPY … FORMAT parquet) in the same run;
+#   2. PutRecord and PutRecordBatch latency p50/p99 at half of their measured peak call rate
+#      (put_load: open loop over 16 connections), with the WAL's own commit/fsync histograms;
+#   3. MQTT QoS 1 → rule → durable stream against mosquitto QoS 1 (mqtt_run.py).
+#   bench/streams/run.sh [SECONDS] [PHASES]   (default 5 s per load phase; PHASES e.g. "1 2")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${1:-5}"
+PHASES="${2:-1 2 3}"
 TARN="${TARN_BIN:-$("$ROOT/tarn.sh" build | tail -1)}"
+LOAD="$(dirname "$TARN")/put_load"
 PY=/usr/bin/python3
 command -v wrk >/dev/null || { echo "needs wrk (scripts/install.sh)"; exit 1; }
 work="$(mktemp -d)"
@@ -46,6 +51,7 @@ delivered() {
   curl -s "http://$api/metrics" | awk '/^tarn_firehose_delivered_records_total\{stream="bench"\}/ {print $2}'
 }
 
+if [[ " $PHASES " == *" 1 "* ]]; then
 echo "== Tarn: PutRecordBatch x500 (pre-signed, wrk -t2 -c32, ${DURATION}s), WAL fsync, Parquet (snappy)"
 $PY "$ROOT/bench/streams/wrk_body.py" "$api" bench "$work/batch.lua"
 start="$($PY -c 'import time; print(time.time())')"
@@ -80,7 +86,29 @@ duck_rps="$($PY -c "print(int($sent / ($t1 - $t0)))")"
 echo "   DuckDB alone: $duck_rps records/s"
 echo "   ratio Tarn/DuckDB-alone: $($PY -c "print(round($tarn_rps / $duck_rps, 2))") (goal >= 0.5; goal >= 300000 records/s)"
 
-echo "== PutRecordBatch latency at ~50% of the measured ingest rate (fsync per group commit)"
-calls_per_s="$($PY -c "print(round($tarn_rps / 500 / 2 / 2, 2))")"
-lat="$($PY "$ROOT/bench/streams/load.py" "$api" bench 100000 2 "$calls_per_s")"
-echo "   $lat  (goal p99 <= 5 ms)"
+fi
+
+if [[ " $PHASES " == *" 2 "* ]]; then
+echo "== Latency with fsync at ~50% load (put_load, open loop, 16 connections; WAL histograms from /metrics)"
+port="${api##*:}"
+$PY "$ROOT/bench/streams/signed_requests.py" "$api" bench 4000 1 "$work/one.req"
+$PY "$ROOT/bench/streams/signed_requests.py" "$api" bench 40 500 "$work/batch.req"
+field() { $PY -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+for kind in one batch; do
+  name=PutRecord; [[ $kind == batch ]] && name="PutRecordBatch x500"
+  peak="$("$LOAD" --port "$port" --requests "$work/$kind.req" --connections 16 --seconds "$DURATION")"
+  $PY "$ROOT/bench/streams/wal_histogram.py" "$api" bench "$work/hist.json" >/dev/null
+  rate="$($PY -c "print(int($(field "$peak" calls_per_s) / 2))")"
+  half="$("$LOAD" --port "$port" --requests "$work/$kind.req" --connections 16 --rate "$rate" --seconds "$DURATION")"
+  echo "   $name: peak $(field "$peak" calls_per_s) calls/s (p50 $(field "$peak" p50_ms) ms); at $rate calls/s:" \
+       "p50 $(field "$half" p50_ms) ms, p99 $(field "$half" p99_ms) ms, max $(field "$half" max_ms) ms  (goal p99 <= 5 ms)"
+  $PY "$ROOT/bench/streams/wal_histogram.py" "$api" bench "$work/hist.json"
+done
+fi
+
+if [[ " $PHASES " == *" 3 "* ]]; then
+echo "== MQTT QoS 1 -> rule -> durable stream vs mosquitto QoS 1"
+kill "$tarn_pid" 2>/dev/null && wait "$tarn_pid" 2>/dev/null || true
+tarn_pid=
+TARN_BIN="$TARN" $PY "$ROOT/bench/streams/mqtt_run.py" --seconds "$DURATION" | sed 's/^/   /' | grep -v '^   {'
+fi
