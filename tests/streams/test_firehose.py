@@ -9,6 +9,7 @@ import glob
 import io
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -272,8 +273,13 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
     (mid-append, mid-Parquet-write, mid-rename: wherever it happens to be) and restarted on the
     same data directory. Every acknowledged record lands exactly once; a record whose call failed
     (the server died under it) lands at most once. "partitioned": dynamic partitioning into four
-    partitions whose flushes run in parallel on the flush pool."""
-    lake = Lake()
+    partitions whose flushes run in parallel on the flush pool.
+
+    Besides the boto3 producers, MQTT devices publish QoS 1 readings that a rule sends to the same
+    stream: a PUBACK is an acknowledgement too (the broker sends it only once the record is in
+    the stream's fsynced log), and those readings must land exactly once as well. Nothing is
+    retransmitted after a kill, so anything landed twice would be Tarn's duplicate."""
+    lake = Lake(env={"TARN_MQTT_ALLOW_ANONYMOUS": "1"})
     lake.start()
     try:
         if fmt == "raw":
@@ -299,10 +305,83 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
                     "SchemaConfiguration": {"DatabaseName": "crash", "TableName": "ids"},
                     "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
                     "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}}}})
+        # The rule adds no separator: the stream's processors decide the record's framing.
+        lake.boto3_client("iot").create_topic_rule(ruleName="crash_devices", topicRulePayload={
+            "sql": "SELECT * FROM 'crash/#'", "awsIotSqlVersion": "2016-03-23",
+            "actions": [{"firehose": {"roleArn": ROLE, "deliveryStreamName": "crash"}}]})
         acked, attempted = set(), set()
+        mqtt_acked = set()
         lock = threading.Lock()
         stop = threading.Event()
-        endpoint = {"url": lake.url()}
+        endpoint = {"url": lake.url(), "mqtt": lake.host_port("mqtt")}
+
+        def mqtt_device(pid):
+            """MQTT 3.1.1 over a plain socket: CONNECT (clean session), then windows of 20 QoS 1
+            PUBLISHes; a record counts as acknowledged when its PUBACK arrives."""
+            n, k = 0, 0
+
+            def packet(h, body):
+                out, ln = bytes([h]), len(body)
+                while True:
+                    b, ln = ln & 0x7F, ln >> 7
+                    out += bytes([b | (0x80 if ln else 0)])
+                    if not ln:
+                        return out + body
+
+            def read_packet(sock):
+                def exact(n):
+                    buf = b""
+                    while len(buf) < n:
+                        chunk = sock.recv(n - len(buf))
+                        if not chunk:
+                            raise OSError("closed")
+                        buf += chunk
+                    return buf
+                h = exact(1)[0]
+                ln, mult = 0, 1
+                while True:
+                    b = exact(1)[0]
+                    ln += (b & 0x7F) * mult
+                    mult *= 128
+                    if not b & 0x80:
+                        break
+                return h, exact(ln)
+
+            def s16(b):
+                return len(b).to_bytes(2, "big") + b
+
+            while not stop.is_set():
+                sock = None
+                try:
+                    sock = socket.create_connection(endpoint["mqtt"], timeout=10)
+                    sock.sendall(packet(0x10, s16(b"MQTT") + bytes([4, 0x02, 0, 60]) +
+                                        s16(b"crash-device-%d" % pid)))
+                    h, body = read_packet(sock)
+                    assert h >> 4 == 2 and body[1] == 0, body
+                    while not stop.is_set():
+                        window = {}
+                        for _ in range(20):
+                            k = k % 65535 + 1
+                            rid = "m%d-%d" % (pid, n)
+                            n += 1
+                            window[k] = rid
+                            with lock:
+                                attempted.add(rid)
+                            payload = json.dumps({"id": rid, "p": hash(rid) % 4}).encode()
+                            sock.sendall(packet(0x32, s16(b"crash/dev%d" % pid) +
+                                                k.to_bytes(2, "big") + payload))
+                        while window:
+                            h, body = read_packet(sock)
+                            if h >> 4 == 4:
+                                rid = window.pop(int.from_bytes(body[:2], "big"))
+                                with lock:
+                                    acked.add(rid)
+                                    mqtt_acked.add(rid)
+                except (OSError, AssertionError):
+                    time.sleep(0.05)
+                finally:
+                    if sock:
+                        sock.close()
 
         def producer(pid):
             import boto3
@@ -335,6 +414,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
                             acked.add(i)
 
         threads = [threading.Thread(target=producer, args=(p,)) for p in range(4)]
+        threads += [threading.Thread(target=mqtt_device, args=(p,)) for p in range(2)]
         for t in threads:
             t.start()
         for _ in range(5):
@@ -343,6 +423,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
             lake.kill()
             lake.start()
             endpoint["url"] = lake.url()
+            endpoint["mqtt"] = lake.host_port("mqtt")
         wait_for(lambda: len(acked) >= 9000, timeout=120)
         stop.set()
         for t in threads:
@@ -368,6 +449,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(fmt):
         assert not lost, "lost %d acknowledged records, e.g. %s" % (len(lost), sorted(lost)[:10])
         assert set(counts) <= attempted
         assert len(acked) >= 9000
+        assert len(mqtt_acked) >= 200, "MQTT devices got only %d PUBACKs" % len(mqtt_acked)
         # Everything delivered: the WAL kept no more than its active segment.
         segs = glob.glob(os.path.join(lake.data_dir, "wal", "crash", "*.wal"))
         assert len(segs) <= 2, segs
