@@ -232,13 +232,13 @@ struct GlueApi::Impl {
       if (list.size() > kMaxBatchCreate) {
         return Error(ErrorCode::kInvalidInput, "PartitionInputList holds at most 100 partitions");
       }
-      RETURN_IF_ERROR(store->GetTable(db, t));
+      ASSIGN_OR_RETURN(std::vector<Status> results, store->CreatePartitions(db, t, list));
       json errors = json::array();
-      for (const auto& p : list) {
-        Status s = store->CreatePartition(db, t, p);
-        if (!s.ok()) {
-          errors.push_back({{"PartitionValues", p.contains("Values") ? p["Values"] : json::array()},
-                            {"ErrorDetail", ErrorDetail(s)}});
+      for (size_t i = 0; i < results.size(); ++i) {
+        if (!results[i].ok()) {
+          const json& p = list[i];
+          json values = p.is_object() && p.contains("Values") ? p["Values"] : json::array();
+          errors.push_back({{"PartitionValues", values}, {"ErrorDetail", ErrorDetail(results[i])}});
         }
       }
       out["Errors"] = errors;

@@ -1,7 +1,10 @@
 #include "catalog/partition_filter.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 
 #include "core/strings.h"
@@ -26,7 +29,8 @@ std::optional<double> ParseNumber(std::string_view s) {
   if (str.empty()) return std::nullopt;
   char* end = nullptr;
   double d = std::strtod(str.c_str(), &end);
-  if (end != str.c_str() + str.size()) return std::nullopt;
+  // NaN compares neither below, above nor equal to anything: it is not a number here.
+  if (end != str.c_str() + str.size() || std::isnan(d)) return std::nullopt;
   return d;
 }
 
@@ -398,6 +402,144 @@ Result<std::shared_ptr<const PartitionFilter>> PartitionFilter::Compile(
 
 bool PartitionFilter::Matches(const std::vector<std::string>& values) const {
   return root_->Eval(values);
+}
+
+std::optional<double> PartitionFilter::NumericValue(std::string_view value) {
+  return ParseNumber(value);
+}
+
+namespace {
+
+using Node = PartitionFilter::Node;
+
+// The smallest string above every string that starts with `prefix`, if there is one.
+std::optional<std::string> PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    auto c = static_cast<unsigned char>(prefix.back());
+    if (c < 0xff) {
+      prefix.back() = static_cast<char>(c + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::nullopt;
+}
+
+// The ranges of a single-key term (or an OR of such terms over one key); nullopt when the term
+// cannot be looked up by range. Integer keys compare int64 values and number keys doubles;
+// their ranges are over the value read as a double, which keeps order (rounding is monotonic),
+// so strict bounds become inclusive ones and Matches() decides the edge.
+std::optional<KeyConstraint> ConstraintOf(const Node& n) {
+  using Kind = Node::Kind;
+  if (n.kind == Kind::kOr) {
+    auto l = ConstraintOf(*n.left);
+    auto r = ConstraintOf(*n.right);
+    if (!l || !r || l->key != r->key) return std::nullopt;
+    l->ranges.insert(l->ranges.end(), r->ranges.begin(), r->ranges.end());
+    l->equality = l->equality && r->equality;
+    return l;
+  }
+  if (n.kind == Kind::kAnd || n.kind == Kind::kNot || n.negated) return std::nullopt;
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  KeyConstraint c;
+  c.key = n.key;
+  const bool numeric = n.type != TypeClass::kString;
+  auto num = [&](const Literal& l) { return n.type == TypeClass::kInteger ? double(l.i) : l.d; };
+  auto open = [&] {
+    KeyRange r;
+    r.numeric = numeric;
+    r.lo_num = -kInf;
+    r.hi_num = kInf;
+    return r;
+  };
+  auto point = [&](const Literal& l) {
+    KeyRange r = open();
+    if (numeric) {
+      r.lo_num = r.hi_num = num(l);
+    } else {
+      r.lo = r.hi = l.text;
+    }
+    return r;
+  };
+  switch (n.kind) {
+    case Kind::kCmp: {
+      const Literal& l = n.literals[0];
+      KeyRange r = open();
+      switch (n.op) {
+        case Op::kEq:
+          c.equality = true;
+          r = point(l);
+          break;
+        case Op::kLt:
+        case Op::kLe:
+          if (numeric) r.hi_num = num(l);
+          else r.hi = l.text, r.hi_inclusive = n.op == Op::kLe;
+          break;
+        case Op::kGt:
+        case Op::kGe:
+          if (numeric) r.lo_num = num(l);
+          else r.lo = l.text, r.lo_inclusive = n.op == Op::kGe;
+          break;
+        case Op::kNe:
+          return std::nullopt;
+      }
+      c.ranges.push_back(std::move(r));
+      return c;
+    }
+    case Kind::kIn:
+      c.equality = true;
+      for (const Literal& l : n.literals) c.ranges.push_back(point(l));
+      return c;
+    case Kind::kBetween: {
+      KeyRange r = open();
+      if (numeric) {
+        r.lo_num = num(n.literals[0]);
+        r.hi_num = num(n.literals[1]);
+      } else {
+        r.lo = n.literals[0].text;
+        r.hi = n.literals[1].text;
+      }
+      c.ranges.push_back(std::move(r));
+      return c;
+    }
+    case Kind::kLike: {
+      // LIKE reads the value as text whatever the key's type: a literal prefix is a text range.
+      const std::string& p = n.literals[0].text;
+      size_t wild = p.find_first_of("%_");
+      KeyRange r;
+      if (wild == std::string::npos) {
+        c.equality = true;
+        r.lo = r.hi = p;
+      } else {
+        if (wild == 0) return std::nullopt;
+        r.lo = p.substr(0, wild);
+        r.hi = PrefixEnd(*r.lo);
+        r.hi_inclusive = false;
+      }
+      c.ranges.push_back(std::move(r));
+      return c;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+void CollectConstraints(const Node& n, std::vector<KeyConstraint>* out) {
+  if (n.kind == Node::Kind::kAnd) {
+    CollectConstraints(*n.left, out);
+    CollectConstraints(*n.right, out);
+    return;
+  }
+  if (auto c = ConstraintOf(n)) out->push_back(std::move(*c));
+}
+
+}  // namespace
+
+std::vector<KeyConstraint> PartitionFilter::Constraints() const {
+  std::vector<KeyConstraint> out;
+  CollectConstraints(*root_, &out);
+  std::stable_partition(out.begin(), out.end(), [](const KeyConstraint& c) { return c.equality; });
+  return out;
 }
 
 bool LikeMatch(std::string_view v, std::string_view p) {

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,26 @@ struct PartitionKey {
   std::string type;  // Hive type: "string", "int", "bigint", "date" …
 };
 
+// An interval of one partition key's values. Text ranges compare bytes (as the filter compares
+// string keys); number ranges compare NumericValue(value) and are inclusive at both ends.
+struct KeyRange {
+  bool numeric = false;
+  // Text: a missing bound is open.
+  std::optional<std::string> lo, hi;
+  bool lo_inclusive = true, hi_inclusive = true;
+  // Number: ±infinity when open.
+  double lo_num = 0, hi_num = 0;
+};
+
+// A conjunct of an expression that involves one key only: every matching partition has a value
+// for `key` inside one of `ranges`. Used to look candidates up in an index before the whole
+// expression is evaluated; it may admit more partitions than the expression, never fewer.
+struct KeyConstraint {
+  size_t key = 0;
+  std::vector<KeyRange> ranges;  // union; empty = no partition can match
+  bool equality = false;         // every range is a single value (=, IN)
+};
+
 class PartitionFilter {
  public:
   // Compiles `expression` against the table's partition keys.
@@ -47,6 +68,16 @@ class PartitionFilter {
 
   // True when a partition with these values (one per key, in key order) matches.
   bool Matches(const std::vector<std::string>& values) const;
+
+  // The conjuncts that constrain a single key (=, <, >, <=, >=, IN, BETWEEN, LIKE 'prefix%',
+  // and ORs of those over the same key), equality constraints first. Negations, <> and terms
+  // that mix keys are left to Matches().
+  std::vector<KeyConstraint> Constraints() const;
+
+  // A partition value as a number, exactly as the filter reads integer and number keys (for
+  // number ranges); nullopt when it is not a number (such values never satisfy a comparison
+  // with an integer or number key).
+  static std::optional<double> NumericValue(std::string_view value);
 
   struct Node;
 

@@ -68,5 +68,44 @@ TEST(PartitionFilter, LikeMatch) {
   EXPECT_FALSE(LikeMatch("abc", "%d%"));
 }
 
+TEST(PartitionFilter, ConstraintsForIndexLookups) {
+  auto f = PartitionFilter::Compile(
+      "region LIKE 'eu-%' AND month BETWEEN 3 AND 5 AND year IN ('2025', '2026') AND NOT "
+      "year = '2024' AND (month = 1 OR region = 'x') AND ratio > 0.5",
+      kKeys);
+  ASSERT_TRUE(f.ok());
+  auto cs = (*f)->Constraints();
+  ASSERT_EQ(cs.size(), 4u);
+  // Equality first.
+  EXPECT_EQ(cs[0].key, 0u);
+  EXPECT_TRUE(cs[0].equality);
+  ASSERT_EQ(cs[0].ranges.size(), 2u);
+  EXPECT_EQ(*cs[0].ranges[1].lo, "2026");
+  EXPECT_EQ(cs[1].key, 2u);  // LIKE 'eu-%' → ['eu-', 'eu.')
+  EXPECT_EQ(*cs[1].ranges[0].lo, "eu-");
+  EXPECT_EQ(*cs[1].ranges[0].hi, "eu.");
+  EXPECT_FALSE(cs[1].ranges[0].hi_inclusive);
+  EXPECT_EQ(cs[2].key, 1u);  // BETWEEN on an int key → a number range
+  EXPECT_TRUE(cs[2].ranges[0].numeric);
+  EXPECT_EQ(cs[2].ranges[0].lo_num, 3);
+  EXPECT_EQ(cs[2].ranges[0].hi_num, 5);
+  EXPECT_EQ(cs[3].key, 3u);  // > 0.5 → [0.5, inf]
+  EXPECT_EQ(cs[3].ranges[0].lo_num, 0.5);
+  // OR over one key is a union; across keys it is not a constraint.
+  f = PartitionFilter::Compile("month = 1 OR month > 10", kKeys);
+  ASSERT_TRUE(f.ok());
+  cs = (*f)->Constraints();
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].ranges.size(), 2u);
+  EXPECT_FALSE(cs[0].equality);
+  f = PartitionFilter::Compile("month = 1 OR year = '2026'", kKeys);
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE((*f)->Constraints().empty());
+  // NaN is not a number: it matches no comparison.
+  EXPECT_FALSE(M("ratio = 1", {"2026", "9", "eu", "nan"}));
+  EXPECT_FALSE(PartitionFilter::NumericValue("nan").has_value());
+  EXPECT_EQ(*PartitionFilter::NumericValue(" 12 "), 12);
+}
+
 }  // namespace
 }  // namespace tarn::catalog

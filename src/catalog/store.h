@@ -40,6 +40,12 @@ struct Page {
 };
 
 // GetPartitions' Segment: partitions are split into `total` disjoint, stable sets.
+// A range [lo, hi) of partition value keys; no hi = unbounded.
+struct VkeyRange {
+  std::string lo;
+  std::optional<std::string> hi;
+};
+
 struct Segment {
   int number = 0;
   int total = 1;
@@ -83,6 +89,10 @@ class CatalogStore {
   // --- Partitions (`PartitionInput` in, `Partition` out) ---
   Status CreatePartition(const std::string& database, const std::string& table,
                          const json& partition_input);
+  // Creates several partitions of one table in one transaction: one status per input (a failed
+  // input writes nothing, the others are kept). Fails as a whole when the table does not exist.
+  Result<std::vector<Status>> CreatePartitions(const std::string& database,
+                                               const std::string& table, const json& inputs);
   Result<json> GetPartition(const std::string& database, const std::string& table,
                             const std::vector<std::string>& values);
   // `expression` may be empty (all partitions).
@@ -97,11 +107,16 @@ class CatalogStore {
   Result<int64_t> CountPartitions(const std::string& database, const std::string& table);
   Result<bool> HasPartition(const std::string& database, const std::string& table,
                             const std::vector<std::string>& values);
+  // The values of every partition of a table, in value-key order (no documents are read).
+  Result<std::vector<std::vector<std::string>>> ListPartitionValues(const std::string& database,
+                                                                    const std::string& table);
 
   // The table's partition keys (name, type) in order.
   static std::vector<PartitionKey> PartitionKeysOf(const json& table);
   // The key a partition's values are stored under (values joined by \x1f).
   static std::string ValuesKey(const std::vector<std::string>& values);
+  static std::vector<std::string> SplitValuesKey(const std::string& vkey);
+  static void SplitValuesKeyInto(const std::string& vkey, std::vector<std::string>* values);
 
   MetaStore* meta() { return meta_; }
 
@@ -110,6 +125,25 @@ class CatalogStore {
   Status RequireDatabase(const std::string& name);
   Result<json> LoadTable(const std::string& db, const std::string& name);
   Status WriteVersion(const std::string& db, const std::string& name, const json& table);
+  // Adds or removes a partition's rows in catalog_partition_values.
+  Status IndexValues(const std::string& db, const std::string& tbl,
+                     const std::vector<std::string>& values, bool add);
+  Status IndexExistingPartitions();
+  static std::optional<std::vector<VkeyRange>> LeadingKeyRanges(
+      const std::vector<KeyConstraint>& constraints, size_t num_keys);
+  Result<int64_t> CountVkeyRanges(const std::string& db, const std::string& tbl,
+                                  const std::vector<VkeyRange>& ranges, const std::string& after,
+                                  int64_t cap);
+  Result<std::vector<std::string>> VkeyRangeCandidates(const std::string& db,
+                                                       const std::string& tbl,
+                                                       const std::vector<VkeyRange>& ranges,
+                                                       const std::string& after);
+  Result<int64_t> CountCandidates(const std::string& db, const std::string& tbl,
+                                  const KeyConstraint& constraint, const std::string& after,
+                                  int64_t cap);
+  Result<std::vector<std::string>> Candidates(const std::string& db, const std::string& tbl,
+                                              const KeyConstraint& constraint,
+                                              const std::string& after);
 
   MetaStore* meta_;
   Clock* clock_;
