@@ -155,15 +155,29 @@ void CatalogStore::SplitValuesKeyInto(const std::string& vkey, std::vector<std::
   values->resize(n);
 }
 
+namespace {
+
+constexpr const char* kIndexValueSql =
+    "INSERT OR REPLACE INTO catalog_partition_values(db, tbl, pos, val, vkey, num) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kUnindexValueSql =
+    "DELETE FROM catalog_partition_values WHERE db = ?1 AND tbl = ?2 AND pos = ?3 AND val = ?4 "
+    "AND vkey = ?5";
+
+}  // namespace
+
 Status CatalogStore::IndexValues(const std::string& db, const std::string& tbl,
-                                 const std::vector<std::string>& values, bool add) {
+                                 const std::vector<std::string>& values, bool add,
+                                 Statement* prepared) {
   if (values.empty()) return Status::OK();
+  std::optional<Statement> own;
+  if (!prepared) {
+    ASSIGN_OR_RETURN(Statement st, meta_->Prepare(add ? kIndexValueSql : kUnindexValueSql));
+    own.emplace(std::move(st));
+    prepared = &*own;
+  }
+  Statement& st = *prepared;
   std::string vkey = ValuesKey(values);
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      add ? "INSERT OR REPLACE INTO catalog_partition_values(db, tbl, pos, val, vkey, num) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-          : "DELETE FROM catalog_partition_values WHERE db = ?1 AND tbl = ?2 AND pos = ?3 AND "
-            "val = ?4 AND vkey = ?5"));
   for (size_t i = 0; i < values.size(); ++i) {
     RETURN_IF_ERROR(st.Reset());
     st.Bind(1, db).Bind(2, tbl).Bind(3, int64_t(i)).Bind(4, values[i]).Bind(5, vkey);
@@ -610,6 +624,7 @@ Result<std::vector<Status>> CatalogStore::CreatePartitions(const std::string& da
         "SELECT 1 FROM catalog_partitions WHERE db = ?1 AND tbl = ?2 AND vkey = ?3"));
     ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
         "INSERT INTO catalog_partitions(db, tbl, vkey, doc) VALUES (?1, ?2, ?3, ?4)"));
+    ASSIGN_OR_RETURN(Statement index, meta_->Prepare(kIndexValueSql));
     double now = Now();
     // Each input is checked before anything of it is written, so a failed one leaves nothing.
     auto create = [&](const json& input) -> Status {
@@ -630,7 +645,7 @@ Result<std::vector<Status>> CatalogStore::CreatePartitions(const std::string& da
       std::string text = doc.dump(-1, ' ', false, json::error_handler_t::replace);
       ins.Bind(1, db).Bind(2, tbl).Bind(3, vkey).Bind(4, text);
       RETURN_IF_ERROR(ins.Run());
-      return IndexValues(db, tbl, values, true);
+      return IndexValues(db, tbl, values, true, &index);
     };
     for (const json& input : inputs) results.push_back(create(input));
     return Status::OK();

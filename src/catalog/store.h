@@ -126,8 +126,10 @@ class CatalogStore {
   Result<json> LoadTable(const std::string& db, const std::string& name);
   Status WriteVersion(const std::string& db, const std::string& name, const json& table);
   // Adds or removes a partition's rows in catalog_partition_values.
+  // `prepared` (optional) is the statement for `add`, reused across calls.
   Status IndexValues(const std::string& db, const std::string& tbl,
-                     const std::vector<std::string>& values, bool add);
+                     const std::vector<std::string>& values, bool add,
+                     Statement* prepared = nullptr);
   Status IndexExistingPartitions();
   static std::optional<std::vector<VkeyRange>> LeadingKeyRanges(
       const std::vector<KeyConstraint>& constraints, size_t num_keys);
