@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "catalog/parquet_footer.h"
 #include "core/strings.h"
 #include "sql/duckdb/engine.h"
 
@@ -100,18 +101,56 @@ Result<std::vector<Column>> Classifier::Describe(const std::string& from) {
   return cols;
 }
 
-Result<FileSchema> Classifier::Classify(const std::string& path, const std::string& key) {
+Result<FileSchema> Classifier::DescribeParquet(const std::string& path) {
+  FileSchema s;
+  s.classification = "parquet";
+  ++described_;
+  auto cols = Describe("read_parquet(" + sql::QuoteLiteral(path) + ", hive_partitioning = false)");
+  if (!cols.ok()) return cols.status().WithContext("reading Parquet footer");
+  s.columns = std::move(*cols);
+  return s;
+}
+
+Result<std::shared_ptr<const FileSchema>> Classifier::ClassifyShared(const std::string& path,
+                                                                     const std::string& key,
+                                                                     uint64_t size) {
+  constexpr size_t kMaxCachedSchemas = 4096;
+  auto parquet = [&](const ParquetFooter& footer) -> Result<std::shared_ptr<const FileSchema>> {
+    auto it = parquet_schemas_.find(footer.schema_key);
+    if (it != parquet_schemas_.end()) return it->second;
+    ASSIGN_OR_RETURN(FileSchema s, DescribeParquet(path));
+    if (parquet_schemas_.size() >= kMaxCachedSchemas) parquet_schemas_.clear();
+    auto shared = std::make_shared<const FileSchema>(std::move(s));
+    parquet_schemas_.emplace(footer.schema_key, shared);
+    return shared;
+  };
+  // Most Parquet files say so in their name: read the footer straight away.
+  if (EndsWith(ToLower(key), ".parquet")) {
+    auto footer = ReadParquetFooter(path, size);
+    if (footer.ok()) return parquet(*footer);
+  }
   std::string head = Head(path, 4096);
   if (head.empty()) return Error(ErrorCode::kInvalidInput, "empty or unreadable file");
+  if (head.size() >= 4 && head.compare(0, 4, "PAR1") == 0) {
+    auto footer = ReadParquetFooter(path, size);
+    if (footer.ok()) return parquet(*footer);
+    // DuckDB decides, and gives the error a user can act on.
+    ASSIGN_OR_RETURN(FileSchema s, DescribeParquet(path));
+    return std::make_shared<const FileSchema>(std::move(s));
+  }
+  ASSIGN_OR_RETURN(FileSchema s, ClassifyText(path, key, head));
+  return std::make_shared<const FileSchema>(std::move(s));
+}
+
+Result<FileSchema> Classifier::Classify(const std::string& path, const std::string& key) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const FileSchema> s, ClassifyShared(path, key));
+  return *s;
+}
+
+Result<FileSchema> Classifier::ClassifyText(const std::string& path, const std::string& key,
+                                            const std::string& head) {
   FileSchema s;
   std::string lit = sql::QuoteLiteral(path);
-  if (head.size() >= 4 && head.compare(0, 4, "PAR1") == 0) {
-    s.classification = "parquet";
-    auto cols = Describe("read_parquet(" + lit + ", hive_partitioning = false)");
-    if (!cols.ok()) return cols.status().WithContext("reading Parquet footer");
-    s.columns = std::move(*cols);
-    return s;
-  }
   std::string name = ToLower(key.substr(key.rfind('/') + 1));
   if (head.size() >= 2 && uint8_t(head[0]) == 0x1f && uint8_t(head[1]) == 0x8b) {
     s.compression = "gzip";

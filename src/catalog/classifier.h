@@ -7,6 +7,7 @@
 // Thread-safety: one Classifier per thread (it holds a DuckDB connection).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,10 +45,22 @@ class Classifier {
   explicit Classifier(sql::Connection* connection) : conn_(connection) {}
   // Unreadable or unrecognised files are errors (the crawler reports and skips them).
   Result<FileSchema> Classify(const std::string& local_path, const std::string& key);
+  // The same; Parquet files whose footers hold the same schema (parquet_footer.h) share one
+  // FileSchema, read with DuckDB once. `size` is the file's size when known (0 = unknown).
+  Result<std::shared_ptr<const FileSchema>> ClassifyShared(const std::string& local_path,
+                                                           const std::string& key,
+                                                           uint64_t size = 0);
+  // How many files were described by DuckDB (the rest came from the footer cache).
+  int described() const { return described_; }
 
  private:
   Result<std::vector<Column>> Describe(const std::string& from_clause);
+  Result<FileSchema> ClassifyText(const std::string& path, const std::string& key,
+                                  const std::string& head);
+  Result<FileSchema> DescribeParquet(const std::string& path);
   sql::Connection* conn_;
+  std::map<std::string, std::shared_ptr<const FileSchema>> parquet_schemas_;  // by schema key
+  int described_ = 0;
 };
 
 // Glue's InputFormat / OutputFormat / SerdeInfo for a classification, as its crawlers write

@@ -3,7 +3,11 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "catalog/classifier.h"
 #include "catalog/cron.h"
@@ -85,7 +89,9 @@ struct FileEntry {
   std::string bucket, key;
   std::vector<std::string> dirs;  // folder names from the bucket root down to the file
   uint64_t size = 0;
-  FileSchema schema;
+  // Files with the same schema share one object (the classifier's footer cache, the object
+  // cache's JSON), so grouping and merging work once per distinct schema, not per file.
+  std::shared_ptr<const FileSchema> schema;
 };
 
 // A table candidate: files under bucket/root_dirs with `depth` partition levels below.
@@ -115,19 +121,32 @@ bool Similar(const FileSchema& merged, const FileSchema& f) {
   return merged.columns.empty() || common * 10 >= merged.columns.size() * 7;
 }
 
+// The distinct schemas of `files`, in order of first appearance.
+std::vector<const FileSchema*> DistinctSchemas(const std::vector<const FileEntry*>& files) {
+  std::vector<const FileSchema*> out;
+  std::set<const FileSchema*> seen;
+  for (const FileEntry* f : files) {
+    if (seen.insert(f->schema.get()).second) out.push_back(f->schema.get());
+  }
+  return out;
+}
+
 bool Combinable(const std::vector<const FileEntry*>& files, size_t depth, const Options& opts) {
   if (files.empty()) return false;
   size_t levels = files[0]->dirs.size() - depth;
-  FileSchema merged = files[0]->schema;
   bool hive = true;
   for (const FileEntry* f : files) {
     if (f->dirs.size() - depth != levels) return false;
-    if (!merged.CompatibleWith(f->schema)) return false;
     if (levels > 0 && f->dirs[depth].find('=') == std::string::npos) hive = false;
   }
-  for (const FileEntry* f : files) {
-    if (!opts.combine && !hive && !Similar(merged, f->schema)) return false;
-    merged.Merge(f->schema);
+  std::vector<const FileSchema*> schemas = DistinctSchemas(files);
+  FileSchema merged = *schemas[0];
+  for (const FileSchema* s : schemas) {
+    if (!merged.CompatibleWith(*s)) return false;
+  }
+  for (const FileSchema* s : schemas) {
+    if (!opts.combine && !hive && !Similar(merged, *s)) return false;
+    merged.Merge(*s);
   }
   return true;
 }
@@ -535,6 +554,7 @@ Status CrawlerService::Record(const std::string& name, const CrawlSummary& s, in
                  {"Status", s.status}, {"ErrorMessage", s.error_message},
                  {"TablesCreated", s.tables_created}, {"TablesUpdated", s.tables_updated},
                  {"TablesDeleted", s.tables_deleted}, {"PartitionsAdded", s.partitions_added},
+                 {"PartitionsDeleted", s.partitions_deleted},
                  {"FilesRead", s.files_read}, {"FilesSkipped", s.files_skipped},
                  {"RuntimeSeconds", runtime}, {"Log", s.log}};
     ASSIGN_OR_RETURN(Statement ins, store_->meta()->Prepare(
@@ -556,6 +576,7 @@ Status CrawlerService::Record(const std::string& name, const CrawlSummary& s, in
     doc["_metrics"] = {{"LastRuntimeSeconds", runtime}, {"MedianRuntimeSeconds", median},
                        {"TablesCreated", s.tables_created}, {"TablesUpdated", s.tables_updated},
                        {"TablesDeleted", s.tables_deleted}, {"PartitionsAdded", s.partitions_added},
+                       {"PartitionsDeleted", s.partitions_deleted},
                        {"FilesSkipped", s.files_skipped}};
     json last = {{"Status", s.status},
                  {"LogGroup", "/aws-glue/crawlers"},
@@ -588,19 +609,32 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     }
   }
 
-  // The object cache: path → (etag, schema JSON or "!error").
-  std::map<std::string, std::pair<std::string, std::string>> cache;
-  std::set<std::string> seen_folders;
+  using SteadyClock = std::chrono::steady_clock;
+  auto seconds_since = [](SteadyClock::time_point t) {
+    return std::chrono::duration<double>(SteadyClock::now() - t).count();
+  };
+  const auto started = SteadyClock::now();
+
+  // The object cache: what the previous crawl saw of each object. An object whose ETag and
+  // size are unchanged is not read again; its schema (or "!error") comes from here.
+  struct Cached {
+    std::string etag;
+    int64_t size = -1;
+    std::string schema_json;
+    bool seen = false;
+  };
+  std::unordered_map<std::string, Cached> cache;
+  std::unordered_set<std::string> seen_folders;  // "bucket/dir/…" with an object last time
   {
     ASSIGN_OR_RETURN(Statement q, store_->meta()->Prepare(
-        "SELECT path, etag, schema FROM catalog_crawled_objects WHERE crawler = ?1"));
+        "SELECT path, etag, size, schema FROM catalog_crawled_objects WHERE crawler = ?1"));
     q.Bind(1, name);
     while (true) {
       ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) break;
       std::string path = q.ColumnText(0);
-      cache[path] = {q.ColumnText(1), q.ColumnText(2)};
       seen_folders.insert(path.substr(0, path.rfind('/')));
+      cache[std::move(path)] = {q.ColumnText(1), q.ColumnInt(2), q.ColumnText(3), false};
     }
   }
 
@@ -616,9 +650,20 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   }
   Classifier classifier(conn.get());
 
+  // Each distinct schema is parsed (from the cache) or serialised (for the cache) once.
+  std::unordered_map<std::string, std::shared_ptr<const FileSchema>> schema_of_json;
+  std::unordered_map<const FileSchema*, std::string> json_of_schema;
+
+  struct Changed {
+    std::string path, etag;
+    int64_t size = 0, mtime = 0;
+    std::string schema_json;
+  };
   std::vector<FileEntry> files;
-  std::map<std::string, std::pair<std::string, std::string>> new_cache;
+  std::vector<FileEntry> unreadable;  // listed, but could not be read: their folders still exist
+  std::vector<Changed> changed;      // cache rows to write
   std::vector<std::pair<std::string, std::string>> targets;  // bucket, prefix
+  size_t listed = 0;
   bool listing_ok = true;
   for (const auto& t : doc["Targets"]["S3Targets"]) {
     ASSIGN_OR_RETURN(auto bp, ParseS3Path(t["Path"].get<std::string>()));
@@ -629,51 +674,78 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     }
     const std::string& bucket = bp.first;
     const std::string& prefix = bp.second;
-    Status listed = objects_->List(bucket, prefix, [&](const ListedObject& o) -> Status {
+    Status listed_ok = objects_->List(bucket, prefix, [&](const ListedObject& o) -> Status {
       if (stop.load()) return Error(ErrorCode::kCancelled, "stopped");
       if (o.key.empty() || o.key.back() == '/') return Status::OK();
-      std::string rel = o.key.substr(prefix.size());
-      std::vector<std::string> segs = Split(o.key, '/');
-      for (const std::string& seg : Split(rel, '/')) {
-        if (Hidden(seg)) return Status::OK();
+      std::string_view rel = std::string_view(o.key).substr(prefix.size());
+      for (size_t b = 0; b <= rel.size();) {
+        size_t e = rel.find('/', b);
+        if (e == std::string_view::npos) e = rel.size();
+        if (Hidden(std::string(rel.substr(b, e - b)))) return Status::OK();
+        b = e + 1;
       }
       for (const auto& re : excludes) {
         if (RE2::FullMatch(rel, *re)) return Status::OK();
       }
+      ++listed;
       std::string path = bucket + "/" + o.key;
       std::string folder = path.substr(0, path.rfind('/'));
+      auto cached = cache.find(path);
+      if (cached != cache.end()) cached->second.seen = true;
       if (new_folders_only && seen_folders.count(folder)) return Status::OK();
       FileEntry f;
       f.bucket = bucket;
       f.key = o.key;
       f.size = o.size;
-      segs.pop_back();
-      f.dirs = segs;
-      std::string schema_json;
-      auto cached = cache.find(path);
-      if (cached != cache.end() && cached->second.first == o.etag) {
-        schema_json = cached->second.second;
+      f.dirs = Split(o.key, '/');
+      f.dirs.pop_back();
+      std::string error;
+      if (cached != cache.end() && cached->second.etag == o.etag &&
+          (cached->second.size < 0 || cached->second.size == int64_t(o.size))) {
+        const std::string& sj = cached->second.schema_json;
+        if (!sj.empty() && sj[0] == '!') {
+          error = sj.substr(1);
+        } else {
+          auto it = schema_of_json.find(sj);
+          if (it == schema_of_json.end()) {
+            ASSIGN_OR_RETURN(FileSchema parsed, FileSchemaFromJson(sj));
+            it = schema_of_json.emplace(sj, std::make_shared<const FileSchema>(std::move(parsed))).first;
+          }
+          f.schema = it->second;
+        }
       } else {
         auto local = objects_->LocalPath(bucket, o.key);
-        Result<FileSchema> s = local.ok() ? classifier.Classify(*local, o.key)
-                                          : Result<FileSchema>(local.status());
+        Result<std::shared_ptr<const FileSchema>> s =
+            local.ok() ? classifier.ClassifyShared(*local, o.key, o.size)
+                       : Result<std::shared_ptr<const FileSchema>>(local.status());
         ++sum.files_read;
-        schema_json = s.ok() ? FileSchemaToJson(*s) : "!" + s.status().message();
+        Changed c{path, o.etag, int64_t(o.size), o.last_modified_ms, ""};
+        if (s.ok()) {
+          f.schema = *s;
+          auto j = json_of_schema.find(f.schema.get());
+          if (j == json_of_schema.end()) {
+            j = json_of_schema.emplace(f.schema.get(), FileSchemaToJson(*f.schema)).first;
+          }
+          c.schema_json = j->second;
+        } else {
+          error = s.status().message();
+          c.schema_json = "!" + error;
+        }
+        changed.push_back(std::move(c));
       }
-      new_cache[path] = {o.etag, schema_json};
-      if (!schema_json.empty() && schema_json[0] == '!') {
+      if (!f.schema) {
         ++sum.files_skipped;
-        sum.log.push_back("Skipped unreadable file s3://" + path + ": " + schema_json.substr(1));
+        sum.log.push_back("Skipped unreadable file s3://" + path + ": " + error);
+        unreadable.push_back(std::move(f));
         return Status::OK();
       }
-      ASSIGN_OR_RETURN(f.schema, FileSchemaFromJson(schema_json));
       files.push_back(std::move(f));
       return Status::OK();
     });
-    if (!listed.ok()) {
+    if (!listed_ok.ok()) {
       if (stop.load()) break;
       listing_ok = false;
-      sum.log.push_back("Could not list s3://" + bucket + "/" + prefix + ": " + listed.message());
+      sum.log.push_back("Could not list s3://" + bucket + "/" + prefix + ": " + listed_ok.message());
     }
   }
   if (stop.load()) {
@@ -681,6 +753,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     sum.log.push_back("Crawl stopped before changing the catalog");
     return sum;
   }
+  const double read_s = seconds_since(started);
+  const auto catalog_started = SteadyClock::now();
 
   // Group files into tables.
   std::vector<Group> groups;
@@ -710,6 +784,37 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     }
   }
 
+  const std::string now_ms = std::to_string(clock_->NowMillis());
+  // Glue marks what a crawler found gone with DEPRECATED_BY_CRAWLER = <epoch ms>, in the
+  // Parameters of the object and of its StorageDescriptor; it is removed when data is back.
+  auto set_deprecated = [&](json* obj, bool on) {
+    std::vector<json*> where = {obj};
+    if (obj->contains("StorageDescriptor") && (*obj)["StorageDescriptor"].is_object()) {
+      where.push_back(&(*obj)["StorageDescriptor"]);
+    }
+    for (json* o : where) {
+      if (!o->contains("Parameters") || !(*o)["Parameters"].is_object()) {
+        if (!on) continue;
+        (*o)["Parameters"] = json::object();
+      }
+      if (on) {
+        (*o)["Parameters"]["DEPRECATED_BY_CRAWLER"] = now_ms;
+      } else {
+        (*o)["Parameters"].erase("DEPRECATED_BY_CRAWLER");
+      }
+    }
+  };
+  auto deprecated = [](const json& obj) {
+    return obj.contains("Parameters") && obj["Parameters"].is_object() &&
+           obj["Parameters"].contains("DEPRECATED_BY_CRAWLER");
+  };
+  constexpr int kMaxLoggedPartitions = 50;
+  int partitions_logged = 0;
+  auto log_partition = [&](const std::string& line) {
+    if (++partitions_logged <= kMaxLoggedPartitions) sum.log.push_back(line);
+  };
+  auto values_text = [](const std::vector<std::string>& v) { return "[" + Join(v, ", ") + "]"; };
+
   // Write each table and its partitions.
   std::set<std::string> tables_seen;
   std::set<std::string> names_used;
@@ -718,15 +823,20 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     std::vector<const FileEntry*> files_sorted = g.files;
     std::sort(files_sorted.begin(), files_sorted.end(),
               [](const FileEntry* a, const FileEntry* b) { return a->key < b->key; });
-    FileSchema merged = files_sorted[0]->schema;
     uint64_t bytes = 0;
-    for (const FileEntry* f : files_sorted) {
-      if (!merged.CompatibleWith(f->schema)) {
-        sum.log.push_back("s3://" + f->bucket + "/" + f->key + " conflicts with the schema of its table; "
-                          "conflicting columns become string");
+    for (const FileEntry* f : files_sorted) bytes += f->size;
+    std::vector<const FileSchema*> schemas = DistinctSchemas(files_sorted);
+    FileSchema merged = *schemas[0];
+    for (const FileSchema* sc : schemas) {
+      if (!merged.CompatibleWith(*sc)) {
+        for (const FileEntry* f : files_sorted) {
+          if (f->schema.get() != sc) continue;
+          sum.log.push_back("s3://" + f->bucket + "/" + f->key + " conflicts with the schema of its "
+                            "table; conflicting columns become string");
+          break;
+        }
       }
-      merged.Merge(f->schema);
-      bytes += f->size;
+      merged.Merge(*sc);
     }
     std::string base = g.root.empty() ? g.bucket : g.root.back();
     std::string table = table_prefix + SanitizeName(base);
@@ -752,23 +862,48 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       }
       keys[i] = hive ? key : "partition_" + std::to_string(i);
     }
-    std::map<std::vector<std::string>, std::pair<FileSchema, size_t>> partitions;  // values → schema
-    for (const FileEntry* f : files_sorted) {
+    auto values_of = [&](const FileEntry& f) {
       std::vector<std::string> values;
       for (size_t i = 0; i < levels; ++i) {
-        const std::string& seg = f->dirs[depth + i];
+        const std::string& seg = f.dirs[depth + i];
         size_t eq = seg.find('=');
         values.push_back(keys[i] != "partition_" + std::to_string(i) && eq != std::string::npos
                              ? seg.substr(eq + 1)
                              : seg);
       }
-      auto it = partitions.find(values);
-      if (it == partitions.end()) {
-        partitions[values] = {f->schema, depth + levels};
-      } else {
-        it->second.first.Merge(f->schema);
+      return values;
+    };
+    struct PartitionSeen {
+      FileSchema schema;
+      std::vector<const FileSchema*> merged;  // distinct schemas merged into `schema`
+      const FileEntry* first = nullptr;       // its folder is the partition's location
+    };
+    std::map<std::vector<std::string>, PartitionSeen> partitions;
+    for (const FileEntry* f : files_sorted) {
+      auto [it, inserted] = partitions.try_emplace(values_of(*f));
+      PartitionSeen& p = it->second;
+      if (inserted) {
+        p.schema = *f->schema;
+        p.merged.push_back(f->schema.get());
+        p.first = f;
+      } else if (std::find(p.merged.begin(), p.merged.end(), f->schema.get()) == p.merged.end()) {
+        p.schema.Merge(*f->schema);
+        p.merged.push_back(f->schema.get());
       }
     }
+    // Folders whose files could not be read are still there: their partitions are not gone.
+    std::set<std::vector<std::string>> present;
+    for (const FileEntry& f : unreadable) {
+      if (f.bucket != g.bucket || f.dirs.size() != depth + levels ||
+          !std::equal(g.root.begin(), g.root.end(), f.dirs.begin())) {
+        continue;
+      }
+      present.insert(values_of(f));
+    }
+    auto folder_of = [&](const FileEntry* f) {
+      return g.bucket + "/" +
+             Join(std::vector<std::string>(f->dirs.begin(), f->dirs.begin() + long(depth + levels)), "/");
+    };
     json params = TableParameters(name, merged, files_sorted.size(), bytes);
     json keys_json = json::array();
     for (const std::string& k : keys) keys_json.push_back({{"Name", k}, {"Type", "string"}});
@@ -778,6 +913,7 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       if (!existing.ok() && existing.status().code() != ErrorCode::kEntityNotFound) {
         return existing.status();
       }
+      bool owned = true;  // made (or last updated) by this crawler
       if (!existing.ok()) {
         json input = {{"Name", table},
                       {"StorageDescriptor", StorageDescriptorFor(merged, location, params)},
@@ -791,6 +927,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
                           std::to_string(keys.size()) + " partition keys) at " + location);
       } else {
         json t = *existing;
+        owned = t.contains("Parameters") && t["Parameters"].is_object() &&
+                t["Parameters"].value("UPDATED_BY_CRAWLER", "") == name;
         if (CatalogStore::PartitionKeysOf(t).size() != keys.size()) {
           sum.log.push_back("Table " + database + "." + table + " has different partition keys than "
                             "the data at " + location + "; left unchanged");
@@ -798,49 +936,90 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
         }
         std::vector<Column> old_cols = ColumnsOf(t);
         std::vector<Column> cols = new_folders_only ? old_cols : EvolveColumns(old_cols, merged.columns);
-        if (!SameColumns(cols, old_cols)) {
+        bool schema_changed = !SameColumns(cols, old_cols);
+        bool back = deprecated(t);
+        if (schema_changed || back) {
           if (update_behavior == "LOG") {
-            sum.log.push_back("Schema of " + database + "." + table +
-                              " changed; not updated (UpdateBehavior LOG)");
+            sum.log.push_back(std::string(schema_changed ? "Schema of " : "Data of deprecated table ") +
+                              database + "." + table +
+                              (schema_changed ? " changed" : " is back") + "; not updated (UpdateBehavior LOG)");
           } else {
-            FileSchema s = merged;
-            s.columns = cols;
             json input = t;
-            input["StorageDescriptor"] = StorageDescriptorFor(s, location, params);
-            input["Parameters"] = params;
+            if (schema_changed) {
+              FileSchema s = merged;
+              s.columns = cols;
+              input["StorageDescriptor"] = StorageDescriptorFor(s, location, params);
+              input["Parameters"] = params;
+            }
+            set_deprecated(&input, false);
             RETURN_IF_ERROR(store_->UpdateTable(database, input, false));
             ++sum.tables_updated;
-            sum.log.push_back("Updated table " + database + "." + table + ": schema now has " +
-                              std::to_string(cols.size()) + " columns (previous version kept)");
+            if (schema_changed) {
+              sum.log.push_back("Updated table " + database + "." + table + ": schema now has " +
+                                std::to_string(cols.size()) + " columns (previous version kept)");
+            }
+            if (back) sum.log.push_back("Table " + database + "." + table + " has data again: no longer deprecated");
           }
         }
       }
+
+      ASSIGN_OR_RETURN(auto existing_values, store_->ListPartitionValues(database, table));
+      std::set<std::vector<std::string>> in_catalog(existing_values.begin(), existing_values.end());
+      json inputs = json::array();
       for (const auto& [values, ps] : partitions) {
-        ASSIGN_OR_RETURN(bool has, store_->HasPartition(database, table, values));
-        if (has) continue;
-        std::string ploc = location;
-        const FileEntry* any = nullptr;
-        for (const FileEntry* f : files_sorted) {
-          bool match = true;
-          for (size_t i = 0; i < levels && match; ++i) {
-            const std::string& seg = f->dirs[depth + i];
-            match = seg == values[i] || seg == keys[i] + "=" + values[i] ||
-                    (seg.find('=') != std::string::npos && seg.substr(seg.find('=') + 1) == values[i]);
-          }
-          if (match) {
-            any = f;
-            break;
-          }
+        if (in_catalog.count(values)) {
+          // A partition whose folder is new since the last crawl may have been deprecated
+          // when it vanished: its data is back.
+          if (seen_folders.count(folder_of(ps.first))) continue;
+          ASSIGN_OR_RETURN(json part, store_->GetPartition(database, table, values));
+          if (!deprecated(part) || update_behavior == "LOG") continue;
+          set_deprecated(&part, false);
+          RETURN_IF_ERROR(store_->UpdatePartition(database, table, values, part));
+          log_partition("Partition " + values_text(values) + " of " + database + "." + table +
+                        " has data again: no longer deprecated");
+          continue;
         }
-        if (any) {
-          ploc = "s3://" + g.bucket + "/" +
-                 Join(std::vector<std::string>(any->dirs.begin(), any->dirs.begin() + long(depth + levels)), "/") + "/";
+        std::string ploc = "s3://" + folder_of(ps.first) + "/";
+        inputs.push_back({{"Values", values},
+                          {"StorageDescriptor", StorageDescriptorFor(ps.schema, ploc, params)},
+                          {"Parameters", params}});
+      }
+      if (!inputs.empty()) {
+        ASSIGN_OR_RETURN(std::vector<Status> created, store_->CreatePartitions(database, table, inputs));
+        for (size_t i = 0; i < created.size(); ++i) {
+          if (!created[i].ok()) return created[i];
+          ++sum.partitions_added;
         }
-        json pinput = {{"Values", values},
-                       {"StorageDescriptor", StorageDescriptorFor(ps.first, ploc, params)},
-                       {"Parameters", params}};
-        RETURN_IF_ERROR(store_->CreatePartition(database, table, pinput));
-        ++sum.partitions_added;
+      }
+
+      // Partitions whose folders are gone (full crawls of tables this crawler owns only).
+      if (new_folders_only || !listing_ok || !owned) return Status::OK();
+      for (const std::vector<std::string>& values : existing_values) {
+        if (partitions.count(values) || present.count(values) || values.size() != levels) continue;
+        std::string where = location;
+        for (size_t i = 0; i < levels; ++i) {
+          where += (keys[i] == "partition_" + std::to_string(i) ? "" : keys[i] + "=") + values[i] + "/";
+        }
+        bool under_target = false;
+        for (const auto& [bucket, prefix] : targets) {
+          under_target |= StartsWith(where, "s3://" + bucket + "/" + prefix);
+        }
+        if (!under_target) continue;  // outside what this crawl listed
+        std::string what = "Partition " + values_text(values) + " of " + database + "." + table;
+        if (delete_behavior == "LOG") {
+          log_partition(what + ": its data is gone from " + where + "; kept (DeleteBehavior LOG)");
+        } else if (delete_behavior == "DELETE_FROM_DATABASE") {
+          RETURN_IF_ERROR(store_->DeletePartition(database, table, values));
+          ++sum.partitions_deleted;
+          log_partition("Deleted " + what + ": its data is gone from " + where);
+        } else {
+          ASSIGN_OR_RETURN(json part, store_->GetPartition(database, table, values));
+          if (deprecated(part)) continue;
+          set_deprecated(&part, true);
+          RETURN_IF_ERROR(store_->UpdatePartition(database, table, values, part));
+          ++sum.partitions_deleted;
+          log_partition("Deprecated " + what + ": its data is gone from " + where);
+        }
       }
       return Status::OK();
     });
@@ -850,12 +1029,16 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       sum.error_message = applied.message();
     }
   }
+  if (partitions_logged > kMaxLoggedPartitions) {
+    sum.log.push_back("… and " + std::to_string(partitions_logged - kMaxLoggedPartitions) +
+                      " more partition changes");
+  }
   if (sum.partitions_added > 0) {
     sum.log.push_back("Added " + std::to_string(sum.partitions_added) + " partitions");
   }
 
   // Tables this crawler made whose data is gone (full crawls only).
-  if (!new_folders_only && listing_ok && delete_behavior != "LOG") {
+  if (!new_folders_only && listing_ok) {
     PageRequest pr;
     std::vector<json> gone;
     do {
@@ -870,12 +1053,15 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     } while (!pr.next_token.empty());
     for (json& t : gone) {
       std::string tname = t.value("Name", "");
-      if (delete_behavior == "DELETE_FROM_DATABASE") {
+      if (delete_behavior == "LOG") {
+        sum.log.push_back("Table " + database + "." + tname +
+                          ": its data is gone; kept (DeleteBehavior LOG)");
+      } else if (delete_behavior == "DELETE_FROM_DATABASE") {
         RETURN_IF_ERROR(store_->DeleteTable(database, tname));
         sum.log.push_back("Deleted table " + database + "." + tname + ": its data is gone");
         ++sum.tables_deleted;
-      } else if (!t["Parameters"].contains("DEPRECATED_BY_CRAWLER")) {
-        t["Parameters"]["DEPRECATED_BY_CRAWLER"] = "1";
+      } else if (!deprecated(t)) {
+        set_deprecated(&t, true);
         RETURN_IF_ERROR(store_->UpdateTable(database, t, false));
         sum.log.push_back("Deprecated table " + database + "." + tname + ": its data is gone");
         ++sum.tables_deleted;
@@ -883,24 +1069,35 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     }
   }
 
-  // Remember what was read, so the next crawl reads only what changed.
+  // Remember what was read, so the next crawl reads only what changed; forget what is gone.
   RETURN_IF_ERROR(store_->meta()->Transaction([&]() -> Status {
-    if (!new_folders_only) {
+    if (!new_folders_only && listing_ok) {
       ASSIGN_OR_RETURN(Statement del, store_->meta()->Prepare(
-          "DELETE FROM catalog_crawled_objects WHERE crawler = ?1"));
-      del.Bind(1, name);
-      RETURN_IF_ERROR(del.Run());
+          "DELETE FROM catalog_crawled_objects WHERE crawler = ?1 AND path = ?2"));
+      for (const auto& [path, c] : cache) {
+        if (c.seen) continue;
+        RETURN_IF_ERROR(del.Reset());
+        del.Bind(1, name).Bind(2, path);
+        RETURN_IF_ERROR(del.Run());
+      }
     }
     ASSIGN_OR_RETURN(Statement ins, store_->meta()->Prepare(
-        "INSERT OR REPLACE INTO catalog_crawled_objects(crawler, path, etag, schema) "
-        "VALUES (?1, ?2, ?3, ?4)"));
-    for (const auto& [path, v] : new_cache) {
+        "INSERT OR REPLACE INTO catalog_crawled_objects(crawler, path, etag, schema, size, mtime) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+    for (const Changed& c : changed) {
       RETURN_IF_ERROR(ins.Reset());
-      ins.Bind(1, name).Bind(2, path).Bind(3, v.first).Bind(4, v.second);
+      ins.Bind(1, name).Bind(2, c.path).Bind(3, c.etag).Bind(4, c.schema_json).Bind(5, c.size)
+          .Bind(6, c.mtime);
       RETURN_IF_ERROR(ins.Run());
     }
     return Status::OK();
   }));
+  char timing[200];
+  std::snprintf(timing, sizeof(timing),
+                "Crawled %zu objects: listed and read in %.2f s (%d files read, %d schemas read "
+                "with DuckDB), catalog written in %.2f s",
+                listed, read_s, sum.files_read, classifier.described(), seconds_since(catalog_started));
+  sum.log.push_back(timing);
   return sum;
 }
 

@@ -45,6 +45,7 @@ struct CrawlSummary {
   std::string error_message;
   int tables_created = 0, tables_updated = 0, tables_deleted = 0;
   int partitions_added = 0, files_read = 0, files_skipped = 0;
+  int partitions_deleted = 0;  // deleted or deprecated (DeleteBehavior)
   std::vector<std::string> log;
 };
 
