@@ -728,7 +728,13 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           }
           c.schema_json = j->second;
         } else {
+          // Users know the object by its S3 path, not by where the lake keeps its bytes.
           error = s.status().message();
+          if (local.ok()) {
+            for (size_t at; (at = error.find(*local)) != std::string::npos;) {
+              error.replace(at, local->size(), "s3://" + path);
+            }
+          }
           c.schema_json = "!" + error;
         }
         changed.push_back(std::move(c));
@@ -1005,20 +1011,21 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           under_target |= StartsWith(where, "s3://" + bucket + "/" + prefix);
         }
         if (!under_target) continue;  // outside what this crawl listed
-        std::string what = "Partition " + values_text(values) + " of " + database + "." + table;
+        std::string what = "partition " + values_text(values) + " of " + database + "." + table +
+                           ": its data is gone from " + where;
         if (delete_behavior == "LOG") {
-          log_partition(what + ": its data is gone from " + where + "; kept (DeleteBehavior LOG)");
+          log_partition("Kept " + what + " (DeleteBehavior LOG)");
         } else if (delete_behavior == "DELETE_FROM_DATABASE") {
           RETURN_IF_ERROR(store_->DeletePartition(database, table, values));
           ++sum.partitions_deleted;
-          log_partition("Deleted " + what + ": its data is gone from " + where);
+          log_partition("Deleted " + what);
         } else {
           ASSIGN_OR_RETURN(json part, store_->GetPartition(database, table, values));
           if (deprecated(part)) continue;
           set_deprecated(&part, true);
           RETURN_IF_ERROR(store_->UpdatePartition(database, table, values, part));
           ++sum.partitions_deleted;
-          log_partition("Deprecated " + what + ": its data is gone from " + where);
+          log_partition("Deprecated " + what);
         }
       }
       return Status::OK();
@@ -1094,8 +1101,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   }));
   char timing[200];
   std::snprintf(timing, sizeof(timing),
-                "Crawled %zu objects: listed and read in %.2f s (%d files read, %d schemas read "
-                "with DuckDB), catalog written in %.2f s",
+                "Crawled %zu objects: listed and read in %.2f s (%d files read, %d of them "
+                "described by DuckDB), catalog written in %.2f s",
                 listed, read_s, sum.files_read, classifier.described(), seconds_since(catalog_started));
   sum.log.push_back(timing);
   return sum;

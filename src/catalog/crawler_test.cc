@@ -231,6 +231,108 @@ TEST_F(CrawlerTest, NewFoldersOnlyAndDeleteBehaviorAndValidation) {
   EXPECT_EQ(store_->GetTable("raw", "gone").status().code(), ErrorCode::kEntityNotFound);
 }
 
+// Partitions and tables whose folders vanished, per SchemaChangePolicy.DeleteBehavior (Glue:
+// LOG keeps them, DELETE_FROM_DATABASE removes them, DEPRECATE_IN_DATABASE marks them with
+// DEPRECATED_BY_CRAWLER = <epoch ms>); a folder that only holds unreadable files is not gone,
+// and a deprecated partition whose data returns is no longer deprecated.
+TEST_F(CrawlerTest, VanishedPartitionsFollowDeleteBehavior) {
+  auto hours = [&](const std::string& dir, std::vector<std::string> hs) {
+    for (const auto& h : hs) Parquet(dir + "/dt=2026-11-25/hour=" + h + "/p.parquet", "SELECT 1 AS a");
+  };
+  auto values = [&](const std::string& table) {
+    std::vector<std::string> out;
+    auto p = store_->GetPartitions("raw", table, "", {}, {});
+    EXPECT_TRUE(p.ok());
+    for (const json& it : p->items) out.push_back(it["Values"][1]);
+    return out;
+  };
+  auto remove = [&](const std::string& dir, const std::string& h) {
+    fs::remove_all(dir_ / "objects" / "landing" / dir / "dt=2026-11-25" / ("hour=" + h));
+  };
+  for (const char* behavior : {"LOG", "DELETE_FROM_DATABASE", "DEPRECATE_IN_DATABASE"}) {
+    std::string dir = std::string("v_") + behavior;
+    for (char& c : dir) c = char(std::tolower(c));
+    hours(dir, {"00", "01", "02", "03"});
+    Call("CreateCrawler", {{"Name", dir}, {"DatabaseName", "raw"},
+                           {"Targets", {{"S3Targets", {{{"Path", "s3://landing/" + dir + "/"}}}}}},
+                           {"SchemaChangePolicy", {{"DeleteBehavior", behavior}}}});
+    ASSERT_TRUE(crawlers_->RunNow(dir).ok());
+    ASSERT_EQ(values(dir), (std::vector<std::string>{"00", "01", "02", "03"}));
+    remove(dir, "01");
+    remove(dir, "02");
+    Write(dir + "/dt=2026-11-25/hour=02/p.parquet", "PAR1 torn");  // unreadable, but there
+    clock_.Advance(1000000);
+    auto s = crawlers_->RunNow(dir);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ(s->partitions_added, 0);
+    std::string log;
+    for (const auto& l : s->log) log += l + "\n";
+    if (std::string(behavior) == "LOG") {
+      EXPECT_EQ(s->partitions_deleted, 0);
+      EXPECT_EQ(values(dir), (std::vector<std::string>{"00", "01", "02", "03"}));
+      EXPECT_NE(log.find("Kept partition [2026-11-25, 01] of raw." + dir + ": its data is gone "
+                         "from s3://landing/" + dir + "/dt=2026-11-25/hour=01/ (DeleteBehavior LOG)"),
+                std::string::npos) << log;
+    } else if (std::string(behavior) == "DELETE_FROM_DATABASE") {
+      EXPECT_EQ(s->partitions_deleted, 1);
+      EXPECT_EQ(values(dir), (std::vector<std::string>{"00", "02", "03"}));
+      EXPECT_NE(log.find("Deleted partition [2026-11-25, 01]"), std::string::npos) << log;
+    } else {
+      EXPECT_EQ(s->partitions_deleted, 1);
+      EXPECT_EQ(values(dir), (std::vector<std::string>{"00", "01", "02", "03"}));
+      auto p = store_->GetPartition("raw", dir, {"2026-11-25", "01"});
+      ASSERT_TRUE(p.ok());
+      std::string stamp = std::to_string(clock_.NowMillis());
+      EXPECT_EQ((*p)["Parameters"]["DEPRECATED_BY_CRAWLER"], stamp);
+      EXPECT_EQ((*p)["StorageDescriptor"]["Parameters"]["DEPRECATED_BY_CRAWLER"], stamp);
+      auto kept = store_->GetPartition("raw", dir, {"2026-11-25", "02"});
+      ASSERT_TRUE(kept.ok());
+      EXPECT_FALSE((*kept)["Parameters"].contains("DEPRECATED_BY_CRAWLER"));
+      // A second crawl does not deprecate it again (the stamp stays the first one).
+      clock_.Advance(1000000);
+      s = crawlers_->RunNow(dir);
+      ASSERT_TRUE(s.ok());
+      EXPECT_EQ(s->partitions_deleted, 0);
+      // The data comes back: the mark goes.
+      hours(dir, {"01"});
+      s = crawlers_->RunNow(dir);
+      ASSERT_TRUE(s.ok());
+      p = store_->GetPartition("raw", dir, {"2026-11-25", "01"});
+      ASSERT_TRUE(p.ok());
+      EXPECT_FALSE((*p)["Parameters"].contains("DEPRECATED_BY_CRAWLER")) << p->dump();
+      EXPECT_FALSE((*p)["StorageDescriptor"]["Parameters"].contains("DEPRECATED_BY_CRAWLER"));
+    }
+  }
+
+  // Whole tables: DEPRECATE marks the table the same way; LOG keeps it untouched.
+  auto t = store_->GetTable("raw", "v_deprecate_in_database");
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE((*t)["Parameters"].contains("DEPRECATED_BY_CRAWLER"));
+  fs::remove_all(dir_ / "objects" / "landing" / "v_deprecate_in_database");
+  fs::remove_all(dir_ / "objects" / "landing" / "v_log");
+  auto s = crawlers_->RunNow("v_deprecate_in_database");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->tables_deleted, 1);
+  t = store_->GetTable("raw", "v_deprecate_in_database");
+  ASSERT_TRUE(t.ok());
+  std::string stamp = std::to_string(clock_.NowMillis());
+  EXPECT_EQ((*t)["Parameters"]["DEPRECATED_BY_CRAWLER"], stamp);
+  EXPECT_EQ((*t)["StorageDescriptor"]["Parameters"]["DEPRECATED_BY_CRAWLER"], stamp);
+  s = crawlers_->RunNow("v_log");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->tables_deleted, 0);
+  t = store_->GetTable("raw", "v_log");
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE((*t)["Parameters"].contains("DEPRECATED_BY_CRAWLER"));
+  // Its data returns: the table is no longer deprecated (and the old definition is a version).
+  hours("v_deprecate_in_database", {"05"});
+  s = crawlers_->RunNow("v_deprecate_in_database");
+  ASSERT_TRUE(s.ok());
+  t = store_->GetTable("raw", "v_deprecate_in_database");
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE((*t)["Parameters"].contains("DEPRECATED_BY_CRAWLER"));
+}
+
 TEST_F(CrawlerTest, ScheduleRunsWithInjectedClock) {
   Parquet("sched/p.parquet", "SELECT 1 AS a");
   Call("CreateCrawler", {{"Name", "s"}, {"DatabaseName", "raw"}, {"Schedule", "cron(0/5 * * * ? *)"},
