@@ -1,5 +1,7 @@
 #include "catalog/glue_api.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "catalog/store.h"
@@ -367,6 +369,19 @@ Status GlueApi::Handle(net::ApiCall& call, net::HttpRequest& request, net::HttpR
     return Error(ErrorCode::kSerializationError, "The request body is not a JSON object");
   }
   call.resource = impl_->ResourceOf(call.action, in);
+  // CloudTrail's requestParameters: the names a call is about (lowerCamel, as CloudTrail spells
+  // Glue's members), not the bodies of table or partition definitions.
+  for (auto it = in.begin(); it != in.end(); ++it) {
+    std::string k = it.key();
+    if (k.empty() || k == "NextToken") continue;
+    std::string camel = std::string(1, char(std::tolower(static_cast<unsigned char>(k[0])))) +
+                        k.substr(1);
+    if (it->is_string()) {
+      call.audit_params[camel] = it->get<std::string>().substr(0, 1024);
+    } else if (it->is_object() && it->contains("Name") && (*it)["Name"].is_string()) {
+      call.audit_params[camel + ".name"] = (*it)["Name"].get<std::string>().substr(0, 1024);
+    }
+  }
   RETURN_IF_ERROR(impl_->Authorize(call, call.resource));
   ASSIGN_OR_RETURN(json out, impl_->Dispatch(call.action, in));
   net::WriteJson(response, out.dump());

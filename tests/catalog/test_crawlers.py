@@ -198,3 +198,52 @@ def test_crawler_api_errors(lake, clients):
     assert glue.list_crawlers()["CrawlerNames"] == ["c"]
     glue.delete_crawler(Name="c")
     assert glue.get_crawlers()["Crawlers"] == []
+
+
+def test_vanished_partitions_follow_delete_behavior(lake, clients):
+    """Hours deleted from S3: DEPRECATE_IN_DATABASE (the default) marks the partition with
+    DEPRECATED_BY_CRAWLER = <epoch ms> as Glue does, LOG keeps it untouched, DELETE_FROM_DATABASE
+    removes it; the crawl's log says which."""
+    s3, glue = clients
+    body = parquet_bytes(SENSOR)
+    key = "iot/vanish/year=2026/month=11/day=25/hour=%s/part-0.parquet"
+    for hour in ("00", "01", "02", "03"):
+        s3.put_object(Bucket="landing", Key=key % hour, Body=body)
+    glue.create_database(DatabaseInput={"Name": "raw"})
+    glue.create_crawler(Name="v", Role="r", DatabaseName="raw",
+                        Targets={"S3Targets": [{"Path": "s3://landing/iot/vanish/"}]})
+    crawl(glue, "v")
+
+    def partition(hour):
+        return glue.get_partition(DatabaseName="raw", TableName="vanish",
+                                  PartitionValues=["2026", "11", "25", hour])["Partition"]
+
+    def hours():
+        return sorted(p["Values"][3] for p in glue.get_partitions(
+            DatabaseName="raw", TableName="vanish")["Partitions"])
+
+    before = int(time.time() * 1000)
+    s3.delete_object(Bucket="landing", Key=key % "01")
+    crawl(glue, "v")
+    assert hours() == ["00", "01", "02", "03"]
+    stamp = partition("01")["Parameters"]["DEPRECATED_BY_CRAWLER"]
+    assert before - 5000 <= int(stamp) <= int(time.time() * 1000) + 5000
+    assert partition("01")["StorageDescriptor"]["Parameters"]["DEPRECATED_BY_CRAWLER"] == stamp
+    assert "DEPRECATED_BY_CRAWLER" not in partition("00")["Parameters"]
+    assert "Deprecated partition [2026, 11, 25, 01] of raw.vanish" in lake.read_log()
+
+    glue.update_crawler(Name="v", SchemaChangePolicy={"UpdateBehavior": "UPDATE_IN_DATABASE",
+                                                      "DeleteBehavior": "LOG"})
+    s3.delete_object(Bucket="landing", Key=key % "02")
+    crawl(glue, "v")
+    assert hours() == ["00", "01", "02", "03"]
+    assert "DEPRECATED_BY_CRAWLER" not in partition("02")["Parameters"]
+    assert "Kept partition [2026, 11, 25, 02] of raw.vanish" in lake.read_log()
+
+    glue.update_crawler(Name="v", SchemaChangePolicy={"UpdateBehavior": "UPDATE_IN_DATABASE",
+                                                      "DeleteBehavior": "DELETE_FROM_DATABASE"})
+    crawl(glue, "v")
+    assert hours() == ["00", "03"]
+    # The table itself is still there and not deprecated: it has data.
+    t = glue.get_table(DatabaseName="raw", Name="vanish")["Table"]
+    assert "DEPRECATED_BY_CRAWLER" not in t["Parameters"]
