@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <future>
 
 #include "core/log.h"
@@ -151,6 +152,32 @@ thread_local bool t_engine_thread = false;
 std::atomic<uint64_t> g_rules_version{0};
 }  // namespace
 
+// Firehose appends issued while a batch is processed, and the rule runs and messages that wait
+// for them. The appends' callbacks (on a WAL committer thread) only record their status.
+struct RulesEngine::Batch {
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;  // guarded by mu
+  };
+  struct Append {
+    const Action* action;
+    std::vector<std::shared_ptr<Status>> records;  // one per record the action appended
+  };
+  struct Run {
+    const CompiledRule* rule;  // alive: the batch's rule-set snapshot holds it
+    const InboundMessage* msg;  // alive until the batch is finished
+    MessageContext ctx;
+    std::shared_ptr<json> doc;  // what ctx.json points at
+    json failures;              // of the actions that already ran
+    int64_t start_us = 0;
+    std::vector<Append> appends;
+  };
+  std::shared_ptr<Pending> pending = std::make_shared<Pending>();
+  std::vector<Run> runs;
+  std::vector<const InboundMessage*> done_after;  // their `done` waits for the appends
+};
+
 RulesEngine::RulesEngine(ActionTargets targets, Clock* clock, size_t threads, size_t max_queued,
                          int64_t max_block_ms)
     : targets_(std::move(targets)),
@@ -206,7 +233,9 @@ void RulesEngine::Work() {
     // One snapshot per batch: a rule change applies from the next batch on.
     // A copy: a republish inside Process() may refresh this thread's cached snapshot.
     std::shared_ptr<const RuleSet> rules = CurrentRules();
-    for (const InboundMessage& m : batch) Process(*rules, m);
+    Batch appends;
+    for (const InboundMessage& m : batch) Process(*rules, m, &appends);
+    FinishBatch(appends);
   }
 }
 
@@ -296,9 +325,9 @@ void RulesEngine::Drain() {
   drain_cv_.wait(lock, [this] { return in_flight_ == 0; });
 }
 
-void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(*Snapshot(), msg); }
+void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(*Snapshot(), msg, nullptr); }
 
-void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg) {
+void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, Batch* batch) {
   const RuleSet* rules = &rules_ref;
   std::string_view topic = msg.topic;
   const CompiledRule* only = nullptr;
@@ -315,8 +344,9 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg) {
     }
     only = it->second.get();
   }
-  // The payload is parsed once, only if some rule matches, and shared by all of them.
-  json doc;
+  // The payload is parsed once, only if some rule matches, and shared by all of them (and by
+  // rule runs finished after the batch's appends are durable).
+  std::shared_ptr<json> doc;
   bool parsed = false, is_json = false;
   MessageContext ctx;
   ctx.topic = topic;
@@ -324,16 +354,18 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg) {
   ctx.principal = msg.principal;
   ctx.payload = msg.payload;
   int64_t start_us = 0;
+  size_t runs_before = batch ? batch->runs.size() : 0;
   auto run = [&](const CompiledRule& r) {
     if (!parsed) {
       // One clock read per matched message: timestamp() and the latency's start.
       start_us = clock_->NowMicros();
       ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : start_us / 1000;
-      is_json = ParsePayload(msg.payload, &doc);
+      doc = std::make_shared<json>();
+      is_json = ParsePayload(msg.payload, doc.get());
       parsed = true;
-      ctx.json = is_json ? &doc : nullptr;
+      ctx.json = is_json ? doc.get() : nullptr;
     }
-    RunRule(r, ctx, msg, start_us);
+    RunRule(r, ctx, msg, start_us, batch, doc);
   };
   if (only) {
     run(*only);
@@ -342,10 +374,30 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg) {
       if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) run(*r);
     }
   }
-  if (msg.done) msg.done();
+  if (!msg.done) return;
+  if (batch && batch->runs.size() > runs_before) {
+    batch->done_after.push_back(&msg);  // a PUBACK waits until its records are durable
+  } else {
+    msg.done();
+  }
 }
 
 namespace {
+
+// The records a firehose action appends for the rule's output `body`.
+Status FirehoseRecords(const Action& a, const std::string& body, std::vector<std::string>* records) {
+  if (a.batch_mode) {
+    // batchMode: the output must be a JSON array; each element is one record.
+    json arr;
+    if (!ParsePayload(body, &arr) || !arr.is_array()) {
+      return Error(ErrorCode::kFirehoseInvalidArgument, "batchMode needs the rule to emit a JSON array");
+    }
+    for (const auto& e : arr) records->push_back(e.dump() + a.separator);
+  } else {
+    records->push_back(body + a.separator);
+  }
+  return Status::OK();
+}
 
 // Runs one action; the error says what failed, for the failure document.
 Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& ctx,
@@ -375,16 +427,7 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
     case Action::kFirehose: {
       if (!t.streams) return Error(ErrorCode::kFirehoseResourceNotFound, "delivery streams are not available");
       std::vector<std::string> records;
-      if (a.batch_mode) {
-        // batchMode: the output must be a JSON array; each element is one record.
-        json arr;
-        if (!ParsePayload(body, &arr) || !arr.is_array()) {
-          return Error(ErrorCode::kFirehoseInvalidArgument, "batchMode needs the rule to emit a JSON array");
-        }
-        for (const auto& e : arr) records.push_back(e.dump() + a.separator);
-      } else {
-        records.push_back(body + a.separator);
-      }
+      RETURN_IF_ERROR(FirehoseRecords(a, body, &records));
       for (auto& rec : records) {
         // Wait for the WAL fsync: the action succeeds only once the record is durable.
         auto p = std::make_shared<std::promise<Status>>();
@@ -402,7 +445,7 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
 }  // namespace
 
 void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                          int64_t start) {
+                          int64_t start, Batch* batch, const std::shared_ptr<json>& doc) {
   RuleMetrics& m = *rule.metrics;
   m.matched->Inc();
   json failures;  // null until something fails (no allocation on the common path)
@@ -412,6 +455,7 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
     m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
     return;
   }
+  Batch::Run* deferred = nullptr;
   if (!out.ok()) {
     failures.push_back({{"failedAction", "SqlEvaluation"},
                         {"failedResource", rule.name},
@@ -419,6 +463,38 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
   } else {
     std::string body = (*out)->dump();
     for (const Action& a : rule.actions) {
+      if (a.kind == Action::kFirehose && batch && targets_.streams) {
+        // Issued now, waited for with the rest of the batch (see Process).
+        std::vector<std::string> records;
+        Status st = FirehoseRecords(a, body, &records);
+        if (st.ok()) {
+          if (!deferred) {
+            batch->runs.push_back({&rule, &msg, ctx, doc, json(), start, {}});
+            deferred = &batch->runs.back();
+          }
+          Batch::Append ap{&a, {}};
+          for (auto& rec : records) {
+            auto status = std::make_shared<Status>();
+            ap.records.push_back(status);
+            std::shared_ptr<Batch::Pending> pending = batch->pending;
+            {
+              std::lock_guard<std::mutex> l(pending->mu);
+              ++pending->left;
+            }
+            targets_.streams->Append(a.resource, std::move(rec), [status, pending](const Status& s) {
+              *status = s;
+              std::lock_guard<std::mutex> l(pending->mu);
+              if (--pending->left == 0) pending->cv.notify_all();
+            });
+          }
+          deferred->appends.push_back(std::move(ap));
+          continue;
+        }
+        m.actions_failed->Inc();
+        failures.push_back({{"failedAction", a.type_name}, {"failedResource", a.resource},
+                            {"errorMessage", st.ToString()}});
+        continue;
+      }
       Status st = RunAction(a, targets_, ctx, body);
       if (st.ok()) {
         m.actions_ok->Inc();
@@ -430,6 +506,17 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
       }
     }
   }
+  if (deferred) {
+    // batch->runs may grow (and move) later: `deferred` is not used past this point.
+    deferred->failures = std::move(failures);
+    return;
+  }
+  FinishRule(rule, ctx, msg, std::move(failures), start);
+}
+
+void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
+                             json failures, int64_t start) {
+  RuleMetrics& m = *rule.metrics;
   if (failures.empty()) {
     m.delivered->Inc();
   } else {
@@ -451,6 +538,36 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
     }
   }
   m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
+}
+
+void RulesEngine::FinishBatch(Batch& batch) {
+  if (batch.runs.empty() && batch.done_after.empty()) return;
+  {
+    std::unique_lock<std::mutex> l(batch.pending->mu);
+    batch.pending->cv.wait(l, [&] { return batch.pending->left == 0; });
+  }
+  for (Batch::Run& r : batch.runs) {
+    RuleMetrics& m = *r.rule->metrics;
+    for (const Batch::Append& ap : r.appends) {
+      Status st;
+      for (const auto& s : ap.records) {
+        if (!s->ok()) {
+          st = *s;
+          break;
+        }
+      }
+      if (st.ok()) {
+        m.actions_ok->Inc();
+      } else {
+        m.actions_failed->Inc();
+        r.failures.push_back({{"failedAction", ap.action->type_name},
+                              {"failedResource", ap.action->resource},
+                              {"errorMessage", st.ToString()}});
+      }
+    }
+    FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), r.start_us);
+  }
+  for (const InboundMessage* msg : batch.done_after) msg->done();
 }
 
 Result<std::optional<json>> RulesEngine::Test(const std::string& sql, const std::string& topic,

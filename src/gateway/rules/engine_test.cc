@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "ops/metrics.h"
 #include "streams/record_sink.h"
@@ -170,6 +171,93 @@ TEST_F(EngineTest, InvalidRulesAreRejectedWithTheReason) {
   r.sql = "SELECT FROM 't'";
   st = RulesEngine::Validate(r);
   EXPECT_NE(st.message().find("column 8"), std::string::npos) << st.message();
+}
+
+// A sink that acknowledges only when the test says so, from another thread (like the WAL's
+// committers).
+class AsyncSink final : public streams::RecordSink {
+ public:
+  void Append(const std::string& stream, std::string data,
+              std::function<void(const Status&)> done) override {
+    std::lock_guard<std::mutex> l(mu);
+    pending.push_back({std::move(data), std::move(done)});
+    cv.notify_all();
+  }
+  bool WaitPending(size_t n) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, std::chrono::seconds(10), [&] { return pending.size() >= n; });
+  }
+  // Completes the pending appends on another thread; the one whose record contains `fail` fails.
+  void CompleteAll(const std::string& fail = "") {
+    std::vector<std::pair<std::string, std::function<void(const Status&)>>> p;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      p.swap(pending);
+    }
+    std::thread([p = std::move(p), fail]() mutable {
+      for (auto& [data, done] : p) {
+        done(!fail.empty() && data.find(fail) != std::string::npos
+                 ? Error(ErrorCode::kFirehoseServiceUnavailable, "log full")
+                 : Status::OK());
+      }
+    }).join();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, std::function<void(const Status&)>>> pending;
+};
+
+// Firehose appends of a batch are issued together and waited for once: a message's `done` (the
+// device's PUBACK) runs only after its record is durable, and an append that fails later still
+// reaches the error action with AWS's failure document.
+TEST(EngineBatch, FirehoseAppendsOfABatchAreWaitedForTogether) {
+  AsyncSink sink;
+  std::mutex mu;
+  std::vector<Published> published;
+  ActionTargets t;
+  t.streams = &sink;
+  t.republish = [&](const std::string& topic, const std::string& payload, int qos) {
+    std::lock_guard<std::mutex> l(mu);
+    published.push_back({topic, payload, qos});
+    return Status::OK();
+  };
+  ManualClock clock(1700000000000000);
+  RulesEngine engine(std::move(t), &clock, 1);
+  TopicRuleSpec r;
+  r.name = "to_stream_batch";
+  r.sql = "SELECT * FROM 'dev/#'";
+  r.actions = json::array({{{"firehose", {{"deliveryStreamName", "s"}, {"separator", "\n"}}}}});
+  r.error_action = {{"republish", {{"topic", "errors/${topic()}"}}}};
+  ASSERT_TRUE(engine.Put(r).ok());
+  std::atomic<int> done{0};
+  auto submit = [&](int i) {
+    InboundMessage m;
+    m.topic = "dev/" + std::to_string(i);
+    m.payload = "{\"i\":" + std::to_string(i) + "}";
+    m.client_id = "dev";
+    m.done = [&] { ++done; };
+    engine.Submit(std::move(m));
+  };
+  submit(0);
+  ASSERT_TRUE(sink.WaitPending(1));
+  // The worker waits for message 0's record; meanwhile three more queue up…
+  for (int i = 1; i <= 3; ++i) submit(i);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(done.load(), 0) << "acknowledged before the record was durable";
+  sink.CompleteAll();
+  // …and are taken as one batch: all three appends are in flight at once.
+  ASSERT_TRUE(sink.WaitPending(3));
+  EXPECT_EQ(done.load(), 1);
+  sink.CompleteAll("\"i\":2");
+  engine.Drain();
+  EXPECT_EQ(done.load(), 4);
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0].topic, "errors/dev/2");
+  json doc = json::parse(published[0].payload);
+  EXPECT_EQ(doc["failures"][0]["failedAction"], "FirehoseAction");
+  EXPECT_EQ(doc["failures"][0]["failedResource"], "s");
+  EXPECT_NE(doc["failures"][0]["errorMessage"].get<std::string>().find("log full"), std::string::npos);
 }
 
 // A full queue holds the publisher back (bounded memory, nothing lost while the engine catches
