@@ -24,6 +24,11 @@ const char* FamilyName(ApiFamily f) {
 
 int64_t g_start_seconds = Clock::Real()->NowSeconds();
 
+constexpr char kRequestsName[] = "tarn_api_requests_total";
+constexpr char kRequestsHelp[] = "AWS API requests by service, action and status class";
+constexpr char kDurationName[] = "tarn_api_request_duration_seconds";
+constexpr char kDurationHelp[] = "AWS API request latency";
+
 }  // namespace
 
 std::string ApiCall::Param(const std::string& name) const {
@@ -118,6 +123,14 @@ void WriteApiError(const ApiCall& call, const Status& error, HttpResponse& respo
 ApiRouter::ApiRouter(std::string region)
     : region_(std::move(region)), request_prefix_(HexEncode(RandomBytes(4))) {
   for (char& c : request_prefix_) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  auto internal = [](const char* action) {
+    return InternalMetrics{
+        &ops::Metrics().Counter(kRequestsName, kRequestsHelp,
+                                {{"service", "tarn"}, {"action", action}, {"status", "2xx"}}),
+        &ops::Metrics().Histogram(kDurationName, kDurationHelp, {{"service", "tarn"}, {"action", action}})};
+  };
+  health_metrics_ = internal("Health");
+  metrics_metrics_ = internal("Metrics");
 }
 
 ApiRouter::~ApiRouter() = default;
@@ -143,13 +156,15 @@ std::string ApiRouter::QueryNamespace(const std::string& signing_name) const {
   return it == query_services_.end() ? "" : it->second.xml_namespace;
 }
 
-bool ApiRouter::HandleInternal(HttpRequest& request, HttpResponse& response) {
+bool ApiRouter::IsInternal(const HttpRequest& request) {
   if (request.method != "GET" && request.method != "HEAD") return false;
   if (request.path != "/health" && request.path != "/metrics") return false;
   // A signed request for these paths is an S3 request for a bucket of that name.
-  if (request.headers.Has("Authorization") || request.query.find("X-Amz-") != std::string::npos) {
-    return false;
-  }
+  return !request.headers.Has("Authorization") && request.query.find("X-Amz-") == std::string::npos;
+}
+
+bool ApiRouter::HandleInternal(HttpRequest& request, HttpResponse& response) {
+  if (!IsInternal(request)) return false;
   if (request.path == "/health") {
     std::string body = "{\"status\":\"ok\",\"uptime_seconds\":" +
                        std::to_string(Clock::Real()->NowSeconds() - g_start_seconds);
@@ -218,28 +233,25 @@ void ApiRouter::RecordMetrics(const ApiCall& call, int status) {
   std::string klass = std::to_string(status / 100) + "xx";
   std::string action = call.action.empty() ? "unknown" : call.action;
   ops::Metrics()
-      .Counter("tarn_api_requests_total", "AWS API requests by service, action and status class",
+      .Counter(kRequestsName, kRequestsHelp,
                {{"service", call.service}, {"action", action}, {"status", klass}})
       .Inc();
   double seconds = double(Clock::Real()->MonotonicNanos() - call.start_nanos) / 1e9;
   ops::Metrics()
-      .Histogram("tarn_api_request_duration_seconds", "AWS API request latency",
-                 {{"service", call.service}, {"action", action}})
+      .Histogram(kDurationName, kDurationHelp, {{"service", call.service}, {"action", action}})
       .Observe(seconds);
 }
 
 void ApiRouter::Handle(HttpRequest& request, HttpResponse& response) {
+  int64_t start = Clock::Real()->MonotonicNanos();
   if (HandleInternal(request, response)) {
-    ApiCall call;
-    call.family = ApiFamily::kInternal;
-    call.service = "tarn";
-    call.action = request.path == "/health" ? "Health" : "Metrics";
-    call.start_nanos = Clock::Real()->MonotonicNanos();
-    RecordMetrics(call, response.status);
+    const InternalMetrics& m = request.path == "/health" ? health_metrics_ : metrics_metrics_;
+    m.requests->Inc();
+    m.duration->Observe(double(Clock::Real()->MonotonicNanos() - start) / 1e9);
     return;
   }
   ApiCall call;
-  call.start_nanos = Clock::Real()->MonotonicNanos();
+  call.start_nanos = start;
   call.region = region_;
   {
     char buf[32];

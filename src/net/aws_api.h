@@ -22,6 +22,11 @@
 #include "core/status.h"
 #include "net/http.h"
 
+namespace tarn::ops {
+class CounterMetric;
+class HistogramMetric;
+}  // namespace tarn::ops
+
 namespace tarn::net {
 
 enum class ApiFamily { kRestXml, kJson, kQuery, kRestJson, kInternal };
@@ -102,10 +107,14 @@ class ApiRouter final : public HttpHandler {
   void SetS3Service(ApiService* service);
   void SetAuthenticator(Authenticator* authenticator);
   void SetAuditSink(AuditSink* sink);
-  // Extra fields for GET /health (JSON object members, e.g. "\"mqtt\":\"ok\"").
+  // Extra fields for GET /health (JSON object members, e.g. "\"mqtt\":\"ok\""). Runs on the
+  // HTTP server's event loop: it must be quick and never block.
   void SetHealthDetail(std::function<std::string()> fn);
 
   void Handle(HttpRequest& request, HttpResponse& response) override;
+  // Only Tarn's own GET /health and GET /metrics: everything else authenticates (IAM store),
+  // touches storage or streams a body, and runs on a worker thread.
+  bool RunsInline(const HttpRequest& request) const override { return IsInternal(request); }
 
   // The namespace used in query-protocol errors for `signing_name`.
   std::string QueryNamespace(const std::string& signing_name) const;
@@ -119,6 +128,7 @@ class ApiRouter final : public HttpHandler {
     std::string xml_namespace;
     ApiService* service;
   };
+  static bool IsInternal(const HttpRequest& request);
   bool HandleInternal(HttpRequest& request, HttpResponse& response);
   void Classify(ApiCall& call, HttpRequest& request, ApiService** service);
   void RecordMetrics(const ApiCall& call, int status);
@@ -132,6 +142,12 @@ class ApiRouter final : public HttpHandler {
   AuditSink* audit_ = nullptr;
   std::function<std::string()> health_detail_;
   std::atomic<uint64_t> next_request_{0};
+  // /health and /metrics metrics, looked up once: they are the load balancer's hot path.
+  struct InternalMetrics {
+    ops::CounterMetric* requests;
+    ops::HistogramMetric* duration;
+  };
+  InternalMetrics health_metrics_{}, metrics_metrics_{};
   std::string request_prefix_;
 };
 

@@ -1,7 +1,7 @@
 // The plain HTTP interface every handler in Tarn sees. Boost.Beast stays behind
 // http_server.cc; changing a handler never recompiles it.
 //
-// A handler is called once per request on a connection thread. It reads the request body as
+// A handler is called once per request (see HttpHandler for which thread). It reads the body as
 // a stream (BodyReader) and may answer with a string body or a streaming BodySource, so that
 // a 5 GiB upload or download never sits in memory.
 #pragma once
@@ -90,11 +90,22 @@ struct HttpResponse {
   }
 };
 
-// Handles one request. Must not throw. Called concurrently from many connection threads.
+// Handles one request. Must not throw. Called concurrently from many threads.
+//
+// Where Handle runs (src/net/README.md): by default on a worker thread that may block — on the
+// request body stream, on disk, on locks. A handler may instead claim a request for the
+// server's event loop by returning true from RunsInline; the server then calls Handle on an
+// event-loop thread, with the body (if any) already in memory. Such a Handle must be short and
+// must never block (no file or network I/O, no lock held across I/O, no waiting), or it
+// stalls every connection on that loop. A response with a body_source is still written by a
+// worker thread, so its Read may block.
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
   virtual void Handle(HttpRequest& request, HttpResponse& response) = 0;
+  // Called on an event-loop thread with the request line and headers (request.body is null):
+  // true = this request is cheap and non-blocking, run Handle on the event loop.
+  virtual bool RunsInline(const HttpRequest& /*request*/) const { return false; }
 };
 
 // Adapts a lambda.

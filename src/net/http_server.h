@@ -2,8 +2,13 @@
 // pipelining, Expect: 100-continue, chunked request bodies, streaming bodies both ways,
 // limits on header size and idle time, optional TLS.
 //
-// Threading: one thread per connection (bounded by HttpLimits::max_connections) so handlers
-// can block on the body stream; a watchdog closes connections that miss their deadlines
+// Threading (src/net/README.md): a few event-loop threads (io_threads, one per core by default)
+// read requests and write in-memory responses asynchronously, and run the handler themselves
+// for requests it marks HttpHandler::RunsInline (/health, /metrics). Every other request —
+// and every streaming body, either way — runs on a worker thread where the handler may block
+// on the body stream, disk or locks; a connection is handed to a worker for one request at a
+// time and returns to its loop afterwards. Connections are bounded by
+// HttpLimits::max_connections. A watchdog closes connections that miss their deadlines
 // (slow-loris clients, clients that stop reading). Start/Stop are not thread-safe with each
 // other; everything else is.
 #pragma once
@@ -23,6 +28,7 @@ struct HttpServerOptions {
   ListenAddress listen;
   HttpLimits limits;
   TlsConfig tls;  // cert_file set = serve HTTPS
+  int io_threads = 0;  // event-loop threads; 0 = one per hardware core
 };
 
 class HttpServer {

@@ -6,10 +6,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <poll.h>
+
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/strings.h"
+#include "net/stream_server.h"
 
 namespace tarn::net {
 namespace {
@@ -42,6 +54,34 @@ class RawClient {
     return out;
   }
   bool connected() const { return connected_; }
+  // Reads one response with a Content-Length body (enough for these tests).
+  std::string ReadResponse() {
+    std::string out;
+    char c;
+    while (out.find("\r\n\r\n") == std::string::npos) {
+      if (::recv(fd_, &c, 1, 0) != 1) return out;
+      out.push_back(c);
+    }
+    size_t p = out.find("Content-Length: ");
+    size_t len = p == std::string::npos ? 0 : std::stoul(out.substr(p + 16));
+    size_t have = 0;
+    char buf[4096];
+    while (have < len) {
+      ssize_t n = ::recv(fd_, buf, std::min(sizeof(buf), len - have), 0);
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+      have += size_t(n);
+    }
+    return out;
+  }
+  // True when the peer has closed the connection within `ms`.
+  bool ClosedWithin(int ms) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, ms) <= 0) return false;
+    char c;
+    return ::recv(fd_, &c, 1, MSG_PEEK) <= 0;
+  }
+  int fd() const { return fd_; }
 
  private:
   int fd_;
@@ -177,6 +217,325 @@ TEST_F(HttpServerTest, ClientDisconnectMidUploadLeavesServerServing) {
   RawClient d(server_->port());
   d.Send("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_NE(d.Read().find("200 OK"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event loop and the worker threads: which requests run where, and that neither a blocked
+// handler nor a slow upload stalls the loop.
+
+std::string Pad3(int i) {
+  char b[8];
+  std::snprintf(b, sizeof(b), "%03d", i);
+  return b;
+}
+
+std::string ThreadName() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  return name;
+}
+
+class LoopHandler : public HttpHandler {
+ public:
+  bool RunsInline(const HttpRequest& rq) const override {
+    EXPECT_EQ(rq.body, nullptr);
+    return StartsWith(rq.path, "/fast") || rq.path == "/inline-stream";
+  }
+  void Handle(HttpRequest& rq, HttpResponse& rs) override {
+    if (StartsWith(rq.path, "/fast")) {
+      auto body = rq.body->ReadAll(1 << 20);
+      Note(&fast_thread);
+      rs.SetBody("text/plain", "fast " + rq.method + " " + rq.path + " " + (body.ok() ? *body : "?"));
+    } else if (rq.path == "/inline-stream") {
+      rs.body_source = std::make_unique<StringBodySource>(std::string(100000, 'y'));
+    } else if (rq.path == "/echo") {
+      ++echo_calls;
+      Note(&worker_thread);
+      auto body = rq.body->ReadAll(8 << 20);
+      if (!body.ok()) {
+        rs.status = 400;
+        rs.body = body.status().message();
+        return;
+      }
+      rs.SetBody("text/plain", "echo " + *body);
+    } else if (rq.path == "/length") {
+      auto len = rq.body->content_length();
+      rs.SetBody("text/plain", len ? "length=" + std::to_string(*len) : std::string("length=none"));
+    } else if (rq.path == "/block") {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++blocked;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return released_; });
+      rs.SetBody("text/plain", "unblocked");
+    } else if (rq.path == "/slow") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      rs.SetBody("text/plain", "slow done");
+    } else {
+      rs.status = 404;
+      rs.body = "nope";
+    }
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool WaitBlocked(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(5), [&] { return blocked >= n; });
+  }
+  std::string Thread(std::string* which) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return *which;
+  }
+
+  std::atomic<int> echo_calls{0};
+  std::string fast_thread, worker_thread;  // guarded by mu_
+  int blocked = 0;                         // guarded by mu_
+
+ private:
+  void Note(std::string* which) {
+    std::lock_guard<std::mutex> lock(mu_);
+    *which = ThreadName();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;  // guarded by mu_
+};
+
+class HttpLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions o;
+    o.name = "loop";
+    o.listen = *ListenAddress::Parse("127.0.0.1:0");
+    o.io_threads = 1;  // one loop: anything that blocked it would show at once
+    o.limits.max_header_bytes = 4096;
+    o.limits.header_timeout_ms = 1000;
+    o.limits.idle_timeout_ms = 1000;
+    auto s = HttpServer::Start(o, &handler_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(*s);
+  }
+  void TearDown() override {
+    handler_.Release();
+    server_->Stop(1000);
+  }
+  static std::string Body(const std::string& response) {
+    size_t p = response.find("\r\n\r\n");
+    return p == std::string::npos ? "" : response.substr(p + 4);
+  }
+  LoopHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpLoopTest, InlineRequestsRunOnTheLoopAndOthersOnWorkers) {
+  RawClient c(server_->port());
+  c.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(Body(c.ReadResponse()), "fast GET /fast ");
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+  EXPECT_EQ(Body(c.ReadResponse()), "echo hi");
+  EXPECT_EQ(handler_.Thread(&handler_.fast_thread), "loop-io0");
+  EXPECT_EQ(handler_.Thread(&handler_.worker_thread), "http-worker");
+}
+
+TEST_F(HttpLoopTest, PipelinedMixOfLoopAndWorkerRequestsIsAnsweredInOrder) {
+  RawClient c(server_->port());
+  std::string batch;
+  for (int i = 0; i < 20; ++i) {
+    if (i % 3 == 1) {
+      batch += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n" + Pad3(i);
+    } else if (i % 3 == 2) {
+      batch += "PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n" +
+               Pad3(i) + "\r\n0\r\n\r\n";
+    } else {
+      batch += "POST /fast/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz";
+    }
+  }
+  ASSERT_TRUE(c.Send(batch));
+  for (int i = 0; i < 20; ++i) {
+    std::string r = c.ReadResponse();
+    ASSERT_TRUE(StartsWith(r, "HTTP/1.1 200")) << i << ": " << r;
+    if (i % 3 == 0) {
+      EXPECT_EQ(Body(r), "fast POST /fast/" + std::to_string(i) + " z");
+    } else {
+      EXPECT_EQ(Body(r), "echo " + Pad3(i));
+    }
+  }
+}
+
+TEST_F(HttpLoopTest, ManyConcurrentKeepAliveConnections) {
+  constexpr int kConns = 200;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kConns; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server_->port()));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < kConns; ++i) {
+      std::string path = i % 10 == 0 ? "/echo" : "/fast";
+      clients[i]->Send("POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nq");
+    }
+    for (int i = 0; i < kConns; ++i) {
+      std::string r = clients[i]->ReadResponse();
+      ASSERT_TRUE(StartsWith(r, "HTTP/1.1 200")) << i << " round " << round << ": " << r;
+    }
+  }
+  EXPECT_EQ(server_->connections(), size_t(kConns));
+  clients.clear();
+  for (int i = 0; i < 100 && server_->connections() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(HttpLoopTest, BlockedHandlerAndSlowUploadDoNotStallOtherConnections) {
+  RawClient blocked(server_->port());
+  blocked.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(handler_.WaitBlocked(1));
+  // A streaming upload that stalls after its first chunk holds its worker in a body read.
+  RawClient upload(server_->port());
+  upload.Send("PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  auto start = std::chrono::steady_clock::now();
+  RawClient fast(server_->port());
+  for (int i = 0; i < 50; ++i) {
+    fast.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_EQ(Body(fast.ReadResponse()), "fast GET /fast ");
+  }
+  RawClient other(server_->port());  // another worker request gets its own worker
+  other.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nother");
+  EXPECT_EQ(Body(other.ReadResponse()), "echo other");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(800));
+
+  upload.Send("7\r\n second\r\n0\r\n\r\n");
+  EXPECT_EQ(Body(upload.ReadResponse()), "echo first second");
+  handler_.Release();
+  EXPECT_EQ(Body(blocked.ReadResponse()), "unblocked");
+}
+
+TEST_F(HttpLoopTest, SmallBodyIsReadBeforeTheHandlerRuns) {
+  RawClient c(server_->port());
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(handler_.echo_calls.load(), 0);  // no worker is held while the client dawdles
+  c.Send("world");
+  EXPECT_EQ(Body(c.ReadResponse()), "echo helloworld");
+  EXPECT_EQ(handler_.echo_calls.load(), 1);
+}
+
+TEST_F(HttpLoopTest, ContentLengthIsReportedAsSent) {
+  RawClient c(server_->port());
+  c.Send("PUT /length HTTP/1.1\r\nHost: x\r\n\r\n");  // none: S3 answers 411 from this
+  EXPECT_EQ(Body(c.ReadResponse()), "length=none");
+  c.Send("PUT /length HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(Body(c.ReadResponse()), "length=0");
+  c.Send("PUT /length HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_EQ(Body(c.ReadResponse()), "length=3");
+}
+
+TEST_F(HttpLoopTest, StreamingBodyOfALoopHandlerIsWrittenByAWorker) {
+  RawClient c(server_->port());
+  c.Send("GET /inline-stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string r = c.Read("0\r\n\r\n");
+  EXPECT_NE(r.find("Transfer-Encoding: chunked"), std::string::npos);
+  size_t body = r.find("\r\n\r\n") + 4;
+  EXPECT_TRUE(StartsWith(r.substr(body), "186a0\r\n")) << r.substr(body, 20);
+  EXPECT_EQ(std::count(r.begin(), r.end(), 'y'), 100000);
+  // The connection is back on its loop afterwards.
+  c.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(Body(c.ReadResponse()), "fast GET /fast ");
+}
+
+TEST_F(HttpLoopTest, Http10ClosesUnlessKeepAlive) {
+  RawClient c(server_->port());
+  c.Send("GET /fast HTTP/1.0\r\n\r\n");
+  std::string r = c.ReadResponse();
+  EXPECT_TRUE(StartsWith(r, "HTTP/1.0 200 OK\r\n")) << r;
+  EXPECT_TRUE(c.ClosedWithin(2000));
+  RawClient k(server_->port());
+  k.Send("GET /fast HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  r = k.ReadResponse();
+  EXPECT_NE(r.find("Connection: keep-alive\r\n"), std::string::npos) << r;
+  k.Send("GET /fast HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(Body(k.ReadResponse()), "fast GET /fast ");
+}
+
+TEST_F(HttpLoopTest, IdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
+  RawClient c(server_->port());
+  c.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(Body(c.ReadResponse()), "fast GET /fast ");
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.ClosedWithin(3000));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(800));
+}
+
+TEST_F(HttpLoopTest, StopFinishesInFlightRequestsAndClosesIdleConnections) {
+  RawClient idle(server_->port());
+  idle.Send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+  idle.ReadResponse();
+  RawClient busy(server_->port());
+  busy.Send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::thread stopper([&] { server_->Stop(5000); });
+  std::string r = busy.ReadResponse();
+  EXPECT_TRUE(StartsWith(r, "HTTP/1.1 200")) << r;
+  EXPECT_NE(r.find("Connection: close"), std::string::npos) << r;
+  EXPECT_EQ(Body(r), "slow done");
+  EXPECT_TRUE(idle.ClosedWithin(2000));
+  stopper.join();
+  EXPECT_EQ(server_->connections(), 0u);
+  RawClient late(server_->port());
+  EXPECT_FALSE(late.connected());
+}
+
+// The same paths over TLS (the loop does the handshake; workers use the TLS stream blocking).
+TEST(HttpTlsTest, LoopAndWorkerRequestsOverTls) {
+  auto dir = std::filesystem::temp_directory_path() / ("tarn-http-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string cert = (dir / "server.crt").string(), key = (dir / "server.key").string();
+  ASSERT_TRUE(EnsureSelfSignedCertificate(cert, key, "localhost", {"localhost"}, {"127.0.0.1"}).ok());
+  LoopHandler handler;
+  HttpServerOptions o;
+  o.listen = *ListenAddress::Parse("127.0.0.1:0");
+  o.tls.cert_file = cert;
+  o.tls.key_file = key;
+  o.io_threads = 1;
+  auto server = HttpServer::Start(o, &handler);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+
+  RawClient c((*server)->port());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, c.fd());
+  ASSERT_EQ(SSL_connect(ssl), 1);
+  auto roundtrip = [&](const std::string& request) {
+    EXPECT_EQ(SSL_write(ssl, request.data(), int(request.size())), int(request.size()));
+    std::string out;
+    char buf[4096];
+    while (out.find("\r\n\r\n") == std::string::npos ||
+           out.size() - out.find("\r\n\r\n") - 4 <
+               std::stoul(out.substr(out.find("Content-Length: ") + 16))) {
+      int n = SSL_read(ssl, buf, sizeof(buf));
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+    }
+    return out;
+  };
+  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "), std::string::npos);
+  EXPECT_NE(roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ntls!").find("echo tls!"),
+            std::string::npos);
+  std::string big(600 * 1024, 'b');  // streams through a worker
+  std::string r = roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                            std::to_string(big.size()) + "\r\n\r\n" + big);
+  EXPECT_NE(r.find("echo " + big), std::string::npos) << r.substr(0, 200);
+  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "), std::string::npos);
+  SSL_shutdown(ssl);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  (*server)->Stop(1000);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
