@@ -23,6 +23,7 @@ for _ in $(seq 200); do [[ -f "$work/data/run/endpoints.json" ]] && break; sleep
 api="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$work/data/run/endpoints.json")"
 body="$(curl -s "http://$api/health")"
 
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$work/www" "$work/nginx"
 printf '%s' "$body" > "$work/www/health"
 nport="$(free_port)"
@@ -47,13 +48,29 @@ CONF
 nginx -c "$work/nginx.conf" -p "$work/nginx" 2>/dev/null
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nport/health" >/dev/null && break; sleep 0.05; done
 
-rps() { wrk -t2 -c64 -d"${DURATION}s" --latency "$1" | tee -a "$work/wrk.txt" | awk '/Requests\/sec/ {print $2}'; }
-lat() { awk '/ 99%/ {print $2}' "$work/wrk.txt" | tail -1; }
+# CPU time (user + system, clock ticks) of the given processes, all threads included.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# run NAME URL PIDS…: sets NAME_rps, NAME_p99 and NAME_us (server CPU µs per request: unlike req/s,
+# it hardly moves when other work shares the machine).
+run() {
+  local name="$1" url="$2"; shift 2
+  local before after out
+  before="$(cpu_ticks "$@")"
+  out="$(wrk -t2 -c64 -d"${DURATION}s" --latency "$url")"
+  after="$(cpu_ticks "$@")"
+  printf '%s\n' "$out" >> "$work/wrk.txt"
+  printf -v "${name}_rps" '%s' "$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  printf -v "${name}_p99" '%s' "$(awk '/ 99%/ {print $2}' <<<"$out")"
+  printf -v "${name}_us" '%s' "$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {printf "%.1f", t / hz * 1e6 / $1}' <<<"$out")"
+}
 : > "$work/wrk.txt"
-nginx_rps="$(rps "http://127.0.0.1:$nport/health")"; nginx_p99="$(lat)"
-tarn_rps="$(rps "http://$api/health")"; tarn_p99="$(lat)"
+nginx_master="$(cat "$work/nginx.pid")"
+run nginx "http://127.0.0.1:$nport/health" $(pgrep -P "$nginx_master") "$nginx_master"
+run tarn "http://$api/health" "$tarn_pid"
 ratio="$(awk -v a="$tarn_rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')"
-printf '%-8s %12s %10s\n' server req/s p99
-printf '%-8s %12s %10s\n' nginx "$nginx_rps" "$nginx_p99"
-printf '%-8s %12s %10s\n' tarn "$tarn_rps" "$tarn_p99"
+printf '%-8s %12s %10s %14s\n' server req/s p99 cpu-us/req
+printf '%-8s %12s %10s %14s\n' nginx "$nginx_rps" "$nginx_p99" "$nginx_us"
+printf '%-8s %12s %10s %14s\n' tarn "$tarn_rps" "$tarn_p99" "$tarn_us"
+echo "load average before the run: $load"
 echo "ratio tarn/nginx: $ratio (goal >= 0.8)"
