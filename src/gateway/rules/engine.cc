@@ -150,6 +150,11 @@ namespace {
 // Set on the engine's own threads: they must never wait for queue space they would free.
 thread_local bool t_engine_thread = false;
 std::atomic<uint64_t> g_rules_version{0};
+// Batching: a woken thread waits up to kLinger for kWakeBatch messages before it starts, and
+// producers wake a thread only for the first message and at kWakeBatch. At 100k msg/s that is
+// two wake-ups per 64 messages instead of one per message; a lone message waits at most 1 ms.
+constexpr size_t kWakeBatch = 64;
+constexpr auto kLinger = std::chrono::milliseconds(1);
 }  // namespace
 
 // Firehose appends issued while a batch is processed, and the rule runs and messages that wait
@@ -224,6 +229,10 @@ void RulesEngine::Work() {
       }
       ++idle_workers_;
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (!stopping_ && draining_ == 0 && queue_.size() < kWakeBatch) {
+        work_cv_.wait_for(lock, kLinger,
+                          [this] { return stopping_ || draining_ > 0 || queue_.size() >= kWakeBatch; });
+      }
       --idle_workers_;
       // Queued messages are still processed at shutdown (Shutdown() drains the queue).
       if (queue_.empty()) return;
@@ -314,15 +323,18 @@ void RulesEngine::Submit(InboundMessage msg) {
   }
   queue_.push_back(std::move(msg));
   ++in_flight_;
-  // Wake a thread only if none is already on its way: a busy engine takes whole batches.
-  bool wake = queue_.size() == 1 && idle_workers_ > 0;
+  // Wake a thread only for the first message and when a batch is full (see kWakeBatch).
+  bool wake = idle_workers_ > 0 && (queue_.size() == 1 || queue_.size() == kWakeBatch);
   lock.unlock();
   if (wake) work_cv_.notify_one();
 }
 
 void RulesEngine::Drain() {
   std::unique_lock<std::mutex> lock(q_mu_);
+  ++draining_;  // no lingering while someone waits
+  work_cv_.notify_all();
   drain_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  --draining_;
 }
 
 void RulesEngine::ProcessNow(const InboundMessage& msg) { Process(*Snapshot(), msg, nullptr); }
