@@ -84,7 +84,8 @@ class RulesEngine {
 
   // Queues `msg` for evaluation on the engine's threads; returns at once unless the queue is
   // full (see the constructor). The threads take queued messages in batches (waiting up to
-  // 1 ms for 64 of them), so a busy engine costs no wake-up per message. A topic
+  // 1 ms for 64 of them, but not when a queued message has `done` set: its publisher is
+  // waiting), so a busy engine costs no wake-up per message. A topic
   // "$aws/rules/<rule>/…" is Basic Ingest: only that rule runs, its FROM is not consulted and
   // topic() sees the topic without the prefix (developerguide/iot-basic-ingest).
   void Submit(InboundMessage msg);
@@ -139,6 +140,7 @@ class RulesEngine {
   size_t idle_workers_ = 0;            // guarded by q_mu_: waiting on work_cv_
   size_t blocked_producers_ = 0;       // guarded by q_mu_: waiting on space_cv_
   int draining_ = 0;                   // guarded by q_mu_: threads inside Drain()
+  size_t urgent_ = 0;                  // guarded by q_mu_: queued messages with `done` set
   int64_t in_flight_ = 0;              // guarded by q_mu_: queued or being processed
   bool stopping_ = false;              // guarded by q_mu_
   uint64_t dropped_ = 0;               // guarded by q_mu_
