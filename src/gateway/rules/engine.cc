@@ -116,6 +116,16 @@ class CompiledRule {
   std::string name;
   bool disabled = false;
   std::shared_ptr<const RuleQuery> query;
+  // The FROM filter's literal text before its first wildcard ("sensors/" for
+  // "sensors/+/telemetry"): most topics are told apart by it without walking the levels. A
+  // filter ending in "/#" also matches its parent ("a/#" matches "a"), kept in `parent`.
+  std::string prefix, parent;
+
+  bool Matches(std::string_view topic) const {
+    if (disabled) return false;
+    if (topic.compare(0, prefix.size(), prefix) != 0 && topic != parent) return false;
+    return TopicMatches(query->topic_filter(), topic);
+  }
   std::vector<Action> actions;
   std::optional<Action> error_action;
   std::shared_ptr<RuleMetrics> metrics;
@@ -131,6 +141,12 @@ Result<std::shared_ptr<CompiledRule>> CompileRule(const TopicRuleSpec& spec) {
   rule->name = spec.name;
   rule->disabled = spec.disabled;
   ASSIGN_OR_RETURN(rule->query, RuleQuery::Compile(spec.sql));
+  const std::string& filter = rule->query->topic_filter();
+  rule->prefix = filter.substr(0, filter.find_first_of("+#"));
+  if (filter.size() >= 2 && filter.compare(filter.size() - 2, 2, "/#") == 0) {
+    rule->parent = filter.substr(0, filter.size() - 2);
+    // The parent may be shorter than the prefix ("a/#": prefix "a/", parent "a").
+  }
   if (!spec.actions.is_array()) return Error(ErrorCode::kIotInvalidRequest, "actions must be a list");
   if (spec.actions.size() > 10) return Error(ErrorCode::kIotInvalidRequest, "a rule has at most 10 actions");
   for (const auto& a : spec.actions) {
@@ -295,7 +311,7 @@ const std::shared_ptr<const RulesEngine::RuleSet>& RulesEngine::CurrentRules() c
 bool RulesEngine::AnyRuleFor(std::string_view topic) const {
   if (StartsWith(topic, kBasicIngestPrefix)) return true;
   for (const auto& [name, r] : *CurrentRules()) {
-    if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) return true;
+    if (r->Matches(topic)) return true;
   }
   return false;
 }
@@ -391,7 +407,7 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
     run(*only);
   } else {
     for (const auto& [name, r] : *rules) {
-      if (!r->disabled && TopicMatches(r->query->topic_filter(), topic)) run(*r);
+      if (r->Matches(topic)) run(*r);
     }
   }
   if (!msg.done) return;

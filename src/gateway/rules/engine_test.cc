@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -155,6 +156,36 @@ TEST_F(EngineTest, DisabledRulesAndRemovalStopMatching) {
   engine_.Remove("r");
   Send("t", "{}");
   EXPECT_EQ(published_.size(), 1u);
+}
+
+// The literal-prefix pre-check never changes what a filter matches.
+TEST_F(EngineTest, FromFiltersMatchAsMqttSays) {
+  int i = 0;
+  for (const char* f : {"a/#", "x/+/z", "#", "+/b", "lit/eral"}) {
+    TopicRuleSpec r;
+    r.name = "f" + std::to_string(i++);
+    r.sql = std::string("SELECT topic() AS t FROM '") + f + "'";
+    r.actions = json::array({{{"republish", {{"topic", std::string("out/") + r.name}}}}});
+    ASSERT_TRUE(engine_.Put(r).ok());
+  }
+  auto hits = [&](const std::string& topic) {
+    published_.clear();
+    Send(topic, "{}");
+    std::vector<std::string> out;
+    for (const auto& p : published_) out.push_back(p.topic.substr(4));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(hits("a"), (V{"f0", "f2"}));  // "a/#" matches its parent
+  EXPECT_EQ(hits("a/b/c"), (V{"f0", "f2"}));
+  EXPECT_EQ(hits("ab"), (V{"f2"}));
+  EXPECT_EQ(hits("x/1/z"), (V{"f1", "f2"}));
+  EXPECT_EQ(hits("x/1/y"), (V{"f2"}));
+  EXPECT_EQ(hits("q/b"), (V{"f2", "f3"}));
+  EXPECT_EQ(hits("lit/eral"), (V{"f2", "f4"}));
+  EXPECT_EQ(hits("lit/eral/x"), (V{"f2"}));
+  EXPECT_EQ(hits("$sys/x"), V{});  // wildcards do not match $-topics
 }
 
 TEST_F(EngineTest, InvalidRulesAreRejectedWithTheReason) {
