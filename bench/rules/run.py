@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -89,7 +90,8 @@ def throughput(lake, qos, pubs, subs):
                           "--subs", str(subs), "--seconds", SECONDS, "--json", "1"],
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
-        raise RuntimeError("mqtt_bench failed: %s" % out.stderr)
+        raise RuntimeError("mqtt_bench failed: %s\nprotocol errors: %s\n%s" % (
+            out.stderr, metric(lake, "tarn_mqtt_protocol_errors_total"), lake.read_log()[-3000:]))
     return json.loads(out.stdout.strip().splitlines()[-1])["delivered_per_s"]
 
 
@@ -170,16 +172,21 @@ def main():
         lake.cleanup()
 
     print()
-    print("| scenario (JSON readings, 50 % hot) | no rules, msg/s | 10 rules, msg/s | ratio (best) | ratio range | "
-          "tarn CPU µs/msg no rules → 10 rules (of which engine threads), lowest | rule evaluated, msg/s | "
-          "engine drain after load |")
+    # Best of the rounds for each side (the usual way to report on a shared machine), the ratio
+    # of the bests, and the spread of the per-round ratios.
+    print("| scenario (JSON readings, 50 % hot) | no rules, best msg/s | 10 rules, best msg/s | ratio of bests | "
+          "per-round ratios (median, range) | tarn CPU µs/msg no rules → 10 rules (engine threads), lowest | "
+          "rule evaluated, best msg/s | engine drain after load, max |")
     print("|---|---|---|---|---|---|---|---|")
     for key, r in results.items():
-        ratios = [w / n for w, n in zip(r["rules"], r["none"])]
-        best = max(range(len(ratios)), key=lambda i: ratios[i])
-        print("| %s | %.0f | %.0f | %.2fx | %.2f–%.2fx | %.2f → %.2f (%.2f) | %.0f | %.1f s |" % (
-            key, r["none"][best], r["rules"][best], ratios[best], min(ratios), max(ratios),
-            min(r["cpu_none"]), min(r["cpu_rules"]), min(r["cpu_engine"]), r["rule_rate"][best], r["drain"][best]))
+        ratios = sorted(w / n for w, n in zip(r["rules"], r["none"]))
+        median = ratios[len(ratios) // 2]
+        print("| %s | %.0f | %.0f | %.2fx | %.2fx (%.2f–%.2f) | %.2f → %.2f (%.2f) | %.0f | %.1f s |" % (
+            key, max(r["none"]), max(r["rules"]), max(r["rules"]) / max(r["none"]), median, ratios[0],
+            ratios[-1], min(r["cpu_none"]), min(r["cpu_rules"]), min(r["cpu_engine"]), max(r["rule_rate"]),
+            max(r["drain"])))
+    with open(os.path.join(tempfile.gettempdir(), "tarn-bench-rules.json"), "w") as f:
+        json.dump(results, f, indent=1)
     print("\nhot rule over the whole run: matched %d = filtered %d + delivered %d + failed %d" %
           (matched, filtered, delivered, failed))
 
