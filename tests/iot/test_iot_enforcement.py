@@ -14,6 +14,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 
@@ -255,6 +256,8 @@ def test_denials_are_audited_and_throttled(tmp_path):
         assert t == 9 and body[-1] == 0x87  # SUBACK: not authorized
         assert time.time() - start < 5, "burst too slow for the 5 s window on this machine"
 
+        metrics = urllib.request.urlopen(lake.url() + "/metrics").read().decode()
+        assert 'tarn_iot_policy_denials_total{action="iot:Publish"} 200' in metrics  # every one counted
         events = lookup(lake, "Publish")
         assert len(events) == 1, events  # the burst: one full record so far
         e = events[0]
