@@ -108,7 +108,6 @@ security::audit::ServiceEvent DeviceDenialEvent(const gateway::iot::DeviceDenial
                          {"iot:Connection.Thing.ThingName", d.thing_name},
                          {"iot:Certificate.Subject.CommonName", d.subject_cn}};
   e.additional_event_data_json = nlohmann::json({{"decision", d.reason}, {"policyVariables", vars}}).dump();
-  e.throttle_key = d.certificate_id + '\0' + d.client.client_id + '\0' + d.action;
   return e;
 }
 
@@ -291,7 +290,8 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
         m.meta.get(), m.mqtt_authn.get(), m.config.region, m.config.account_id);
     m.device_policy->SetDenialSink([audit = m.audit.get(), region = m.config.region,
                                     account = m.config.account_id](const gateway::iot::DeviceDenial& d) {
-      audit->RecordServiceEvent(DeviceDenialEvent(d, region, account));
+      audit->RecordServiceEvent(d.certificate_id + '\0' + d.client.client_id + '\0' + d.action, d.resource,
+                                [&] { return DeviceDenialEvent(d, region, account); });
     });
     ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.device_policy.get(), m.device_policy.get()));
   }

@@ -286,23 +286,33 @@ IndexedEvent AuditTrail::FormatServiceEvent(const ServiceEvent& ev, int64_t now_
                    : json::parse(ev.additional_event_data_json, nullptr, false);
   if (!extra.is_object()) extra = json::object();
   if (summary) {
+    if (summary->overflow) {
+      // The overflow window mixes devices: the summary names none of them.
+      extra.erase("policyVariables");
+      extra["overflow"] = true;
+    }
     extra["aggregated"] = true;
     extra["deniedCount"] = summary->suppressed;
     extra["firstEventTime"] = FormatIso8601(summary->first_ms / 1000);
     extra["lastEventTime"] = FormatIso8601(summary->last_ms / 1000);
     extra["resources"] = summary->resources;
   }
+  bool anonymous_summary = summary && summary->overflow;
+  if (anonymous_summary) e.username.clear();
   json rec = {
       {"eventVersion", "1.08"},
-      {"userIdentity", {{"type", ev.principal_type}, {"principalId", ev.principal_id},
-                        {"arn", ev.principal_arn}, {"accountId", opt_.account_id}}},
+      {"userIdentity", {{"type", ev.principal_type},
+                        {"principalId", anonymous_summary ? "*" : ev.principal_id},
+                        {"arn", anonymous_summary ? "*" : ev.principal_arn},
+                        {"accountId", opt_.account_id}}},
       {"eventTime", FormatIso8601(now_ms / 1000)},
       {"eventSource", ev.event_source},
       {"eventName", ev.event_name},
       {"awsRegion", opt_.region},
       {"sourceIPAddress", ev.source_ip},
       {"userAgent", ev.user_agent},
-      {"requestParameters", ev.request_parameters.empty() ? json(nullptr) : json(ev.request_parameters)},
+      {"requestParameters", ev.request_parameters.empty() || anonymous_summary ? json(nullptr)
+                                                                                : json(ev.request_parameters)},
       {"responseElements", nullptr},
       {"additionalEventData", extra},
       {"eventID", e.event_id},
@@ -317,42 +327,55 @@ IndexedEvent AuditTrail::FormatServiceEvent(const ServiceEvent& ev, int64_t now_
   }
   if (!ev.error_code.empty()) {
     rec["errorCode"] = ev.error_code;
-    rec["errorMessage"] = ev.error_message;
+    rec["errorMessage"] = anonymous_summary ? "more denials than the tracked devices (overflow)" : ev.error_message;
   }
   e.record_json = rec.dump(-1, ' ', false, json::error_handler_t::replace);
   return e;
 }
 
 void AuditTrail::RecordServiceEvent(ServiceEvent ev) {
+  std::string key = ev.throttle_key;
+  std::string resource = ev.resource_arn;
+  RecordServiceEvent(key, resource, [&ev] { return std::move(ev); });
+}
+
+void AuditTrail::RecordServiceEvent(const std::string& throttle_key, std::string_view resource_arn,
+                                    const std::function<ServiceEvent()>& make) {
   int64_t now_ms = opt_.clock->NowMillis();
-  if (!ev.throttle_key.empty()) {
+  std::string key = throttle_key;
+  if (!key.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = throttles_.find(ev.throttle_key);
+    auto it = throttles_.find(key);
     if (it == throttles_.end() && throttles_.size() >= opt_.throttle_max_keys) {
-      it = throttles_.find("*");  // the overflow key: everything beyond the tracked devices
-      ev.throttle_key = "*";
+      key = "*";  // the overflow key: everything beyond the tracked devices
+      it = throttles_.find(key);
     }
     if (it != throttles_.end() && now_ms - it->second.window_start_ms < opt_.throttle_window_seconds * 1000) {
+      // Counted only: the event is not even built.
       Throttle& t = it->second;
       if (t.suppressed++ == 0) t.first_ms = now_ms;
       t.last_ms = now_ms;
       if (t.resources.size() < 10 &&
-          std::find(t.resources.begin(), t.resources.end(), ev.resource_arn) == t.resources.end()) {
-        t.resources.push_back(ev.resource_arn);
+          std::find(t.resources.begin(), t.resources.end(), resource_arn) == t.resources.end()) {
+        t.resources.emplace_back(resource_arn);
       }
-      t.last = std::move(ev);
       return;
     }
     if (it != throttles_.end() && it->second.suppressed) {
       // The window ended before the flush thread saw it: its summary goes first.
-      pending_.push_back(FormatServiceEvent(it->second.last, it->second.last_ms, &it->second));
+      pending_.push_back(FormatServiceEvent(it->second.first, it->second.last_ms, &it->second));
     }
-    Throttle& t = throttles_[ev.throttle_key];
-    t = Throttle();
-    t.window_start_ms = now_ms;
   }
+  ServiceEvent ev = make();
   IndexedEvent e = FormatServiceEvent(ev, now_ms, nullptr);
   std::lock_guard<std::mutex> lock(mu_);
+  if (!key.empty()) {
+    Throttle& t = throttles_[key];
+    t = Throttle();
+    t.window_start_ms = now_ms;
+    t.overflow = key == "*";
+    t.first = std::move(ev);
+  }
   pending_.push_back(std::move(e));
   if (pending_.size() >= kMaxBatch) cv_.notify_one();
 }
@@ -366,7 +389,7 @@ void AuditTrail::FlushThrottles(bool all) {
       ++it;
       continue;
     }
-    if (t.suppressed) pending_.push_back(FormatServiceEvent(t.last, t.last_ms, &t));
+    if (t.suppressed) pending_.push_back(FormatServiceEvent(t.first, t.last_ms, &t));
     it = throttles_.erase(it);
   }
 }

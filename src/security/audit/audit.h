@@ -24,10 +24,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -58,11 +60,12 @@ struct AuditOptions {
 //
 // Throttling (`throttle_key` non-empty), so that a misbehaving device cannot flood the trail:
 // the first event of a key is recorded in full and opens a window of throttle_window_seconds;
-// further events of that key inside the window are only counted, and when the window closes one
-// summary record is written — the last event, with additionalEventData.aggregated = true,
-// deniedCount (the events it stands for), firstEventTime / lastEventTime and up to 10 distinct
-// resources. At most throttle_max_keys keys are tracked; beyond that, new keys share one
-// overflow key ("*"), so memory and records stay bounded whatever a device sends.
+// further events of that key inside the window are only counted (not even built), and when the
+// window closes one summary record is written — the window's first event with
+// additionalEventData.aggregated = true, deniedCount (the events it stands for, not counting the
+// first), firstEventTime / lastEventTime of those and up to 10 distinct resources. At most
+// throttle_max_keys keys are tracked; beyond that, new keys share one overflow key ("*") whose
+// summary names no device, so memory and records stay bounded whatever devices send.
 struct ServiceEvent {
   std::string event_source;  // "iot.amazonaws.com"
   std::string event_name;    // "Publish"
@@ -102,6 +105,10 @@ class AuditTrail final : public net::AuditSink {
   // Queues a service event (throttled by its key, see ServiceEvent). No I/O; safe to call
   // with other locks held.
   void RecordServiceEvent(ServiceEvent event);
+  // The same, building the event only when it is recorded in full: `make` is not called for an
+  // event that is only counted (the hot case of a device repeating a denied operation).
+  void RecordServiceEvent(const std::string& throttle_key, std::string_view resource_arn,
+                          const std::function<ServiceEvent()>& make);
 
   void Start();
   // Writes everything queued as a log file and a final digest; stops the thread.
@@ -119,7 +126,8 @@ class AuditTrail final : public net::AuditSink {
     int64_t window_start_ms = 0;
     uint64_t suppressed = 0;
     int64_t first_ms = 0, last_ms = 0;
-    ServiceEvent last;
+    bool overflow = false;
+    ServiceEvent first;
     std::vector<std::string> resources;
   };
   IndexedEvent FormatServiceEvent(const ServiceEvent& e, int64_t now_ms, const Throttle* summary);

@@ -125,6 +125,16 @@ TEST_F(ServiceEventTest, KeysAreBoundedAndNothingCountedIsLostAtStop) {
     if (e["additionalEventData"].contains("deniedCount")) counted += e["additionalEventData"]["deniedCount"].get<uint64_t>();
   }
   EXPECT_EQ(counted, 5u);  // 8 denials = 3 full records + 5 summarised
+  // The overflow window's summary names no device (it mixes d3's and d4's denials).
+  int overflow = 0;
+  for (const auto& e : ev) {
+    if (e["additionalEventData"].value("overflow", false)) {
+      ++overflow;
+      EXPECT_EQ(e["userIdentity"]["principalId"], "*");
+      EXPECT_EQ(e["additionalEventData"]["deniedCount"], 3);
+    }
+  }
+  EXPECT_EQ(overflow, 1);
   // A service event without a throttle key is always recorded.
   ServiceEvent e = Denial("d9", "y");
   e.throttle_key.clear();
