@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/s3: S3 GET and PUT of 4 KiB and 1 MiB objects on Tarn, against nginx serving the very
 # same files (Tarn keeps objects at their natural path, so nginx's root is <data>/objects), all
-# driven by wrk (2 threads, 16 connections) in the same run with SigV4 presigned URLs.
+# driven by wrk (2 threads, 16 connections) in the same run: GETs with SigV4 presigned URLs, PUTs
+# with a SigV4 Authorization header over the payload's SHA-256.
 # Prints req/s, MB/s, p99 and the ratios, plus `openssl speed` MD5 and SHA-256 for the PUT goal.
 #   bench/s3/run.sh [DURATION_SECONDS]
 set -euo pipefail
@@ -25,26 +26,40 @@ tarn_pid=$!
 for _ in $(seq 200); do [[ -f "$work/data/run/endpoints.json" ]] && break; sleep 0.05; done
 api="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$work/data/run/endpoints.json")"
 
-# Objects and presigned URLs (botocore signs; PUT URLs carry UNSIGNED-PAYLOAD, so the server
-# computes MD5 for the ETag but no payload SHA-256).
+# Objects and presigned URLs for GET. PUTs are signed in the Authorization header with the
+# body's SHA-256 in x-amz-content-sha256, as the SDKs and awscli send them, so the server computes
+# both the SHA-256 (to check the signature's payload hash) and the MD5 (for the ETag). A SigV4
+# signature stays valid for 15 minutes, so wrk can replay the same signed request.
 head -c 4096 /dev/urandom > "$work/4k.bin"
 head -c 1048576 /dev/urandom > "$work/1m.bin"
 /usr/bin/python3 - "$api" "$work" <<'PY'
 import os, sys, boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 api, work = sys.argv[1], sys.argv[2]
+key_id, secret = os.environ["TARN_ROOT_ACCESS_KEY_ID"], os.environ["TARN_ROOT_SECRET_ACCESS_KEY"]
 s3 = boto3.client("s3", endpoint_url="http://" + api, region_name="us-east-1",
-                  aws_access_key_id=os.environ["TARN_ROOT_ACCESS_KEY_ID"],
-                  aws_secret_access_key=os.environ["TARN_ROOT_SECRET_ACCESS_KEY"],
+                  aws_access_key_id=key_id, aws_secret_access_key=secret,
                   config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 for size in ("4k", "1m"):
     with open(os.path.join(work, size + ".bin"), "rb") as f:
-        s3.put_object(Bucket="landing", Key="bench/%s.bin" % size, Body=f.read())
-    for op in ("get", "put"):
-        url = s3.generate_presigned_url(op + "_object", ExpiresIn=7200,
-                                        Params={"Bucket": "landing", "Key": "bench/%s%s.bin" % (size, "-put" if op == "put" else "")})
-        with open(os.path.join(work, "%s-%s.url" % (op, size)), "w") as f:
-            f.write(url)
+        body = f.read()
+    s3.put_object(Bucket="landing", Key="bench/%s.bin" % size, Body=body)
+    url = s3.generate_presigned_url("get_object", ExpiresIn=7200,
+                                    Params={"Bucket": "landing", "Key": "bench/%s.bin" % size})
+    with open(os.path.join(work, "get-%s.url" % size), "w") as f:
+        f.write(url)
+    put_url = "http://%s/landing/bench/%s-put.bin" % (api, size)
+    req = AWSRequest(method="PUT", url=put_url, data=body)
+    req.context["payload_signing_enabled"] = True
+    S3SigV4Auth(Credentials(key_id, secret), "s3", "us-east-1").add_auth(req)
+    with open(os.path.join(work, "put-%s.url" % size), "w") as f:
+        f.write(put_url)
+    with open(os.path.join(work, "put-%s.headers" % size), "w") as f:
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
+            f.write("%s: %s\n" % (name, req.headers[name]))
 PY
 
 mkdir -p "$work/nginx"
@@ -77,11 +92,15 @@ wrk.method = "PUT"
 local f = io.open(os.getenv("BODY_FILE"), "rb")
 wrk.body = f:read("*a")
 f:close()
+for line in io.lines(os.getenv("HEADERS_FILE")) do
+  local name, value = line:match("^([^:]+): (.*)$")
+  if name then wrk.headers[name] = value end
+end
 LUA
 
 run() {  # run URL [LUA] → "req/s p99"
   local out
-  if [[ -n "${2:-}" ]]; then out="$(BODY_FILE="$3" wrk -t2 -c16 -d"${DURATION}s" --latency -s "$2" "$1")"
+  if [[ -n "${2:-}" ]]; then out="$(BODY_FILE="$3" HEADERS_FILE="$4" wrk -t2 -c16 -d"${DURATION}s" --latency -s "$2" "$1")"
   else out="$(wrk -t2 -c16 -d"${DURATION}s" --latency "$1")"; fi
   echo "$out" >> "$work/wrk.txt"
   if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses: $out" >&2; exit 1; fi
@@ -96,7 +115,7 @@ for size in 4k 1m; do
   bytes=$([[ $size == 4k ]] && echo 4096 || echo 1048576)
   read -r n_rps n_p99 <<<"$(run "http://127.0.0.1:$nport/landing/bench/$size.bin")"
   read -r t_rps t_p99 <<<"$(run "$(cat "$work/get-$size.url")")"
-  read -r p_rps p_p99 <<<"$(run "$(cat "$work/put-$size.url")" "$work/put.lua" "$work/$size.bin")"
+  read -r p_rps p_p99 <<<"$(run "$(cat "$work/put-$size.url")" "$work/put.lua" "$work/$size.bin" "$work/put-$size.headers")"
   printf '%-22s %10s %10s %10s\n' "GET $size nginx" "$n_rps" "$(mbs "$n_rps" "$bytes")" "$n_p99"
   printf '%-22s %10s %10s %10s\n' "GET $size tarn" "$t_rps" "$(mbs "$t_rps" "$bytes")" "$t_p99"
   printf '%-22s %10s %10s %10s\n' "PUT $size tarn" "$p_rps" "$(mbs "$p_rps" "$bytes")" "$p_p99"
@@ -109,4 +128,4 @@ sha="$(openssl speed -evp sha256 -bytes 16384 -seconds 2 2>/dev/null | awk '/^sh
 both="$(awk -v a="$md5" -v b="$sha" 'BEGIN { printf "%.1f", 1 / (1 / (a * 1000) + 1 / (b * 1000)) / 1048576 }')"
 echo "ratio GET 4k tarn/nginx: ${R[get_4k]}   GET 1m tarn/nginx: ${R[get_1m]} (goal >= 0.8)"
 echo "PUT 1m: ${R[put_1m]} MB/s; MD5+SHA-256 on one core allow $both MB/s: $(ratio "${R[put_1m]}" "$both") (goal >= 0.70)"
-echo "(PUTs fsync each object before answering; presigned PUTs carry UNSIGNED-PAYLOAD, so only MD5 is computed by the server)"
+echo "(every PUT is fsynced before it is answered; the server computes the payload's SHA-256 and its MD5)"

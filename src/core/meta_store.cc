@@ -3,6 +3,8 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <unordered_map>
 
 namespace tarn {
@@ -10,11 +12,35 @@ namespace tarn {
 namespace {
 std::atomic<uint64_t> g_next_store_id{1};
 
+// Prepared statements kept for reuse on one connection, by SQL text: preparing costs more than
+// running most of Tarn's statements (parsing, planning), and the same few run on every request.
+struct StatementCache {
+  static constexpr size_t kMaxStatements = 256;
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle;
+  ~StatementCache() {
+    // At thread exit. A closed store's connection is a zombie until these are finalized.
+    for (auto& [sql, stmt] : idle) sqlite3_finalize(stmt);
+  }
+};
+
 struct ThreadConnections {
   std::unordered_map<uint64_t, sqlite3*> by_store;
   std::unordered_map<uint64_t, int> tx_depth;
+  std::unordered_map<sqlite3*, std::unique_ptr<StatementCache>> caches;
 };
 thread_local ThreadConnections t_conns;
+
+// Returns a statement to its connection's cache (reset, bindings cleared), or finalizes it.
+void ReleaseStatement(sqlite3* db, sqlite3_stmt* stmt, bool cacheable) {
+  auto it = cacheable ? t_conns.caches.find(db) : t_conns.caches.end();
+  if (it == t_conns.caches.end() || it->second->idle.size() >= StatementCache::kMaxStatements) {
+    sqlite3_finalize(stmt);
+    return;
+  }
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  it->second->idle.emplace(sqlite3_sql(stmt), stmt);
+}
 
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   std::string msg(what);
@@ -25,17 +51,18 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
 }  // namespace
 
 Statement::~Statement() {
-  if (stmt_) sqlite3_finalize(stmt_);
+  if (stmt_) ReleaseStatement(db_, stmt_, cacheable_);
 }
 Statement::Statement(Statement&& o) noexcept
-    : db_(o.db_), stmt_(o.stmt_), bind_error_(std::move(o.bind_error_)) {
+    : db_(o.db_), stmt_(o.stmt_), cacheable_(o.cacheable_), bind_error_(std::move(o.bind_error_)) {
   o.stmt_ = nullptr;
 }
 Statement& Statement::operator=(Statement&& o) noexcept {
   if (this != &o) {
-    if (stmt_) sqlite3_finalize(stmt_);
+    if (stmt_) ReleaseStatement(db_, stmt_, cacheable_);
     db_ = o.db_;
     stmt_ = o.stmt_;
+    cacheable_ = o.cacheable_;
     bind_error_ = std::move(o.bind_error_);
     o.stmt_ = nullptr;
   }
@@ -112,6 +139,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path) {
 
 MetaStore::~MetaStore() {
   std::lock_guard<std::mutex> lock(mu_);
+  // This thread's cached statements go first; other threads' keep their connection a zombie
+  // (sqlite3_close_v2) until those threads exit.
+  auto own = t_conns.by_store.find(id_);
+  if (own != t_conns.by_store.end()) t_conns.caches.erase(own->second);
   for (sqlite3* db : all_connections_) sqlite3_close_v2(db);
   // Connections cached by other threads for this store id are now dangling; forget ours.
   t_conns.by_store.erase(id_);
@@ -144,15 +175,28 @@ Result<sqlite3*> MetaStore::Connection() {
     all_connections_.push_back(db);
   }
   t_conns.by_store[id_] = db;
+  t_conns.caches[db] = std::make_unique<StatementCache>();
   return db;
 }
 
 Result<Statement> MetaStore::Prepare(std::string_view sql) {
   ASSIGN_OR_RETURN(sqlite3 * db, Connection());
+  auto cache = t_conns.caches.find(db);
+  if (cache != t_conns.caches.end()) {
+    auto it = cache->second->idle.find(std::string(sql));
+    if (it != cache->second->idle.end()) {
+      sqlite3_stmt* stmt = it->second;
+      cache->second->idle.erase(it);
+      return Statement(db, stmt, true);
+    }
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  const char* tail = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, &tail);
   if (rc != SQLITE_OK) return SqliteError(db, rc, "prepare");
-  return Statement(db, stmt);
+  // Kept for reuse only when its text is the whole of `sql` (the cache's key).
+  bool cacheable = stmt && std::string_view(sqlite3_sql(stmt)) == sql;
+  return Statement(db, stmt, cacheable);
 }
 
 Status MetaStore::Exec(std::string_view sql) {

@@ -63,9 +63,11 @@ class Statement {
 
  private:
   friend class MetaStore;
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, bool cacheable)
+      : db_(db), stmt_(stmt), cacheable_(cacheable) {}
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
+  bool cacheable_ = false;  // returned to the connection's statement cache when done
   Status bind_error_;
 };
 
@@ -83,7 +85,8 @@ class MetaStore {
   // Applies the module's migrations whose version is above the recorded one.
   Status Migrate(const std::string& module, const std::vector<Migration>& migrations);
 
-  // Prepares `sql` on this thread's connection.
+  // Prepares `sql` on this thread's connection. Statements are cached per connection by their
+  // text and reused once the Statement that used one is destroyed (reset, bindings cleared).
   Result<Statement> Prepare(std::string_view sql);
   // Runs one or more statements without results.
   Status Exec(std::string_view sql);

@@ -13,14 +13,21 @@
 // directory and then applies the index change; Open() finishes or rolls back intents left by
 // a crash, so a reader sees the old object or the whole new one.
 //
-// Thread-safety: thread-safe. Commits (rename + index) are serialised by one lock held for a
-// rename and a SQLite transaction, never while bytes stream.
+// Thread-safety: thread-safe. Bytes stream and are fsynced in the caller's thread; commits
+// (intent, rename, index change, directory fsync) are group-committed: the PUTs waiting at one
+// time are committed together by one of them, under one lock held for the renames and two
+// SQLite transactions, never while bytes stream (see Commit in local_store.cc).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "core/meta_store.h"
 #include "storage/object_store.h"
@@ -97,6 +104,19 @@ class LocalObjectStore final : public ObjectStore {
  private:
   struct Row;
   struct Staged;
+  struct CommitRequest;
+  struct Unlink {
+    std::string location, bucket;
+  };
+  static constexpr unsigned kTempShards = 16;
+  static constexpr size_t kMaxFreeBuffers = 32;
+  struct FreeDeleter {
+    void operator()(char* p) const { std::free(p); }
+  };
+  using IoBuffer = std::unique_ptr<char, FreeDeleter>;
+  IoBuffer AcquireBuffer();
+  void ReleaseBuffer(IoBuffer b);
+  static constexpr size_t kMaxCommitBatch = 64;
   LocalObjectStore(std::string root, MetaStore* meta, std::string region);
   Status Init(const std::vector<std::string>& default_buckets);
   Status RecoverIntents();
@@ -106,10 +126,14 @@ class LocalObjectStore final : public ObjectStore {
   // Streams `data` into a new temp file, hashing as it goes.
   Result<Staged> Stage(ByteSource& data, uint64_t max_size,
                        const std::vector<ChecksumAlgorithm>& checksums);
-  // Makes a staged file the current version of bucket/key (under mu_).
+  std::string NewTempPath();
+  // Makes a staged file the current version of bucket/key, durably; group-committed.
   Result<ObjectInfo> Commit(const std::string& bucket, const std::string& key, Staged& staged,
                             ObjectInfo info);
-  Status ApplyIntent(const std::string& row_json);
+  // The leader's part of a group commit (takes mu_).
+  Status CommitBatch(const std::vector<CommitRequest*>& batch);
+  Status PlaceRequest(CommitRequest* r);
+  Status ApplyIntent(const std::string& body, int64_t intent_id, std::vector<Unlink>* unlink_after);
   Status RemoveFile(const std::string& location, const std::string& bucket);
   std::string Abs(const std::string& location) const { return root_ + "/" + location; }
   std::string NewVersionId();
@@ -119,6 +143,14 @@ class LocalObjectStore final : public ObjectStore {
   std::string region_;
   uint64_t min_part_size_ = 5ull << 20;
   std::atomic<int64_t> seq_{0};
+  std::atomic<uint32_t> temp_counter_{0};
+  bool use_direct_io_ = false;
+  std::mutex buffers_mu_;
+  std::vector<IoBuffer> free_buffers_;  // guarded by buffers_mu_
+  // Group commit: PUTs waiting to commit, in arrival order; the front one leads.
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::deque<CommitRequest*> commit_queue_;  // guarded by commit_mu_
   // Exclusive for commits, deletes and directory changes; shared to resolve + open a file.
   std::shared_mutex mu_;
 };

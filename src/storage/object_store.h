@@ -78,6 +78,7 @@ struct ObjectInfo {
   bool delete_marker = false;
   bool is_latest = true;
   int parts_count = 0;     // >0 for multipart objects
+  std::vector<uint64_t> part_sizes;  // multipart objects: the size of each part, in order
   ObjectAttributes attrs;
   // Checksums computed at write time, base64 of the raw digest, by algorithm name
   // ("CRC32" → "AAAAAA==", composite multipart values carry a "-N" suffix).
