@@ -107,3 +107,52 @@ def test_aws_chunked_upload_and_tampered_chunk(lake):
     assert status == 403 and "SignatureDoesNotMatch" in text, text
     r = lake.aws("s3api", "head-object", "--bucket", "landing", "--key", "chunked-bad")
     assert r.returncode != 0 and ("404" in r.stderr or "Not Found" in r.stderr), r.stderr
+
+
+def test_aws_username_only_for_iam_users(lake, tmp_path):
+    """aws:username exists for IAM users only: for the root user and for role sessions it is
+    absent, so a condition on it does not match and ${aws:username} resolves to nothing."""
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    ok(lake.aws("s3api", "create-bucket", "--bucket", "uname"))
+    deny = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::uname/*",
+         "Condition": {"StringLike": {"aws:username": "*"}}}]}
+    ok(lake.aws("s3api", "put-bucket-policy", "--bucket", "uname", "--policy", json.dumps(deny)))
+    # Root: no aws:username, the Deny does not apply.
+    ok(lake.aws("s3", "cp", str(src), "s3://uname/root.txt"))
+    # An IAM user with every S3 action allowed: the Deny applies.
+    ok(lake.aws("iam", "create-user", "--user-name", "uvar"))
+    key = ok(lake.aws("iam", "create-access-key", "--user-name", "uvar", "--output", "json"))["AccessKey"]
+    akid, secret = key["AccessKeyId"], key["SecretAccessKey"]
+    ok(lake.aws("iam", "put-user-policy", "--user-name", "uvar", "--policy-name", "all", "--policy-document",
+                json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}]})))
+    r = aws_with(lake, akid, secret, "s3", "cp", str(src), "s3://uname/uvar.txt")
+    assert r.returncode != 0 and "AccessDenied" in r.stderr, r.stderr
+    # The user's own home prefix through ${aws:username} works.
+    ok(lake.aws("iam", "put-user-policy", "--user-name", "uvar", "--policy-name", "home", "--policy-document",
+                json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Deny", "Action": "s3:GetObject", "NotResource": [
+                        "arn:aws:s3:::curated/home/${aws:username}/*", "arn:aws:s3:::curated/shared/*"]}]})))
+    for k in ("home/uvar/a.txt", "home/other/a.txt", "shared/a.txt"):
+        ok(lake.aws("s3", "cp", str(src), "s3://curated/" + k))
+    out = tmp_path / "out.txt"
+    ok(aws_with(lake, akid, secret, "s3", "cp", "s3://curated/home/uvar/a.txt", str(out)))
+    r = aws_with(lake, akid, secret, "s3", "cp", "s3://curated/home/other/a.txt", str(out))
+    assert r.returncode != 0 and "403" in r.stderr, r.stderr
+    # A role session named like the user: ${aws:username} does not resolve, so only the fixed
+    # prefix of the role's policy allows anything.
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/uvar"}, "Action": "sts:AssumeRole"}]}
+    ok(lake.aws("iam", "create-role", "--role-name", "homes", "--assume-role-policy-document", json.dumps(trust)))
+    ok(lake.aws("iam", "put-role-policy", "--role-name", "homes", "--policy-name", "p", "--policy-document",
+                json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [
+                        "arn:aws:s3:::curated/home/${aws:username}/*", "arn:aws:s3:::curated/shared/*"]}]})))
+    c = ok(aws_with(lake, akid, secret, "sts", "assume-role", "--role-arn", "arn:aws:iam::123456789012:role/homes",
+                    "--role-session-name", "uvar", "--output", "json"))["Credentials"]
+    session = (c["AccessKeyId"], c["SecretAccessKey"])
+    ok(aws_with(lake, *session, "s3", "cp", "s3://curated/shared/a.txt", str(out), token=c["SessionToken"]))
+    r = aws_with(lake, *session, "s3", "cp", "s3://curated/home/uvar/a.txt", str(out), token=c["SessionToken"])
+    assert r.returncode != 0 and "403" in r.stderr, r.stderr

@@ -41,6 +41,11 @@ def signed_put_headers(lake, path, size):
     return headers
 
 
+def temp_files(tmp_dir):
+    """Temp files of PUTs in progress (spread over the shard folders of .tarn/tmp)."""
+    return [os.path.join(d, f) for d, _, files in os.walk(tmp_dir) for f in files]
+
+
 def test_kill_9_mid_put_leaves_old_object(lake):
     s3 = lake.boto3_client("s3")
     s3.put_object(Bucket="landing", Key="crash/obj", Body=b"old version")
@@ -59,16 +64,15 @@ def test_kill_9_mid_put_leaves_old_object(lake):
     while time.time() < deadline and sent < size // 2:
         sock.sendall(chunk)
         sent += len(chunk)
-        if sent >= (4 << 20) and any(os.path.getsize(os.path.join(tmp_dir, f)) >= (1 << 20)
-                                     for f in os.listdir(tmp_dir)):
+        if sent >= (4 << 20) and any(os.path.getsize(f) >= (1 << 20) for f in temp_files(tmp_dir)):
             break
-    assert os.listdir(tmp_dir), "the PUT never reached the object store"
+    assert temp_files(tmp_dir), "the PUT never reached the object store"
     lake.kill()  # SIGKILL with the PUT half-way
     sock.close()
     lake.start()
     s3 = lake.boto3_client("s3")
     assert s3.get_object(Bucket="landing", Key="crash/obj")["Body"].read() == b"old version"
-    assert os.listdir(tmp_dir) == []  # the torn temp file was cleaned up at start-up
+    assert temp_files(tmp_dir) == []  # the torn temp file was cleaned up at start-up
     with open(os.path.join(lake.data_dir, "objects", "landing", "crash", "obj"), "rb") as f:
         assert f.read() == b"old version"
     # The same raw request, completed, is accepted (the signing above is a valid PUT).

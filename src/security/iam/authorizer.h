@@ -64,6 +64,7 @@ class IamAuthorizer final : public Authorizer {
 
   PolicySource* source_;
   const Clock* clock_;
+  uint64_t instance_;
   mutable std::shared_mutex mu_;
   mutable std::unordered_map<std::string, CacheEntry> identity_cache_;  // guarded by mu_
   mutable std::unordered_map<std::string, std::shared_ptr<const Policy>> resource_cache_;  // guarded by mu_

@@ -21,9 +21,95 @@ char Lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned 
 Pattern MakePattern(std::string text, bool lower) {
   Pattern p;
   if (lower) text = ToLower(text);
-  p.has_vars = text.find("${") != std::string::npos;
-  p.any = text == "*";
-  p.literal = !p.has_vars && text.find_first_of("*?") == std::string::npos;
+  size_t special = text.find_first_of("*?$");
+  // "$" only starts a variable as "${"; a lone "$" is a literal character.
+  while (special != std::string::npos && text[special] == '$' &&
+         (special + 1 >= text.size() || text[special + 1] != '{')) {
+    special = text.find_first_of("*?$", special + 1);
+  }
+  p.literal_prefix = static_cast<uint32_t>(special == std::string::npos ? text.size() : special);
+  if (text.find("${") != std::string::npos) {
+    p.kind = Pattern::Kind::kVariables;
+  } else if (text == "*") {
+    p.kind = Pattern::Kind::kAny;
+  } else if (special == std::string::npos) {
+    p.kind = Pattern::Kind::kLiteral;
+  } else if (special == text.size() - 1 && text.back() == '*') {
+    p.kind = Pattern::Kind::kPrefix;
+  } else {
+    p.kind = Pattern::Kind::kWildcard;
+  }
+  p.text = std::move(text);
+  return p;
+}
+
+Cidr ParseCidr(std::string_view text) {
+  Cidr c;
+  std::string addr(text);
+  int bits = -1;
+  size_t slash = addr.find('/');
+  if (slash != std::string::npos) {
+    auto b = ParseInt64(std::string_view(addr).substr(slash + 1));
+    if (!b) return c;
+    bits = int(*b);
+    addr.resize(slash);
+  }
+  if (inet_pton(AF_INET, addr.c_str(), c.addr) == 1) {
+    c.v6 = false;
+  } else if (inet_pton(AF_INET6, addr.c_str(), c.addr) == 1) {
+    c.v6 = true;
+  } else {
+    return c;
+  }
+  int max = c.v6 ? 128 : 32;
+  c.bits = bits < 0 || bits > max ? max : bits;
+  c.valid = true;
+  return c;
+}
+
+std::optional<double> ToNumber(std::string_view s) {
+  std::string t(s);
+  char* end = nullptr;
+  double d = std::strtod(t.c_str(), &end);
+  if (t.empty() || !end || *end) return std::nullopt;
+  return d;
+}
+
+std::optional<double> ToDate(std::string_view s) {
+  if (auto n = ToNumber(s)) return n;
+  int64_t t = ParseIso8601(std::string(s));
+  if (t < 0) return std::nullopt;
+  return double(t);
+}
+
+bool IsDateOp(ConditionOp op) { return op >= ConditionOp::kDateEquals && op <= ConditionOp::kDateGreaterThanEquals; }
+bool IsNumericOp(ConditionOp op) {
+  return op >= ConditionOp::kNumericEquals && op <= ConditionOp::kNumericGreaterThanEquals;
+}
+
+Principal MakePrincipal(std::string text) {
+  Principal p;
+  if (text == "*") {
+    p.kind = Principal::Kind::kAnyone;
+  } else if (text.size() == 12 && text.find_first_not_of("0123456789") == std::string::npos) {
+    p.kind = Principal::Kind::kAccount;
+    p.account = text;
+  } else if (StartsWith(text, "arn:aws:iam::") && EndsWith(text, ":root") &&
+             text.size() == std::strlen("arn:aws:iam::") + 12 + std::strlen(":root")) {
+    p.kind = Principal::Kind::kAccount;
+    p.account = text.substr(std::strlen("arn:aws:iam::"), 12);
+  } else if (text.find_first_of("*?") != std::string::npos) {
+    p.kind = Principal::Kind::kWildcard;
+  } else {
+    p.kind = Principal::Kind::kArn;
+    // arn:aws:iam::<account>:role/[path/]<name> names every session of the role.
+    constexpr std::string_view kIam = "arn:aws:iam::";
+    if (StartsWith(text, kIam) && text.size() > kIam.size() + 12 &&
+        text.compare(kIam.size() + 12, 6, ":role/") == 0) {
+      p.account = text.substr(kIam.size(), 12);
+      p.role = text.substr(text.rfind('/') + 1);
+    }
+  }
   p.text = std::move(text);
   return p;
 }
@@ -129,6 +215,14 @@ Status ParseConditions(const json& c, PolicyStatement* st) {
       bool lower = one.op == ConditionOp::kStringEqualsIgnoreCase ||
                    one.op == ConditionOp::kStringNotEqualsIgnoreCase;
       for (std::string& v : values) one.values.push_back(MakePattern(std::move(v), lower));
+      for (const Pattern& v : one.values) {
+        if (one.op == ConditionOp::kIpAddress || one.op == ConditionOp::kNotIpAddress) {
+          one.cidrs.push_back(ParseCidr(v.text));
+        } else if (IsNumericOp(one.op) || IsDateOp(one.op)) {
+          one.numbers.push_back(v.has_vars() ? std::nullopt
+                                             : IsDateOp(one.op) ? ToDate(v.text) : ToNumber(v.text));
+        }
+      }
       st->conditions.push_back(std::move(one));
     }
   }
@@ -173,12 +267,12 @@ Result<PolicyStatement> ParseStatement(const json& s, bool resource_policy) {
     const json& p = s[pr_key];
     if (p.is_string()) {
       if (p.get<std::string>() != "*") return Malformed("Principal must be \"*\" or an object");
-      st.principals.push_back("*");
+      st.principals.push_back(MakePrincipal("*"));
     } else if (p.is_object()) {
       for (auto it = p.begin(); it != p.end(); ++it) {
         if (it.key() == "AWS") {
           ASSIGN_OR_RETURN(std::vector<std::string> arns, StringList(it.value(), "Principal"));
-          for (std::string& a : arns) st.principals.push_back(std::move(a));
+          for (std::string& a : arns) st.principals.push_back(MakePrincipal(std::move(a)));
         } else {
           st.principal_other = true;  // Service / Federated / CanonicalUser
         }
@@ -227,7 +321,11 @@ bool LookupKey(const EvalRequest& r, std::string_view key, std::vector<std::stri
     if (id->type != Identity::Type::kUser || id->user_name.empty()) return false;
     return one(id->user_name);
   }
-  if (EqualsIgnoreCase(key, "aws:userid")) return !id->principal_id.empty() && one(id->principal_id);
+  if (EqualsIgnoreCase(key, "aws:userid")) {
+    // AWS: the account id for the root user, AIDA… for users, AROA…:session for role sessions.
+    if (id->type == Identity::Type::kRoot) return one(id->account_id);
+    return !id->principal_id.empty() && one(id->principal_id);
+  }
   if (EqualsIgnoreCase(key, "aws:PrincipalArn")) return one(id->arn);
   if (EqualsIgnoreCase(key, "aws:PrincipalAccount")) return one(id->account_id);
   if (EqualsIgnoreCase(key, "aws:PrincipalType")) return one(id->TypeName());
@@ -267,91 +365,92 @@ bool Substitute(const EvalRequest& r, const std::string& in, std::string* out) {
   return true;
 }
 
-bool MatchPattern(const EvalRequest& r, const Pattern& p, std::string_view text, bool ignore_case) {
-  if (p.any) return true;
-  if (p.literal) {
-    return ignore_case ? EqualsIgnoreCase(p.text, text) : p.text == text;
+// `text` is matched case-sensitively: actions arrive lower-cased, as action patterns are.
+bool MatchPattern(const EvalRequest& r, const Pattern& p, std::string_view text) {
+  switch (p.kind) {
+    case Pattern::Kind::kAny:
+      return true;
+    case Pattern::Kind::kLiteral:
+      return p.text == text;
+    case Pattern::Kind::kPrefix:
+      return text.size() >= p.literal_prefix &&
+             std::memcmp(text.data(), p.text.data(), p.literal_prefix) == 0;
+    case Pattern::Kind::kWildcard:
+    case Pattern::Kind::kVariables:
+      break;
   }
-  if (!p.has_vars) return WildcardMatch(p.text, text, ignore_case);
   // The literal prefix before the first variable or wildcard must match as is: most
   // statements fail here without substituting anything.
-  size_t lit = p.text.find_first_of("$*?");
-  for (size_t i = 0; i < lit && i < p.text.size(); ++i) {
-    if (i >= text.size()) return false;
-    char a = p.text[i], b = text[i];
-    if (a != b && !(ignore_case && Lower(a) == Lower(b))) return false;
+  if (text.size() < p.literal_prefix || std::memcmp(text.data(), p.text.data(), p.literal_prefix) != 0) {
+    return false;
+  }
+  if (p.kind == Pattern::Kind::kWildcard) {
+    return WildcardMatch(std::string_view(p.text).substr(p.literal_prefix), text.substr(p.literal_prefix),
+                         false);
   }
   thread_local std::string buf;
   if (!Substitute(r, p.text, &buf)) return false;
-  return WildcardMatch(buf, text, ignore_case);
+  return WildcardMatch(buf, text, false);
 }
 
-std::optional<double> ToNumber(std::string_view s) {
-  std::string t(s);
-  char* end = nullptr;
-  double d = std::strtod(t.c_str(), &end);
-  if (t.empty() || !end || *end) return std::nullopt;
-  return d;
-}
+// A context value as an address: 4 or 16 bytes; IPv4-mapped IPv6 ("::ffff:1.2.3.4") counts
+// as IPv4.
+struct ParsedIp {
+  bool valid = false;
+  bool v6 = false;
+  unsigned char addr[16] = {};
+};
 
-std::optional<double> ToDate(std::string_view s) {
-  if (auto n = ToNumber(s)) return n;
-  int64_t t = ParseIso8601(std::string(s));
-  if (t < 0) return std::nullopt;
-  return double(t);
-}
-
-bool IpInCidr(std::string_view ip_text, std::string_view cidr_text) {
-  std::string cidr(cidr_text), ip(ip_text);
-  int bits = -1;
-  size_t slash = cidr.find('/');
-  if (slash != std::string::npos) {
-    auto b = ParseInt64(std::string_view(cidr).substr(slash + 1));
-    if (!b) return false;
-    bits = int(*b);
-    cidr.resize(slash);
+ParsedIp ParseIp(std::string_view text) {
+  ParsedIp ip;
+  char buf[64];
+  if (text.size() >= sizeof(buf)) return ip;
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  if (inet_pton(AF_INET, buf, ip.addr) == 1) {
+    ip.valid = true;
+    return ip;
   }
-  unsigned char a[16], n[16];
-  int len = 0;
-  if (inet_pton(AF_INET, cidr.c_str(), n) == 1) {
-    len = 4;
-    if (inet_pton(AF_INET, ip.c_str(), a) != 1) {
-      // IPv4-mapped IPv6 ("::ffff:1.2.3.4")
-      unsigned char a6[16];
-      if (inet_pton(AF_INET6, ip.c_str(), a6) != 1) return false;
-      static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-      if (std::memcmp(a6, kMapped, 12) != 0) return false;
-      std::memcpy(a, a6 + 12, 4);
-    }
-  } else if (inet_pton(AF_INET6, cidr.c_str(), n) == 1) {
-    len = 16;
-    if (inet_pton(AF_INET6, ip.c_str(), a) != 1) return false;
+  if (inet_pton(AF_INET6, buf, ip.addr) != 1) return ip;
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(ip.addr, kMapped, 12) == 0) {
+    std::memmove(ip.addr, ip.addr + 12, 4);
   } else {
-    return false;
+    ip.v6 = true;
   }
-  if (bits < 0 || bits > len * 8) bits = len * 8;
-  for (int i = 0; i < bits; ++i) {
-    int byte = i / 8, bit = 7 - i % 8;
-    if (((a[byte] >> bit) & 1) != ((n[byte] >> bit) & 1)) return false;
-  }
-  return true;
+  ip.valid = true;
+  return ip;
 }
 
-// One context value against one policy value (positive form of the operator).
-bool MatchValue(const EvalRequest& r, ConditionOp op, std::string_view v, const Pattern& p) {
-  switch (op) {
+bool IpInCidr(const ParsedIp& ip, const Cidr& c) {
+  if (!ip.valid || !c.valid || ip.v6 != c.v6) return false;
+  int full = c.bits / 8, rest = c.bits % 8;
+  if (std::memcmp(ip.addr, c.addr, full) != 0) return false;
+  if (rest == 0) return true;
+  unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+  return (ip.addr[full] & mask) == (c.addr[full] & mask);
+}
+
+// One context value against the condition's i-th policy value (positive form of the operator).
+bool MatchValue(const EvalRequest& r, const Condition& c, size_t i, std::string_view v,
+                const ParsedIp* ip) {
+  const Pattern& p = c.values[i];
+  switch (c.op) {
     case ConditionOp::kStringEquals:
     case ConditionOp::kStringNotEquals:
     case ConditionOp::kArnEquals:
     case ConditionOp::kArnNotEquals: {
-      if (!p.has_vars) return p.text == v;
+      if (!p.has_vars()) return p.text == v;
       thread_local std::string buf;
       if (!Substitute(r, p.text, &buf)) return false;
-      std::string plain;
-      for (char c : buf) {
-        if (c != '\x01') plain += c;
+      // Compare ignoring the matcher's literal markers.
+      size_t j = 0;
+      for (char ch : buf) {
+        if (ch == '\x01') continue;
+        if (j >= v.size() || v[j] != ch) return false;
+        ++j;
       }
-      return plain == v;
+      return j == v.size();
     }
     case ConditionOp::kStringEqualsIgnoreCase:
     case ConditionOp::kStringNotEqualsIgnoreCase:
@@ -360,7 +459,7 @@ bool MatchValue(const EvalRequest& r, ConditionOp op, std::string_view v, const 
     case ConditionOp::kStringNotLike:
     case ConditionOp::kArnLike:
     case ConditionOp::kArnNotLike:
-      return MatchPattern(r, p, v, false);
+      return MatchPattern(r, p, v);
     case ConditionOp::kNumericEquals:
     case ConditionOp::kNumericNotEquals:
     case ConditionOp::kNumericLessThan:
@@ -373,11 +472,11 @@ bool MatchValue(const EvalRequest& r, ConditionOp op, std::string_view v, const 
     case ConditionOp::kDateLessThanEquals:
     case ConditionOp::kDateGreaterThan:
     case ConditionOp::kDateGreaterThanEquals: {
-      bool date = op >= ConditionOp::kDateEquals;
+      bool date = IsDateOp(c.op);
       auto a = date ? ToDate(v) : ToNumber(v);
-      auto b = date ? ToDate(p.text) : ToNumber(p.text);
+      std::optional<double> b = i < c.numbers.size() ? c.numbers[i] : std::nullopt;
       if (!a || !b) return false;
-      switch (op) {
+      switch (c.op) {
         case ConditionOp::kNumericEquals: case ConditionOp::kNumericNotEquals:
         case ConditionOp::kDateEquals: case ConditionOp::kDateNotEquals: return *a == *b;
         case ConditionOp::kNumericLessThan: case ConditionOp::kDateLessThan: return *a < *b;
@@ -390,7 +489,7 @@ bool MatchValue(const EvalRequest& r, ConditionOp op, std::string_view v, const 
       return EqualsIgnoreCase(p.text, v);
     case ConditionOp::kIpAddress:
     case ConditionOp::kNotIpAddress:
-      return IpInCidr(v, p.text);
+      return ip && i < c.cidrs.size() && IpInCidr(*ip, c.cidrs[i]);
     case ConditionOp::kNull:
       return false;  // handled by the caller
   }
@@ -412,9 +511,12 @@ bool ConditionHolds(const EvalRequest& r, const Condition& c) {
     if (c.set == Condition::Set::kForAllValues) return true;
     return Negated(c.op);
   }
+  bool ip_op = c.op == ConditionOp::kIpAddress || c.op == ConditionOp::kNotIpAddress;
   auto any_policy_value = [&](std::string_view v) {
-    for (const Pattern& p : c.values) {
-      if (MatchValue(r, c.op, v, p)) return true;
+    ParsedIp ip;
+    if (ip_op) ip = ParseIp(v);  // once per context value, not per CIDR
+    for (size_t i = 0; i < c.values.size(); ++i) {
+      if (MatchValue(r, c, i, v, ip_op ? &ip : nullptr)) return true;
     }
     return false;
   };
@@ -436,39 +538,46 @@ bool ConditionHolds(const EvalRequest& r, const Condition& c) {
 }
 
 // Does the statement's Principal name the caller? `*via_account` when only the account matched.
+// No string is built: principals were classified when the policy was compiled.
 bool PrincipalMatches(const PolicyStatement& st, const Identity* id, bool* via_account) {
   *via_account = false;
   bool matched = false;
-  for (const std::string& p : st.principals) {
-    if (p == "*") {
+  bool known = id && !id->anonymous();
+  for (const Principal& p : st.principals) {
+    if (p.kind == Principal::Kind::kAnyone) {
       matched = true;
       break;
     }
-    if (!id || id->anonymous()) continue;
-    if (p == id->arn) {
-      matched = true;
-      break;
-    }
-    // An account: "123456789012" or "arn:aws:iam::123456789012:root".
-    if (p == id->account_id || p == "arn:aws:iam::" + id->account_id + ":root") {
-      matched = true;
-      *via_account = id->type != Identity::Type::kRoot;
-      break;
-    }
-    // A role names all of its sessions: arn:aws:iam::A:role/R ~ arn:aws:sts::A:assumed-role/R/s.
-    if (id->type == Identity::Type::kAssumedRole) {
-      std::string prefix = "arn:aws:sts::" + id->account_id + ":assumed-role/";
-      size_t slash = p.rfind('/');
-      if (StartsWith(p, "arn:aws:iam::" + id->account_id + ":role/") && slash != std::string::npos &&
-          StartsWith(id->arn, prefix + p.substr(slash + 1) + "/")) {
-        matched = true;
+    if (!known) continue;
+    switch (p.kind) {
+      case Principal::Kind::kAccount:
+        if (p.account == id->account_id) {
+          matched = true;
+          *via_account = id->type != Identity::Type::kRoot;
+        }
         break;
-      }
+      case Principal::Kind::kArn:
+        if (p.text == id->arn) {
+          matched = true;
+        } else if (!p.role.empty() && id->type == Identity::Type::kAssumedRole &&
+                   p.account == id->account_id) {
+          // A role names all of its sessions: arn:aws:iam::A:role/R ~ arn:aws:sts::A:assumed-role/R/s.
+          constexpr std::string_view kSts = "arn:aws:sts::", kAssumed = ":assumed-role/";
+          std::string_view arn = id->arn;
+          size_t at = kSts.size() + p.account.size() + kAssumed.size();
+          matched = StartsWith(arn, kSts) && arn.substr(kSts.size(), p.account.size()) == p.account &&
+                    arn.substr(kSts.size() + p.account.size(), kAssumed.size()) == kAssumed &&
+                    arn.substr(at, p.role.size()) == p.role && arn.size() > at + p.role.size() &&
+                    arn[at + p.role.size()] == '/';
+        }
+        break;
+      case Principal::Kind::kWildcard:
+        matched = WildcardMatch(p.text, id->arn, false);
+        break;
+      case Principal::Kind::kAnyone:
+        break;
     }
-    if (p.find_first_of("*?") != std::string::npos && WildcardMatch(p, id->arn, false)) {
-      matched = true;
-      break;
-    }
+    if (matched) break;
   }
   if (st.not_principal) {
     *via_account = false;
@@ -536,7 +645,25 @@ Result<Policy> Policy::Parse(std::string_view text, std::string name, bool resou
   return p;
 }
 
-void Evaluate(const Policy& policy, const EvalRequest& r, bool check_principal, EvalResult* result) {
+std::string EvalResult::Reason() const {
+  if (!policy || statement >= policy->statements().size()) return "";
+  const PolicyStatement& st = policy->statements()[statement];
+  return policy->name() + " statement " + (st.sid.empty() ? std::to_string(statement) : st.sid);
+}
+
+void Evaluate(const Policy& policy, const EvalRequest& request, bool check_principal, EvalResult* result) {
+  // Actions match case-insensitively: lower-case the request's once (patterns already are).
+  char lower_buf[128];
+  thread_local std::string lower_long;
+  std::string_view action;
+  if (request.action.size() <= sizeof(lower_buf)) {
+    for (size_t i = 0; i < request.action.size(); ++i) lower_buf[i] = Lower(request.action[i]);
+    action = std::string_view(lower_buf, request.action.size());
+  } else {
+    lower_long = ToLower(request.action);
+    action = lower_long;
+  }
+  const EvalRequest& r = request;
   const auto& sts = policy.statements();
   for (size_t i = 0; i < sts.size(); ++i) {
     const PolicyStatement& st = sts[i];
@@ -547,7 +674,7 @@ void Evaluate(const Policy& policy, const EvalRequest& r, bool check_principal, 
 
     bool action_match = false;
     for (const Pattern& p : st.actions) {
-      if (MatchPattern(r, p, r.action, true)) {
+      if (MatchPattern(r, p, action)) {
         action_match = true;
         break;
       }
@@ -557,7 +684,7 @@ void Evaluate(const Policy& policy, const EvalRequest& r, bool check_principal, 
     if (st.has_resource) {
       bool res_match = false;
       for (const Pattern& p : st.resources) {
-        if (MatchPattern(r, p, r.resource, false)) {
+        if (MatchPattern(r, p, r.resource)) {
           res_match = true;
           break;
         }
@@ -579,17 +706,18 @@ void Evaluate(const Policy& policy, const EvalRequest& r, bool check_principal, 
     }
     if (!conditions) continue;
 
-    std::string reason = policy.name() + " statement " + (st.sid.empty() ? std::to_string(i) : st.sid);
     if (st.deny) {
       result->deny = true;
       result->allow = false;
-      result->reason = std::move(reason);
+      result->policy = &policy;
+      result->statement = i;
       return;
     }
     if (!result->allow || (result->allow_via_account_principal && !via_account)) {
       result->allow = true;
       result->allow_via_account_principal = via_account;
-      result->reason = std::move(reason);
+      result->policy = &policy;
+      result->statement = i;
     }
   }
 }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,12 +24,29 @@
 
 namespace tarn::security::iam {
 
-// A `*`/`?` wildcard pattern, optionally containing policy variables.
+// A `*`/`?` wildcard pattern, optionally containing policy variables, classified at compile
+// time so that evaluation takes the cheapest test that decides it.
 struct Pattern {
+  enum class Kind : uint8_t {
+    kAny,        // exactly "*"
+    kLiteral,    // no wildcard, no variable: plain comparison
+    kPrefix,     // a literal followed by one trailing "*" ("s3:get*", "arn:aws:s3:::b/*")
+    kWildcard,   // other `*`/`?` patterns
+    kVariables,  // contains ${…}: substituted per request
+  };
   std::string text;
-  bool has_vars = false;      // contains ${…}: substituted per request
-  bool any = false;           // exactly "*"
-  bool literal = false;       // no wildcard and no variable: plain comparison
+  Kind kind = Kind::kLiteral;
+  uint32_t literal_prefix = 0;  // leading bytes with no wildcard and no variable
+
+  bool has_vars() const { return kind == Kind::kVariables; }
+};
+
+// An IpAddress / NotIpAddress value, parsed once.
+struct Cidr {
+  bool valid = false;
+  bool v6 = false;
+  int bits = 0;
+  unsigned char addr[16] = {};
 };
 
 enum class ConditionOp {
@@ -47,6 +65,18 @@ struct Condition {
   enum class Set { kSingle, kForAnyValue, kForAllValues } set = Set::kSingle;
   std::string key;  // as written; matched case-insensitively
   std::vector<Pattern> values;
+  // Pre-parsed forms of `values` (same order) for the operators that need them.
+  std::vector<Cidr> cidrs;                      // IpAddress, NotIpAddress
+  std::vector<std::optional<double>> numbers;   // Numeric*, Date* (values without variables)
+};
+
+// A Principal entry of a resource-based policy, classified once.
+struct Principal {
+  enum class Kind : uint8_t { kAnyone, kAccount, kArn, kWildcard };
+  Kind kind = Kind::kArn;
+  std::string text;     // as written
+  std::string account;  // kAccount: the account id; kArn of a role: its account
+  std::string role;     // an IAM role ARN: the role's name (its sessions match too)
 };
 
 struct PolicyStatement {
@@ -59,8 +89,8 @@ struct PolicyStatement {
   std::vector<Pattern> resources;
   bool has_principal = false;
   bool not_principal = false;
-  std::vector<std::string> principals;  // "*" or ARNs / account ids ({"AWS": …})
-  bool principal_other = false;          // Service/Federated principals (never match)
+  std::vector<Principal> principals;  // {"AWS": …} entries and "*"
+  bool principal_other = false;       // Service/Federated principals (never match)
   std::vector<Condition> conditions;
 };
 
@@ -90,10 +120,15 @@ struct EvalRequest {
 struct EvalResult {
   bool allow = false;
   bool deny = false;
-  std::string reason;  // the deciding policy and statement
+  // The deciding policy and statement (valid while the policy lives).
+  const Policy* policy = nullptr;
+  size_t statement = 0;
   // Set when an Allow matched only because the Principal named the caller's account (not
   // the caller itself): AWS then still requires an identity-policy Allow.
   bool allow_via_account_principal = false;
+
+  // "<policy name> statement <Sid or index>", or empty when nothing matched.
+  std::string Reason() const;
 };
 
 // Evaluates every statement of `policy` and merges into `*result` (a Deny sticks).

@@ -278,9 +278,9 @@ Status S3Service::Authorize(Ctx& c, const std::string& action, const std::string
   req.context = std::move(extra);
   req.context["aws:SourceIp"] = {c.rq.remote_ip};
   req.context["aws:SecureTransport"] = {c.rq.secure ? "true" : "false"};
-  if (!c.call.identity.user_name.empty()) req.context["aws:username"] = {c.call.identity.user_name};
-  if (!c.call.identity.principal_id.empty()) req.context["aws:userid"] = {c.call.identity.principal_id};
-  req.context["aws:CurrentTime"] = {FormatIso8601(Clock::Real()->NowSeconds())};
+  // aws:username, aws:userid, aws:PrincipalArn and aws:CurrentTime are derived from the caller
+  // by the policy evaluator, as AWS does: aws:username exists only for IAM users (not for the
+  // root user nor for role sessions), so a condition or ${aws:username} on it does not match.
   if (!bucket.empty()) {
     auto policy = store_->GetBucketConfig(bucket, "policy");
     if (policy.ok() && policy->has_value()) req.resource_policy = **policy;
