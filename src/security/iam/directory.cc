@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cstring>
+#include <initializer_list>
+#include <type_traits>
 
 #include "core/crypto.h"
 #include "core/strings.h"
@@ -17,6 +19,54 @@ constexpr int kMaxPolicyVersions = 5;
 std::string NewId(const char* prefix) { return prefix + RandomString(17, kIdAlphabet); }
 
 Status NoSuch(const std::string& what) { return Error(ErrorCode::kNoSuchEntity, what); }
+
+// The statement patterns every entity shares, once.
+
+// `sql` prepared with ?1..?N bound to `args`.
+template <typename... A>
+Result<Statement> Query(MetaStore* meta, std::string_view sql, const A&... args) {
+  ASSIGN_OR_RETURN(Statement st, meta->Prepare(sql));
+  st.BindAll(args...);
+  return st;
+}
+
+// Every row of a bound query as a T; `from_row` returns a T or a Result<T>.
+template <typename T, typename F>
+Result<std::vector<T>> Rows(Statement st, F from_row) {
+  std::vector<T> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    if constexpr (std::is_convertible_v<std::invoke_result_t<F, Statement&>, T>) {
+      out.push_back(from_row(st));
+    } else {
+      ASSIGN_OR_RETURN(T item, from_row(st));
+      out.push_back(std::move(item));
+    }
+  }
+}
+
+// Runs a write; returns the number of rows it changed.
+template <typename... A>
+Result<int> Write(MetaStore* meta, std::string_view sql, const A&... args) {
+  ASSIGN_OR_RETURN(Statement st, Query(meta, sql, args...));
+  RETURN_IF_ERROR(st.Run());
+  return meta->Changes();
+}
+
+// IAM deletes refuse an entity that still has dependents: DeleteConflict when any of `probes`
+// (each with ?1 = the entity's name) finds a row.
+Status RequireNoDependents(MetaStore* meta, std::initializer_list<const char*> probes,
+                           const std::string& name, const char* message) {
+  for (const char* sql : probes) {
+    ASSIGN_OR_RETURN(Statement q, Query(meta, sql, name));
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) return Error(ErrorCode::kDeleteConflict, message);
+  }
+  return Status::OK();
+}
+
+std::string PathPrefix(const std::string& prefix) { return prefix.empty() ? "/" : prefix; }
 
 }  // namespace
 
@@ -119,17 +169,10 @@ Result<IamUser> IamDirectory::GetUser(const std::string& name) {
 }
 
 Result<std::vector<IamUser>> IamDirectory::ListUsers(const std::string& prefix) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT name FROM iam_users WHERE is_root = 0 AND substr(path, 1, length(?1)) = ?1 ORDER BY name"));
-  st.Bind(1, prefix.empty() ? "/" : prefix);
-  std::vector<IamUser> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(IamUser u, GetUser(st.ColumnText(0)));
-    out.push_back(std::move(u));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT name FROM iam_users WHERE is_root = 0 AND substr(path, 1, length(?1)) = ?1 ORDER BY name",
+      PathPrefix(prefix)));
+  return Rows<IamUser>(std::move(st), [&](Statement& r) { return GetUser(r.ColumnText(0)); });
 }
 
 Status IamDirectory::UpdateUser(const std::string& name, const std::string& new_name, const std::string& new_path) {
@@ -175,18 +218,12 @@ Status IamDirectory::DeleteUser(const std::string& name) {
   ASSIGN_OR_RETURN(IamUser u, GetUser(name));
   if (u.is_root) return Error(ErrorCode::kIamInvalidInput, "The root user cannot be deleted");
   // IAM DeleteUser: the user must have no keys, policies or group memberships left.
-  for (const char* sql : {"SELECT 1 FROM iam_access_keys WHERE user_name = ?1",
-                          "SELECT 1 FROM iam_attachments WHERE kind = 'user' AND entity = ?1",
-                          "SELECT 1 FROM iam_inline_policies WHERE kind = 'user' AND entity = ?1",
-                          "SELECT 1 FROM iam_group_members WHERE user_name = ?1"}) {
-    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
-    q.Bind(1, name);
-    ASSIGN_OR_RETURN(bool row, q.Step());
-    if (row) return Error(ErrorCode::kDeleteConflict, "Cannot delete entity, must delete access keys, policies and group memberships first.");
-  }
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare("DELETE FROM iam_users WHERE name = ?1"));
-  st.Bind(1, name);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(RequireNoDependents(meta_, {"SELECT 1 FROM iam_access_keys WHERE user_name = ?1",
+                                              "SELECT 1 FROM iam_attachments WHERE kind = 'user' AND entity = ?1",
+                                              "SELECT 1 FROM iam_inline_policies WHERE kind = 'user' AND entity = ?1",
+                                              "SELECT 1 FROM iam_group_members WHERE user_name = ?1"},
+                                      name, "Cannot delete entity, must delete access keys, policies and group memberships first."));
+  RETURN_IF_ERROR(Write(meta_, "DELETE FROM iam_users WHERE name = ?1", name));
   Bump();
   return Status::OK();
 }
@@ -194,9 +231,9 @@ Status IamDirectory::DeleteUser(const std::string& name) {
 Status IamDirectory::SetPassword(const std::string& user_name, const std::string& password) {
   ASSIGN_OR_RETURN(IamUser u, GetUser(user_name));
   (void)u;
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare("UPDATE iam_users SET password_verifier = ?2 WHERE name = ?1"));
-  st.BindAll(user_name, password.empty() ? std::string() : MakeScramVerifier(password).Serialize());
-  return st.Run();
+  return Write(meta_, "UPDATE iam_users SET password_verifier = ?2 WHERE name = ?1", user_name,
+               password.empty() ? std::string() : MakeScramVerifier(password).Serialize())
+      .status();
 }
 
 // --- groups --------------------------------------------------------------------------------
@@ -249,62 +286,34 @@ Result<Group> IamDirectory::GetGroup(const std::string& name) {
 }
 
 Result<std::vector<Group>> IamDirectory::ListGroups(const std::string& prefix) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(std::string(kGroupCols) +
-                                                "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name"));
-  st.Bind(1, prefix.empty() ? "/" : prefix);
-  std::vector<Group> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(GroupFromRow(st, account_id()));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_, std::string(kGroupCols) +
+                                      "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name", PathPrefix(prefix)));
+  return Rows<Group>(std::move(st), [&](Statement& r) { return GroupFromRow(r, account_id()); });
 }
 
 Result<std::vector<Group>> IamDirectory::ListGroupsForUser(const std::string& user) {
   ASSIGN_OR_RETURN(IamUser u, GetUser(user));
   (void)u;
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
       "SELECT g.name, g.group_id, g.path, g.created FROM iam_groups g JOIN iam_group_members m "
-      "ON m.group_name = g.name WHERE m.user_name = ?1 ORDER BY g.name"));
-  st.Bind(1, user);
-  std::vector<Group> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(GroupFromRow(st, account_id()));
-  }
-  return out;
+      "ON m.group_name = g.name WHERE m.user_name = ?1 ORDER BY g.name", user));
+  return Rows<Group>(std::move(st), [&](Statement& r) { return GroupFromRow(r, account_id()); });
 }
 
 Result<std::vector<IamUser>> IamDirectory::GroupMembers(const std::string& group) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT user_name FROM iam_group_members WHERE group_name = ?1 ORDER BY user_name"));
-  st.Bind(1, group);
-  std::vector<IamUser> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(IamUser u, GetUser(st.ColumnText(0)));
-    out.push_back(std::move(u));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT user_name FROM iam_group_members WHERE group_name = ?1 ORDER BY user_name", group));
+  return Rows<IamUser>(std::move(st), [&](Statement& r) { return GetUser(r.ColumnText(0)); });
 }
 
 Status IamDirectory::DeleteGroup(const std::string& name) {
   ASSIGN_OR_RETURN(Group g, GetGroup(name));
   (void)g;
-  for (const char* sql : {"SELECT 1 FROM iam_group_members WHERE group_name = ?1",
-                          "SELECT 1 FROM iam_attachments WHERE kind = 'group' AND entity = ?1",
-                          "SELECT 1 FROM iam_inline_policies WHERE kind = 'group' AND entity = ?1"}) {
-    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
-    q.Bind(1, name);
-    ASSIGN_OR_RETURN(bool row, q.Step());
-    if (row) return Error(ErrorCode::kDeleteConflict, "Cannot delete entity, must remove users and policies from group first.");
-  }
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare("DELETE FROM iam_groups WHERE name = ?1"));
-  st.Bind(1, name);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(RequireNoDependents(meta_, {"SELECT 1 FROM iam_group_members WHERE group_name = ?1",
+                                              "SELECT 1 FROM iam_attachments WHERE kind = 'group' AND entity = ?1",
+                                              "SELECT 1 FROM iam_inline_policies WHERE kind = 'group' AND entity = ?1"},
+                                      name, "Cannot delete entity, must remove users and policies from group first."));
+  RETURN_IF_ERROR(Write(meta_, "DELETE FROM iam_groups WHERE name = ?1", name));
   Bump();
   return Status::OK();
 }
@@ -312,10 +321,8 @@ Status IamDirectory::DeleteGroup(const std::string& name) {
 Status IamDirectory::AddUserToGroup(const std::string& group, const std::string& user) {
   RETURN_IF_ERROR(GetGroup(group));
   RETURN_IF_ERROR(GetUser(user));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "INSERT OR IGNORE INTO iam_group_members(group_name, user_name) VALUES(?1, ?2)"));
-  st.BindAll(group, user);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(Write(meta_, "INSERT OR IGNORE INTO iam_group_members(group_name, user_name) VALUES(?1, ?2)",
+                        group, user));
   Bump();
   return Status::OK();
 }
@@ -323,10 +330,7 @@ Status IamDirectory::AddUserToGroup(const std::string& group, const std::string&
 Status IamDirectory::RemoveUserFromGroup(const std::string& group, const std::string& user) {
   RETURN_IF_ERROR(GetGroup(group));
   RETURN_IF_ERROR(GetUser(user));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "DELETE FROM iam_group_members WHERE group_name = ?1 AND user_name = ?2"));
-  st.BindAll(group, user);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(Write(meta_, "DELETE FROM iam_group_members WHERE group_name = ?1 AND user_name = ?2", group, user));
   Bump();
   return Status::OK();
 }
@@ -350,33 +354,25 @@ Result<AccessKey> IamDirectory::CreateAccessKey(const std::string& user_name) {
 
 Result<std::vector<AccessKeyInfo>> IamDirectory::ListAccessKeys(const std::string& user_name) {
   RETURN_IF_ERROR(GetUser(user_name));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT access_key_id, status, created FROM iam_access_keys WHERE user_name = ?1 ORDER BY created, access_key_id"));
-  st.Bind(1, user_name);
-  std::vector<AccessKeyInfo> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back({st.ColumnText(0), user_name, st.ColumnText(1), st.ColumnInt(2)});
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT access_key_id, status, created FROM iam_access_keys WHERE user_name = ?1 ORDER BY created, access_key_id",
+      user_name));
+  return Rows<AccessKeyInfo>(std::move(st), [&](Statement& r) {
+    return AccessKeyInfo{r.ColumnText(0), user_name, r.ColumnText(1), r.ColumnInt(2)};
+  });
 }
 
 Status IamDirectory::UpdateAccessKey(const std::string& user_name, const std::string& akid, bool active) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "UPDATE iam_access_keys SET status = ?3 WHERE user_name = ?1 AND access_key_id = ?2"));
-  st.BindAll(user_name, akid, active ? "Active" : "Inactive");
-  RETURN_IF_ERROR(st.Run());
-  if (meta_->Changes() == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
+  ASSIGN_OR_RETURN(int changed, Write(meta_, "UPDATE iam_access_keys SET status = ?3 WHERE user_name = ?1 AND access_key_id = ?2",
+                                      user_name, akid, active ? "Active" : "Inactive"));
+  if (changed == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
   return Status::OK();
 }
 
 Status IamDirectory::DeleteAccessKey(const std::string& user_name, const std::string& akid) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "DELETE FROM iam_access_keys WHERE user_name = ?1 AND access_key_id = ?2"));
-  st.BindAll(user_name, akid);
-  RETURN_IF_ERROR(st.Run());
-  if (meta_->Changes() == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
+  ASSIGN_OR_RETURN(int changed, Write(meta_, "DELETE FROM iam_access_keys WHERE user_name = ?1 AND access_key_id = ?2",
+                                      user_name, akid));
+  if (changed == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
   return Status::OK();
 }
 
@@ -446,17 +442,10 @@ Result<ManagedPolicy> IamDirectory::GetPolicy(const std::string& arn) {
 }
 
 Result<std::vector<ManagedPolicy>> IamDirectory::ListPolicies(bool only_attached, const std::string& prefix) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(std::string(kPolicyCols) +
-                                                "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name"));
-  st.Bind(1, prefix.empty() ? "/" : prefix);
-  std::vector<ManagedPolicy> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ManagedPolicy p = PolicyFromRow(st);
-    if (only_attached && p.attachment_count == 0) continue;
-    out.push_back(std::move(p));
-  }
+  ASSIGN_OR_RETURN(Statement st, Query(meta_, std::string(kPolicyCols) +
+                                      "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name, arn", PathPrefix(prefix)));
+  ASSIGN_OR_RETURN(std::vector<ManagedPolicy> out, Rows<ManagedPolicy>(std::move(st), PolicyFromRow));
+  if (only_attached) std::erase_if(out, [](const ManagedPolicy& p) { return p.attachment_count == 0; });
   return out;
 }
 
@@ -484,16 +473,11 @@ Result<PolicyVersion> IamDirectory::GetPolicyVersion(const std::string& arn, int
 
 Result<std::vector<PolicyVersion>> IamDirectory::ListPolicyVersions(const std::string& arn) {
   ASSIGN_OR_RETURN(ManagedPolicy p, GetPolicy(arn));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT document, version, created FROM iam_policy_versions WHERE policy_arn = ?1 ORDER BY version DESC"));
-  st.Bind(1, arn);
-  std::vector<PolicyVersion> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back({st.ColumnText(0), st.ColumnInt(1), st.ColumnInt(1) == p.default_version, st.ColumnInt(2)});
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT document, version, created FROM iam_policy_versions WHERE policy_arn = ?1 ORDER BY version DESC", arn));
+  return Rows<PolicyVersion>(std::move(st), [&](Statement& r) {
+    return PolicyVersion{r.ColumnText(0), r.ColumnInt(1), r.ColumnInt(1) == p.default_version, r.ColumnInt(2)};
+  });
 }
 
 Result<PolicyVersion> IamDirectory::CreatePolicyVersion(const std::string& arn, const std::string& document,
@@ -575,17 +559,9 @@ Status IamDirectory::DetachPolicy(const std::string& kind, const std::string& na
 
 Result<std::vector<ManagedPolicy>> IamDirectory::ListAttached(const std::string& kind, const std::string& name) {
   RETURN_IF_ERROR(RequireEntity(kind, name));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT policy_arn FROM iam_attachments WHERE kind = ?1 AND entity = ?2 ORDER BY policy_arn"));
-  st.BindAll(kind, name);
-  std::vector<ManagedPolicy> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(ManagedPolicy p, GetPolicy(st.ColumnText(0)));
-    out.push_back(std::move(p));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT policy_arn FROM iam_attachments WHERE kind = ?1 AND entity = ?2 ORDER BY policy_arn", kind, name));
+  return Rows<ManagedPolicy>(std::move(st), [&](Statement& r) { return GetPolicy(r.ColumnText(0)); });
 }
 
 Status IamDirectory::PutInlinePolicy(const std::string& kind, const std::string& name,
@@ -627,16 +603,9 @@ Status IamDirectory::DeleteInlinePolicy(const std::string& kind, const std::stri
 
 Result<std::vector<std::string>> IamDirectory::ListInlinePolicies(const std::string& kind, const std::string& name) {
   RETURN_IF_ERROR(RequireEntity(kind, name));
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT policy_name FROM iam_inline_policies WHERE kind = ?1 AND entity = ?2 ORDER BY policy_name"));
-  st.BindAll(kind, name);
-  std::vector<std::string> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(st.ColumnText(0));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_,
+      "SELECT policy_name FROM iam_inline_policies WHERE kind = ?1 AND entity = ?2 ORDER BY policy_name", kind, name));
+  return Rows<std::string>(std::move(st), [](Statement& r) { return r.ColumnText(0); });
 }
 
 // --- roles ---------------------------------------------------------------------------------
@@ -668,30 +637,17 @@ Result<Role> IamDirectory::GetRole(const std::string& name) {
 }
 
 Result<std::vector<Role>> IamDirectory::ListRoles(const std::string& prefix) {
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare(std::string(kRoleCols) +
-                                                "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name"));
-  st.Bind(1, prefix.empty() ? "/" : prefix);
-  std::vector<Role> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(RoleFromRow(st, account_id()));
-  }
-  return out;
+  ASSIGN_OR_RETURN(Statement st, Query(meta_, std::string(kRoleCols) +
+                                      "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY name", PathPrefix(prefix)));
+  return Rows<Role>(std::move(st), [&](Statement& r) { return RoleFromRow(r, account_id()); });
 }
 
 Status IamDirectory::DeleteRole(const std::string& name) {
   RETURN_IF_ERROR(GetRole(name));
-  for (const char* sql : {"SELECT 1 FROM iam_attachments WHERE kind = 'role' AND entity = ?1",
-                          "SELECT 1 FROM iam_inline_policies WHERE kind = 'role' AND entity = ?1"}) {
-    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(sql));
-    q.Bind(1, name);
-    ASSIGN_OR_RETURN(bool row, q.Step());
-    if (row) return Error(ErrorCode::kDeleteConflict, "Cannot delete entity, must detach all policies first.");
-  }
-  ASSIGN_OR_RETURN(Statement st, meta_->Prepare("DELETE FROM iam_roles WHERE name = ?1"));
-  st.Bind(1, name);
-  RETURN_IF_ERROR(st.Run());
+  RETURN_IF_ERROR(RequireNoDependents(meta_, {"SELECT 1 FROM iam_attachments WHERE kind = 'role' AND entity = ?1",
+                                              "SELECT 1 FROM iam_inline_policies WHERE kind = 'role' AND entity = ?1"},
+                                      name, "Cannot delete entity, must detach all policies first."));
+  RETURN_IF_ERROR(Write(meta_, "DELETE FROM iam_roles WHERE name = ?1", name));
   Bump();
   return Status::OK();
 }
@@ -790,23 +746,20 @@ Result<std::optional<sigv4::SigningCredential>> IamDirectory::Lookup(const std::
 
 Status IamDirectory::PoliciesOf(const std::string& kind, const std::string& name,
                                 std::vector<NamedPolicyDocument>* out) {
-  ASSIGN_OR_RETURN(Statement in, meta_->Prepare(
-      "SELECT policy_name, document FROM iam_inline_policies WHERE kind = ?1 AND entity = ?2"));
-  in.BindAll(kind, name);
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, in.Step());
-    if (!row) break;
-    out->push_back({kind + "/" + name + " inline:" + in.ColumnText(0), in.ColumnText(1)});
-  }
-  ASSIGN_OR_RETURN(Statement at, meta_->Prepare(
+  ASSIGN_OR_RETURN(Statement in, Query(meta_,
+      "SELECT policy_name, document FROM iam_inline_policies WHERE kind = ?1 AND entity = ?2", kind, name));
+  ASSIGN_OR_RETURN(auto inline_docs, Rows<NamedPolicyDocument>(std::move(in), [&](Statement& r) {
+    return NamedPolicyDocument{kind + "/" + name + " inline:" + r.ColumnText(0), r.ColumnText(1)};
+  }));
+  ASSIGN_OR_RETURN(Statement at, Query(meta_,
       "SELECT a.policy_arn, v.document FROM iam_attachments a JOIN iam_policies p ON p.arn = a.policy_arn "
       "JOIN iam_policy_versions v ON v.policy_arn = p.arn AND v.version = p.default_version "
-      "WHERE a.kind = ?1 AND a.entity = ?2"));
-  at.BindAll(kind, name);
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, at.Step());
-    if (!row) break;
-    out->push_back({at.ColumnText(0), at.ColumnText(1)});
+      "WHERE a.kind = ?1 AND a.entity = ?2", kind, name));
+  ASSIGN_OR_RETURN(auto attached, Rows<NamedPolicyDocument>(std::move(at), [](Statement& r) {
+    return NamedPolicyDocument{r.ColumnText(0), r.ColumnText(1)};
+  }));
+  for (auto* docs : {&inline_docs, &attached}) {
+    for (auto& d : *docs) out->push_back(std::move(d));
   }
   return Status::OK();
 }
@@ -815,14 +768,9 @@ Result<std::vector<NamedPolicyDocument>> IamDirectory::IdentityPolicies(const Id
   std::vector<NamedPolicyDocument> out;
   if (identity.type == Identity::Type::kUser) {
     RETURN_IF_ERROR(PoliciesOf("user", identity.user_name, &out));
-    ASSIGN_OR_RETURN(Statement g, meta_->Prepare("SELECT group_name FROM iam_group_members WHERE user_name = ?1"));
-    g.Bind(1, identity.user_name);
-    std::vector<std::string> groups;
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, g.Step());
-      if (!row) break;
-      groups.push_back(g.ColumnText(0));
-    }
+    ASSIGN_OR_RETURN(Statement g, Query(meta_, "SELECT group_name FROM iam_group_members WHERE user_name = ?1",
+                                        identity.user_name));
+    ASSIGN_OR_RETURN(auto groups, Rows<std::string>(std::move(g), [](Statement& r) { return r.ColumnText(0); }));
     for (const std::string& grp : groups) RETURN_IF_ERROR(PoliciesOf("group", grp, &out));
   } else if (identity.type == Identity::Type::kAssumedRole) {
     size_t p = identity.arn.find("assumed-role/");

@@ -1,6 +1,8 @@
 #include "security/iam/iam_service.h"
 
+#include <algorithm>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 
 #include "core/clock.h"
@@ -46,14 +48,59 @@ std::string VersionXml(const PolicyVersion& v, bool with_document, const char* t
          "</" + tag + ">";
 }
 
-template <typename T, typename F>
-std::string Members(const char* tag, const std::vector<T>& items, F fn) {
-  std::string s = std::string("<") + tag + ">";
-  for (const T& i : items) s += fn(i);
-  return s + "</" + tag + ">";
+const char* kNotTruncated = "<IsTruncated>false</IsTruncated>";
+
+// IAM List* paging: MaxItems (1..1000, default 100), Marker (from the previous page's
+// response), IsTruncated. The marker names the last item returned (base64, so clients treat
+// it as opaque); the next page starts after that item, or after where it sorted if it was
+// deleted meanwhile.
+struct Paging {
+  size_t max_items = 100;
+  std::optional<std::string> after;
+};
+
+Result<Paging> ParsePaging(const net::ApiCall& call) {
+  Paging p;
+  const std::string& max = call.Param("MaxItems");
+  if (!max.empty()) {
+    auto n = ParseInt64(max);
+    if (!n || *n < 1 || *n > 1000) {
+      return Error(ErrorCode::kValidationError, "1 validation error detected: Value '" + max +
+                                                    "' at 'maxItems' failed to satisfy constraint: Member "
+                                                    "must have value between 1 and 1000");
+    }
+    p.max_items = static_cast<size_t>(*n);
+  }
+  const std::string& marker = call.Param("Marker");
+  if (!marker.empty()) {
+    auto decoded = Base64Decode(marker);
+    if (!decoded) return Error(ErrorCode::kValidationError, "Invalid Marker: " + marker);
+    p.after = *decoded;
+  }
+  return p;
 }
 
-const char* kNotTruncated = "<IsTruncated>false</IsTruncated>";
+// One page of `items` (in the directory's order, ascending by `key`) inside <tag>, followed by
+// IsTruncated and, when truncated, the Marker of the next page.
+template <typename T, typename KeyFn, typename XmlFn>
+std::string Page(const char* tag, const std::vector<T>& items, const Paging& paging, KeyFn key, XmlFn xml) {
+  auto it = items.begin();
+  if (paging.after) {
+    auto same = std::find_if(items.begin(), items.end(), [&](const T& i) { return key(i) == *paging.after; });
+    it = same != items.end() ? same + 1
+                             : std::find_if(items.begin(), items.end(), [&](const T& i) { return key(i) > *paging.after; });
+  }
+  std::string s = std::string("<") + tag + ">";
+  size_t n = 0;
+  std::string last;
+  for (; it != items.end() && n < paging.max_items; ++it, ++n) {
+    s += xml(*it);
+    last = key(*it);
+  }
+  s += std::string("</") + tag + ">";
+  if (it == items.end()) return s + kNotTruncated;
+  return s + "<IsTruncated>true</IsTruncated>" + Tag("Marker", Base64Encode(last));
+}
 
 Status Required(const net::ApiCall& call, const char* name, std::string* out) {
   *out = call.Param(name);
@@ -126,6 +173,11 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
   };
   std::string path = call.Param("Path").empty() ? "/" : call.Param("Path");
   std::string prefix = call.Param("PathPrefix");
+  ASSIGN_OR_RETURN(Paging paging, ParsePaging(call));
+  auto user_key = [](const IamUser& u) { return u.name; };
+  auto user_xml = [](const IamUser& u) { return UserXml(u, "member"); };
+  auto group_key = [](const Group& g) { return g.name; };
+  auto group_xml = [](const Group& g) { return GroupXml(g, "member"); };
 
   // --- users ---
   if (a == "CreateUser") {
@@ -146,7 +198,7 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
   if (a == "ListUsers") {
     RETURN_IF_ERROR(authorize(arn("user", "")));
     ASSIGN_OR_RETURN(auto users, dir_->ListUsers(prefix));
-    return respond(Members("Users", users, [](const IamUser& u) { return UserXml(u, "member"); }) + kNotTruncated);
+    return respond(Page("Users", users, paging, user_key, user_xml));
   }
   if (a == "UpdateUser") {
     std::string name;
@@ -211,20 +263,19 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     }
     ASSIGN_OR_RETURN(Group g, dir_->GetGroup(name));
     ASSIGN_OR_RETURN(auto users, dir_->GroupMembers(name));
-    return respond(GroupXml(g) + Members("Users", users, [](const IamUser& u) { return UserXml(u, "member"); }) +
-                   kNotTruncated);
+    return respond(GroupXml(g) + Page("Users", users, paging, user_key, user_xml));
   }
   if (a == "ListGroups") {
     RETURN_IF_ERROR(authorize(arn("group", "")));
     ASSIGN_OR_RETURN(auto groups, dir_->ListGroups(prefix));
-    return respond(Members("Groups", groups, [](const Group& g) { return GroupXml(g, "member"); }) + kNotTruncated);
+    return respond(Page("Groups", groups, paging, group_key, group_xml));
   }
   if (a == "ListGroupsForUser") {
     std::string name;
     RETURN_IF_ERROR(Required(call, "UserName", &name));
     RETURN_IF_ERROR(authorize(arn("user", name)));
     ASSIGN_OR_RETURN(auto groups, dir_->ListGroupsForUser(name));
-    return respond(Members("Groups", groups, [](const Group& g) { return GroupXml(g, "member"); }) + kNotTruncated);
+    return respond(Page("Groups", groups, paging, group_key, group_xml));
   }
   if (a == "AddUserToGroup" || a == "RemoveUserFromGroup") {
     std::string group, user;
@@ -248,10 +299,11 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     }
     if (a == "ListAccessKeys") {
       ASSIGN_OR_RETURN(auto keys, dir_->ListAccessKeys(name));
-      return respond(Members("AccessKeyMetadata", keys, [](const AccessKeyInfo& k) {
-                       return "<member>" + Tag("UserName", k.user_name) + Tag("AccessKeyId", k.access_key_id) +
-                              Tag("Status", k.status) + Tag("CreateDate", Date(k.created)) + "</member>";
-                     }) + kNotTruncated);
+      return respond(Page("AccessKeyMetadata", keys, paging, [](const AccessKeyInfo& k) { return k.access_key_id; },
+                          [](const AccessKeyInfo& k) {
+                            return "<member>" + Tag("UserName", k.user_name) + Tag("AccessKeyId", k.access_key_id) +
+                                   Tag("Status", k.status) + Tag("CreateDate", Date(k.created)) + "</member>";
+                          }));
     }
     std::string akid;
     RETURN_IF_ERROR(Required(call, "AccessKeyId", &akid));
@@ -292,9 +344,10 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     }
     if (a == "ListPolicyVersions") {
       ASSIGN_OR_RETURN(auto versions, dir_->ListPolicyVersions(parn));
-      return respond(Members("Versions", versions,
-                             [](const PolicyVersion& v) { return VersionXml(v, false, "member"); }) +
-                     kNotTruncated);
+      // Newest first, as IAM lists them; the marker names the last version returned.
+      return respond(Page("Versions", versions, paging,
+                          [](const PolicyVersion& v) { return std::to_string(v.version); },
+                          [](const PolicyVersion& v) { return VersionXml(v, false, "member"); }));
     }
     if (a == "CreatePolicyVersion") {
       std::string doc;
@@ -319,8 +372,8 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     if (call.Param("Scope") != "AWS") {
       ASSIGN_OR_RETURN(policies, dir_->ListPolicies(call.Param("OnlyAttached") == "true", prefix));
     }
-    return respond(Members("Policies", policies, [](const ManagedPolicy& p) { return PolicyXml(p, "member"); }) +
-                   kNotTruncated);
+    return respond(Page("Policies", policies, paging, [](const ManagedPolicy& p) { return p.name + '\n' + p.arn; },
+                        [](const ManagedPolicy& p) { return PolicyXml(p, "member"); }));
   }
 
   // --- attachments and inline policies: <Verb><Kind>Policy / ListAttached<Kind>Policies ---
@@ -349,14 +402,15 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
     }
     if (list_attached) {
       ASSIGN_OR_RETURN(auto attached, dir_->ListAttached(k.kind, name));
-      return respond(Members("AttachedPolicies", attached, [](const ManagedPolicy& p) {
-                       return "<member>" + Tag("PolicyName", p.name) + Tag("PolicyArn", p.arn) + "</member>";
-                     }) + kNotTruncated);
+      return respond(Page("AttachedPolicies", attached, paging, [](const ManagedPolicy& p) { return p.arn; },
+                          [](const ManagedPolicy& p) {
+                            return "<member>" + Tag("PolicyName", p.name) + Tag("PolicyArn", p.arn) + "</member>";
+                          }));
     }
     if (list_inline) {
       ASSIGN_OR_RETURN(auto names, dir_->ListInlinePolicies(k.kind, name));
-      return respond(Members("PolicyNames", names, [](const std::string& n) { return Tag("member", n); }) +
-                     kNotTruncated);
+      return respond(Page("PolicyNames", names, paging, [](const std::string& n) { return n; },
+                          [](const std::string& n) { return Tag("member", n); }));
     }
     std::string pname;
     RETURN_IF_ERROR(Required(call, "PolicyName", &pname));
@@ -409,7 +463,8 @@ Status IamService::Handle(net::ApiCall& call, net::HttpRequest& request, net::Ht
   if (a == "ListRoles") {
     RETURN_IF_ERROR(authorize(arn("role", "")));
     ASSIGN_OR_RETURN(auto roles, dir_->ListRoles(prefix));
-    return respond(Members("Roles", roles, [](const Role& r) { return RoleXml(r, "member"); }) + kNotTruncated);
+    return respond(Page("Roles", roles, paging, [](const Role& r) { return r.name; },
+                        [](const Role& r) { return RoleXml(r, "member"); }));
   }
   if (a == "GetAccountSummary" || a == "ListAccountAliases") {
     RETURN_IF_ERROR(authorize("*"));
