@@ -69,6 +69,44 @@ uint32_t Crc32c(uint32_t crc, std::string_view data) {
   return ~c;
 }
 
+namespace {
+uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (; vec; vec >>= 1, ++mat) {
+    if (vec & 1) sum ^= *mat;
+  }
+  return sum;
+}
+void Gf2Square(uint32_t* square, const uint32_t* mat) {
+  for (int n = 0; n < 32; ++n) square[n] = Gf2Times(mat, mat[n]);
+}
+}  // namespace
+
+uint32_t CrcCombine(ChecksumAlgorithm algorithm, uint32_t crc1, uint32_t crc2, uint64_t len2) {
+  if (len2 == 0) return crc1;
+  uint32_t even[32], odd[32];
+  // The operator for one zero bit, for the reflected polynomial.
+  odd[0] = algorithm == ChecksumAlgorithm::kCrc32c ? 0x82F63B78u : 0xEDB88320u;
+  uint32_t row = 1;
+  for (int n = 1; n < 32; ++n) {
+    odd[n] = row;
+    row <<= 1;
+  }
+  Gf2Square(even, odd);  // two zero bits
+  Gf2Square(odd, even);  // four zero bits
+  // Apply len2 zero bytes to crc1 (the first squaring gives one zero byte).
+  do {
+    Gf2Square(even, odd);
+    if (len2 & 1) crc1 = Gf2Times(even, crc1);
+    len2 >>= 1;
+    if (len2 == 0) break;
+    Gf2Square(odd, even);
+    if (len2 & 1) crc1 = Gf2Times(odd, crc1);
+    len2 >>= 1;
+  } while (len2 != 0);
+  return crc1 ^ crc2;
+}
+
 struct Checksummer::HashImpl {
   Hasher hasher;
   explicit HashImpl(Hasher::Algorithm a) : hasher(a) {}

@@ -19,6 +19,10 @@ namespace tarn::storage {
 uint32_t Crc32(uint32_t crc, std::string_view data);
 uint32_t Crc32c(uint32_t crc, std::string_view data);
 
+// The CRC of A+B from crc(A), crc(B) and len(B), for CRC32 or CRC32C (zlib's crc32_combine
+// method over GF(2)): S3's FULL_OBJECT checksum of a multipart object from its parts' CRCs.
+uint32_t CrcCombine(ChecksumAlgorithm algorithm, uint32_t crc1, uint32_t crc2, uint64_t len2);
+
 class Checksummer {
  public:
   explicit Checksummer(ChecksumAlgorithm algorithm);

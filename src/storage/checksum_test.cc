@@ -28,5 +28,14 @@ TEST(Checksum, Names) {
   EXPECT_FALSE(ParseChecksumAlgorithm("md5").has_value());
 }
 
+TEST(Checksum, CrcCombineMatchesTheWholeObject) {
+  std::string a(70000, 'a'), b = "the second part, shorter";
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<char>(i * 31 + 7);
+  EXPECT_EQ(CrcCombine(ChecksumAlgorithm::kCrc32, Crc32(0, a), Crc32(0, b), b.size()), Crc32(0, a + b));
+  EXPECT_EQ(CrcCombine(ChecksumAlgorithm::kCrc32c, Crc32c(0, a), Crc32c(0, b), b.size()), Crc32c(0, a + b));
+  EXPECT_EQ(CrcCombine(ChecksumAlgorithm::kCrc32, 0, Crc32(0, b), b.size()), Crc32(0, b));
+  EXPECT_EQ(CrcCombine(ChecksumAlgorithm::kCrc32, Crc32(0, a), 0, 0), Crc32(0, a));
+}
+
 }  // namespace
 }  // namespace tarn::storage

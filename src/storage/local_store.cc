@@ -290,6 +290,8 @@ Status LocalObjectStore::Init(const std::vector<std::string>& default_buckets) {
        "CREATE TABLE s3_intents (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"},
       // Sizes of a multipart object's parts, for GET/HEAD with ?partNumber=N.
       {2, "ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"},
+      // x-amz-checksum-type of a multipart upload ("" = COMPOSITE, or "FULL_OBJECT").
+      {3, "ALTER TABLE s3_uploads ADD COLUMN checksum_type TEXT NOT NULL DEFAULT '';"},
   }));
   std::vector<std::string> subs = {"", "/.tarn", "/.tarn/tmp", "/.tarn/blobs", "/.tarn/versions",
                                    "/.tarn/uploads"};
@@ -1240,7 +1242,7 @@ Result<std::string> LocalObjectStore::LocalBucketDir(const std::string& bucket) 
 
 Result<UploadInfo> LocalObjectStore::CreateMultipartUpload(
     const std::string& bucket, const std::string& key, const ObjectAttributes& attrs,
-    const std::vector<ChecksumAlgorithm>& checksums) {
+    const std::vector<ChecksumAlgorithm>& checksums, bool full_object_checksum) {
   RETURN_IF_ERROR(ValidateKey(key));
   RETURN_IF_ERROR(BucketVersioning(bucket));
   UploadInfo u;
@@ -1254,16 +1256,18 @@ Result<UploadInfo> LocalObjectStore::CreateMultipartUpload(
   u.initiated_ms = Clock::Real()->NowMillis();
   u.attrs = attrs;
   u.checksums = checksums;
+  u.full_object_checksum = full_object_checksum;
   if (::mkdir((root_ + "/.tarn/uploads/" + u.upload_id).c_str(), 0755) != 0) {
     return Errno("creating upload directory");
   }
   json algos = json::array();
   for (auto a : checksums) algos.push_back(ChecksumName(a));
   ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
-      "INSERT INTO s3_uploads(upload_id, bucket, key, initiated, attrs, checksums) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
+      "INSERT INTO s3_uploads(upload_id, bucket, key, initiated, attrs, checksums, checksum_type) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
   q.Bind(1, u.upload_id).Bind(2, bucket).Bind(3, key).Bind(4, u.initiated_ms);
   q.Bind(5, AttrsToJson(attrs).dump()).Bind(6, algos.dump());
+  q.Bind(7, full_object_checksum ? "FULL_OBJECT" : "");
   RETURN_IF_ERROR(q.Run());
   return u;
 }
@@ -1271,7 +1275,7 @@ Result<UploadInfo> LocalObjectStore::CreateMultipartUpload(
 Result<UploadInfo> LocalObjectStore::GetUpload(const std::string& bucket, const std::string& key,
                                                const std::string& upload_id) {
   ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
-      "SELECT initiated, attrs, checksums FROM s3_uploads "
+      "SELECT initiated, attrs, checksums, checksum_type FROM s3_uploads "
       "WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3"));
   q.BindAll(upload_id, bucket, key);
   ASSIGN_OR_RETURN(bool row, q.Step());
@@ -1286,6 +1290,7 @@ Result<UploadInfo> LocalObjectStore::GetUpload(const std::string& bucket, const 
   u.upload_id = upload_id;
   u.initiated_ms = q.ColumnInt(0);
   u.attrs = AttrsFromJson(q.ColumnText(1));
+  u.full_object_checksum = q.ColumnText(3) == "FULL_OBJECT";
   json algos = json::parse(q.ColumnText(2), nullptr, false);
   if (algos.is_array()) {
     for (const auto& a : algos) {
@@ -1357,10 +1362,9 @@ Result<std::vector<PartInfo>> LocalObjectStore::ListParts(const std::string& buc
   return parts;
 }
 
-Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(const std::string& bucket,
-                                                             const std::string& key,
-                                                             const std::string& upload_id,
-                                                             const std::vector<CompletePart>& parts) {
+Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(
+    const std::string& bucket, const std::string& key, const std::string& upload_id,
+    const std::vector<CompletePart>& parts, const std::function<Status(const ObjectInfo&)>& verify) {
   ASSIGN_OR_RETURN(UploadInfo upload, GetUpload(bucket, key, upload_id));
   ASSIGN_OR_RETURN(std::vector<PartInfo> stored, ListParts(bucket, key, upload_id));
   if (parts.empty()) {
@@ -1437,13 +1441,28 @@ Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(const std::string& 
   info.part_sizes = std::move(part_sizes);
   info.etag = HexEncode(Md5(md5s)) + "-" + std::to_string(chosen.size());
   info.attrs = upload.attrs;
-  // S3 "composite" checksums: the checksum of the parts' checksums, suffixed with the count.
   for (auto a : upload.checksums) {
     auto it = composite_input.find(ChecksumName(a));
     if (it == composite_input.end()) continue;
+    bool crc = a == ChecksumAlgorithm::kCrc32 || a == ChecksumAlgorithm::kCrc32c;
+    if (upload.full_object_checksum && crc && it->second.size() == 4 * chosen.size()) {
+      // FULL_OBJECT: the CRC of all the bytes, combined from the parts' CRCs and sizes.
+      uint32_t whole = 0;
+      for (size_t i = 0; i < chosen.size(); ++i) {
+        const auto* b = reinterpret_cast<const unsigned char*>(it->second.data() + 4 * i);
+        uint32_t part = uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3];
+        whole = CrcCombine(a, whole, part, chosen[i]->size);
+      }
+      std::string raw(4, '\0');
+      for (int k = 0; k < 4; ++k) raw[k] = static_cast<char>(whole >> (24 - 8 * k));
+      info.checksums[ChecksumName(a)] = Base64Encode(raw);
+      continue;
+    }
+    // S3 "composite" checksums: the checksum of the parts' checksums, suffixed with the count.
     info.checksums[ChecksumName(a)] =
         Base64Encode(ComputeChecksum(a, it->second)) + "-" + std::to_string(chosen.size());
   }
+  if (verify) RETURN_IF_ERROR(verify(info));
   ASSIGN_OR_RETURN(ObjectInfo done, Commit(bucket, key, staged, std::move(info)));
   AbortMultipartUpload(bucket, key, upload_id).IgnoreError();
   return done;

@@ -77,14 +77,16 @@ class LocalObjectStore final : public ObjectStore {
 
   Result<UploadInfo> CreateMultipartUpload(const std::string& bucket, const std::string& key,
                                            const ObjectAttributes& attrs,
-                                           const std::vector<ChecksumAlgorithm>& checksums) override;
+                                           const std::vector<ChecksumAlgorithm>& checksums,
+                                           bool full_object_checksum) override;
   Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
                               const std::string& upload_id, int part_number, ByteSource& data,
                               const std::vector<ChecksumAlgorithm>& checksums,
                               const std::function<Status(const PartInfo&)>& verify) override;
-  Result<ObjectInfo> CompleteMultipartUpload(const std::string& bucket, const std::string& key,
-                                             const std::string& upload_id,
-                                             const std::vector<CompletePart>& parts) override;
+  Result<ObjectInfo> CompleteMultipartUpload(
+      const std::string& bucket, const std::string& key, const std::string& upload_id,
+      const std::vector<CompletePart>& parts,
+      const std::function<Status(const ObjectInfo&)>& verify) override;
   Status AbortMultipartUpload(const std::string& bucket, const std::string& key,
                               const std::string& upload_id) override;
   Result<std::vector<UploadInfo>> ListMultipartUploads(const std::string& bucket,

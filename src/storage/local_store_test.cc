@@ -11,6 +11,7 @@
 
 #include "core/crypto.h"
 #include "core/strings.h"
+#include "storage/checksum.h"
 
 namespace tarn::storage {
 namespace {
@@ -315,7 +316,7 @@ TEST_F(LocalStoreTest, ConcurrentPutsGroupCommit) {
 }
 
 TEST_F(LocalStoreTest, Multipart) {
-  auto up = store_->CreateMultipartUpload("landing", "big", {}, {ChecksumAlgorithm::kCrc32});
+  auto up = store_->CreateMultipartUpload("landing", "big", {}, {ChecksumAlgorithm::kCrc32}, false);
   ASSERT_TRUE(up.ok());
   std::vector<std::string> parts = {"part-one-", "part-two-", "end"};
   std::vector<CompletePart> done;
@@ -332,30 +333,52 @@ TEST_F(LocalStoreTest, Multipart) {
   auto uploads = store_->ListMultipartUploads("landing", "");
   ASSERT_EQ(uploads->size(), 1u);
   std::vector<CompletePart> wrong_order = {done[1], done[0]};
-  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "big", up->upload_id, wrong_order).status().code(),
+  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "big", up->upload_id, wrong_order, {}).status().code(),
             ErrorCode::kInvalidPartOrder);
   std::vector<CompletePart> bad_etag = {{1, "\"00\""}};
-  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "big", up->upload_id, bad_etag).status().code(),
+  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "big", up->upload_id, bad_etag, {}).status().code(),
             ErrorCode::kInvalidPart);
   std::vector<CompletePart> small_first = {done[2], {4, "x"}};
   small_first = {{3, done[2].etag}, {4, done[2].etag}};
-  auto info = store_->CompleteMultipartUpload("landing", "big", up->upload_id, done);
+  auto info = store_->CompleteMultipartUpload("landing", "big", up->upload_id, done, {});
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->etag, HexEncode(Md5(md5s)) + "-3");
   EXPECT_TRUE(EndsWith(info->checksums["CRC32"], "-3"));
   EXPECT_EQ(Get("landing", "big"), "part-one-part-two-end");
+  auto head = store_->HeadObject("landing", "big", "");
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->part_sizes, (std::vector<uint64_t>{9, 9, 3}));  // for GET ?partNumber=N
   EXPECT_EQ(store_->ListParts("landing", "big", up->upload_id).status().code(), ErrorCode::kNoSuchUpload);
+  // FULL_OBJECT: the CRC32 of all the bytes, combined from the parts', without "-N"; a
+  // rejecting `verify` stores nothing and keeps the upload.
+  auto full = store_->CreateMultipartUpload("landing", "full", {}, {ChecksumAlgorithm::kCrc32}, true);
+  ASSERT_TRUE(full.ok());
+  std::vector<CompletePart> full_parts;
+  for (int n = 1; n <= 2; ++n) {
+    StringSource src(n == 1 ? "first part " : "and the second");
+    auto p = store_->UploadPart("landing", "full", full->upload_id, n, src, {}, nullptr);
+    ASSERT_TRUE(p.ok());
+    full_parts.push_back({n, p->etag});
+  }
+  auto reject = [](const ObjectInfo&) { return Error(ErrorCode::kBadDigest, "no"); };
+  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "full", full->upload_id, full_parts, reject).status().code(),
+            ErrorCode::kBadDigest);
+  EXPECT_EQ(store_->HeadObject("landing", "full", "").status().code(), ErrorCode::kNoSuchKey);
+  auto whole = store_->CompleteMultipartUpload("landing", "full", full->upload_id, full_parts, {});
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_EQ(whole->checksums["CRC32"],
+            Base64Encode(ComputeChecksum(ChecksumAlgorithm::kCrc32, "first part and the second")));
   EXPECT_TRUE(store_->ListMultipartUploads("landing", "")->empty());
   // EntityTooSmall for a short non-last part.
   store_->set_min_part_size(100);
-  auto up2 = store_->CreateMultipartUpload("landing", "small", {}, {});
+  auto up2 = store_->CreateMultipartUpload("landing", "small", {}, {}, false);
   std::vector<CompletePart> two;
   for (int i = 1; i <= 2; ++i) {
     StringSource src("tiny");
     auto p = store_->UploadPart("landing", "small", up2->upload_id, i, src, {}, nullptr);
     two.push_back({i, p->etag});
   }
-  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "small", up2->upload_id, two).status().code(),
+  EXPECT_EQ(store_->CompleteMultipartUpload("landing", "small", up2->upload_id, two, {}).status().code(),
             ErrorCode::kEntityTooSmall);
   EXPECT_TRUE(store_->AbortMultipartUpload("landing", "small", up2->upload_id).ok());
   EXPECT_EQ(store_->AbortMultipartUpload("landing", "small", up2->upload_id).code(), ErrorCode::kNoSuchUpload);

@@ -175,6 +175,9 @@ struct UploadInfo {
   int64_t initiated_ms = 0;
   ObjectAttributes attrs;
   std::vector<ChecksumAlgorithm> checksums;
+  // S3 x-amz-checksum-type FULL_OBJECT: the object's CRC32/CRC32C is that of all its bytes
+  // (combined from the parts' CRCs), not the COMPOSITE checksum of the parts' checksums.
+  bool full_object_checksum = false;
 };
 
 struct CompletePart {
@@ -244,7 +247,8 @@ class ObjectStore {
   virtual Result<UploadInfo> CreateMultipartUpload(const std::string& bucket,
                                                    const std::string& key,
                                                    const ObjectAttributes& attrs,
-                                                   const std::vector<ChecksumAlgorithm>& checksums) = 0;
+                                                   const std::vector<ChecksumAlgorithm>& checksums,
+                                                   bool full_object_checksum) = 0;
   // kNoSuchUpload; part numbers 1..10000. Computes the upload's checksum algorithms plus
   // `checksums`; `verify` as in PutOptions.
   virtual Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
@@ -253,11 +257,12 @@ class ObjectStore {
                                       const std::vector<ChecksumAlgorithm>& checksums,
                                       const std::function<Status(const PartInfo&)>& verify) = 0;
   // kInvalidPart (unknown part or ETag mismatch), kInvalidPartOrder, kEntityTooSmall (a part
-  // other than the last under 5 MiB).
-  virtual Result<ObjectInfo> CompleteMultipartUpload(const std::string& bucket,
-                                                     const std::string& key,
-                                                     const std::string& upload_id,
-                                                     const std::vector<CompletePart>& parts) = 0;
+  // other than the last under 5 MiB). `verify` (may be empty) sees the object's size, ETag and
+  // checksums before it becomes visible; an error stores nothing and keeps the upload.
+  virtual Result<ObjectInfo> CompleteMultipartUpload(
+      const std::string& bucket, const std::string& key, const std::string& upload_id,
+      const std::vector<CompletePart>& parts,
+      const std::function<Status(const ObjectInfo&)>& verify) = 0;
   virtual Status AbortMultipartUpload(const std::string& bucket, const std::string& key,
                                       const std::string& upload_id) = 0;
   virtual Result<std::vector<UploadInfo>> ListMultipartUploads(const std::string& bucket,

@@ -280,3 +280,49 @@ def test_versioning_and_policy(lake, tmp_path):
     aws(lake, "s3api", "delete-bucket-policy", "--bucket", "versioned")
     p = aws(lake, "s3api", "get-bucket-policy", "--bucket", "versioned", check=False)
     assert "NoSuchBucketPolicy" in p.stderr
+
+
+def test_part_number_and_full_object_checksum(lake, tmp_path):
+    """GET/HEAD ?partNumber=N of a multipart object, and a FULL_OBJECT CRC32 multipart upload
+    (x-amz-checksum-type, as newer SDKs send): the object's CRC32 is that of all its bytes."""
+    import base64
+    import zlib
+    part1 = random_file(tmp_path / "p1", 5 << 20)
+    part2 = random_file(tmp_path / "p2", 3000)
+    data = part1.read_bytes() + part2.read_bytes()
+    crc = lambda b: base64.b64encode((zlib.crc32(b) & 0xffffffff).to_bytes(4, "big")).decode()
+    up = json.loads(aws(lake, "s3api", "create-multipart-upload", "--bucket", "landing", "--key", "fo/obj",
+                        "--checksum-algorithm", "CRC32", "--checksum-type", "FULL_OBJECT").stdout)
+    uid = up["UploadId"]
+    parts = []
+    for n, f in ((1, part1), (2, part2)):
+        out = json.loads(aws(lake, "s3api", "upload-part", "--bucket", "landing", "--key", "fo/obj", "--upload-id",
+                             uid, "--part-number", str(n), "--body", str(f), "--checksum-algorithm", "CRC32").stdout)
+        parts.append({"PartNumber": n, "ETag": out["ETag"], "ChecksumCRC32": out["ChecksumCRC32"]})
+    body = json.dumps({"Parts": parts})
+    # A wrong full-object checksum: BadDigest, nothing stored, the upload stays.
+    p = aws(lake, "s3api", "complete-multipart-upload", "--bucket", "landing", "--key", "fo/obj", "--upload-id", uid,
+            "--multipart-upload", body, "--checksum-crc32", crc(b"not the data"), "--checksum-type", "FULL_OBJECT",
+            check=False)
+    assert p.returncode != 0 and "BadDigest" in p.stderr, p.stderr
+    assert aws(lake, "s3api", "head-object", "--bucket", "landing", "--key", "fo/obj", check=False).returncode != 0
+    done = json.loads(aws(lake, "s3api", "complete-multipart-upload", "--bucket", "landing", "--key", "fo/obj",
+                          "--upload-id", uid, "--multipart-upload", body, "--checksum-crc32", crc(data),
+                          "--checksum-type", "FULL_OBJECT").stdout)
+    assert done["ChecksumCRC32"] == crc(data) and done.get("ChecksumType") == "FULL_OBJECT", done
+    head = json.loads(aws(lake, "s3api", "head-object", "--bucket", "landing", "--key", "fo/obj",
+                          "--checksum-mode", "ENABLED").stdout)
+    assert head["ChecksumCRC32"] == crc(data) and head.get("ChecksumType") == "FULL_OBJECT", head
+    # partNumber: each part's bytes, 206, with the part count.
+    h2 = json.loads(aws(lake, "s3api", "head-object", "--bucket", "landing", "--key", "fo/obj",
+                        "--part-number", "2").stdout)
+    assert h2["ContentLength"] == 3000 and h2["PartsCount"] == 2, h2
+    for n, f in ((1, part1), (2, part2)):
+        out = tmp_path / ("got%d" % n)
+        meta = json.loads(aws(lake, "s3api", "get-object", "--bucket", "landing", "--key", "fo/obj",
+                              "--part-number", str(n), str(out)).stdout)
+        assert out.read_bytes() == f.read_bytes() and meta["PartsCount"] == 2, meta
+        assert meta["ContentRange"].startswith("bytes %d-" % (0 if n == 1 else 5 << 20)), meta
+    p = aws(lake, "s3api", "head-object", "--bucket", "landing", "--key", "fo/obj", "--part-number", "3",
+            check=False)
+    assert p.returncode != 0 and "416" in p.stderr, p.stderr

@@ -941,18 +941,37 @@ Status S3Service::GetObject(Ctx& c, bool head) {
                             c.key, true));
   GetOptions g;
   g.version_id = version;
+  bool by_part = false;
   if (c.Has("partNumber")) {
+    // GET/HEAD ?partNumber=N: the bytes of part N of a multipart object (a ranged GET over the
+    // part's offsets, answered 206 with x-amz-mp-parts-count); part 1 of a simple object is
+    // the whole object. A Range header may not be combined with it.
     auto pn = ParseInt64(c.Param("partNumber"));
     if (!pn || *pn < 1 || *pn > 10000) return Error(ErrorCode::kInvalidArgument, "Part number must be an integer between 1 and 10000, inclusive");
-    // Parts are not kept apart after completion: part 1 of a simple object is the whole
-    // object (S3's behaviour); other part numbers of multipart objects are not served.
+    if (c.rq.headers.Find("Range")) {
+      return Error(ErrorCode::kInvalidRequest, "Cannot specify both Range header and partNumber query parameter");
+    }
     ASSIGN_OR_RETURN(ObjectInfo info, store_->HeadObject(c.bucket, c.key, version));
-    if (*pn != 1 || info.parts_count > 1) {
-      return Error(ErrorCode::kS3NotImplemented, "GET by partNumber of a multipart object is not implemented");
+    if (info.parts_count > 0 && !info.part_sizes.empty()) {
+      if (*pn > static_cast<int64_t>(info.part_sizes.size())) {
+        return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
+      }
+      uint64_t first = 0;
+      for (int64_t i = 0; i + 1 < *pn; ++i) first += info.part_sizes[i];
+      uint64_t size = info.part_sizes[*pn - 1];
+      if (size == 0) return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
+      g.range_first = first;
+      g.range_last = first + size - 1;
+      by_part = true;
+    } else if (*pn != 1 || info.parts_count > 1) {
+      // Multipart objects completed before part sizes were recorded.
+      return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
     }
   }
-  std::string range = c.rq.headers.Get("Range");
-  ParseRange(range, &g);
+  if (!by_part) {
+    std::string range = c.rq.headers.Get("Range");
+    ParseRange(range, &g);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ObjectReader> reader, store_->GetObject(c.bucket, c.key, g));
   const ObjectInfo& info = reader->info();
   SetObjectHeaders(c.rs, info);
@@ -1068,7 +1087,26 @@ Status S3Service::CreateMultipartUpload(Ctx& c) {
     algos.push_back(*a);
     c.rs.headers.Set("x-amz-checksum-algorithm", ChecksumName(*a));
   }
-  ASSIGN_OR_RETURN(UploadInfo u, store_->CreateMultipartUpload(c.bucket, c.key, AttrsFromHeaders(c.rq), algos));
+  // x-amz-checksum-type: COMPOSITE (default) or FULL_OBJECT, which S3 allows for CRCs only.
+  bool full_object = false;
+  std::string type = c.rq.headers.Get("x-amz-checksum-type");
+  if (!type.empty()) {
+    if (EqualsIgnoreCase(type, "FULL_OBJECT")) {
+      full_object = true;
+    } else if (!EqualsIgnoreCase(type, "COMPOSITE")) {
+      return Error(ErrorCode::kInvalidRequest, "Value for x-amz-checksum-type header is invalid.");
+    }
+    if (algos.empty()) {
+      return Error(ErrorCode::kInvalidRequest, "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.");
+    }
+    if (full_object && algos[0] != ChecksumAlgorithm::kCrc32 && algos[0] != ChecksumAlgorithm::kCrc32c) {
+      return Error(ErrorCode::kInvalidRequest, std::string("The FULL_OBJECT checksum type cannot be used with the ") +
+                                                   ChecksumName(algos[0]) + " checksum algorithm.");
+    }
+    c.rs.headers.Set("x-amz-checksum-type", full_object ? "FULL_OBJECT" : "COMPOSITE");
+  }
+  ASSIGN_OR_RETURN(UploadInfo u, store_->CreateMultipartUpload(c.bucket, c.key, AttrsFromHeaders(c.rq), algos,
+                                                               full_object));
   Xml x("InitiateMultipartUploadResult");
   x.Elem("Bucket", c.bucket).Elem("Key", c.key).Elem("UploadId", u.upload_id);
   net::WriteXml(c.rs, x.Done());
@@ -1147,7 +1185,23 @@ Status S3Service::CompleteMultipartUpload(Ctx& c) {
     if (!n) return Error(ErrorCode::kMalformedXML, "PartNumber must be an integer");
     parts.push_back({static_cast<int>(*n), ChildText(p, "ETag")});
   }
-  ASSIGN_OR_RETURN(ObjectInfo info, store_->CompleteMultipartUpload(c.bucket, c.key, c.Param("uploadId"), parts));
+  // The whole object's checksum may come with the request (x-amz-checksum-crc32 … of the
+  // FULL_OBJECT value, or the COMPOSITE "…-N"): checked before the object becomes visible.
+  auto verify = [&](const ObjectInfo& computed) -> Status {
+    for (ChecksumAlgorithm a : {ChecksumAlgorithm::kCrc32, ChecksumAlgorithm::kCrc32c, ChecksumAlgorithm::kSha1,
+                                ChecksumAlgorithm::kSha256}) {
+      const std::string* sent = c.rq.headers.Find(std::string("x-amz-checksum-") + ToLower(ChecksumName(a)));
+      if (!sent) continue;
+      auto it = computed.checksums.find(ChecksumName(a));
+      if (it == computed.checksums.end() || std::string(Trim(*sent)) != it->second) {
+        return Error(ErrorCode::kBadDigest, std::string("The ") + ChecksumName(a) +
+                                                " you specified did not match the calculated checksum.");
+      }
+    }
+    return Status::OK();
+  };
+  ASSIGN_OR_RETURN(ObjectInfo info, store_->CompleteMultipartUpload(c.bucket, c.key, c.Param("uploadId"), parts,
+                                                                    verify));
   if (info.version_id != "null") c.rs.headers.Set("x-amz-version-id", info.version_id);
   Xml x("CompleteMultipartUploadResult");
   std::string host = c.rq.headers.Get("Host");
@@ -1155,6 +1209,11 @@ Status S3Service::CompleteMultipartUpload(Ctx& c) {
                          UriEncode(c.key, false));
   x.Elem("Bucket", c.bucket).Elem("Key", c.key).Elem("ETag", Quote(info.etag));
   for (const auto& [name, value] : info.checksums) x.Elem(("Checksum" + name).c_str(), value);
+  if (!info.checksums.empty()) {
+    bool composite = info.checksums.begin()->second.find('-') != std::string::npos;
+    x.Elem("ChecksumType", composite ? "COMPOSITE" : "FULL_OBJECT");
+    c.rs.headers.Set("x-amz-checksum-type", composite ? "COMPOSITE" : "FULL_OBJECT");
+  }
   net::WriteXml(c.rs, x.Done());
   return Status::OK();
 }
