@@ -57,9 +57,9 @@ PolicyDecision EvaluateIotPolicies(const DeviceContext& ctx, const std::string& 
   PolicyDecision d;
   d.allowed = r.allow && !r.deny;
   if (r.deny) {
-    d.reason = "explicit deny by " + r.reason + " (" + action + " on " + resource + ")";
+    d.reason = "explicit deny by " + r.Reason() + " (" + action + " on " + resource + ")";
   } else if (r.allow) {
-    d.reason = "allowed by " + r.reason;
+    d.reason = "allowed by " + r.Reason();
   } else {
     d.reason = ctx.policies.empty() ? "implicit deny: no policy is attached to the certificate"
                                     : "implicit deny: no statement allows " + action + " on " + resource;
