@@ -10,7 +10,7 @@ PACKAGES=(
   # libraries (DESIGN.md §6)
   libboost-dev libssl-dev libsqlite3-dev libsimdjson-dev nlohmann-json3-dev libpugixml-dev
   libjq-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libre2-dev libabsl-dev
-  zlib1g-dev libzstd-dev libgtest-dev libgmock-dev libbenchmark-dev
+  zlib1g-dev libzstd-dev libsnappy-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libmosquitto-dev
   # real clients and peers for tests and benchmarks
   /usr/bin/python3 python3-pytest python3-boto3 python3-paho-mqtt python3-psycopg

@@ -1,9 +1,14 @@
 #include "catalog/classifier.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "catalog/parquet_footer.h"
+#include "catalog/snappy_text.h"
 #include "core/strings.h"
 #include "sql/duckdb/engine.h"
 
@@ -24,7 +29,7 @@ std::string Head(const std::string& path, size_t n) {
 }
 
 std::string StripCompressionSuffix(const std::string& name) {
-  for (const char* s : {".gz", ".gzip", ".zst", ".zstd", ".snappy", ".bz2"}) {
+  for (const char* s : {".gz", ".gzip", ".zst", ".zstd", ".snappy", ".sz", ".bz2"}) {
     if (EndsWith(name, s)) return name.substr(0, name.size() - std::string(s).size());
   }
   return name;
@@ -138,8 +143,43 @@ Result<std::shared_ptr<const FileSchema>> Classifier::ClassifyShared(const std::
     ASSIGN_OR_RETURN(FileSchema s, DescribeParquet(path));
     return std::make_shared<const FileSchema>(std::move(s));
   }
+  std::string name = ToLower(key.substr(key.rfind('/') + 1));
+  if (IsSnappyFramed(head) || EndsWith(name, ".snappy") || EndsWith(name, ".sz")) {
+    ASSIGN_OR_RETURN(FileSchema s, ClassifySnappy(path, key));
+    return std::make_shared<const FileSchema>(std::move(s));
+  }
   ASSIGN_OR_RETURN(FileSchema s, ClassifyText(path, key, head));
   return std::make_shared<const FileSchema>(std::move(s));
+}
+
+// DuckDB reads no snappy: the start of the text is decompressed into a temporary file and
+// classified from there.
+Result<FileSchema> Classifier::ClassifySnappy(const std::string& path, const std::string& key) {
+  constexpr size_t kMaxCompressed = 16u << 20, kMaxText = 8u << 20;
+  auto text = ReadSnappyText(path, kMaxCompressed, kMaxText);
+  if (!text.ok()) return text.status();
+  if (text->empty()) return Error(ErrorCode::kInvalidInput, "no complete line in the snappy text");
+  std::string tmp = (std::filesystem::temp_directory_path() / "tarn-snappy-XXXXXX").string();
+  int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return Error(ErrorCode::kIoError, "cannot create a temporary file");
+  size_t done = 0;
+  while (done < text->size()) {
+    ssize_t w = ::write(fd, text->data() + done, text->size() - done);
+    if (w <= 0) break;
+    done += size_t(w);
+  }
+  ::close(fd);
+  Result<FileSchema> s = done == text->size()
+                             ? ClassifyText(tmp, key, text->substr(0, 4096))
+                             : Result<FileSchema>(Error(ErrorCode::kIoError, "cannot write " + tmp));
+  ::unlink(tmp.c_str());
+  if (!s.ok()) {
+    std::string msg = s.status().message();
+    for (size_t at; (at = msg.find(tmp)) != std::string::npos;) msg.replace(at, tmp.size(), path);
+    return Error(s.status().code(), msg);
+  }
+  s->compression = "snappy";
+  return s;
 }
 
 Result<FileSchema> Classifier::Classify(const std::string& path, const std::string& key) {
@@ -157,7 +197,7 @@ Result<FileSchema> Classifier::ClassifyText(const std::string& path, const std::
   } else if (head.size() >= 4 && uint8_t(head[0]) == 0x28 && uint8_t(head[1]) == 0xb5 &&
              uint8_t(head[2]) == 0x2f && uint8_t(head[3]) == 0xfd) {
     s.compression = "zstd";
-  } else if (EndsWith(name, ".snappy") || EndsWith(name, ".bz2")) {
+  } else if (EndsWith(name, ".bz2")) {
     return Error(ErrorCode::kInvalidInput, "compression of " + name + " is not supported");
   } else if (head.find('\0') != std::string::npos) {
     return Error(ErrorCode::kInvalidInput, "binary file of unknown format");

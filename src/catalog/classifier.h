@@ -2,7 +2,9 @@
 // classifiers of AWS Glue, "Built-in classifiers"): Parquet (schema from the footer),
 // JSON (a document, an array of documents, or newline-delimited; nested objects become
 // struct<…>), CSV/TSV (delimiter, header and column types sniffed), each optionally gzip- or
-// zstd-compressed (detected from the magic bytes, not only the name).
+// zstd-compressed (detected from the magic bytes, not only the name) or snappy-compressed
+// (framing format by its magic bytes, Hadoop's SnappyCodec by the `.snappy` name;
+// snappy_text.h).
 //
 // Thread-safety: one Classifier per thread (it holds a DuckDB connection).
 #pragma once
@@ -58,6 +60,7 @@ class Classifier {
   Result<FileSchema> ClassifyText(const std::string& path, const std::string& key,
                                   const std::string& head);
   Result<FileSchema> DescribeParquet(const std::string& path);
+  Result<FileSchema> ClassifySnappy(const std::string& path, const std::string& key);
   sql::Connection* conn_;
   std::map<std::string, std::shared_ptr<const FileSchema>> parquet_schemas_;  // by schema key
   int described_ = 0;

@@ -626,15 +626,28 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   std::unordered_map<std::string, Cached> cache;
   std::unordered_set<std::string> seen_folders;  // "bucket/dir/…" with an object last time
   {
+    ASSIGN_OR_RETURN(Statement n, store_->meta()->Prepare(
+        "SELECT count(*) FROM catalog_crawled_objects WHERE crawler = ?1"));
+    n.Bind(1, name);
+    ASSIGN_OR_RETURN(bool counted, n.Step());
+    cache.reserve(size_t(counted ? n.ColumnInt(0) : 0));
+    // In path order (the primary key): a folder's objects are consecutive.
     ASSIGN_OR_RETURN(Statement q, store_->meta()->Prepare(
-        "SELECT path, etag, size, schema FROM catalog_crawled_objects WHERE crawler = ?1"));
+        "SELECT path, etag, size, schema FROM catalog_crawled_objects WHERE crawler = ?1 "
+        "ORDER BY path"));
     q.Bind(1, name);
+    std::string_view last_folder;
     while (true) {
       ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) break;
-      std::string path = q.ColumnText(0);
-      seen_folders.insert(path.substr(0, path.rfind('/')));
-      cache[std::move(path)] = {q.ColumnText(1), q.ColumnInt(2), q.ColumnText(3), false};
+      auto it = cache.try_emplace(q.ColumnText(0)).first;
+      it->second = {q.ColumnText(1), q.ColumnInt(2), q.ColumnText(3), false};
+      std::string_view path = it->first;  // stable: map nodes do not move
+      std::string_view folder = path.substr(0, path.rfind('/'));
+      if (folder != last_folder) {
+        seen_folders.emplace(folder);
+        last_folder = folder;
+      }
     }
   }
 

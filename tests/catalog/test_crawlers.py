@@ -4,6 +4,7 @@ the old version kept), newline-delimited JSON and gzip CSV with inferred types, 
 files skipped, and Glue's crawler errors."""
 import json
 import os
+import struct
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,32 @@ def gzip_csv_bytes(select):
         subprocess.run([tarn_binary(), "sql-local", sql], check=True, capture_output=True)
         with open(path, "rb") as f:
             return f.read()
+
+
+def snappy_block(data):
+    """A raw snappy block (literals only: valid snappy, as any decoder reads it)."""
+    out, v = bytearray(), len(data)
+    while v >= 0x80:
+        out.append((v & 0x7f) | 0x80)
+        v >>= 7
+    out.append(v)
+    for i in range(0, len(data), 65536):
+        chunk = data[i:i + 65536]
+        n = len(chunk) - 1
+        out += bytes([n << 2]) if n < 60 else bytes([60 << 2, n]) if n < 256 else \
+            bytes([61 << 2, n & 0xff, n >> 8])
+        out += chunk
+    return bytes(out)
+
+
+def hadoop_snappy(data, block=4096):
+    """Hadoop SnappyCodec framing (Hive/Spark `.snappy` text output)."""
+    out = b""
+    for i in range(0, len(data), block):
+        part = data[i:i + block]
+        c = snappy_block(part)
+        out += struct.pack(">II", len(part), len(c)) + c
+    return out
 
 
 SENSOR = ("SELECT 'dev-' || i AS device, (20.0 + i)::DOUBLE AS temp, i::BIGINT AS seq, "
@@ -160,6 +187,26 @@ def test_json_and_gzip_csv_folders_and_bad_files(lake, clients):
     log = lake.read_log()
     assert "Skipped unreadable file s3://landing/db/orders/ingest_date=2026-11-26/part-0.csv.gz" in log
     assert "Skipped unreadable file s3://landing/thirdparty/events/ingest_date=2026-11-26/bad.json" in log
+
+
+def test_snappy_csv_folder(lake, clients):
+    s3, glue = clients
+    glue.create_database(DatabaseInput={"Name": "db"})
+    rows = "customer_id,name,joined,balance\n" + "".join(
+        "%d,cust-%d,2026-11-%02d,%d.25\n" % (i, i, 1 + i % 28, i * 10) for i in range(2000))
+    for day in ("2026-11-24", "2026-11-25"):
+        s3.put_object(Bucket="landing", Key="db/customers/ingest_date=%s/part-00000.csv.snappy" % day,
+                      Body=hadoop_snappy(rows.encode()))
+    glue.create_crawler(Name="snap", Role="r", DatabaseName="db",
+                        Targets={"S3Targets": [{"Path": "s3://landing/db/customers/"}]})
+    crawl(glue, "snap")
+    t = glue.get_table(DatabaseName="db", Name="customers")["Table"]
+    assert t["Parameters"]["classification"] == "csv"
+    assert t["Parameters"]["compressionType"] == "snappy"
+    assert t["StorageDescriptor"]["Compressed"] is True
+    assert {c["Name"]: c["Type"] for c in t["StorageDescriptor"]["Columns"]} == {
+        "customer_id": "bigint", "name": "string", "joined": "date", "balance": "double"}
+    assert len(glue.get_partitions(DatabaseName="db", TableName="customers")["Partitions"]) == 2
 
 
 def test_crawler_api_errors(lake, clients):
