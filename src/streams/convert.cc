@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -304,6 +305,52 @@ Status AppendCell(sql::Appender& app, const Cell& c) {
 }
 
 }  // namespace
+
+nlohmann::json InferGlueColumns(const std::vector<const WalRecord*>& records,
+                                const std::vector<std::string>& skip) {
+  std::vector<std::pair<std::string, std::string>> cols;  // name → type ("" = only nulls so far)
+  std::map<std::string, size_t> index;
+  simdjson::dom::parser parser;
+  for (const WalRecord* r : records) {
+    simdjson::dom::element doc;
+    if (parser.parse(r->data.data(), r->data.size()).get(doc)) continue;
+    simdjson::dom::object obj;
+    if (doc.get_object().get(obj)) continue;
+    for (auto field : obj) {
+      std::string name = ToLower(std::string(field.key));
+      if (name.empty() || std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+      std::string type;
+      switch (field.value.type()) {
+        case simdjson::dom::element_type::BOOL: type = "boolean"; break;
+        case simdjson::dom::element_type::INT64:
+        case simdjson::dom::element_type::UINT64: type = "bigint"; break;
+        case simdjson::dom::element_type::DOUBLE: type = "double"; break;
+        case simdjson::dom::element_type::NULL_VALUE: type = ""; break;
+        default: type = "string"; break;  // text, objects, arrays: written as text
+      }
+      auto it = index.find(name);
+      if (it == index.end()) {
+        index[name] = cols.size();
+        cols.emplace_back(name, type);
+        continue;
+      }
+      std::string& have = cols[it->second].second;
+      if (type.empty() || have == type) continue;
+      if (have.empty()) {
+        have = type;
+      } else if ((have == "bigint" && type == "double") || (have == "double" && type == "bigint")) {
+        have = "double";
+      } else {
+        have = "string";
+      }
+    }
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, type] : cols) {
+    out.push_back({{"Name", name}, {"Type", type.empty() ? "string" : type}});
+  }
+  return out;
+}
 
 Result<std::vector<ColumnSpec>> SchemaFromGlueTable(const nlohmann::json& table,
                                                     const DestinationConfig& config) {

@@ -47,6 +47,14 @@ struct ColumnSpec {
 Result<std::vector<ColumnSpec>> SchemaFromGlueTable(const nlohmann::json& table,
                                                     const DestinationConfig& config);
 
+// Glue columns inferred from JSON records (the opt-in schema inference, docs/streams.md): every
+// top-level key of the records that are JSON objects, in order of first appearance, lower-cased
+// as Glue stores names; boolean, bigint (integers), double (any fractional number), string
+// (text, nested objects and arrays, or a key whose values disagree in kind). Keys named in
+// `skip` (the prefix's Hive partition keys) are left out. Empty when no record is an object.
+nlohmann::json InferGlueColumns(const std::vector<const WalRecord*>& records,
+                                const std::vector<std::string>& skip);
+
 struct FailedRecord {
   const WalRecord* record;
   std::string error_code;     // e.g. "DataFormatConversion.MalformedData"

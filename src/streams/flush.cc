@@ -347,7 +347,7 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
 
   // JSON → Parquet with the catalog table's schema as it is now.
   if (!catalog_) return Error(ErrorCode::kFirehoseServiceUnavailable, "the catalog is off");
-  ASSIGN_OR_RETURN(json table, catalog_->GetTable(config.schema_database, config.schema_table));
+  ASSIGN_OR_RETURN(json table, SchemaTable(s, config, records));
   ASSIGN_OR_RETURN(std::vector<ColumnSpec> columns, SchemaFromGlueTable(table, config));
   std::string tmp = options_.wal_root + "/.tmp/" + s.name + "-" + SeqText(first) + "-" +
                     std::to_string(flush_->tmp_counter++) + ".parquet";
@@ -405,6 +405,55 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
                                  table_arn));
   }
   return Status::OK();
+}
+
+Result<json> StreamService::SchemaTable(DeliveryStream& s, const DestinationConfig& config,
+                                       const std::vector<const WalRecord*>& records) {
+  auto table = catalog_->GetTable(config.schema_database, config.schema_table);
+  if (table.ok() || table.status().code() != ErrorCode::kEntityNotFound || !s.infer_schema) {
+    return table;
+  }
+  // Inferred from these records: Hive `k=v` segments of the prefix become string partition
+  // keys (registered as objects land), the records' other top-level keys the columns.
+  std::vector<std::string> keys;
+  json partition_keys = json::array();
+  std::string location = config.prefix.text();
+  location = location.substr(0, location.find("!{"));
+  location = location.substr(0, location.rfind('/') + 1);
+  for (const auto& seg : Split(config.prefix.text(), '/')) {
+    size_t eq = seg.find('=');
+    if (eq == std::string::npos || eq == 0 || seg.find("!{") < eq) continue;
+    keys.push_back(ToLower(seg.substr(0, eq)));
+    partition_keys.push_back({{"Name", keys.back()}, {"Type", "string"}});
+  }
+  json columns = InferGlueColumns(records, keys);
+  if (columns.empty()) {
+    return Error(ErrorCode::kFirehoseInvalidArgument,
+                 "cannot infer a schema for " + config.schema_database + "." +
+                     config.schema_table + ": none of the first records is a JSON object");
+  }
+  Status st = catalog_->CreateDatabase({{"Name", config.schema_database}});
+  if (!st.ok() && st.code() != ErrorCode::kGlueAlreadyExists) return st;
+  json input = {
+      {"Name", config.schema_table},
+      {"Description", "inferred by delivery stream " + s.name + " from its first records"},
+      {"TableType", "EXTERNAL_TABLE"},
+      {"Parameters", {{"classification", "parquet"}}},
+      {"PartitionKeys", partition_keys},
+      {"StorageDescriptor",
+       {{"Columns", columns},
+        {"Location", "s3://" + config.bucket + "/" + location},
+        {"InputFormat", "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"},
+        {"OutputFormat", "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"},
+        {"SerdeInfo",
+         {{"SerializationLibrary", "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}}}}}};
+  st = catalog_->CreateTable(config.schema_database, input);
+  if (!st.ok() && st.code() != ErrorCode::kGlueAlreadyExists) return st;
+  if (st.ok()) {
+    TLOG_INFO("streams", "{}: created catalog table {}.{} with {} inferred columns", s.name,
+              config.schema_database, config.schema_table, columns.size());
+  }
+  return catalog_->GetTable(config.schema_database, config.schema_table);  // whoever won
 }
 
 // Registers the Hive partition an object was written into, when the schema table is partitioned

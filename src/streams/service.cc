@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include "catalog/store.h"
 #include "core/log.h"
@@ -57,6 +58,19 @@ Status ValidateTags(const json& tags) {
 }
 
 double NowSeconds(Clock* c) { return double(c->NowMicros()) / 1e6; }
+
+// The opt-in to schema inference: tag tarn:schema-inference with value "on" (or "true").
+constexpr const char* kInferTag = "tarn:schema-inference";
+bool InfersSchema(const json& tags) {
+  if (!tags.is_array()) return false;
+  for (const json& t : tags) {
+    if (t.is_object() && t.value("Key", "") == kInferTag) {
+      std::string v = ToLower(t.value("Value", ""));
+      return v == "on" || v == "true";
+    }
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -196,15 +210,17 @@ Result<std::unique_ptr<StreamService>> StreamService::Open(MetaStore* meta,
 }
 
 Status StreamService::LoadStreams() {
-  ASSIGN_OR_RETURN(Statement q, meta_->Prepare("SELECT name, destination FROM firehose_streams"));
-  std::vector<std::pair<std::string, std::string>> rows;
+  ASSIGN_OR_RETURN(Statement q,
+                   meta_->Prepare("SELECT name, destination, tags FROM firehose_streams"));
+  std::vector<std::tuple<std::string, std::string, bool>> rows;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    rows.emplace_back(q.ColumnText(0), q.ColumnText(1));
+    rows.emplace_back(q.ColumnText(0), q.ColumnText(1),
+                      InfersSchema(json::parse(q.ColumnText(2), nullptr, false)));
   }
-  for (const auto& [name, dest] : rows) {
-    auto s = OpenStream(name, dest);
+  for (const auto& [name, dest, infer] : rows) {
+    auto s = OpenStream(name, dest, infer);
     if (!s.ok()) {
       // One broken stream must not keep the lake from starting; its WAL stays on disk.
       TLOG_ERROR("streams", "delivery stream {} not opened: {}", name, s.status().ToString());
@@ -217,11 +233,13 @@ Status StreamService::LoadStreams() {
 }
 
 Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::string& name,
-                                                                  const std::string& destination) {
+                                                                  const std::string& destination,
+                                                                  bool infer_schema) {
   json dest = json::parse(destination, nullptr, false);
   ASSIGN_OR_RETURN(auto config, ParseDestination(dest, name));
   auto s = std::make_shared<DeliveryStream>();
   s->name = name;
+  s->infer_schema = infer_schema;
   s->arn = Arn(name);
   s->config = config;
   // A first guess of the output size per input byte until deliveries measure it.
@@ -312,7 +330,8 @@ std::shared_ptr<DeliveryStream> StreamService::Find(const std::string& name) {
 
 bool StreamService::Exists(const std::string& name) { return Find(name) != nullptr; }
 
-Status StreamService::ValidateForLake(const json& ext, const std::string& name) {
+Status StreamService::ValidateForLake(const json& ext, const std::string& name,
+                                      bool infer_schema) {
   ASSIGN_OR_RETURN(auto config, ParseDestination(ext, name));
   if (store_) {
     auto b = store_->HeadBucket(config->bucket);
@@ -328,10 +347,14 @@ Status StreamService::ValidateForLake(const json& ext, const std::string& name) 
   if (config->convert) {
     if (!catalog_) return Invalid("format conversion needs the Glue Data Catalog, which is off");
     auto t = catalog_->GetTable(config->schema_database, config->schema_table);
+    if (!t.ok() && infer_schema && t.status().code() == ErrorCode::kEntityNotFound) {
+      return Status::OK();  // created from the first records converted
+    }
     if (!t.ok()) {
       return Invalid("SchemaConfiguration names table " + config->schema_database + "." +
                      config->schema_table + ", which is not in the catalog (" +
-                     t.status().message() + ")");
+                     t.status().message() + "); create it, or tag the stream " + kInferTag +
+                     "=on to have it inferred from the first records");
     }
     auto schema = SchemaFromGlueTable(*t, *config);
     if (!schema.ok()) return Status(schema.status());
@@ -347,7 +370,7 @@ Result<std::string> StreamService::Create(const std::string& name, const std::st
                    "(PutRecord, PutRecordBatch, MQTT rules)");
   }
   if (!tags.is_null()) RETURN_IF_ERROR(ValidateTags(tags));
-  RETURN_IF_ERROR(ValidateForLake(ext, name));
+  RETURN_IF_ERROR(ValidateForLake(ext, name, InfersSchema(tags)));
   std::lock_guard<std::mutex> create_lock(create_mu_);
   if (Exists(name)) {
     return Error(ErrorCode::kFirehoseResourceInUse, "Firehose " + name + " under account " +
@@ -362,7 +385,7 @@ Result<std::string> StreamService::Create(const std::string& name, const std::st
       "VALUES (?1, 'DirectPut', 1, ?2, ?2, ?3, ?4)"));
   ins.Bind(1, name).Bind(2, now).Bind(3, ext.dump()).Bind(4, tags.is_null() ? "[]" : tags.dump());
   RETURN_IF_ERROR(ins.Run());
-  auto s = OpenStream(name, ext.dump());
+  auto s = OpenStream(name, ext.dump(), InfersSchema(tags));
   if (!s.ok()) {
     meta_->Prepare("DELETE FROM firehose_streams WHERE name = ?1")->Bind(1, name).Run().IgnoreError();
     return s.status();
@@ -477,7 +500,7 @@ Status StreamService::UpdateDestination(const std::string& name, const std::stri
   }
   json merged = json::parse(destination, nullptr, false);
   merged.merge_patch(update);
-  RETURN_IF_ERROR(ValidateForLake(merged, name));
+  RETURN_IF_ERROR(ValidateForLake(merged, name, s->infer_schema));
   ASSIGN_OR_RETURN(auto config, ParseDestination(merged, name));
   std::shared_ptr<JqQuery> jq;
   if (!config->jq_query.empty()) {
@@ -535,7 +558,9 @@ Status StreamService::Tag(const std::string& name, const json& tags) {
   for (const auto& [k, v] : m) out.push_back({{"Key", k}, {"Value", v}});
   ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE firehose_streams SET tags = ?2 WHERE name = ?1"));
   up.Bind(1, name).Bind(2, out.dump());
-  return up.Run();
+  RETURN_IF_ERROR(up.Run());
+  if (auto s = Find(name)) s->infer_schema = InfersSchema(out);
+  return Status::OK();
 }
 
 Status StreamService::Untag(const std::string& name, const std::vector<std::string>& keys) {
@@ -548,7 +573,9 @@ Status StreamService::Untag(const std::string& name, const std::vector<std::stri
   }
   ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE firehose_streams SET tags = ?2 WHERE name = ?1"));
   up.Bind(1, name).Bind(2, out.dump());
-  return up.Run();
+  RETURN_IF_ERROR(up.Run());
+  if (auto s = Find(name)) s->infer_schema = InfersSchema(out);
+  return Status::OK();
 }
 
 Result<json> StreamService::Tags(const std::string& name) {

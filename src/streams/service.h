@@ -105,9 +105,15 @@ class StreamService final : public RecordSink {
   Status InitFlush();
   Status LoadStreams();
   Result<std::shared_ptr<DeliveryStream>> OpenStream(const std::string& name,
-                                                     const std::string& destination_json);
+                                                     const std::string& destination_json,
+                                                     bool infer_schema);
   std::shared_ptr<DeliveryStream> Find(const std::string& name);
-  Status ValidateForLake(const nlohmann::json& extended_s3, const std::string& name);
+  Status ValidateForLake(const nlohmann::json& extended_s3, const std::string& name,
+                         bool infer_schema);
+  // The schema table of `config`, created from `records` when it is missing and the stream
+  // infers schemas.
+  Result<nlohmann::json> SchemaTable(DeliveryStream& s, const DestinationConfig& config,
+                                     const std::vector<const WalRecord*>& records);
   // Flushes `s` (due partitions, or everything buffered) on the pool and waits.
   Status FlushStream(const std::shared_ptr<DeliveryStream>& s, bool all);
   // Takes the due (or all) partitions of `s` that have no job in flight, recording intents.

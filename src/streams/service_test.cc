@@ -279,6 +279,65 @@ TEST_F(StreamServiceTest, ParquetConversionWithCatalogSchemaCoercionAndErrorPref
   EXPECT_TRUE(*has);
 }
 
+// Opt-in schema inference (tag tarn:schema-inference=on): without it a missing table is refused
+// at create; with it the table is created from the first records — columns by JSON kind, the
+// prefix's Hive keys as partition keys — and the records convert against it.
+TEST_F(StreamServiceTest, SchemaInferredFromTheFirstRecordsWhenTagged) {
+  json j = Raw(0);
+  j.erase("ProcessingConfiguration");
+  j["DataFormatConversionConfiguration"] = {
+      {"SchemaConfiguration", {{"DatabaseName", "auto"}, {"TableName", "inferred"}}},
+      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
+      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
+  auto refused = svc_->Create("inf", "DirectPut", j, json());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kFirehoseInvalidArgument);
+  EXPECT_NE(refused.status().message().find("tarn:schema-inference"), std::string::npos);
+  json tags = json::array({{{"Key", "tarn:schema-inference"}, {"Value", "on"}}});
+  auto c = svc_->Create("inf", "DirectPut", j, tags);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto r = Put("inf", {R"({"Device":"d1","temp":21,"ok":true,"meta":{"a":1},"n":null})",
+                       R"({"device":"d2","temp":19.5,"ok":false,"n":"x","year":"clash"})",
+                       "not json"});
+  for (const auto& x : r) ASSERT_TRUE(x.status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  auto t = catalog_->GetTable("auto", "inferred");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)["StorageDescriptor"]["Columns"],
+            json::parse(R"([{"Name":"device","Type":"string"},{"Name":"temp","Type":"double"},
+                            {"Name":"ok","Type":"boolean"},{"Name":"meta","Type":"string"},
+                            {"Name":"n","Type":"string"}])"));
+  EXPECT_EQ((*t)["PartitionKeys"].size(), 4u);
+  EXPECT_EQ((*t)["PartitionKeys"][0]["Name"], "year");
+  EXPECT_EQ((*t)["StorageDescriptor"]["Location"], "s3://landing/iot/inf/");
+  std::string parquet_key;
+  size_t errors = 0;
+  for (const auto& [k, body] : Objects()) {
+    if (k.size() > 8 && k.substr(k.size() - 8) == ".parquet") parquet_key = k;
+    if (k.rfind("errors/inf/format-conversion-failed/", 0) == 0) errors += 1;
+  }
+  ASSERT_FALSE(parquet_key.empty());
+  EXPECT_EQ(errors, 1u);  // "not json"
+  auto path = store_->LocalPath("landing", parquet_key);
+  ASSERT_TRUE(path.ok());
+  auto db = std::move(sql::Database::Open("")).value();
+  auto conn = std::move(db->Connect()).value();
+  auto q = conn->Query("SELECT device, temp, ok, meta, n FROM read_parquet(" +
+                       sql::QuoteLiteral(*path) + ") ORDER BY device");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  auto rows = std::move(q->ToRows()).value();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(*rows[0][0], "d1");
+  EXPECT_EQ(*rows[0][1], "21");
+  EXPECT_EQ(*rows[0][3], "{\"a\":1}");
+  EXPECT_FALSE(rows[0][4].has_value());
+  EXPECT_EQ(*rows[1][1], "19.5");
+  EXPECT_EQ(*rows[1][4], "x");
+  // The partition of the landed file is registered under the inferred keys.
+  auto has = catalog_->HasPartition("auto", "inferred", {"2025", "11", "25", "12"});
+  ASSERT_TRUE(has.ok());
+  EXPECT_TRUE(*has);
+}
+
 TEST_F(StreamServiceTest, SizeHintFlushesBeforeTheInterval) {
   ASSERT_TRUE(svc_->Create("big", "DirectPut", Raw(900, 1), json()).ok());
   ASSERT_TRUE(Put("big", {std::string(600 * 1024, 'x')})[0].status.ok());

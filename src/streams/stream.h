@@ -72,6 +72,9 @@ class DeliveryStream {
   std::string cached_partition;
 
   std::unique_ptr<Wal> wal;
+  // Tag tarn:schema-inference=on: a missing SchemaConfiguration table is created from the first
+  // records converted (docs/streams.md).
+  std::atomic<bool> infer_schema{false};
 
   // Flush jobs of this stream queued or running on the service's flush pool (any number of
   // partitions at once, one job per partition). Guarded by mu; jobs_cv is signalled (under mu)
