@@ -1,6 +1,7 @@
 #include "streams/wal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -132,7 +133,10 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, const WalOptions&
   RETURN_IF_ERROR(wal->OpenNewSegment(wal->next_seq_));
   size_t n = size_t(std::max(1, options.committers));
   for (size_t i = 0; i < n; ++i) {
-    wal->committers_.emplace_back([w = wal.get(), i] { w->CommitterLoop(i); });
+    wal->committers_.emplace_back([w = wal.get(), i] {
+      pthread_setname_np(pthread_self(), ("wal-commit-" + std::to_string(i)).c_str());
+      w->CommitterLoop(i);
+    });
   }
   return wal;
 }

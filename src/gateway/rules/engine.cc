@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <future>
 
 #include "core/log.h"
@@ -178,6 +179,8 @@ constexpr auto kLinger = std::chrono::milliseconds(1);
 // Firehose appends issued while a batch is processed, and the rule runs and messages that wait
 // for them. The appends' callbacks (on a WAL committer thread) only record their status.
 struct RulesEngine::Batch {
+  // The batch outlives every callback: FinishBatch waits for `left` to reach 0, and a callback
+  // touches nothing after it has decremented it (under `mu`).
   struct Pending {
     std::mutex mu;
     std::condition_variable cv;
@@ -185,7 +188,7 @@ struct RulesEngine::Batch {
   };
   struct Append {
     const Action* action;
-    std::vector<std::shared_ptr<Status>> records;  // one per record the action appended
+    size_t first = 0, count = 0;  // its records' slots in `statuses`
   };
   struct Run {
     const CompiledRule* rule;  // alive: the batch's rule-set snapshot holds it
@@ -196,7 +199,8 @@ struct RulesEngine::Batch {
     int64_t start_us = 0;
     std::vector<Append> appends;
   };
-  std::shared_ptr<Pending> pending = std::make_shared<Pending>();
+  Pending pending;
+  std::deque<Status> statuses;  // one per appended record; a deque keeps their addresses
   std::vector<Run> runs;
   std::vector<const InboundMessage*> done_after;  // their `done` waits for the appends
 };
@@ -508,15 +512,14 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
             batch->runs.push_back({&rule, &msg, ctx, doc, json(), start, {}});
             deferred = &batch->runs.back();
           }
-          Batch::Append ap{&a, {}};
+          Batch::Append ap{&a, batch->statuses.size(), records.size()};
+          Batch::Pending* pending = &batch->pending;
+          {
+            std::lock_guard<std::mutex> l(pending->mu);
+            pending->left += records.size();
+          }
           for (auto& rec : records) {
-            auto status = std::make_shared<Status>();
-            ap.records.push_back(status);
-            std::shared_ptr<Batch::Pending> pending = batch->pending;
-            {
-              std::lock_guard<std::mutex> l(pending->mu);
-              ++pending->left;
-            }
+            Status* status = &batch->statuses.emplace_back();
             targets_.streams->Append(a.resource, std::move(rec), [status, pending](const Status& s) {
               *status = s;
               std::lock_guard<std::mutex> l(pending->mu);
@@ -579,19 +582,14 @@ void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx
 void RulesEngine::FinishBatch(Batch& batch) {
   if (batch.runs.empty() && batch.done_after.empty()) return;
   {
-    std::unique_lock<std::mutex> l(batch.pending->mu);
-    batch.pending->cv.wait(l, [&] { return batch.pending->left == 0; });
+    std::unique_lock<std::mutex> l(batch.pending.mu);
+    batch.pending.cv.wait(l, [&] { return batch.pending.left == 0; });
   }
   for (Batch::Run& r : batch.runs) {
     RuleMetrics& m = *r.rule->metrics;
     for (const Batch::Append& ap : r.appends) {
       Status st;
-      for (const auto& s : ap.records) {
-        if (!s->ok()) {
-          st = *s;
-          break;
-        }
-      }
+      for (size_t i = ap.first; i < ap.first + ap.count && st.ok(); ++i) st = batch.statuses[i];
       if (st.ok()) {
         m.actions_ok->Inc();
       } else {
