@@ -39,3 +39,5 @@ if ((${#missing[@]})); then
 fi
 
 "$ROOT/scripts/fetch_duckdb.sh"
+# node-postgres for tests/sql (npm registry); the build never needs it, so offline is a warning.
+"$ROOT/scripts/fetch_node_test_deps.sh" || echo "tarn: warning: tests/sql/node packages not installed; the node-postgres test will skip" >&2

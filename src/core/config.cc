@@ -162,6 +162,20 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "flush_threads") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.flush_threads));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
+    } else if (key == "sql") {
+      if (!v.IsMap()) return YamlError(path, v, "field 'sql' must be a mapping");
+      for (auto h = v.begin(); h != v.end(); ++h) {
+        std::string name = h->first.as<std::string>();
+        std::string k = "sql." + name;
+        auto& q = c.sql_limits;
+        if (name == "max_connections") RETURN_IF_ERROR(Read(path, h->second, k, &q.max_connections));
+        else if (name == "max_connections_per_user") RETURN_IF_ERROR(Read(path, h->second, k, &q.max_connections_per_user));
+        else if (name == "max_queries_per_user") RETURN_IF_ERROR(Read(path, h->second, k, &q.max_queries_per_user));
+        else if (name == "statement_timeout_ms") RETURN_IF_ERROR(Read(path, h->second, k, &q.statement_timeout_ms));
+        else if (name == "memory_limit") RETURN_IF_ERROR(Read(path, h->second, k, &q.memory_limit));
+        else if (name == "threads") RETURN_IF_ERROR(Read(path, h->second, k, &q.threads));
+        else return YamlError(path, h->first, "unknown field '" + k + "'");
+      }
     } else if (key == "log") {
       if (!v.IsMap()) return YamlError(path, v, "field 'log' must be a mapping");
       for (auto h = v.begin(); h != v.end(); ++h) {
@@ -237,6 +251,8 @@ Status ValidateConfig(const Config& c) {
                  "streams.wal_committers must be 1 to 16 and streams.flush_threads 1 to 64");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
+  if (c.sql_limits.max_connections < 1)
+    return Error(ErrorCode::kInvalidArgument, "sql.max_connections must be at least 1");
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())
     return Error(ErrorCode::kInvalidArgument, "tls.cert_file and tls.key_file go together");
   return Status::OK();

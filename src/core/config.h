@@ -56,6 +56,18 @@ struct StreamsConfig {
   uint64_t flush_threads = 2;     // partitions converted and delivered in parallel
 };
 
+// The SQL endpoint's limits (docs/sql.md "Limits"). YAML section `sql:`.
+struct SqlConfig {
+  uint32_t max_connections = 256;         // sessions at once; more get 53300
+  uint32_t max_connections_per_user = 0;  // per SQL login; 0 = no limit; more get 53300
+  uint32_t max_queries_per_user = 0;      // statements running at once per login across its
+                                          // sessions; 0 = no limit; more get 53400
+  uint64_t statement_timeout_ms = 0;      // default statement_timeout of every session; 0 = none
+  std::string memory_limit;               // the warehouse's DuckDB memory_limit ("4GB", "512MB");
+                                          // empty = DuckDB's default (80% of RAM)
+  uint32_t threads = 0;                   // DuckDB worker threads; 0 = one per core
+};
+
 struct Config {
   std::string data_dir = "tarn-data";
   std::string account_id;  // 12 digits; generated at init when empty
@@ -72,6 +84,7 @@ struct Config {
   HttpLimits http;
   MqttConfig mqtt_broker;
   StreamsConfig streams;
+  SqlConfig sql_limits;  // YAML `sql:` (the listener itself is `listen.sql`)
 
   std::string log_level = "info";
   bool log_json = false;

@@ -92,6 +92,28 @@ TEST(ConfigTest, StreamsSection) {
   std::filesystem::remove(path);
 }
 
+TEST(ConfigTest, SqlSection) {
+  std::string path = WriteTemp("sql:\n  max_connections: 64\n  max_connections_per_user: 8\n"
+                               "  max_queries_per_user: 2\n  statement_timeout_ms: 30000\n"
+                               "  memory_limit: 2GB\n  threads: 2\n");
+  auto c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->sql_limits.max_connections, 64u);
+  EXPECT_EQ(c->sql_limits.max_connections_per_user, 8u);
+  EXPECT_EQ(c->sql_limits.max_queries_per_user, 2u);
+  EXPECT_EQ(c->sql_limits.statement_timeout_ms, 30000u);
+  EXPECT_EQ(c->sql_limits.memory_limit, "2GB");
+  EXPECT_EQ(c->sql_limits.threads, 2u);
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  std::filesystem::remove(path);
+  path = WriteTemp("sql:\n  statement_timeout: 5s\n");
+  EXPECT_FALSE(LoadConfigFile(path).ok());
+  std::filesystem::remove(path);
+  path = WriteTemp("sql:\n  max_queries_per_user: -1\n");
+  EXPECT_FALSE(LoadConfigFile(path).ok());
+  std::filesystem::remove(path);
+}
+
 TEST(ConfigTest, Validation) {
   Config c;
   c.account_id = "12345";

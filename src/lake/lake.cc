@@ -433,9 +433,16 @@ Status Lake::Start() {
   }
   if (m.config.sql.enabled && m.config.ServiceEnabled("sql")) {
     // The warehouse file is named for the database clients connect to ("tarn").
-    ASSIGN_OR_RETURN(m.warehouse, sql::Database::Open(m.dir->warehouse() + "/tarn.duckdb"));
+    sql::DatabaseOptions dopts;
+    dopts.memory_limit = m.config.sql_limits.memory_limit;
+    dopts.threads = static_cast<int>(m.config.sql_limits.threads);
+    ASSIGN_OR_RETURN(m.warehouse, sql::Database::Open(m.dir->warehouse() + "/tarn.duckdb", dopts));
     sql::pgwire::PgServerOptions opts;
     opts.listen = m.config.sql;
+    opts.max_connections = m.config.sql_limits.max_connections;
+    opts.max_connections_per_user = m.config.sql_limits.max_connections_per_user;
+    opts.max_queries_per_user = m.config.sql_limits.max_queries_per_user;
+    opts.statement_timeout_ms = static_cast<int64_t>(m.config.sql_limits.statement_timeout_ms);
     opts.tls = m.config.tls;
     opts.keys_dir = m.dir->keys();
     security::IamStore* iam = m.iam.get();

@@ -120,6 +120,8 @@ TEST(PgwireRewrite, SplitAndRewrite) {
             "select format_type(a, b) from pg_catalog.pg_class");
   EXPECT_NE(RewriteQuery("select 't'::regclass").find("pg_class"), std::string::npos);
   EXPECT_EQ(RewriteQuery("select 'OPERATOR(x)'"), "select 'OPERATOR(x)'");
+  EXPECT_EQ(RewriteQuery("select '\\x01ff00'::bytea, '\\x'::bytea, 'ab'::bytea"),
+            "select '\\x01\\xff\\x00'::BLOB, ''::BLOB, 'ab'::bytea");
   auto kw = LeadingKeywords("  /* c */ begin read only", 3);
   ASSERT_EQ(kw.size(), 3u);
   EXPECT_EQ(kw[0], "BEGIN");

@@ -191,6 +191,26 @@ std::string RewriteQuery(std::string_view s) {
       // psql \d: `x::pg_catalog.regtype::pg_catalog.text` → DuckDB has no qualified types.
       bool qualified = MatchWord(s, j, "pg_catalog") && j + 10 < s.size() && s[j + 10] == '.';
       if (qualified) j += 11;
+      // psql, node-postgres: '\x01ff'::bytea is PostgreSQL's hex input; DuckDB would read
+      // "\x01" as one escaped byte and "ff" as text, so every byte is spelled as an escape.
+      if (MatchWord(s, j, "bytea") && last_literal != std::string::npos && last_literal < out.size()) {
+        std::string_view lit = Trim(std::string_view(out).substr(last_literal));
+        bool escape_string = last_literal > 0 && (out[last_literal - 1] == 'E' || out[last_literal - 1] == 'e');
+        bool hex = !escape_string && lit.size() >= 4 && lit.size() % 2 == 0 && StartsWith(lit, "'\\x") && lit.back() == '\'';
+        for (size_t k = 3; hex && k + 1 < lit.size(); ++k) hex = std::isxdigit(static_cast<unsigned char>(lit[k]));
+        if (hex) {
+          std::string bytes = "'";
+          for (size_t k = 3; k + 1 < lit.size(); k += 2) {
+            bytes += "\\x";
+            bytes += lit.substr(k, 2);
+          }
+          bytes += "'::BLOB";
+          out.resize(last_literal);
+          out += bytes;
+          i = j + 5;
+          goto next;
+        }
+      }
       for (std::string_view t : {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "oid"}) {
         if (MatchWord(s, j, t)) {
           if (last_literal != std::string::npos && last_literal < out.size() &&

@@ -23,6 +23,8 @@ struct PgServer::Impl : public SessionHost {
 
   std::mutex mu;
   std::map<int32_t, Session*> sessions;  // guarded by mu; by backend pid
+  std::map<std::string, size_t> user_sessions;  // guarded by mu; live sessions per login
+  std::map<std::string, size_t> user_queries;   // guarded by mu; running statements per login
   int32_t next_pid = 1000;               // guarded by mu
   bool stopping = false;                 // guarded by mu
   std::condition_variable cv;
@@ -50,6 +52,36 @@ struct PgServer::Impl : public SessionHost {
     // §55.2.7: a cancel with the wrong key is ignored silently.
     if (it != sessions.end() && it->second->secret() == secret) it->second->Cancel(false);
   }
+
+  Status AdmitSession(const std::string& user) override {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t& n = user_sessions[user];
+    if (options.max_connections_per_user && n >= options.max_connections_per_user) {
+      return Error(ErrorCode::kSqlTooManyConnections, "too many connections for role \"" + user + "\"");
+    }
+    ++n;
+    return Status::OK();
+  }
+  void EndSession(const std::string& user) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = user_sessions.find(user); it != user_sessions.end() && --it->second == 0) user_sessions.erase(it);
+  }
+  Status AdmitQuery(const std::string& user) override {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t& n = user_queries[user];
+    if (options.max_queries_per_user && n >= options.max_queries_per_user) {
+      return Error(ErrorCode::kSqlConfigurationLimitExceeded,
+                   "too many concurrent queries for role \"" + user + "\" (sql.max_queries_per_user = " +
+                       std::to_string(options.max_queries_per_user) + ")");
+    }
+    ++n;
+    return Status::OK();
+  }
+  void EndQuery(const std::string& user) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = user_queries.find(user); it != user_queries.end() && --it->second == 0) user_queries.erase(it);
+  }
+  int64_t default_statement_timeout_ms() override { return options.statement_timeout_ms; }
 
   // Enforces statement_timeout: a session's deadline passes → interrupt it (57014).
   void Watchdog() {

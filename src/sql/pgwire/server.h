@@ -24,6 +24,10 @@ struct PgServerOptions {
   // `keys_dir` (sql-tls.crt/.key). Empty keys_dir and no certificate: TLS refused ('N').
   TlsConfig tls;
   std::string keys_dir;
+  // Per-login limits (0 = none) and the default statement_timeout (docs/sql.md "Limits").
+  size_t max_connections_per_user = 0;  // 53300
+  size_t max_queries_per_user = 0;      // 53400
+  int64_t statement_timeout_ms = 0;
 };
 
 // Returns the SCRAM verifier ("SCRAM-SHA-256$…") of a SQL login, or nullopt when the user

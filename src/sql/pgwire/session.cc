@@ -61,6 +61,20 @@ bool IsSessionSetting(const std::string& n) {
   return false;
 }
 
+// DuckDB settings that are global to the warehouse: its resource limits and what it may
+// load or read belong to the operator (tarn.yaml `sql:`), so sessions may not change them.
+bool IsWarehouseSetting(std::string_view upper_name) {
+  static const char* const kNames[] = {
+      "MEMORY_LIMIT", "MAX_MEMORY", "THREADS", "WORKER_THREADS", "TEMP_DIRECTORY", "MAX_TEMP_DIRECTORY_SIZE",
+      "ENABLE_EXTERNAL_ACCESS", "ALLOW_UNSIGNED_EXTENSIONS", "ALLOW_COMMUNITY_EXTENSIONS",
+      "AUTOINSTALL_KNOWN_EXTENSIONS", "AUTOLOAD_KNOWN_EXTENSIONS", "EXTENSION_DIRECTORY", "LOCK_CONFIGURATION",
+      "ALLOWED_DIRECTORIES", "ALLOWED_PATHS", "CHECKPOINT_THRESHOLD", "WAL_AUTOCHECKPOINT"};
+  for (const char* k : kNames) {
+    if (upper_name == k) return true;
+  }
+  return false;
+}
+
 // "5s", "100ms", "1min", "250" (ms) → milliseconds.
 std::optional<int64_t> ParseDurationMs(std::string_view v) {
   std::string s = ToLower(Trim(v));
@@ -283,6 +297,8 @@ Session::Session(SessionHost* host, net::Socket* socket) : host_(host), socket_(
 }
 
 Session::~Session() {
+  if (query_slot_) host_->EndQuery(user_);
+  if (admitted_) host_->EndSession(user_);
   if (pid_) host_->Unregister(pid_);
   cursors_.clear();
   portals_.clear();
@@ -386,16 +402,25 @@ Status Session::MapCancel(Status s) {
   return Error(ErrorCode::kCancelled, "canceling statement due to user request");
 }
 
-void Session::BeginStatement() {
+Status Session::BeginStatement(bool needs_slot) {
+  if (needs_slot && !query_slot_) {
+    RETURN_IF_ERROR(host_->AdmitQuery(user_));
+    query_slot_ = true;
+  }
   cancelled_ = false;
   timed_out_ = false;
   running_ = true;
   if (statement_timeout_ms_ > 0) deadline_ms_ = NowMs() + statement_timeout_ms_;
+  return Status::OK();
 }
 
 void Session::EndStatement() {
   running_ = false;
   deadline_ms_ = 0;
+  if (query_slot_) {
+    host_->EndQuery(user_);
+    query_slot_ = false;
+  }
 }
 
 Status Session::DuckExec(const std::string& sql) { return conn_->Execute(sql); }
@@ -463,6 +488,12 @@ bool Session::Startup(bool over_limit) {
   }
   std::string database = packet.params.count("database") ? packet.params["database"] : user_;
   if (!Authenticate()) return false;
+  if (Status s = host_->AdmitSession(user_); !s.ok()) {
+    SendError(s, {}, "FATAL");
+    (void)Flush();
+    return false;
+  }
+  admitted_ = true;
   // PostgreSQL checks the database after authentication, so names are not probed anonymously.
   if (database != host_->database_name()) {
     SendError(Error(ErrorCode::kSqlInvalidCatalogName, "database \"" + database + "\" does not exist"), {}, "FATAL");
@@ -493,12 +524,34 @@ bool Session::Startup(bool over_limit) {
       {"bytea_output", "hex"}, {"transaction_isolation", "serializable"},
       {"default_transaction_isolation", "serializable"}, {"max_identifier_length", "63"},
   };
-  for (const auto& [k, v] : packet.params) {
+  statement_timeout_ms_ = host_->default_statement_timeout_ms();
+  settings_["statement_timeout"] = std::to_string(statement_timeout_ms_);
+  // Settings come as startup parameters and inside `options` ("-c name=value" or
+  // "--name=value", libpq's PGOPTIONS), which PostgreSQL applies the same way.
+  std::vector<std::pair<std::string, std::string>> params(packet.params.begin(), packet.params.end());
+  if (auto o = packet.params.find("options"); o != packet.params.end()) {
+    std::vector<std::string> words;
+    for (std::string w : Split(o->second, ' ')) {
+      if (!Trim(w).empty()) words.emplace_back(Trim(w));
+    }
+    for (size_t i = 0; i < words.size(); ++i) {
+      std::string kv;
+      if (words[i] == "-c" && i + 1 < words.size()) kv = words[++i];
+      else if (StartsWith(words[i], "-c")) kv = words[i].substr(2);
+      else if (StartsWith(words[i], "--")) kv = words[i].substr(2);
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) params.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+  for (const auto& [k, v] : params) {
     std::string name = ToLower(k);
     if (name == "user" || name == "database" || name == "options" || name == "replication") continue;
     if (name == "client_encoding") continue;  // always UTF8 (server_encoding)
     if (IsSessionSetting(name)) settings_[name] = v;
-    if (name == "statement_timeout") statement_timeout_ms_ = ParseDurationMs(v).value_or(0);
+    if (name == "statement_timeout") {
+      statement_timeout_ms_ = ParseDurationMs(v).value_or(statement_timeout_ms_);
+      settings_[name] = std::to_string(statement_timeout_ms_);
+    }
   }
   // AuthenticationOk was sent by Authenticate.
   SendParameterStatus();
@@ -621,6 +674,9 @@ void Session::Run(bool over_limit) {
       if (tx_ == 'T') tx_ = 'E';
       skip_until_sync_ = true;
     }
+    // A statement whose result is no longer open (finished, failed, closed or replaced)
+    // gives its query slot back and disarms statement_timeout.
+    if (query_slot_ && !streaming_) EndStatement();
     if (out_.size() > kFlushThreshold && !Flush().ok()) break;
   }
   if (streaming_) streaming_ = nullptr;
@@ -649,6 +705,13 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
   if (Trim(sql).empty() || (kw.empty() && SplitStatements(sql).empty())) {
     st->special = Special::kEmpty;
     return st;
+  }
+  if (k0 == "SET" || k0 == "PRAGMA") {
+    std::string name = (k1 == "GLOBAL" || k1 == "SESSION" || k1 == "LOCAL") && kw.size() > 2 ? kw[2] : k1;
+    if (IsWarehouseSetting(name)) {
+      return Error(ErrorCode::kAccessDenied, "permission denied to set parameter \"" + ToLower(name) +
+                                                 "\": the warehouse's limits are set in tarn.yaml (sql:)");
+    }
   }
   if (k0 == "BEGIN" || (k0 == "START" && k1 == "TRANSACTION")) {
     st->special = Special::kBegin;
@@ -901,7 +964,8 @@ Status Session::Start(Portal& p) {
     streaming_->closed = true;
     streaming_ = nullptr;
   }
-  BeginStatement();
+  // A literal SELECT (a health check) is computed once without taking a query slot.
+  RETURN_IF_ERROR(BeginStatement(/*needs_slot=*/!st.constant));
   auto r = st.prepared->Execute();
   if (!r.ok()) {
     EndStatement();
@@ -1149,7 +1213,8 @@ Status Session::RunSessionStatement(Portal& p) {
       std::string value = Join(values, ", ");
       if (EqualsIgnoreCase(value, "default") || EqualsIgnoreCase(value, "local")) value = "";
       if (name == "statement_timeout") {
-        auto ms = ParseDurationMs(value.empty() ? "0" : value);
+        // DEFAULT / RESET go back to the configured sql.statement_timeout_ms.
+        auto ms = value.empty() ? std::optional<int64_t>(host_->default_statement_timeout_ms()) : ParseDurationMs(value);
         if (!ms) return Error(ErrorCode::kInvalidArgument, "invalid value for parameter \"statement_timeout\": \"" + value + "\"");
         statement_timeout_ms_ = *ms;
       } else if (name == "client_encoding") {
@@ -1171,7 +1236,7 @@ Status Session::RunSessionStatement(Portal& p) {
       if (value.empty() && name != "application_name") {
         if (name == "timezone") value = "UTC";
         else if (name == "datestyle") value = "ISO, MDY";
-        else if (name == "statement_timeout") value = "0";
+        else if (name == "statement_timeout") value = std::to_string(statement_timeout_ms_);
       }
       settings_[name] = value;
       if (IsReported(name)) out_.ParameterStatus(DisplayName(name), value);
@@ -1180,7 +1245,7 @@ Status Session::RunSessionStatement(Portal& p) {
     }
     case Special::kReset: {
       std::string name = st.keywords.size() > 1 ? ToLower(st.keywords[1]) : "";
-      if (name == "statement_timeout" || name == "all") statement_timeout_ms_ = 0;
+      if (name == "statement_timeout" || name == "all") statement_timeout_ms_ = host_->default_statement_timeout_ms();
       if (name == "application_name" || name == "all") {
         settings_["application_name"] = "";
         out_.ParameterStatus("application_name", "");
@@ -1201,7 +1266,7 @@ Status Session::RunSessionStatement(Portal& p) {
           it = portals_.erase(it);
         }
       }
-      statement_timeout_ms_ = 0;
+      statement_timeout_ms_ = host_->default_statement_timeout_ms();
       out_.CommandComplete("DISCARD ALL");
       return Status::OK();
     }
@@ -1326,7 +1391,7 @@ void AppendCsv(std::string_view v, char delim, std::string* out) {
 Status Session::CopyOut(Portal& p) {
   Statement& st = *p.stmt;
   ASSIGN_OR_RETURN(auto prepared, conn_->Prepare(st.rewritten));
-  BeginStatement();
+  RETURN_IF_ERROR(BeginStatement());
   auto r = prepared->Execute();
   if (!r.ok()) {
     EndStatement();

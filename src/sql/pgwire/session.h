@@ -34,6 +34,13 @@ class SessionHost {
   virtual int32_t Register(Session* s) = 0;  // returns the backend pid
   virtual void Unregister(int32_t pid) = 0;
   virtual void Cancel(int32_t pid, int32_t secret) = 0;
+  // Per-login limits: a session of `user` starts (53300 when the login has too many) and
+  // ends; a statement starts running (53400 when the login runs too many) and ends.
+  virtual Status AdmitSession(const std::string& user) = 0;
+  virtual void EndSession(const std::string& user) = 0;
+  virtual Status AdmitQuery(const std::string& user) = 0;
+  virtual void EndQuery(const std::string& user) = 0;
+  virtual int64_t default_statement_timeout_ms() = 0;
 };
 
 class Session {
@@ -80,7 +87,9 @@ class Session {
   Status CopyOut(Portal& portal);
   Status CopyIn(Portal& portal);
   Status DuckExec(const std::string& sql);
-  void BeginStatement();
+  // A statement's run in DuckDB: holds one of the login's query slots and arms
+  // statement_timeout until EndStatement (or until no result is left open).
+  Status BeginStatement(bool needs_slot = true);
   void EndStatement();
   Status MapCancel(Status s);
 
@@ -91,6 +100,8 @@ class Session {
   size_t in_pos_ = 0;
 
   std::string user_;
+  bool admitted_ = false;    // counted by AdmitSession
+  bool query_slot_ = false;  // holds an AdmitQuery slot
   int32_t pid_ = 0;
   int32_t secret_ = 0;
   std::unique_ptr<Connection> conn_;
