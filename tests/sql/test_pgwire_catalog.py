@@ -1,5 +1,7 @@
 """Catalog emulation and session statements for psql and drivers: psql meta-commands with
 expected output, cursors, SET/SHOW/RESET, BEGIN READ ONLY, DISCARD ALL."""
+import os
+
 import psycopg
 import pytest
 
@@ -118,3 +120,68 @@ def test_driver_connect_time_queries(cat_lake):
                 pytest.fail("%s\n-> %s" % (q, e))
         assert conn.execute("select format_type(1700, ((10 << 16) | 2) + 4)").fetchone()[0] == "numeric(10,2)"
         assert conn.execute("select pg_get_userbyid(10)").fetchone()[0] == "root"
+
+
+def load_corpus():
+    """[(client, columns or None, statement)] from tests/sql/corpus/catalog_queries.sql."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "catalog_queries.sql")
+    out, client, columns, buf = [], None, None, []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not buf and line.startswith("-- client: "):
+                client = line[len("-- client: "):]
+            elif not buf and line.startswith("-- columns: "):
+                columns = line[len("-- columns: "):].split(", ")
+            elif not buf and (line.startswith("--") or not line.strip()):
+                continue
+            else:
+                buf.append(line)
+                if line.endswith(";"):
+                    out.append((client, columns, "\n".join(buf)[:-1]))
+                    buf, columns = [], None
+    return out
+
+
+CORPUS = load_corpus()
+
+
+@pytest.fixture(scope="module")
+def corpus_lake(cat_lake):
+    # The objects the corpus was recorded over (record_corpus.py's SETUP), in Tarn's "main".
+    r = psql(cat_lake, "create index if not exists sensors_ts on sensors(ts); "
+             "create or replace view sensor_names as select id, name from sensors")
+    assert r.returncode == 0, r.stderr
+    return cat_lake
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_recorded_client_corpus(corpus_lake, protocol):
+    """Every query psql, psycopg, pgJDBC and node-postgres were recorded sending (on connect
+    and while browsing) runs, and returns PostgreSQL's columns (names compared without case:
+    drivers look them up case-insensitively, psql by position)."""
+    assert len(CORPUS) >= 50
+    assert {c.split()[0] for c, _, _ in CORPUS} >= {"psql", "psycopg", "pgjdbc", "node-postgres"}
+    failures = []
+    with psycopg.connect(dsn(corpus_lake), autocommit=True) as conn:
+        for client, columns, sql in CORPUS:
+            try:
+                if protocol == "simple":
+                    res = conn.pgconn.exec_(sql.encode())
+                    if res.status not in (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK):
+                        raise psycopg.Error((res.error_message or b"").decode())
+                    names = [res.fname(i).decode() for i in range(res.nfields)]
+                else:
+                    cur = conn.execute(sql, prepare=False)
+                    names = [d.name for d in cur.description] if cur.description else []
+                    if cur.description:
+                        cur.fetchall()
+            except psycopg.Error as e:
+                failures.append("%s: %s\n  -> %s" % (client, " ".join(sql.split())[:200], str(e).strip()))
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.pgconn.exec_(b"ROLLBACK")
+                continue
+            if columns is not None and [n.lower() for n in names] != [n.lower() for n in columns]:
+                failures.append("%s: %s\n  -> columns %s, PostgreSQL has %s" % (
+                    client, " ".join(sql.split())[:200], names, columns))
+    assert not failures, "%d of %d corpus statements fail:\n%s" % (len(failures), len(CORPUS), "\n".join(failures))

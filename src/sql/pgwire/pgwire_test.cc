@@ -3,6 +3,7 @@
 #include "core/crypto.h"
 #include "core/strings.h"
 #include "security/keyring.h"
+#include "sql/pgwire/colnames.h"
 #include "sql/pgwire/fastpath.h"
 #include "sql/pgwire/messages.h"
 #include "sql/pgwire/rewrite.h"
@@ -116,8 +117,12 @@ TEST(PgwireRewrite, SplitAndRewrite) {
   EXPECT_EQ(parts[2], "select $$a;b$$");
   EXPECT_EQ(RewriteQuery("c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"),
             "c.relname  ~  '^(t)$' ");
-  EXPECT_EQ(RewriteQuery("select pg_catalog.format_type(a, b) from pg_catalog.pg_class"),
-            "select format_type(a, b) from pg_catalog.pg_class");
+  EXPECT_EQ(RewriteQuery("select pg_catalog.format_type(a, b) from pg_catalog.pg_namespace"),
+            "select format_type(a, b) from pg_catalog.pg_namespace");
+  EXPECT_EQ(RewriteQuery("select pg_catalog.pg_class.oid from pg_catalog.pg_class"),
+            "select pg_class.oid from pg_class");  // shadowed by a temporary view
+  EXPECT_EQ(RewriteQuery("select (information_schema._pg_expandarray(f(i.indkey, ')'))).n"),
+            "select (unnest(_pg_expandarray(f(i.indkey, ')')))).n");
   EXPECT_NE(RewriteQuery("select 't'::regclass").find("pg_class"), std::string::npos);
   EXPECT_EQ(RewriteQuery("select 'OPERATOR(x)'"), "select 'OPERATOR(x)'");
   EXPECT_EQ(RewriteQuery("select '\\x01ff00'::bytea, '\\x'::bytea, 'ab'::bytea"),
@@ -152,6 +157,44 @@ TEST(PgwireFastPath, QueryCacheEvictsLeastRecentlyUsed) {
   EXPECT_EQ(cache.Find("c"), 3);
   cache.Clear();
   EXPECT_EQ(cache.Find("a"), 0);
+}
+
+TEST(PgwireColumnNames, FigureColnameRules) {
+  auto names = [](std::string_view sql) {
+    std::vector<std::string> out;
+    auto n = PgColumnNames(sql);
+    if (!n) return std::vector<std::string>{"<none>"};
+    for (const auto& c : *n) out.push_back(c.name + (c.aliased ? "=" : ""));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(names("select 1, 'x', $1, null, true, -2"), (V{"?column?", "?column?", "?column?", "?column?", "bool", "?column?"}));
+  EXPECT_EQ(names("SELECT count(*), pg_catalog.format_type(a, b), t.relname, \"Mixed\".\"Col\" FROM t"),
+            (V{"count", "format_type", "relname", "Col"}));
+  EXPECT_EQ(names("select c.oid::pg_catalog.regclass, 'f'::bool, 1::integer, x::double precision, "
+                  "'a'::regclass::text, CAST(y AS varchar(3)), CAST(1 AS bigint)"),
+            (V{"oid", "bool", "int4", "x", "text", "y", "int8"}));
+  EXPECT_EQ(names("select a AS Upper, b \"Quoted\", c lower_alias, d as \"x y\""),
+            (V{"upper=", "Quoted=", "lower_alias=", "x y="}));
+  EXPECT_EQ(names("select case when a then 1 end, case when a then 1 else c.reloftype::text end, "
+                  "array[1,2], array(select 1), exists(select 1), (select max(v) from t), (1, 2)"),
+            (V{"case", "reloftype", "array", "array", "exists", "max", "row"}));
+  EXPECT_EQ(names("select a + b, not x, a or b, (a), (r).field, (current_schemas(false))[1], "
+                  "trim(both '\"' from x), interval '1 day', date '2024-01-01'"),
+            (V{"?column?", "?column?", "?column?", "a", "field", "current_schemas", "btrim", "interval", "date"}));
+  EXPECT_EQ(names("with w as (select 1 as q) select distinct on (a) a, sum(b) over (partition by a) "
+                  "from w union select 1, 2"),
+            (V{"a", "sum"}));
+  EXPECT_EQ(names("select * from t"), (V{"<none>"}));
+  EXPECT_EQ(names("select t.*, 1 from t"), (V{"<none>"}));
+  EXPECT_EQ(names("insert into t values (1)"), (V{"<none>"}));
+  EXPECT_EQ(names("select 'unterminated"), (V{"<none>"}));
+  // What is reported: PostgreSQL's name where DuckDB's is expression text, aliases folded,
+  // DuckDB's own where they agree but for case.
+  EXPECT_EQ(ReportedColumnName("count_star()", {"count", false}), "count");
+  EXPECT_EQ(ReportedColumnName("TABLE_SCHEM", {"table_schem", true}), "table_schem");
+  EXPECT_EQ(ReportedColumnName("MyCol", {"mycol", false}), "MyCol");
+  EXPECT_EQ(ReportedColumnName("other", {"mine", true}), "other");
 }
 
 }  // namespace

@@ -180,8 +180,31 @@ std::string RewriteQuery(std::string_view s) {
           EqualsIgnoreCase(rel, "pg_publication") || EqualsIgnoreCase(rel, "pg_statistic_ext") ||
           EqualsIgnoreCase(rel, "pg_trigger") || EqualsIgnoreCase(rel, "pg_publication_rel") ||
           EqualsIgnoreCase(rel, "pg_am") || EqualsIgnoreCase(rel, "pg_roles") ||
-          EqualsIgnoreCase(rel, "pg_partitioned_table") || EqualsIgnoreCase(rel, "pg_attribute") || EqualsIgnoreCase(rel, "pg_publication_namespace")) {
+          EqualsIgnoreCase(rel, "pg_partitioned_table") || EqualsIgnoreCase(rel, "pg_attribute") ||
+          EqualsIgnoreCase(rel, "pg_publication_namespace") || EqualsIgnoreCase(rel, "pg_auth_members") ||
+          EqualsIgnoreCase(rel, "pg_extension") || EqualsIgnoreCase(rel, "pg_class")) {
         i = j;
+        continue;
+      }
+    }
+    // pgJDBC getPrimaryKeys/getIndexInfo: information_schema._pg_expandarray(a) is a set-returning
+    // function of (x, n) records; DuckDB's unnest of a list of structs expands the same way,
+    // several in one select list in lockstep.
+    if (MatchWord(s, i, "information_schema") && EqualsIgnoreCase(s.substr(i + 18, 17), "._pg_expandarray(")) {
+      size_t open = i + 34;
+      int depth = 0;
+      size_t close = open;
+      for (; close < s.size(); ++close) {
+        if (size_t n = SkipOpaque(s, close)) {
+          close += n - 1;
+          continue;
+        }
+        if (s[close] == '(') ++depth;
+        if (s[close] == ')' && --depth == 0) break;
+      }
+      if (close < s.size()) {
+        out += "unnest(_pg_expandarray(" + RewriteQuery(s.substr(open + 1, close - open - 1)) + "))";
+        i = close + 1;
         continue;
       }
     }
@@ -364,6 +387,21 @@ const std::vector<std::string>& CompatibilityMacros() {
       "(((atttypmod // 1000) << 16) | (atttypmod % 1000)) + 4 ELSE atttypmod END AS atttypmod) "
       "FROM pg_catalog.pg_attribute",
       "CREATE OR REPLACE TEMP VIEW pg_am AS SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype",
+      // psql \d+: reloptions is an array it concatenates and unnests (DuckDB's is untyped NULL).
+      "CREATE OR REPLACE TEMP VIEW pg_class AS SELECT * REPLACE (CAST(NULL AS VARCHAR[]) AS reloptions) "
+      "FROM pg_catalog.pg_class",
+      // psql \du: role memberships (one role per login, none granted to another).
+      "CREATE OR REPLACE TEMP VIEW pg_auth_members AS SELECT 0::BIGINT AS oid, 0::BIGINT AS roleid, "
+      "0::BIGINT AS member, 0::BIGINT AS grantor, false AS admin_option WHERE false",
+      // psql \dx: DuckDB's loaded built-in extensions.
+      "CREATE OR REPLACE TEMP VIEW pg_extension AS SELECT CAST(16000 + row_number() OVER () AS BIGINT) AS oid, "
+      "extension_name AS extname, 10::BIGINT AS extowner, "
+      "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'main' LIMIT 1) AS extnamespace, "
+      "false AS extrelocatable, extension_version AS extversion, NULL::BIGINT[] AS extconfig, "
+      "NULL::VARCHAR[] AS extcondition FROM duckdb_extensions() WHERE loaded",
+      // pgJDBC (see RewriteQuery): the (x, n) records of information_schema._pg_expandarray.
+      "CREATE OR REPLACE TEMP MACRO _pg_expandarray(a) AS "
+      "list_transform(range(1, len(a) + 1), i -> {'x': a[i], 'n': i})",
   };
   return kMacros;
 }

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "security/keyring.h"
+#include "sql/pgwire/colnames.h"
 #include "sql/pgwire/rewrite.h"
 #include "sql/pgwire/row_encoder.h"
 #include "sql/pgwire/scram.h"
@@ -251,6 +252,8 @@ struct Session::Statement {
   Special special = Special::kNone;
   std::unique_ptr<PreparedStatement> prepared;
   bool constant = false;                       // IsConstantSelect(rewritten)
+  std::optional<std::vector<PgColumnName>> pg_names;  // PostgreSQL's column names (colnames.h)
+  bool pg_names_ready = false;
   std::shared_ptr<const ConstantRows> constant_rows;  // filled by its first execution
   // COPY details.
   std::string copy_select;   // COPY … TO STDOUT: the query
@@ -980,6 +983,7 @@ Status Session::Start(Portal& p) {
       rows->columns.push_back(p.result->column_info(i));
       rows->names.push_back(p.result->column_name(i));
     }
+    NameColumns(st, &rows->names);
     for (;;) {
       auto next = p.result->Next();
       if (!next.ok()) {
@@ -1015,6 +1019,7 @@ Status Session::Start(Portal& p) {
       p.columns.push_back(p.result->column_info(i));
       p.names.push_back(p.result->column_name(i));
     }
+    NameColumns(st, &p.names);
     streaming_ = &p;
   } else {
     p.rows = p.result->rows_changed();
@@ -1022,6 +1027,17 @@ Status Session::Start(Portal& p) {
     EndStatement();
   }
   return Status::OK();
+}
+
+// RowDescription names as PostgreSQL gives them (colnames.h), worked out once per statement
+// from the client's text; kept as DuckDB reports them when the select list does not match.
+void Session::NameColumns(Statement& st, std::vector<std::string>* names) {
+  if (!st.pg_names_ready) {
+    st.pg_names = PgColumnNames(st.sql);
+    st.pg_names_ready = true;
+  }
+  if (!st.pg_names || st.pg_names->size() != names->size()) return;
+  for (size_t i = 0; i < names->size(); ++i) (*names)[i] = ReportedColumnName((*names)[i], (*st.pg_names)[i]);
 }
 
 void Session::UseConstantRows(Portal& p) {
@@ -1849,6 +1865,7 @@ Status Session::HandleDescribe(const std::string& body) {
       if (rows) {
         probe.columns = st.prepared->ColumnInfo();
         probe.names = st.prepared->ColumnNames();
+        NameColumns(st, &probe.names);
         SendRowDescription(probe);
         return Status::OK();
       }

@@ -82,6 +82,7 @@ class Session {
   void SendRowDescription(const Portal& portal);
   Status SendRows(Portal& portal, int64_t max_rows, bool* suspended);
   void UseConstantRows(Portal& portal);
+  void NameColumns(Statement& st, std::vector<std::string>* names);
   Status RunSessionStatement(Portal& portal);
   Status RunCursorStatement(Portal& portal, bool describe);
   Status CopyOut(Portal& portal);
