@@ -169,9 +169,8 @@ Result<FileSchema> Classifier::ClassifySnappy(const std::string& path, const std
     done += size_t(w);
   }
   ::close(fd);
-  Result<FileSchema> s = done == text->size()
-                             ? ClassifyText(tmp, key, text->substr(0, 4096))
-                             : Result<FileSchema>(Error(ErrorCode::kIoError, "cannot write " + tmp));
+  Result<FileSchema> s = Error(ErrorCode::kIoError, "cannot write " + tmp);
+  if (done == text->size()) s = ClassifyText(tmp, key, text->substr(0, 4096));
   ::unlink(tmp.c_str());
   if (!s.ok()) {
     std::string msg = s.status().message();

@@ -722,7 +722,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           auto it = schema_of_json.find(sj);
           if (it == schema_of_json.end()) {
             ASSIGN_OR_RETURN(FileSchema parsed, FileSchemaFromJson(sj));
-            it = schema_of_json.emplace(sj, std::make_shared<const FileSchema>(std::move(parsed))).first;
+            auto shared = std::make_shared<const FileSchema>(std::move(parsed));
+            it = schema_of_json.emplace(sj, std::move(shared)).first;
           }
           f.schema = it->second;
         }
@@ -764,7 +765,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     if (!listed_ok.ok()) {
       if (stop.load()) break;
       listing_ok = false;
-      sum.log.push_back("Could not list s3://" + bucket + "/" + prefix + ": " + listed_ok.message());
+      sum.log.push_back("Could not list s3://" + bucket + "/" + prefix + ": " +
+                        listed_ok.message());
     }
   }
   if (stop.load()) {
@@ -850,8 +852,9 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       if (!merged.CompatibleWith(*sc)) {
         for (const FileEntry* f : files_sorted) {
           if (f->schema.get() != sc) continue;
-          sum.log.push_back("s3://" + f->bucket + "/" + f->key + " conflicts with the schema of its "
-                            "table; conflicting columns become string");
+          sum.log.push_back("s3://" + f->bucket + "/" + f->key +
+                            " conflicts with the schema of its table; conflicting columns become "
+                            "string");
           break;
         }
       }
@@ -920,8 +923,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       present.insert(values_of(f));
     }
     auto folder_of = [&](const FileEntry* f) {
-      return g.bucket + "/" +
-             Join(std::vector<std::string>(f->dirs.begin(), f->dirs.begin() + long(depth + levels)), "/");
+      auto end = f->dirs.begin() + long(depth + levels);
+      return g.bucket + "/" + Join(std::vector<std::string>(f->dirs.begin(), end), "/");
     };
     json params = TableParameters(name, merged, files_sorted.size(), bytes);
     json keys_json = json::array();
@@ -959,9 +962,10 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
         bool back = deprecated(t);
         if (schema_changed || back) {
           if (update_behavior == "LOG") {
-            sum.log.push_back(std::string(schema_changed ? "Schema of " : "Data of deprecated table ") +
-                              database + "." + table +
-                              (schema_changed ? " changed" : " is back") + "; not updated (UpdateBehavior LOG)");
+            sum.log.push_back(
+                std::string(schema_changed ? "Schema of " : "Data of deprecated table ") +
+                database + "." + table + (schema_changed ? " changed" : " is back") +
+                "; not updated (UpdateBehavior LOG)");
           } else {
             json input = t;
             if (schema_changed) {
@@ -977,7 +981,10 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
               sum.log.push_back("Updated table " + database + "." + table + ": schema now has " +
                                 std::to_string(cols.size()) + " columns (previous version kept)");
             }
-            if (back) sum.log.push_back("Table " + database + "." + table + " has data again: no longer deprecated");
+            if (back) {
+              sum.log.push_back("Table " + database + "." + table +
+                                " has data again: no longer deprecated");
+            }
           }
         }
       }
@@ -1004,7 +1011,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
                           {"Parameters", params}});
       }
       if (!inputs.empty()) {
-        ASSIGN_OR_RETURN(std::vector<Status> created, store_->CreatePartitions(database, table, inputs));
+        ASSIGN_OR_RETURN(std::vector<Status> created,
+                         store_->CreatePartitions(database, table, inputs));
         for (size_t i = 0; i < created.size(); ++i) {
           if (!created[i].ok()) return created[i];
           ++sum.partitions_added;
@@ -1017,7 +1025,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
         if (partitions.count(values) || present.count(values) || values.size() != levels) continue;
         std::string where = location;
         for (size_t i = 0; i < levels; ++i) {
-          where += (keys[i] == "partition_" + std::to_string(i) ? "" : keys[i] + "=") + values[i] + "/";
+          bool hive = keys[i] != "partition_" + std::to_string(i);
+          where += (hive ? keys[i] + "=" : "") + values[i] + "/";
         }
         bool under_target = false;
         for (const auto& [bucket, prefix] : targets) {
@@ -1116,7 +1125,8 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   std::snprintf(timing, sizeof(timing),
                 "Crawled %zu objects: listed and read in %.2f s (%d files read, %d of them "
                 "described by DuckDB), catalog written in %.2f s",
-                listed, read_s, sum.files_read, classifier.described(), seconds_since(catalog_started));
+                listed, read_s, sum.files_read, classifier.described(),
+                seconds_since(catalog_started));
   sum.log.push_back(timing);
   return sum;
 }

@@ -237,7 +237,9 @@ TEST_F(CrawlerTest, NewFoldersOnlyAndDeleteBehaviorAndValidation) {
 // and a deprecated partition whose data returns is no longer deprecated.
 TEST_F(CrawlerTest, VanishedPartitionsFollowDeleteBehavior) {
   auto hours = [&](const std::string& dir, std::vector<std::string> hs) {
-    for (const auto& h : hs) Parquet(dir + "/dt=2026-11-25/hour=" + h + "/p.parquet", "SELECT 1 AS a");
+    for (const auto& h : hs) {
+      Parquet(dir + "/dt=2026-11-25/hour=" + h + "/p.parquet", "SELECT 1 AS a");
+    }
   };
   auto values = [&](const std::string& table) {
     std::vector<std::string> out;
@@ -270,9 +272,11 @@ TEST_F(CrawlerTest, VanishedPartitionsFollowDeleteBehavior) {
     if (std::string(behavior) == "LOG") {
       EXPECT_EQ(s->partitions_deleted, 0);
       EXPECT_EQ(values(dir), (std::vector<std::string>{"00", "01", "02", "03"}));
-      EXPECT_NE(log.find("Kept partition [2026-11-25, 01] of raw." + dir + ": its data is gone "
-                         "from s3://landing/" + dir + "/dt=2026-11-25/hour=01/ (DeleteBehavior LOG)"),
-                std::string::npos) << log;
+      EXPECT_NE(log.find("Kept partition [2026-11-25, 01] of raw." + dir +
+                         ": its data is gone from s3://landing/" + dir +
+                         "/dt=2026-11-25/hour=01/ (DeleteBehavior LOG)"),
+                std::string::npos)
+          << log;
     } else if (std::string(behavior) == "DELETE_FROM_DATABASE") {
       EXPECT_EQ(s->partitions_deleted, 1);
       EXPECT_EQ(values(dir), (std::vector<std::string>{"00", "02", "03"}));

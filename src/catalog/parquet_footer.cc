@@ -12,7 +12,7 @@ namespace tarn::catalog {
 namespace {
 
 constexpr int kMaxDepth = 64;
-constexpr size_t kTailRead = 64 * 1024;           // one read holds most footers
+constexpr size_t kTailRead = 64 * 1024;            // one read holds most footers
 constexpr uint64_t kMaxFooter = 64 * 1024 * 1024;  // beyond this the file is not read
 
 Status Bad(const std::string& what) {
@@ -21,8 +21,20 @@ Status Bad(const std::string& what) {
 
 // Thrift compact protocol types (thrift/doc/specs/thrift-compact-protocol.md).
 enum : int {
-  kStop = 0, kTrue = 1, kFalse = 2, kByte = 3, kI16 = 4, kI32 = 5, kI64 = 6, kDouble = 7,
-  kBinary = 8, kList = 9, kSet = 10, kMap = 11, kStruct = 12, kUuid = 13,
+  kStop = 0,
+  kTrue = 1,
+  kFalse = 2,
+  kByte = 3,
+  kI16 = 4,
+  kI32 = 5,
+  kI64 = 6,
+  kDouble = 7,
+  kBinary = 8,
+  kList = 9,
+  kSet = 10,
+  kMap = 11,
+  kStruct = 12,
+  kUuid = 13,
 };
 
 class CompactReader {
@@ -75,8 +87,7 @@ class CompactReader {
     if (depth > kMaxDepth) return Bad("nested too deeply");
     switch (type) {
       case kTrue:
-      case kFalse:
-        return in_collection ? Skip(1) : Status::OK();
+      case kFalse: return in_collection ? Skip(1) : Status::OK();
       case kByte: return Skip(1);
       case kI16:
       case kI32:
@@ -120,8 +131,7 @@ class CompactReader {
           RETURN_IF_ERROR(SkipValue(t, depth + 1, false));
         }
       }
-      default:
-        return Bad("unknown Thrift type " + std::to_string(type));
+      default: return Bad("unknown Thrift type " + std::to_string(type));
     }
   }
 
@@ -206,7 +216,8 @@ Result<ParquetFooter> ReadParquetFooter(const std::string& path, uint64_t size) 
   if (size < 12) return Error(ErrorCode::kInvalidInput, "too small to be a Parquet file");
   char head[4];
   RETURN_IF_ERROR(ReadAt(f.fd, head, 4, 0, path));
-  if (std::memcmp(head, "PAR1", 4) != 0) return Error(ErrorCode::kInvalidInput, "not a Parquet file");
+  if (std::memcmp(head, "PAR1", 4) != 0)
+    return Error(ErrorCode::kInvalidInput, "not a Parquet file");
   size_t tail_len = size_t(std::min<uint64_t>(size - 4, kTailRead));
   std::string tail(tail_len, '\0');
   RETURN_IF_ERROR(ReadAt(f.fd, tail.data(), tail_len, size - tail_len, path));

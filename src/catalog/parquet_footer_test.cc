@@ -31,8 +31,8 @@ class ParquetFooterTest : public ::testing::Test {
 
   std::string Write(const std::string& name, const std::string& select) {
     std::string path = (dir_ / name).string();
-    Status s = conn_->Execute("COPY (" + select + ") TO " + sql::QuoteLiteral(path) +
-                              " (FORMAT parquet)");
+    Status s =
+        conn_->Execute("COPY (" + select + ") TO " + sql::QuoteLiteral(path) + " (FORMAT parquet)");
     EXPECT_TRUE(s.ok()) << s.ToString();
     return path;
   }
@@ -79,7 +79,8 @@ TEST_F(ParquetFooterTest, SameSchemaSameKeyOtherwiseNot) {
 }
 
 TEST_F(ParquetFooterTest, TruncatedAndMalformedFilesAreErrorsNotCrashes) {
-  std::string a = Write("a.parquet", "SELECT i AS id, [i] AS l, {'a': 'b'} AS s FROM range(10) t(i)");
+  std::string a =
+      Write("a.parquet", "SELECT i AS id, [i] AS l, {'a': 'b'} AS s FROM range(10) t(i)");
   std::string bytes = Bytes(a);
   auto write = [&](const std::string& name, const std::string& content) {
     std::string p = (dir_ / name).string();

@@ -12,9 +12,7 @@
 namespace tarn::catalog {
 namespace {
 
-std::string Be32(uint32_t v) {
-  return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-}
+std::string Be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
 
 // Hadoop SnappyCodec: per block, the uncompressed length, then (length, raw snappy) chunks.
 std::string Hadoop(const std::string& text, size_t block) {
@@ -61,7 +59,8 @@ std::string Framed(const std::string& text, size_t chunk) {
 
 std::string Lines(int n) {
   std::string s = "id,name,score\n";
-  for (int i = 0; i < n; ++i) s += std::to_string(i) + ",name-" + std::to_string(i) + "," + std::to_string(i * 0.5) + "\n";
+  for (int i = 0; i < n; ++i)
+    s += std::to_string(i) + ",name-" + std::to_string(i) + "," + std::to_string(i * 0.5) + "\n";
   return s;
 }
 
@@ -90,8 +89,9 @@ TEST(SnappyText, BothFormatsRoundTripAndPrefixesEndAtALine) {
 }
 
 TEST(SnappyText, GarbageIsInvalidInput) {
-  for (const std::string& bad : {std::string("plain text, not snappy\n"), std::string(3, '\0'),
-                                 Be32(5) + Be32(3) + "abc", std::string("\xff\x06\x00\x00sNaPpY\x05\x01\x00\x00x", 15)}) {
+  for (const std::string& bad :
+       {std::string("plain text, not snappy\n"), std::string(3, '\0'), Be32(5) + Be32(3) + "abc",
+        std::string("\xff\x06\x00\x00sNaPpY\x05\x01\x00\x00x", 15)}) {
     auto r = DecompressSnappyText(bad, IsSnappyFramed(bad), 1 << 20);
     if (r.ok()) {
       EXPECT_TRUE(r->empty()) << bad;
@@ -119,7 +119,8 @@ TEST(SnappyText, ClassifierInfersCsvAndJsonInsideSnappy) {
   EXPECT_EQ(s->columns[0].type, "bigint");
   EXPECT_EQ(s->columns[2].type, "double");
   std::string js = (dir / "events").string();  // no name: the framing format's magic bytes
-  std::ofstream(js, std::ios::binary) << Framed("{\"a\": 1, \"b\": {\"c\": \"x\"}}\n{\"a\": 2, \"b\": {\"c\": \"y\"}}\n", 16);
+  std::ofstream(js, std::ios::binary)
+      << Framed("{\"a\": 1, \"b\": {\"c\": \"x\"}}\n{\"a\": 2, \"b\": {\"c\": \"y\"}}\n", 16);
   s = classifier.Classify(js, "events");
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->classification, "json");
