@@ -967,38 +967,49 @@ Result<Page> CatalogStore::GetPartitions(const std::string& database, const std:
       indexed = true;
     }
   }
-  if (!indexed) {
-    ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
-        "SELECT vkey FROM catalog_partitions WHERE db = ?1 AND tbl = ?2 AND vkey > ?3 "
-        "ORDER BY vkey"));
-    q.Bind(1, db).Bind(2, tbl).Bind(3, after);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, q.Step());
-      if (!row) break;
-      candidates.push_back(q.ColumnText(0));
-    }
-  }
   ASSIGN_OR_RETURN(Statement get, meta_->Prepare(
       "SELECT doc FROM catalog_partitions WHERE db = ?1 AND tbl = ?2 AND vkey = ?3"));
   std::string last;
   std::vector<std::string> values;  // reused across candidates: this loop is the hot path
-  for (const std::string& vkey : candidates) {
-    if (segment.total > 1 && int(Fnv1a(vkey) % uint64_t(segment.total)) != segment.number) continue;
+  // Adds the partition when it matches; false once the page is full.
+  auto consider = [&](const std::string& vkey) -> Result<bool> {
+    if (segment.total > 1 && int(Fnv1a(vkey) % uint64_t(segment.total)) != segment.number) {
+      return true;
+    }
     if (filter) {
       SplitValuesKeyInto(vkey, &values);
-      if (!filter->Matches(values)) continue;
+      if (!filter->Matches(values)) return true;
     }
     if (int(out.items.size()) == limit) {
       out.next_token = EncodeToken(last);
-      break;
+      return false;
     }
     RETURN_IF_ERROR(get.Reset());
     get.Bind(1, db).Bind(2, tbl).Bind(3, vkey);
     ASSIGN_OR_RETURN(bool row, get.Step());
-    if (!row) continue;  // deleted since the candidates were read
+    if (!row) return true;  // deleted since the candidates were read
     last = vkey;
     ASSIGN_OR_RETURN(json doc, ParseDoc(get.ColumnText(0)));
     out.items.push_back(std::move(doc));
+    return true;
+  };
+  if (indexed) {
+    for (const std::string& vkey : candidates) {
+      ASSIGN_OR_RETURN(bool more, consider(vkey));
+      if (!more) break;
+    }
+    return out;
+  }
+  // No range to look up: every value key in order, until the page is full.
+  ASSIGN_OR_RETURN(Statement q, meta_->Prepare(
+      "SELECT vkey FROM catalog_partitions WHERE db = ?1 AND tbl = ?2 AND vkey > ?3 "
+      "ORDER BY vkey"));
+  q.Bind(1, db).Bind(2, tbl).Bind(3, after);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    ASSIGN_OR_RETURN(bool more, consider(q.ColumnText(0)));
+    if (!more) break;
   }
   return out;
 }
