@@ -124,9 +124,12 @@ bool Similar(const FileSchema& merged, const FileSchema& f) {
 // The distinct schemas of `files`, in order of first appearance.
 std::vector<const FileSchema*> DistinctSchemas(const std::vector<const FileEntry*>& files) {
   std::vector<const FileSchema*> out;
-  std::set<const FileSchema*> seen;
+  std::unordered_set<const FileSchema*> seen;
+  const FileSchema* last = nullptr;
   for (const FileEntry* f : files) {
-    if (seen.insert(f->schema.get()).second) out.push_back(f->schema.get());
+    if (f->schema.get() == last) continue;  // neighbours mostly share one
+    last = f->schema.get();
+    if (seen.insert(last).second) out.push_back(last);
   }
   return out;
 }
@@ -620,11 +623,15 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   struct Cached {
     std::string etag;
     int64_t size = -1;
-    std::string schema_json;
+    std::shared_ptr<const FileSchema> schema;  // null: `error`
+    std::string error;
     bool seen = false;
   };
   std::unordered_map<std::string, Cached> cache;
   std::unordered_set<std::string> seen_folders;  // "bucket/dir/…" with an object last time
+  // Each distinct schema is parsed (from the cache) or serialised (for the cache) once.
+  std::unordered_map<std::string, std::shared_ptr<const FileSchema>> schema_of_json;
+  std::unordered_map<const FileSchema*, std::string> json_of_schema;
   {
     ASSIGN_OR_RETURN(Statement n, store_->meta()->Prepare(
         "SELECT count(*) FROM catalog_crawled_objects WHERE crawler = ?1"));
@@ -637,11 +644,31 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
         "ORDER BY path"));
     q.Bind(1, name);
     std::string_view last_folder;
+    std::string last_json;
+    std::shared_ptr<const FileSchema> last_schema;
     while (true) {
       ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) break;
-      auto it = cache.try_emplace(q.ColumnText(0)).first;
-      it->second = {q.ColumnText(1), q.ColumnInt(2), q.ColumnText(3), false};
+      std::string sj = q.ColumnText(3);
+      Cached c{q.ColumnText(1), q.ColumnInt(2), nullptr, "", false};
+      if (!sj.empty() && sj[0] == '!') {
+        c.error = sj.substr(1);
+      } else if (sj == last_json && last_schema) {  // neighbours mostly share a schema
+        c.schema = last_schema;
+      } else {
+        auto known = schema_of_json.find(sj);
+        if (known == schema_of_json.end()) {
+          auto parsed = FileSchemaFromJson(sj);
+          if (!parsed.ok()) continue;  // not cached: the object is read again
+          auto shared = std::make_shared<const FileSchema>(std::move(*parsed));
+          known = schema_of_json.emplace(sj, shared).first;
+          json_of_schema.emplace(shared.get(), sj);
+        }
+        c.schema = known->second;
+        last_schema = c.schema;
+        last_json = std::move(sj);
+      }
+      auto it = cache.try_emplace(q.ColumnText(0), std::move(c)).first;
       std::string_view path = it->first;  // stable: map nodes do not move
       std::string_view folder = path.substr(0, path.rfind('/'));
       if (folder != last_folder) {
@@ -662,10 +689,6 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
     ASSIGN_OR_RETURN(conn, duck_->Connect());
   }
   Classifier classifier(conn.get());
-
-  // Each distinct schema is parsed (from the cache) or serialised (for the cache) once.
-  std::unordered_map<std::string, std::shared_ptr<const FileSchema>> schema_of_json;
-  std::unordered_map<const FileSchema*, std::string> json_of_schema;
 
   struct Changed {
     std::string path, etag;
@@ -702,31 +725,29 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       }
       ++listed;
       std::string path = bucket + "/" + o.key;
-      std::string folder = path.substr(0, path.rfind('/'));
       auto cached = cache.find(path);
       if (cached != cache.end()) cached->second.seen = true;
-      if (new_folders_only && seen_folders.count(folder)) return Status::OK();
+      if (new_folders_only && seen_folders.count(path.substr(0, path.rfind('/')))) {
+        return Status::OK();
+      }
       FileEntry f;
       f.bucket = bucket;
       f.key = o.key;
       f.size = o.size;
-      f.dirs = Split(o.key, '/');
-      f.dirs.pop_back();
+      // Consecutive objects mostly share their folder.
+      if (!files.empty() && files.back().bucket == bucket &&
+          o.key.compare(0, o.key.rfind('/') + 1, files.back().key, 0,
+                        files.back().key.rfind('/') + 1) == 0) {
+        f.dirs = files.back().dirs;
+      } else {
+        f.dirs = Split(o.key, '/');
+        f.dirs.pop_back();
+      }
       std::string error;
       if (cached != cache.end() && cached->second.etag == o.etag &&
           (cached->second.size < 0 || cached->second.size == int64_t(o.size))) {
-        const std::string& sj = cached->second.schema_json;
-        if (!sj.empty() && sj[0] == '!') {
-          error = sj.substr(1);
-        } else {
-          auto it = schema_of_json.find(sj);
-          if (it == schema_of_json.end()) {
-            ASSIGN_OR_RETURN(FileSchema parsed, FileSchemaFromJson(sj));
-            auto shared = std::make_shared<const FileSchema>(std::move(parsed));
-            it = schema_of_json.emplace(sj, std::move(shared)).first;
-          }
-          f.schema = it->second;
-        }
+        f.schema = cached->second.schema;
+        error = cached->second.error;
       } else {
         auto local = objects_->LocalPath(bucket, o.key);
         Result<std::shared_ptr<const FileSchema>> s =
@@ -738,7 +759,11 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           f.schema = *s;
           auto j = json_of_schema.find(f.schema.get());
           if (j == json_of_schema.end()) {
-            j = json_of_schema.emplace(f.schema.get(), FileSchemaToJson(*f.schema)).first;
+            // Equal schemas share one object, whichever file (or format) they came from.
+            std::string text = FileSchemaToJson(*f.schema);
+            auto [known, added] = schema_of_json.emplace(text, f.schema);
+            if (!added) f.schema = known->second;
+            j = json_of_schema.emplace(f.schema.get(), std::move(text)).first;
           }
           c.schema_json = j->second;
         } else {
@@ -842,8 +867,10 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   for (const Group& g : groups) {
     size_t depth = g.root.size();
     std::vector<const FileEntry*> files_sorted = g.files;
-    std::sort(files_sorted.begin(), files_sorted.end(),
-              [](const FileEntry* a, const FileEntry* b) { return a->key < b->key; });
+    auto by_key = [](const FileEntry* a, const FileEntry* b) { return a->key < b->key; };
+    if (!std::is_sorted(files_sorted.begin(), files_sorted.end(), by_key)) {  // listed in order
+      std::sort(files_sorted.begin(), files_sorted.end(), by_key);
+    }
     uint64_t bytes = 0;
     for (const FileEntry* f : files_sorted) bytes += f->size;
     std::vector<const FileSchema*> schemas = DistinctSchemas(files_sorted);
@@ -901,8 +928,14 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       const FileEntry* first = nullptr;       // its folder is the partition's location
     };
     std::map<std::vector<std::string>, PartitionSeen> partitions;
+    const FileEntry* prev = nullptr;
+    std::map<std::vector<std::string>, PartitionSeen>::iterator it;
     for (const FileEntry* f : files_sorted) {
-      auto [it, inserted] = partitions.try_emplace(values_of(*f));
+      bool inserted = false;
+      if (!prev || f->dirs != prev->dirs) {  // a folder's files are consecutive
+        std::tie(it, inserted) = partitions.try_emplace(values_of(*f));
+      }
+      prev = f;
       PartitionSeen& p = it->second;
       if (inserted) {
         p.schema = *f->schema;
