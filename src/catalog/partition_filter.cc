@@ -263,9 +263,15 @@ class Parser {
     }
     return l;
   }
+  // Parentheses and NOTs nest by recursion: bounded, so that no expression (they come from the
+  // network) can exhaust the stack.
+  static constexpr int kMaxNesting = 64;
+
   Result<NodeP> ParseNot() {
     if (Accept("NOT")) {
+      if (++depth_ > kMaxNesting) return Fail("expression nested too deeply");
       ASSIGN_OR_RETURN(NodeP inner, ParseNot());
+      --depth_;
       auto n = std::make_unique<PartitionFilter::Node>();
       n->kind = Kind::kNot;
       n->left = std::move(inner);
@@ -302,7 +308,9 @@ class Parser {
   Result<NodeP> ParsePrimary() {
     if (Peek().kind == Tok::kLParen) {
       ++pos_;
+      if (++depth_ > kMaxNesting) return Fail("expression nested too deeply");
       ASSIGN_OR_RETURN(NodeP inner, ParseOr());
+      --depth_;
       if (Peek().kind != Tok::kRParen) return Fail("expected ')'");
       ++pos_;
       return inner;
@@ -380,6 +388,7 @@ class Parser {
 
   std::vector<Token> toks_;
   size_t pos_ = 0;
+  int depth_ = 0;
   const std::vector<PartitionKey>& keys_;
 };
 

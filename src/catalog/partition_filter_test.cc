@@ -58,6 +58,19 @@ TEST(PartitionFilter, BadExpressionsAreInvalidInput) {
   }
 }
 
+TEST(PartitionFilter, DeepNestingIsInvalidInputNotAStackOverflow) {
+  std::string deep = std::string(1000, '(') + "year = '1'" + std::string(1000, ')');
+  auto f = PartitionFilter::Compile(deep, kKeys);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kInvalidInput);
+  std::string nots;
+  for (int i = 0; i < 400; ++i) nots += "NOT ";
+  EXPECT_FALSE(PartitionFilter::Compile(nots + "year = '1'", kKeys).ok());
+  // Sixty levels are fine.
+  EXPECT_TRUE(M(std::string(60, '(') + "year = '2026'" + std::string(60, ')'),
+                {"2026", "1", "x", "0"}));
+}
+
 TEST(PartitionFilter, LikeMatch) {
   EXPECT_TRUE(LikeMatch("abc", "a%"));
   EXPECT_TRUE(LikeMatch("abc", "%c"));
