@@ -2,10 +2,11 @@
 # bench/http: GET /health on Tarn's API port vs nginx serving a static file of the same size,
 # both driven by wrk (2 threads, 64 connections) in the same run. Prints both and the ratio.
 #   bench/http/run.sh [DURATION_SECONDS]
+#   TARN_BIN=/path/to/tarn bench/http/run.sh   # measure that binary instead of building one
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${1:-10}"
-TARN="$("$ROOT/tarn.sh" build | tail -1)"
+TARN="${TARN_BIN:-$("$ROOT/tarn.sh" build | tail -1)}"
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/install.sh)"; exit 1; }
 work="$(mktemp -d)"
 cleanup() {
