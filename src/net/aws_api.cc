@@ -127,7 +127,8 @@ ApiRouter::ApiRouter(std::string region)
     return InternalMetrics{
         &ops::Metrics().Counter(kRequestsName, kRequestsHelp,
                                 {{"service", "tarn"}, {"action", action}, {"status", "2xx"}}),
-        &ops::Metrics().Histogram(kDurationName, kDurationHelp, {{"service", "tarn"}, {"action", action}})};
+        &ops::Metrics().Histogram(kDurationName, kDurationHelp,
+                                  {{"service", "tarn"}, {"action", action}})};
   };
   health_metrics_ = internal("Health");
   metrics_metrics_ = internal("Metrics");

@@ -191,8 +191,8 @@ class WorkerPool {
 
   ops::GaugeMetric* threads_gauge_;
   std::mutex mu_;
-  std::condition_variable cv_;       // a task arrived, or stop_
-  std::condition_variable exit_cv_;  // a thread exited
+  std::condition_variable cv_;               // a task arrived, or stop_
+  std::condition_variable exit_cv_;          // a thread exited
   std::deque<std::function<void()>> tasks_;  // guarded by mu_
   size_t threads_ = 0;                       // guarded by mu_
   size_t idle_ = 0;                          // guarded by mu_: threads waiting in Run
@@ -459,9 +459,8 @@ class HttpServerImpl final : public HttpServer {
     if (!ec) acceptor_->bind(ep, ec);
     if (!ec) acceptor_->listen(1024, ec);
     if (ec) {
-      return Error(ErrorCode::kUnavailable,
-                   options_.name + ": cannot listen on " + options_.listen.ToString() + ": " +
-                       ec.message());
+      return Error(ErrorCode::kUnavailable, options_.name + ": cannot listen on " +
+                                                options_.listen.ToString() + ": " + ec.message());
     }
     port_ = acceptor_->local_endpoint().port();
     acceptor_fd_ = acceptor_->native_handle();
@@ -476,22 +475,26 @@ class HttpServerImpl final : public HttpServer {
         ssl_->load_verify_file(options_.tls.client_ca_file, ec);
         ssl_->set_verify_mode(asio::ssl::verify_peer);
       }
-      if (ec) return Error(ErrorCode::kInvalidArgument, options_.name + ": TLS setup: " + ec.message());
+      if (ec)
+        return Error(ErrorCode::kInvalidArgument, options_.name + ": TLS setup: " + ec.message());
     }
     ops::Labels listener{{"listener", options_.name}};
-    connections_gauge_ = &ops::Metrics().Gauge("tarn_http_open_connections", "Open HTTP connections",
-                                               listener);
-    rejected_ = &ops::Metrics().Counter("tarn_http_connections_rejected_total",
-                                        "Connections refused at the max_connections limit", listener);
-    timeouts_ = &ops::Metrics().Counter("tarn_http_connection_timeouts_total",
-                                        "Connections closed by the header/idle deadlines", listener);
-    const char* kRequestsHelp = "HTTP requests by where the handler ran (event loop or worker thread)";
+    connections_gauge_ =
+        &ops::Metrics().Gauge("tarn_http_open_connections", "Open HTTP connections", listener);
+    rejected_ =
+        &ops::Metrics().Counter("tarn_http_connections_rejected_total",
+                                "Connections refused at the max_connections limit", listener);
+    timeouts_ =
+        &ops::Metrics().Counter("tarn_http_connection_timeouts_total",
+                                "Connections closed by the header/idle deadlines", listener);
+    const char* kRequestsHelp =
+        "HTTP requests by where the handler ran (event loop or worker thread)";
     loop_requests_ = &ops::Metrics().Counter("tarn_http_requests_total", kRequestsHelp,
                                              {{"listener", options_.name}, {"path", "event_loop"}});
     worker_requests_ = &ops::Metrics().Counter("tarn_http_requests_total", kRequestsHelp,
                                                {{"listener", options_.name}, {"path", "worker"}});
-    workers_.emplace(&ops::Metrics().Gauge("tarn_http_worker_threads",
-                                           "Worker threads serving blocking HTTP requests", listener));
+    workers_.emplace(&ops::Metrics().Gauge(
+        "tarn_http_worker_threads", "Worker threads serving blocking HTTP requests", listener));
 
     for (auto& io : ios_) guards_.emplace_back(io->get_executor());
     DoAccept();
@@ -624,8 +627,8 @@ class HttpServerImpl final : public HttpServer {
           std::move(remote_ip), remote_port);
       asio::post(io, [conn] { conn->Start(); });
     } else {
-      auto conn = std::make_shared<Connection<tcp::socket>>(this, std::move(socket), std::move(state),
-                                                            std::move(remote_ip), remote_port);
+      auto conn = std::make_shared<Connection<tcp::socket>>(
+          this, std::move(socket), std::move(state), std::move(remote_ip), remote_port);
       asio::post(io, [conn] { conn->Start(); });
     }
     DoAccept();
@@ -651,9 +654,9 @@ class HttpServerImpl final : public HttpServer {
   std::unique_ptr<asio::ssl::context> ssl_;
   std::vector<std::unique_ptr<asio::io_context>> ios_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
-  std::optional<tcp::acceptor> acceptor_;            // on ios_[0]
-  std::optional<asio::steady_timer> accept_timer_;   // on ios_[0]
-  size_t next_io_ = 0;                               // used on ios_[0] only
+  std::optional<tcp::acceptor> acceptor_;           // on ios_[0]
+  std::optional<asio::steady_timer> accept_timer_;  // on ios_[0]
+  size_t next_io_ = 0;                              // used on ios_[0] only
   int acceptor_fd_ = -1;
   uint16_t port_ = 0;
   std::optional<WorkerPool> workers_;
@@ -748,19 +751,18 @@ void Connection<Stream>::ReadNext() {
   }
   state_->idle = true;
   state_->SetDeadline(limits().idle_timeout_ms);
-  stream_.async_read_some(
-      buffer_.prepare(kReadChunk),
-      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-        self->state_->idle = false;
-        if (ec || n == 0) {
-          if (self->state_->killed) self->CountTimeout();
-          self->Close();
-          return;
-        }
-        self->buffer_.commit(n);
-        self->state_->SetDeadline(self->limits().header_timeout_ms);
-        self->ParseHead();
-      });
+  stream_.async_read_some(buffer_.prepare(kReadChunk),
+                          [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                            self->state_->idle = false;
+                            if (ec || n == 0) {
+                              if (self->state_->killed) self->CountTimeout();
+                              self->Close();
+                              return;
+                            }
+                            self->buffer_.commit(n);
+                            self->state_->SetDeadline(self->limits().header_timeout_ms);
+                            self->ParseHead();
+                          });
 }
 
 template <typename Stream>
@@ -905,14 +907,16 @@ void Connection<Stream>::ServeOnWorker(bool body_buffered) {
     ok = WriteResponseSync();
   }
   state_->ClearDeadline();
-  asio::post(stream_.get_executor(), [self = this->shared_from_this(), ok] { self->AfterResponse(ok); });
+  asio::post(stream_.get_executor(),
+             [self = this->shared_from_this(), ok] { self->AfterResponse(ok); });
 }
 
 template <typename Stream>
 void Connection<Stream>::WriteOnWorker() {
   bool ok = WriteResponseSync();
   state_->ClearDeadline();
-  asio::post(stream_.get_executor(), [self = this->shared_from_this(), ok] { self->AfterResponse(ok); });
+  asio::post(stream_.get_executor(),
+             [self = this->shared_from_this(), ok] { self->AfterResponse(ok); });
 }
 
 // Writes res_ with blocking I/O (on a worker); false when the connection broke.
@@ -994,9 +998,9 @@ void Connection<Stream>::WriteResponseAsync() {
     if (framing != Framing::kNone) out_.append(res_.body);  // see kTls: one buffer per write
     asio::async_write(stream_, asio::buffer(out_), std::move(done));
   } else {
-    std::array<asio::const_buffer, 2> bufs{
-        asio::buffer(out_),
-        framing == Framing::kNone ? asio::const_buffer() : asio::buffer(res_.body)};
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), framing == Framing::kNone
+                                                                   ? asio::const_buffer()
+                                                                   : asio::buffer(res_.body)};
     asio::async_write(stream_, bufs, std::move(done));
   }
 }
@@ -1014,8 +1018,9 @@ template <typename Stream>
 void Connection<Stream>::FailHead(int status, std::string_view body) {
   out_ = SimpleResponse(status, body);
   state_->SetDeadline(limits().idle_timeout_ms);
-  asio::async_write(stream_, asio::buffer(out_),
-                    [self = this->shared_from_this()](beast::error_code, size_t) { self->Close(); });
+  asio::async_write(
+      stream_, asio::buffer(out_),
+      [self = this->shared_from_this()](beast::error_code, size_t) { self->Close(); });
 }
 
 template <typename Stream>

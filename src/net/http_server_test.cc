@@ -3,13 +3,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <pthread.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -40,7 +39,9 @@ class RawClient {
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   }
   ~RawClient() { ::close(fd_); }
-  bool Send(const std::string& s) { return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size()); }
+  bool Send(const std::string& s) {
+    return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
+  }
   // Reads until the peer closes or `until` appears.
   std::string Read(const std::string& until = "") {
     std::string out;
@@ -132,8 +133,9 @@ TEST_F(HttpServerTest, KeepAliveAndPipelining) {
   RawClient c(server_->port());
   ASSERT_TRUE(c.connected());
   // Two pipelined requests in one write; both answered in order on one connection.
-  c.Send("POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-         "POST /echo?b=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nworld");
+  c.Send(
+      "POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /echo?b=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nworld");
   std::string out = c.Read("POST b=2 world");
   size_t first = out.find("POST a=1 hello");
   size_t second = out.find("POST b=2 world");
@@ -144,7 +146,9 @@ TEST_F(HttpServerTest, KeepAliveAndPipelining) {
 
 TEST_F(HttpServerTest, ChunkedRequestBody) {
   RawClient c(server_->port());
-  c.Send("PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+  c.Send(
+      "PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
   std::string out = c.Read("PUT  abcde");
   EXPECT_NE(out.find("PUT  abcde"), std::string::npos) << out;
 }
@@ -245,7 +249,8 @@ class LoopHandler : public HttpHandler {
     if (StartsWith(rq.path, "/fast")) {
       auto body = rq.body->ReadAll(1 << 20);
       Note(&fast_thread);
-      rs.SetBody("text/plain", "fast " + rq.method + " " + rq.path + " " + (body.ok() ? *body : "?"));
+      rs.SetBody("text/plain",
+                 "fast " + rq.method + " " + rq.path + " " + (body.ok() ? *body : "?"));
     } else if (rq.path == "/inline-stream") {
       rs.body_source = std::make_unique<StringBodySource>(std::string(100000, 'y'));
     } else if (rq.path == "/echo") {
@@ -351,7 +356,8 @@ TEST_F(HttpLoopTest, PipelinedMixOfLoopAndWorkerRequestsIsAnsweredInOrder) {
       batch += "PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n" +
                Pad3(i) + "\r\n0\r\n\r\n";
     } else {
-      batch += "POST /fast/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz";
+      batch +=
+          "POST /fast/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz";
     }
   }
   ASSERT_TRUE(c.Send(batch));
@@ -500,10 +506,12 @@ TEST_F(HttpLoopTest, StopFinishesInFlightRequestsAndClosesIdleConnections) {
 
 // The same paths over TLS (the loop does the handshake; workers use the TLS stream blocking).
 TEST(HttpTlsTest, LoopAndWorkerRequestsOverTls) {
-  auto dir = std::filesystem::temp_directory_path() / ("tarn-http-tls-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tarn-http-tls-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::string cert = (dir / "server.crt").string(), key = (dir / "server.key").string();
-  ASSERT_TRUE(EnsureSelfSignedCertificate(cert, key, "localhost", {"localhost"}, {"127.0.0.1"}).ok());
+  ASSERT_TRUE(
+      EnsureSelfSignedCertificate(cert, key, "localhost", {"localhost"}, {"127.0.0.1"}).ok());
   LoopHandler handler;
   HttpServerOptions o;
   o.listen = *ListenAddress::Parse("127.0.0.1:0");
@@ -531,14 +539,18 @@ TEST(HttpTlsTest, LoopAndWorkerRequestsOverTls) {
     }
     return out;
   };
-  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "), std::string::npos);
-  EXPECT_NE(roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ntls!").find("echo tls!"),
+  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "),
             std::string::npos);
+  EXPECT_NE(
+      roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ntls!").find("echo tls!"),
+      std::string::npos);
   std::string big(600 * 1024, 'b');  // streams through a worker
-  std::string r = roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                            std::to_string(big.size()) + "\r\n\r\n" + big);
+  std::string r =
+      roundtrip("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(big.size()) +
+                "\r\n\r\n" + big);
   EXPECT_NE(r.find("echo " + big), std::string::npos) << r.substr(0, 200);
-  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "), std::string::npos);
+  EXPECT_NE(roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").find("fast GET /fast "),
+            std::string::npos);
   SSL_shutdown(ssl);
   SSL_free(ssl);
   SSL_CTX_free(ctx);
