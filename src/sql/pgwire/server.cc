@@ -10,6 +10,7 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "net/socket_server.h"
+#include "sql/pgwire/rewrite.h"
 #include "sql/pgwire/session.h"
 
 namespace tarn::sql::pgwire {
@@ -29,9 +30,56 @@ struct PgServer::Impl : public SessionHost {
   bool stopping = false;                 // guarded by mu
   std::condition_variable cv;
   std::thread watchdog;
+  // Warm DuckDB connections with the compatibility macros installed (10-20 ms of DuckDB work
+  // each), made ahead by the refiller so that a new session does not wait for them.
+  static constexpr size_t kWarmConnections = 2;
+  std::vector<std::unique_ptr<Connection>> warm;  // guarded by mu
+  std::condition_variable refill_cv;
+  std::thread refiller;
+
+  static Result<std::unique_ptr<Connection>> NewConnection(Database* db) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Connection> c, db->Connect());
+    for (const std::string& m : CompatibilityMacros()) {
+      Status st = c->Execute(m);
+      if (!st.ok()) TLOG_WARN("sql", "compatibility macro failed: {}", st.message());
+    }
+    return c;
+  }
+
+  void Refill() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stopping) {
+      if (warm.size() >= kWarmConnections) {
+        refill_cv.wait(lock);
+        continue;
+      }
+      lock.unlock();
+      auto c = NewConnection(db);
+      lock.lock();
+      if (!c.ok()) {
+        TLOG_WARN("sql", "cannot open a warehouse connection: {}", c.status().message());
+        refill_cv.wait_for(lock, std::chrono::seconds(1));
+        continue;
+      }
+      if (!stopping) warm.push_back(std::move(*c));
+    }
+  }
 
   // SessionHost
   Database* database() override { return db; }
+  Result<std::unique_ptr<Connection>> TakeConnection() override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!warm.empty()) {
+        auto c = std::move(warm.back());
+        warm.pop_back();
+        refill_cv.notify_one();
+        return c;
+      }
+    }
+    refill_cv.notify_one();
+    return NewConnection(db);
+  }
   const std::string& database_name() override { return options.database_name; }
   const net::TlsServerContext* tls_context() override { return tls.get(); }
   Result<std::optional<std::string>> LookupVerifier(const std::string& user) override { return lookup(user); }
@@ -121,6 +169,7 @@ Result<std::unique_ptr<PgServer>> PgServer::Start(const PgServerOptions& options
                      session.Run(over_limit);
                    }));
   impl->watchdog = std::thread([raw = impl.get()] { raw->Watchdog(); });
+  impl->refiller = std::thread([raw = impl.get()] { raw->Refill(); });
   std::unique_ptr<PgServer> out(new PgServer());
   out->impl_ = impl;
   return out;
@@ -139,8 +188,12 @@ void PgServer::Stop() {
     for (auto& [pid, s] : impl_->sessions) s->Cancel(false);
   }
   impl_->cv.notify_all();
+  impl_->refill_cv.notify_all();
   if (impl_->watchdog.joinable()) impl_->watchdog.join();
+  if (impl_->refiller.joinable()) impl_->refiller.join();
   impl_->server->Stop();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->warm.clear();
 }
 
 }  // namespace tarn::sql::pgwire

@@ -503,7 +503,7 @@ bool Session::Startup(bool over_limit) {
     (void)Flush();
     return false;
   }
-  auto conn = host_->database()->Connect();
+  auto conn = host_->TakeConnection();
   if (!conn.ok()) {
     SendError(conn.status(), {}, "FATAL");
     (void)Flush();
@@ -511,10 +511,6 @@ bool Session::Startup(bool over_limit) {
   }
   conn_ = std::move(*conn);
   pid_ = host_->Register(this);
-  for (const std::string& m : CompatibilityMacros()) {
-    Status st = DuckExec(m);
-    if (!st.ok()) TLOG_WARN("sql", "compatibility macro failed: {}", st.message());
-  }
   (void)DuckExec("SET VARIABLE tarn_pg_user = " + QuoteLiteral(user_) + "; SET VARIABLE tarn_pg_pid = " +
                  std::to_string(pid_));
   settings_ = {

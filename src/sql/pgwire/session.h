@@ -28,6 +28,8 @@ class SessionHost {
  public:
   virtual ~SessionHost() = default;
   virtual Database* database() = 0;
+  // A warehouse connection with the compatibility macros (rewrite.h) installed.
+  virtual Result<std::unique_ptr<Connection>> TakeConnection() = 0;
   virtual const std::string& database_name() = 0;
   virtual const net::TlsServerContext* tls_context() = 0;
   virtual Result<std::optional<std::string>> LookupVerifier(const std::string& user) = 0;
