@@ -12,7 +12,7 @@ from test_pgwire_basic import dsn
 
 LIMITS = """
 sql:
-  statement_timeout_ms: 400
+  statement_timeout_ms: 1500
   max_queries_per_user: 2
   max_connections_per_user: 4
   memory_limit: 200MB
@@ -36,7 +36,7 @@ LONG_QUERY = "select count(*) from range(100000000000) a"
 
 def test_configured_statement_timeout(limited_lake):
     with psycopg.connect(dsn(limited_lake), autocommit=True) as conn:
-        assert conn.execute("show statement_timeout").fetchone()[0] == "400ms"
+        assert conn.execute("show statement_timeout").fetchone()[0] == "1500ms"
         start = time.time()
         with pytest.raises(psycopg.errors.QueryCanceled) as e:
             conn.execute(LONG_QUERY)
@@ -48,9 +48,19 @@ def test_configured_statement_timeout(limited_lake):
         assert conn.execute("show statement_timeout").fetchone()[0] == "5000ms"
         assert conn.execute("select 2").fetchone()[0] == 2
         conn.execute("reset statement_timeout")
-        assert conn.execute("show statement_timeout").fetchone()[0] == "400ms"
+        assert conn.execute("show statement_timeout").fetchone()[0] == "1500ms"
         conn.execute("set statement_timeout to default")
-        assert conn.execute("show statement_timeout").fetchone()[0] == "400ms"
+        assert conn.execute("show statement_timeout").fetchone()[0] == "1500ms"
+    # An open cursor is not timed while the client pauses between FETCHes.
+    with psycopg.connect(dsn(limited_lake)) as conn:
+        conn.execute("set statement_timeout = '300ms'")
+        with conn.cursor(name="slow_reader") as cur:
+            cur.itersize = 10
+            cur.execute("select range from range(200000)")
+            got = cur.fetchmany(10)
+            time.sleep(0.8)
+            got += cur.fetchall()
+        assert [r[0] for r in got] == list(range(200000))
     # libpq's `options` (PGOPTIONS) sets it at connect time, as PostgreSQL does.
     with psycopg.connect(dsn(limited_lake), options="-c statement_timeout=1234", autocommit=True) as conn:
         assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"

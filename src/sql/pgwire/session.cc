@@ -673,9 +673,16 @@ void Session::Run(bool over_limit) {
       if (tx_ == 'T') tx_ = 'E';
       skip_until_sync_ = true;
     }
-    // A statement whose result is no longer open (finished, failed, closed or replaced)
-    // gives its query slot back and disarms statement_timeout.
-    if (query_slot_ && !streaming_) EndStatement();
+    if (streaming_) {
+      // A suspended portal or open cursor waits for the client's next Execute/FETCH, which
+      // re-arms statement_timeout: PostgreSQL times statement messages, not the pauses between.
+      running_ = false;
+      deadline_ms_ = 0;
+    } else if (query_slot_) {
+      // A statement whose result is no longer open (finished, failed, closed or replaced)
+      // gives its query slot back.
+      EndStatement();
+    }
     if (out_.size() > kFlushThreshold && !Flush().ok()) break;
   }
   if (streaming_) streaming_ = nullptr;
@@ -1069,6 +1076,13 @@ Status Session::SendRows(Portal& p, int64_t max_rows, bool* suspended) {
     }
     p.done = true;
     return Status::OK();
+  }
+  if (!running_ && !p.done) {
+    // Resuming a suspended portal or cursor: a new statement message, timed afresh.
+    cancelled_ = false;
+    timed_out_ = false;
+    running_ = true;
+    if (statement_timeout_ms_ > 0) deadline_ms_ = NowMs() + statement_timeout_ms_;
   }
   while (!p.done) {
     if (!p.chunk || p.chunk_row >= p.chunk_size) {
