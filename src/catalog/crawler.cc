@@ -558,6 +558,7 @@ Status CrawlerService::Record(const std::string& name, const CrawlSummary& s, in
                  {"TablesCreated", s.tables_created}, {"TablesUpdated", s.tables_updated},
                  {"TablesDeleted", s.tables_deleted}, {"PartitionsAdded", s.partitions_added},
                  {"PartitionsDeleted", s.partitions_deleted},
+                 {"PartitionsUpdated", s.partitions_updated},
                  {"FilesRead", s.files_read}, {"FilesSkipped", s.files_skipped},
                  {"RuntimeSeconds", runtime}, {"Log", s.log}};
     ASSIGN_OR_RETURN(Statement ins, store_->meta()->Prepare(
@@ -698,6 +699,7 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   std::vector<FileEntry> files;
   std::vector<FileEntry> unreadable;  // listed, but could not be read: their folders still exist
   std::vector<Changed> changed;      // cache rows to write
+  std::unordered_set<std::string> changed_folders;  // "bucket/dir/…" with a new or changed file
   std::vector<std::pair<std::string, std::string>> targets;  // bucket, prefix
   size_t listed = 0;
   bool listing_ok = true;
@@ -776,6 +778,7 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           }
           c.schema_json = "!" + error;
         }
+        changed_folders.insert(path.substr(0, path.rfind('/')));
         changed.push_back(std::move(c));
       }
       if (!f.schema) {
@@ -1027,15 +1030,32 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       json inputs = json::array();
       for (const auto& [values, ps] : partitions) {
         if (in_catalog.count(values)) {
-          // A partition whose folder is new since the last crawl may have been deprecated
-          // when it vanished: its data is back.
-          if (seen_folders.count(folder_of(ps.first))) continue;
+          // Existing partitions are only looked at when their folder has new or changed
+          // files (its schema may have grown) or is new since the last crawl (it may have
+          // been deprecated when it vanished: its data is back).
+          std::string folder = folder_of(ps.first);
+          if (seen_folders.count(folder) && !changed_folders.count(folder)) continue;
           ASSIGN_OR_RETURN(json part, store_->GetPartition(database, table, values));
-          if (!deprecated(part) || update_behavior == "LOG") continue;
-          set_deprecated(&part, false);
+          bool back = deprecated(part);
+          std::vector<Column> old_cols = ColumnsOf(part);
+          std::vector<Column> cols = EvolveColumns(old_cols, ps.schema.columns);
+          bool grown = !new_folders_only && !SameColumns(cols, old_cols);
+          if (!back && !grown) continue;
+          std::string what = "partition " + values_text(values) + " of " + database + "." + table;
+          if (update_behavior == "LOG") {
+            log_partition("Not updated (UpdateBehavior LOG): " + what +
+                          (grown ? " has new columns" : " has data again"));
+            continue;
+          }
+          if (back) set_deprecated(&part, false);
+          if (grown && part.contains("StorageDescriptor") && part["StorageDescriptor"].is_object()) {
+            part["StorageDescriptor"]["Columns"] = ColumnsJson(cols);
+          }
           RETURN_IF_ERROR(store_->UpdatePartition(database, table, values, part));
-          log_partition("Partition " + values_text(values) + " of " + database + "." + table +
-                        " has data again: no longer deprecated");
+          ++sum.partitions_updated;
+          log_partition("Updated " + what +
+                        (grown ? ": schema now has " + std::to_string(cols.size()) + " columns"
+                               : ": has data again, no longer deprecated"));
           continue;
         }
         std::string ploc = "s3://" + folder_of(ps.first) + "/";

@@ -46,6 +46,7 @@ struct CrawlSummary {
   int tables_created = 0, tables_updated = 0, tables_deleted = 0;
   int partitions_added = 0, files_read = 0, files_skipped = 0;
   int partitions_deleted = 0;  // deleted or deprecated (DeleteBehavior)
+  int partitions_updated = 0;  // schema grown, or no longer deprecated
   std::vector<std::string> log;
 };
 

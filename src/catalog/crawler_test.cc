@@ -139,6 +139,23 @@ TEST_F(CrawlerTest, HivePartitionedParquetIncrementalAndSchemaChange) {
 
   auto metrics = Call("GetCrawlerMetrics", {{"CrawlerNameList", {"iot"}}});
   EXPECT_EQ(metrics["CrawlerMetricsList"][0]["TablesUpdated"], 1);
+
+  // A file with the new column lands in an existing hour: that partition's schema grows (the
+  // table already has the column), the other partitions are left alone.
+  Parquet("iot/sensors/year=2026/month=11/day=25/hour=00/part-1.parquet",
+          std::string(kSensorRow) + ", 0.9::DOUBLE AS humidity");
+  s = crawlers_->RunNow("iot");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->files_read, 1);
+  EXPECT_EQ(s->partitions_added, 0);
+  EXPECT_EQ(s->partitions_updated, 1);
+  EXPECT_EQ(s->tables_updated, 0);
+  auto p00 = store_->GetPartition("raw", "sensors", {"2026", "11", "25", "00"});
+  ASSERT_TRUE(p00.ok());
+  EXPECT_EQ((*p00)["StorageDescriptor"]["Columns"].size(), 6u);
+  auto p01 = store_->GetPartition("raw", "sensors", {"2026", "11", "25", "01"});
+  ASSERT_TRUE(p01.ok());
+  EXPECT_EQ((*p01)["StorageDescriptor"]["Columns"].size(), 5u);
 }
 
 TEST_F(CrawlerTest, JsonCsvNonHiveFoldersAndBadFiles) {
