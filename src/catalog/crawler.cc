@@ -81,7 +81,7 @@ std::string SanitizeName(const std::string& s) {
   return out.empty() ? "_" : out;
 }
 
-bool Hidden(const std::string& segment) {
+bool Hidden(std::string_view segment) {
   return segment.empty() || segment[0] == '_' || segment[0] == '.';
 }
 
@@ -630,9 +630,16 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
   };
   std::unordered_map<std::string, Cached> cache;
   std::unordered_set<std::string> seen_folders;  // "bucket/dir/…" with an object last time
-  // Each distinct schema is parsed (from the cache) or serialised (for the cache) once.
+  // Each distinct schema is parsed (from the cache) or serialised (for the cache) once, and
+  // equal schemas share one object whichever file (or format) they came from. `interned`
+  // holds every schema object seen (so its address stays its own) with its canonical object
+  // and JSON.
+  struct Interned {
+    std::shared_ptr<const FileSchema> self, canonical;
+    std::string json;
+  };
   std::unordered_map<std::string, std::shared_ptr<const FileSchema>> schema_of_json;
-  std::unordered_map<const FileSchema*, std::string> json_of_schema;
+  std::unordered_map<const FileSchema*, Interned> interned;
   {
     ASSIGN_OR_RETURN(Statement n, store_->meta()->Prepare(
         "SELECT count(*) FROM catalog_crawled_objects WHERE crawler = ?1"));
@@ -663,7 +670,7 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
           if (!parsed.ok()) continue;  // not cached: the object is read again
           auto shared = std::make_shared<const FileSchema>(std::move(*parsed));
           known = schema_of_json.emplace(sj, shared).first;
-          json_of_schema.emplace(shared.get(), sj);
+          interned.emplace(shared.get(), Interned{shared, shared, sj});
         }
         c.schema = known->second;
         last_schema = c.schema;
@@ -719,7 +726,7 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
       for (size_t b = 0; b <= rel.size();) {
         size_t e = rel.find('/', b);
         if (e == std::string_view::npos) e = rel.size();
-        if (Hidden(std::string(rel.substr(b, e - b)))) return Status::OK();
+        if (Hidden(rel.substr(b, e - b))) return Status::OK();
         b = e + 1;
       }
       for (const auto& re : excludes) {
@@ -758,16 +765,14 @@ Result<CrawlSummary> CrawlerService::Crawl(const std::string& name, const json& 
         ++sum.files_read;
         Changed c{path, o.etag, int64_t(o.size), o.last_modified_ms, ""};
         if (s.ok()) {
-          f.schema = *s;
-          auto j = json_of_schema.find(f.schema.get());
-          if (j == json_of_schema.end()) {
-            // Equal schemas share one object, whichever file (or format) they came from.
-            std::string text = FileSchemaToJson(*f.schema);
-            auto [known, added] = schema_of_json.emplace(text, f.schema);
-            if (!added) f.schema = known->second;
-            j = json_of_schema.emplace(f.schema.get(), std::move(text)).first;
+          auto in = interned.find(s->get());
+          if (in == interned.end()) {
+            std::string text = FileSchemaToJson(**s);
+            auto known = schema_of_json.emplace(text, *s).first;
+            in = interned.emplace(s->get(), Interned{*s, known->second, std::move(text)}).first;
           }
-          c.schema_json = j->second;
+          f.schema = in->second.canonical;
+          c.schema_json = in->second.json;
         } else {
           // Users know the object by its S3 path, not by where the lake keeps its bytes.
           error = s.status().message();
