@@ -35,7 +35,9 @@
 #include "security/authz.h"
 #include "storage/local_store.h"
 #include "storage/s3/s3_service.h"
+#include "catalog/catalog.h"
 #include "sql/duckdb/engine.h"
+#include "sql/lake/lake_sql.h"
 #include "sql/pgwire/server.h"
 
 namespace tarn {
@@ -185,6 +187,10 @@ struct Lake::Impl {
   std::unique_ptr<gateway::mqtt::Broker> mqtt;
   std::unique_ptr<net::StreamServer> stream_server;  // MQTT, MQTTS, MQTT over WebSocket
   std::unique_ptr<sql::Database> warehouse;  // <data>/warehouse/tarn.duckdb
+  // The lake in the warehouse: catalog tables over pgwire, COPY/UNLOAD, statement authorisation
+  // and audit (src/sql/lake). Outlives the SQL server's sessions.
+  std::unique_ptr<catalog::Catalog> sql_catalog;
+  std::unique_ptr<sql::lake::LakeSql> sql_lake;
   std::unique_ptr<sql::pgwire::PgServer> sql_server;
   std::string endpoints_json;
 };
@@ -445,6 +451,23 @@ Status Lake::Start() {
     opts.statement_timeout_ms = static_cast<int64_t>(m.config.sql_limits.statement_timeout_ms);
     opts.tls = m.config.tls;
     opts.keys_dir = m.dir->keys();
+    m.sql_catalog = catalog::NewCatalog(m.catalog.get());
+    sql::lake::LakeSqlOptions lo;
+    lo.account_id = m.config.account_id;
+    lo.region = m.config.region;
+    lo.database_name = opts.database_name;
+    lo.scratch_dir = m.dir->root() + "/tmp/sql";
+    security::iam::IamDirectory* directory = m.iam_directory.get();
+    m.sql_lake = std::make_unique<sql::lake::LakeSql>(
+        m.sql_catalog.get(), m.store.get(), m.authz.get(),
+        [directory](const std::string& user) -> Result<Identity> {
+          ASSIGN_OR_RETURN(security::IamUser u, directory->GetUser(user));
+          return directory->UserIdentity(u);
+        },
+        m.audit.get(), m.meta.get(), lo);
+    RETURN_IF_ERROR(m.sql_lake->Open());
+    sql::lake::LakeSql* lake_sql = m.sql_lake.get();
+    opts.hooks = [lake_sql](const sql::pgwire::SessionInfo& info) { return lake_sql->NewSession(info); };
     security::IamStore* iam = m.iam.get();
     ASSIGN_OR_RETURN(m.sql_server, sql::pgwire::PgServer::Start(
         opts, m.warehouse.get(), [iam](const std::string& user) -> Result<std::optional<std::string>> {
@@ -478,6 +501,10 @@ void Lake::Stop() {
     m.api_server->Stop();
     m.api_server.reset();
   }
+  if (m.sql_server) {
+    m.sql_server->Stop();  // interrupts running queries, closes sessions (their audit records)
+    m.sql_server.reset();
+  }
   // After the listeners: every call that finished is in the trail; then the last log file
   // and a digest covering it are written.
   if (m.audit) m.audit->Stop();
@@ -486,10 +513,6 @@ void Lake::Stop() {
     // A graceful stop delivers what is buffered; anything that fails stays in the WAL.
     Status st = m.streams->FlushAll();
     if (!st.ok()) TLOG_WARN("lake", "flushing delivery streams at stop: {}", st.ToString());
-  }
-  if (m.sql_server) {
-    m.sql_server->Stop();  // interrupts running queries, closes sessions
-    m.sql_server.reset();
   }
   m.warehouse.reset();  // checkpoints the DuckDB file
   if (m.crawlers) m.crawlers->Stop();

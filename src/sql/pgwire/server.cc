@@ -83,6 +83,9 @@ struct PgServer::Impl : public SessionHost {
   const std::string& database_name() override { return options.database_name; }
   const net::TlsServerContext* tls_context() override { return tls.get(); }
   Result<std::optional<std::string>> LookupVerifier(const std::string& user) override { return lookup(user); }
+  std::unique_ptr<StatementHooks> NewHooks(const SessionInfo& info) override {
+    return options.hooks ? options.hooks(info) : nullptr;
+  }
 
   int32_t Register(Session* s) override {
     std::lock_guard<std::mutex> lock(mu);

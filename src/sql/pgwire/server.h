@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "sql/duckdb/engine.h"
+#include "sql/pgwire/hooks.h"
 
 namespace tarn::sql::pgwire {
 
@@ -28,6 +29,9 @@ struct PgServerOptions {
   size_t max_connections_per_user = 0;  // 53300
   size_t max_queries_per_user = 0;      // 53400
   int64_t statement_timeout_ms = 0;
+  // Per-session statement hooks (the lake layer: catalog tables, COPY/UNLOAD, audit); none
+  // when empty.
+  HooksFactory hooks;
 };
 
 // Returns the SCRAM verifier ("SCRAM-SHA-256$…") of a SQL login, or nullopt when the user

@@ -21,6 +21,11 @@ namespace {
 constexpr size_t kFlushThreshold = 64 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;
 
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -235,6 +240,7 @@ enum class Special {
   kMove,
   kClose,       // CLOSE name | CLOSE ALL
   kNotSupported,
+  kHook,        // run by the statement hooks (UNLOAD, COPY FROM 's3://…' …)
 };
 
 // The result of a literal-only SELECT, computed once (fastpath.h), in both encodings.
@@ -255,6 +261,7 @@ struct Session::Statement {
   std::optional<std::vector<PgColumnName>> pg_names;  // PostgreSQL's column names (colnames.h)
   bool pg_names_ready = false;
   std::shared_ptr<const ConstantRows> constant_rows;  // filled by its first execution
+  std::shared_ptr<StatementBinding> binding;  // hooks' state: refreshed before each run
   // COPY details.
   std::string copy_select;   // COPY … TO STDOUT: the query
   std::string copy_table;    // COPY … FROM STDIN: target
@@ -287,6 +294,7 @@ struct Session::Portal {
   bool closed = false;  // its DuckDB stream was closed by a later statement
   const ConstantRows* constant = nullptr;  // answered from stmt->constant_rows
   size_t constant_row = 0;
+  int64_t started_us = 0;  // when it was bound (audit duration)
   bool Binary(size_t col) const {
     if (result_formats.empty()) return false;
     if (result_formats.size() == 1) return result_formats[0] == 1;
@@ -511,6 +519,7 @@ bool Session::Startup(bool over_limit) {
   }
   conn_ = std::move(*conn);
   pid_ = host_->Register(this);
+  hooks_ = host_->NewHooks(SessionInfo{user_, socket_->peer(), socket_->tls(), pid_});
   (void)DuckExec("SET VARIABLE tarn_pg_user = " + QuoteLiteral(user_) + "; SET VARIABLE tarn_pg_pid = " +
                  std::to_string(pid_));
   settings_ = {
@@ -719,6 +728,10 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
                                                  "\": the warehouse's limits are set in tarn.yaml (sql:)");
     }
   }
+  if (hooks_ && hooks_->Owns(sql)) {
+    st->special = Special::kHook;
+    return st;
+  }
   if (k0 == "BEGIN" || (k0 == "START" && k1 == "TRANSACTION")) {
     st->special = Special::kBegin;
   } else if (k0 == "COMMIT" || k0 == "END") {
@@ -879,6 +892,9 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
         st->copy_select = "SELECT " + cols + " FROM " + st->copy_table;
       }
       if (to_stdout) st->rewritten = RewriteQuery(st->copy_select);
+      if (to_stdout && hooks_) {
+        ASSIGN_OR_RETURN(st->binding, hooks_->BeforePrepare(*conn_, &st->rewritten));
+      }
     }
   }
   if (st->special != Special::kNone) return st;
@@ -907,6 +923,10 @@ Result<std::shared_ptr<Session::Statement>> Session::Prepare(const std::string& 
     }
     stateless = text == sql;
     st->rewritten = RewriteQuery(text);
+  }
+  if (hooks_) {
+    ASSIGN_OR_RETURN(st->binding, hooks_->BeforePrepare(*conn_, &st->rewritten));
+    if (st->binding) stateless = false;  // lake tables are planned anew for every execution
   }
   auto prepared = conn_->Prepare(st->rewritten);
   if (!prepared.ok()) return prepared.status();
@@ -1152,6 +1172,7 @@ Status Session::Execute(Portal& p, int64_t max_rows, bool describe, bool* suspen
   }
   if (st.special == Special::kCopyOut) return CopyOut(p);
   if (st.special == Special::kCopyIn) return CopyIn(p);
+  if (st.special == Special::kHook) return RunHookStatement(p);
   if (st.special != Special::kNone) return RunSessionStatement(p);
   bool was_started = p.started;
   int64_t before = p.rows;
@@ -1416,6 +1437,7 @@ void AppendCsv(std::string_view v, char delim, std::string* out) {
 
 Status Session::CopyOut(Portal& p) {
   Statement& st = *p.stmt;
+  if (st.binding) RETURN_IF_ERROR(hooks_->BeforeExecute(*conn_, *st.binding));  // latest data
   ASSIGN_OR_RETURN(auto prepared, conn_->Prepare(st.rewritten));
   RETURN_IF_ERROR(BeginStatement());
   auto r = prepared->Execute();
@@ -1732,6 +1754,7 @@ void Session::SimpleQuery(const std::string& body) {
   portals_.erase("");
   for (const std::string& part : parts) {
     Portal portal;
+    portal.started_us = NowUs();
     Status s;
     auto st = (tx_ == 'E') ? Result<std::shared_ptr<Statement>>(Error(ErrorCode::kSqlInFailedTransaction, "")) : Prepare(part, {});
     if (tx_ == 'E') {
@@ -1751,6 +1774,7 @@ void Session::SimpleQuery(const std::string& body) {
       s = Execute(portal, 0, true, &suspended);
       if (streaming_ == &portal) streaming_ = nullptr;
     }
+    Audit(part, portal.rows, portal.started_us, s);
     if (!s.ok()) {
       if (s.code() == ErrorCode::kIoError) return;
       SendError(s, part);
@@ -1782,6 +1806,7 @@ Status Session::HandleParse(const std::string& body) {
   }
   auto st = Prepare(parts.empty() ? std::string() : parts[0], m.param_types);
   if (!st.ok()) {
+    Audit(parts.empty() ? std::string() : parts[0], 0, NowUs(), st.status());
     SendError(st.status(), parts.empty() ? std::string() : parts[0]);
     if (tx_ == 'T') tx_ = 'E';
     skip_until_sync_ = true;
@@ -1812,6 +1837,19 @@ Status Session::HandleBind(const std::string& body) {
     return Error(ErrorCode::kSqlInFailedTransaction,
                  "current transaction is aborted, commands ignored until end of transaction block");
   }
+  if (st->binding) {
+    // Lake tables: the latest partitions, authorised again; prepared anew when they changed.
+    auto stale = hooks_->BeforeExecute(*conn_, *st->binding);
+    if (stale.ok() && *stale) {
+      auto fresh = Prepare(st->sql, st->param_types);
+      if (!fresh.ok()) stale = fresh.status();
+      else st = it->second = *fresh;
+    }
+    if (!stale.ok()) {
+      Audit(st->sql, 0, NowUs(), stale.status());
+      return stale.status();
+    }
+  }
   if (st->prepared) {
     // An older portal streaming from this statement keeps its own result; rebinding is safe.
     RETURN_IF_ERROR(st->prepared->ClearBindings());
@@ -1823,6 +1861,7 @@ Status Session::HandleBind(const std::string& body) {
   }
   auto portal = std::make_unique<Portal>();
   portal->stmt = st;
+  portal->started_us = NowUs();
   portal->result_formats = m.result_formats;
   if (portals_.count(m.portal) && streaming_ == portals_[m.portal].get()) streaming_ = nullptr;
   // Execution starts at Describe or Execute, so that bindings are applied right before it.
@@ -1832,6 +1871,7 @@ Status Session::HandleBind(const std::string& body) {
     Status s = Start(*portal);
     if (!s.ok()) {
       portals_.erase(m.portal);
+      Audit(st->sql, 0, portal->started_us, s);
       return s;
     }
     if (portal->returns_rows && !portal->result_formats.empty() && portal->result_formats.size() != 1 &&
@@ -1922,6 +1962,7 @@ Status Session::HandleExecute(const std::string& body) {
   Portal& p = *it->second;
   bool suspended = false;
   Status s = Execute(p, max_rows > 0 ? max_rows : 0, false, &suspended);
+  if (!s.ok() || !suspended) Audit(p.stmt->sql, p.rows, p.started_us, s);
   return s;
 }
 
@@ -1946,6 +1987,33 @@ Status Session::HandleClose(const std::string& body) {
   }
   out_.Empty('3');
   return Status::OK();
+}
+
+// ---- statement hooks ----
+
+Status Session::RunHookStatement(Portal& p) {
+  p.done = true;
+  // DuckDB streams one result per connection: an open portal's stream ends here.
+  if (streaming_) {
+    streaming_->result.reset();
+    streaming_->chunk.reset();
+    streaming_->done = true;
+    streaming_->closed = true;
+    streaming_ = nullptr;
+  }
+  bool read_only = tx_read_only_ || (tx_ == 'I' && settings_["default_transaction_read_only"] == "on");
+  RETURN_IF_ERROR(BeginStatement());
+  auto tag = hooks_->Run(*conn_, p.stmt->sql, read_only);
+  EndStatement();
+  if (!tag.ok()) return MapCancel(tag.status());
+  size_t sp = tag->rfind(' ');
+  if (sp != std::string::npos) p.rows = ParseInt64(tag->substr(sp + 1)).value_or(0);
+  out_.CommandComplete(*tag);
+  return Status::OK();
+}
+
+void Session::Audit(const std::string& sql, int64_t rows, int64_t started_us, const Status& s) {
+  if (hooks_) hooks_->Finished(sql, rows, NowUs() - started_us, s);
 }
 
 }  // namespace tarn::sql::pgwire

@@ -17,6 +17,7 @@
 #include "net/socket_server.h"
 #include "sql/duckdb/engine.h"
 #include "sql/pgwire/fastpath.h"
+#include "sql/pgwire/hooks.h"
 #include "sql/pgwire/messages.h"
 
 namespace tarn::sql::pgwire {
@@ -43,6 +44,11 @@ class SessionHost {
   virtual Status AdmitQuery(const std::string& user) = 0;
   virtual void EndQuery(const std::string& user) = 0;
   virtual int64_t default_statement_timeout_ms() = 0;
+  // The lake layer's hooks for an authenticated session (none by default).
+  virtual std::unique_ptr<StatementHooks> NewHooks(const SessionInfo& info) {
+    (void)info;
+    return nullptr;
+  }
 };
 
 class Session {
@@ -95,6 +101,9 @@ class Session {
   Status BeginStatement(bool needs_slot = true);
   void EndStatement();
   Status MapCancel(Status s);
+  // Statement hooks (src/sql/lake): owned statements and the audit of finished ones.
+  Status RunHookStatement(Portal& portal);
+  void Audit(const std::string& sql, int64_t rows, int64_t started_us, const Status& s);
 
   SessionHost* host_;
   net::Socket* socket_;
@@ -108,6 +117,7 @@ class Session {
   int32_t pid_ = 0;
   int32_t secret_ = 0;
   std::unique_ptr<Connection> conn_;
+  std::unique_ptr<StatementHooks> hooks_;  // null when the server has none
   std::map<std::string, std::string> settings_;  // PostgreSQL session settings (lower-case names)
   std::map<std::string, std::shared_ptr<Statement>> statements_;
   QueryCache<std::shared_ptr<Statement>> statement_cache_{256};  // by query text (fastpath.h)
