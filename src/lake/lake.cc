@@ -457,6 +457,8 @@ Status Lake::Start() {
     lo.region = m.config.region;
     lo.database_name = opts.database_name;
     lo.scratch_dir = m.dir->root() + "/tmp/sql";
+    // Every statement is audited unless the operator opts out (benchmarks, very chatty BI tools).
+    if (const char* a = std::getenv("TARN_SQL_AUDIT")) lo.audit_statements = std::string(a) != "off";
     security::iam::IamDirectory* directory = m.iam_directory.get();
     m.sql_lake = std::make_unique<sql::lake::LakeSql>(
         m.sql_catalog.get(), m.store.get(), m.authz.get(),

@@ -130,6 +130,10 @@ def test_catalog_table_is_queryable_with_partition_pruning(lake):
         assert rows == [("north", 4), ("south", 4)]
         assert conn.execute("SELECT telemetry.day FROM iot.telemetry WHERE telemetry.day = '2026-01-03' "
                             "LIMIT 1").fetchone() == ("2026-01-03",)
+        # The catalog's schema, partition key last.
+        cols = [r[:2] for r in conn.execute("DESCRIBE iot.telemetry").fetchall()]
+        assert cols == [("device", "VARCHAR"), ("seq", "BIGINT"), ("temperature", "DOUBLE"),
+                        ("ts", "TIMESTAMP"), ("day", "VARCHAR")]
         # Without a usable predicate every partition is read, the broken one too.
         with pytest.raises(psycopg.Error) as e:
             conn.execute("SELECT count(*) FROM iot.telemetry").fetchone()

@@ -45,8 +45,12 @@ bool FileFunction(const std::string& name) {
 
 // Words after which a name is a table (fallback when DuckDB cannot parse the statement).
 bool TableContext(const Token& t) {
-  return t.Is("FROM") || t.Is("JOIN") || t.IsSymbol(',') || t.Is("ONLY") || t.Is("TABLE");
+  return t.Is("FROM") || t.Is("JOIN") || t.IsSymbol(',') || t.Is("ONLY") || t.Is("TABLE") || t.Is("DESCRIBE") ||
+         t.Is("SUMMARIZE");
 }
+
+// Words after which a table name takes no alias (DESCRIBE iot.telemetry).
+bool NoAliasContext(const Token& t) { return t.Is("TABLE") || t.Is("DESCRIBE") || t.Is("SUMMARIZE"); }
 
 // Words that end a table reference (so the next word is not its alias).
 bool ClauseWord(const Token& t) {
@@ -100,6 +104,7 @@ struct ViewPlan {
   std::string create;   // CREATE OR REPLACE TEMP VIEW …
   size_t partitions = 0, objects = 0;
   bool partitioned = false;
+  bool schema_only = false;
 };
 
 class LakeBinding final : public pgwire::StatementBinding {
@@ -113,6 +118,7 @@ struct Reference {
   std::string schema, database, table;
   bool external = false;
   bool has_alias = false;
+  bool schema_only = false;  // DESCRIBE: columns, no files
   const TableRef* ast = nullptr;  // with a WHERE clause to prune by, when DuckDB parsed it
 };
 
@@ -180,7 +186,7 @@ class LakeSession final : public pgwire::StatementHooks {
     auto& binding = static_cast<LakeBinding&>(b);
     bool changed = false;
     for (ViewPlan& v : binding.views) {
-      ASSIGN_OR_RETURN(ViewPlan fresh, PlanView(v.database, v.table, v.predicate));
+      ASSIGN_OR_RETURN(ViewPlan fresh, PlanView(v.database, v.table, v.predicate, v.schema_only));
       // Always (re)define: a ROLLBACK may have dropped the view since.
       RETURN_IF_ERROR(conn.Execute(fresh.create));
       if (fresh.create != v.create) changed = true;
@@ -190,7 +196,7 @@ class LakeSession final : public pgwire::StatementHooks {
   }
 
   void Finished(const std::string& sql, int64_t rows, int64_t duration_us, const Status& result) override {
-    if (!d_.audit || Trim(sql).empty()) return;
+    if (!d_.audit || !d_.options.audit_statements || Trim(sql).empty()) return;
     net::ApiCall call;
     call.family = net::ApiFamily::kInternal;
     call.service = "redshift-data";
@@ -418,6 +424,9 @@ class LakeSession final : public pgwire::StatementHooks {
       r.ast = a;
       if (a) {
         r.has_alias = !a->alias.empty();
+      } else if (i > 0 && NoAliasContext(t[i - 1])) {
+        r.has_alias = true;  // nothing to add: the syntax has no alias there
+        r.schema_only = t[i - 1].Is("DESCRIBE");
       } else if (next < t.size()) {
         r.has_alias = t[next].Is("AS") || (t[next].IsIdent() && !ClauseWord(t[next]));
       }
@@ -464,7 +473,7 @@ class LakeSession final : public pgwire::StatementHooks {
         for (const auto& k : info->partition_keys) keys.push_back({k.name, k.type});
         predicate = PartitionPredicate(*r.ast, keys);
       }
-      ASSIGN_OR_RETURN(ViewPlan plan, PlanView(r.database, r.table, predicate));
+      ASSIGN_OR_RETURN(ViewPlan plan, PlanView(r.database, r.table, predicate, r.schema_only));
       if (defined.insert(plan.name).second) {
         RETURN_IF_ERROR(conn.Execute(plan.create));
         binding->views.push_back(plan);
@@ -490,10 +499,22 @@ class LakeSession final : public pgwire::StatementHooks {
 
   // Plans one lake table for one predicate: authorises, prunes, lists the objects, and makes
   // the view definition.
-  Result<ViewPlan> PlanView(const std::string& db, const std::string& table, const std::string& predicate) {
+  Result<ViewPlan> PlanView(const std::string& db, const std::string& table, const std::string& predicate,
+                            bool schema_only = false) {
     std::string arn = TableArn(db, table);
     std::string what = "table " + db + "." + table;
     RETURN_IF_ERROR(Authorize("glue:GetTable", arn, what));
+    if (schema_only) {
+      ViewPlan plan;
+      plan.database = db;
+      plan.table = table;
+      plan.schema_only = true;
+      plan.name = "lake:" + db + "." + table + ":schema";
+      ASSIGN_OR_RETURN(catalog::TableInfo info, d_.catalog->GetTable(db, table));
+      ASSIGN_OR_RETURN(std::string select, LakeTableSelect(info, {}));
+      plan.create = "CREATE OR REPLACE TEMP VIEW " + SqlIdent(plan.name) + " AS " + select;
+      return plan;
+    }
     RETURN_IF_ERROR(Authorize("glue:GetPartitions", arn, what));
     auto scan = d_.catalog->PlanScan(db, table, predicate);
     std::string used = predicate;

@@ -43,6 +43,7 @@ struct LakeSqlOptions {
   std::string database_name = "tarn";  // the warehouse database clients connect to
   std::string scratch_dir;             // UNLOAD writes its files here before storing them
   size_t max_audited_sql = 4096;       // statement text in audit records is cut here
+  bool audit_statements = true;        // TARN_SQL_AUDIT=off: no audit record per statement
 };
 
 // The IAM identity of a SQL login (root → the account root).
