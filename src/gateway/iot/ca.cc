@@ -62,6 +62,19 @@ Result<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// A v3 certificate with a random positive 128-bit serial, valid from an hour ago (clock skew).
+X509Ptr NewCertificate() {
+  X509Ptr x(X509_new());
+  X509_set_version(x.get(), 2);
+  std::string serial = RandomBytes(16);
+  serial[0] = static_cast<char>(serial[0] & 0x7f);
+  BIGNUM* bn = BN_bin2bn(reinterpret_cast<const unsigned char*>(serial.data()), 16, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  return x;
+}
+
 Status AddExt(X509* cert, X509* issuer, int nid, const char* value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
@@ -125,14 +138,7 @@ Result<std::unique_ptr<DeviceCa>> DeviceCa::Open(const std::string& dir, const s
   // A new CA: EC P-256, self-signed, basicConstraints CA:TRUE.
   ca->keys_->key.reset(EVP_EC_gen("P-256"));
   if (!ca->keys_->key) return SslError("generating the IoT CA key");
-  X509Ptr x(X509_new());
-  X509_set_version(x.get(), 2);
-  std::string serial = RandomBytes(16);
-  serial[0] = static_cast<char>(serial[0] & 0x7f);
-  BIGNUM* bn = BN_bin2bn(reinterpret_cast<const unsigned char*>(serial.data()), 16, nullptr);
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
-  BN_free(bn);
-  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509Ptr x = NewCertificate();
   X509_gmtime_adj(X509_getm_notAfter(x.get()), 10L * 365 * 24 * 3600);
   X509_set_pubkey(x.get(), ca->keys_->key.get());
   X509_NAME* name = X509_get_subject_name(x.get());
@@ -155,14 +161,7 @@ Result<std::unique_ptr<DeviceCa>> DeviceCa::Open(const std::string& dir, const s
 }
 
 Result<CertificateInfo> DeviceCa::Sign(EVP_PKEY* key, X509_NAME* subject) const {
-  X509Ptr x(X509_new());
-  X509_set_version(x.get(), 2);
-  std::string serial = RandomBytes(16);
-  serial[0] = static_cast<char>(serial[0] & 0x7f);
-  BIGNUM* bn = BN_bin2bn(reinterpret_cast<const unsigned char*>(serial.data()), 16, nullptr);
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
-  BN_free(bn);
-  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509Ptr x = NewCertificate();
   ASN1_TIME_set_string(X509_getm_notAfter(x.get()), "20491231235959Z");
   X509_set_pubkey(x.get(), key);
   if (subject && X509_NAME_entry_count(subject) > 0) {
