@@ -87,9 +87,15 @@ def test_corrupt_log_tail_is_set_aside():
 def test_kill9_under_load_loses_nothing_acknowledged():
     """QoS 1 publishing into a persistent session while the broker is killed: every message
     whose PUBACK the publisher saw is delivered after the restart."""
+    import tempfile
     import threading
     import time
-    lake = Lake()
+    # The offline queue holds every message this test can publish (1 501): what is measured is
+    # durability, not the queue-full policy (which drops, counts and still acknowledges).
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write("mqtt_broker:\n  max_queued_messages: 5000\n")
+    cfg.close()
+    lake = Lake(extra_args=["--config", cfg.name])
     lake.start()
     try:
         c = mu.start(mu.make_client(lake, "load-sub", 4, clean=False), lake)
