@@ -84,15 +84,31 @@ int64_t EnvSeconds(const char* name, int64_t fallback) {
 // A device operation denied by its IoT policy, as an audit record (docs/iot.md "Audit"): the
 // certificate is the principal, the deciding statement and the values the policy variables
 // resolved to go to additionalEventData; throttled per (certificate, client id, action).
+// Resolves an IAM user name (SQL and MQTT logins) to the identity the authorizer evaluates.
+std::function<Result<Identity>(const std::string&)> UserIdentityResolver(security::iam::IamDirectory* directory) {
+  return [directory](const std::string& user) -> Result<Identity> {
+    ASSIGN_OR_RETURN(security::IamUser u, directory->GetUser(user));
+    return directory->UserIdentity(u);
+  };
+}
+
 security::audit::ServiceEvent DeviceDenialEvent(const gateway::iot::DeviceDenial& d,
                                                 const std::string& region, const std::string& account) {
   security::audit::ServiceEvent e;
   e.event_source = "iot.amazonaws.com";
   e.event_name = d.action.substr(d.action.find(':') + 1);  // iot:Publish -> Publish
-  e.principal_type = "IoTCertificate";
-  e.principal_id = d.certificate_id;
-  e.principal_arn = "arn:aws:iot:" + region + ":" + account + ":cert/" + d.certificate_id;
-  e.username = d.certificate_id;
+  if (!d.user_arn.empty()) {
+    // A client that logged in (or tried to) with an IAM user name.
+    e.principal_type = "IAMUser";
+    e.principal_arn = d.user_arn;
+    e.principal_id = d.client.username;
+    e.username = d.client.username;
+  } else {
+    e.principal_type = "IoTCertificate";
+    e.principal_id = d.certificate_id;
+    e.principal_arn = "arn:aws:iot:" + region + ":" + account + ":cert/" + d.certificate_id;
+    e.username = d.certificate_id;
+  }
   e.source_ip = d.client.remote_ip;
   e.user_agent = std::string(d.client.protocol_version == 5 ? "MQTT 5.0" : "MQTT 3.1.1") + " (" +
                  d.client.listener + ")";
@@ -299,6 +315,13 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
       audit->RecordServiceEvent(d.certificate_id + '\0' + d.client.client_id + '\0' + d.action, d.resource,
                                 [&] { return DeviceDenialEvent(d, region, account); });
     });
+    // MQTT clients that log in with an IAM user name are authorised by that user's IAM
+    // policies (iot:Connect, iot:Publish, … on the same ARNs as devices).
+    security::iam::IamDirectory* directory = m.iam_directory.get();
+    m.device_policy->SetUserAuthorizer(
+        m.authz.get(),
+        UserIdentityResolver(directory),
+        [directory] { return directory->Generation(); });
     ASSIGN_OR_RETURN(m.mqtt, gateway::mqtt::Broker::Open(bo, m.device_policy.get(), m.device_policy.get()));
   }
   m.router->SetS3Service(m.s3.get());
@@ -462,10 +485,7 @@ Status Lake::Start() {
     security::iam::IamDirectory* directory = m.iam_directory.get();
     m.sql_lake = std::make_unique<sql::lake::LakeSql>(
         m.sql_catalog.get(), m.store.get(), m.authz.get(),
-        [directory](const std::string& user) -> Result<Identity> {
-          ASSIGN_OR_RETURN(security::IamUser u, directory->GetUser(user));
-          return directory->UserIdentity(u);
-        },
+        UserIdentityResolver(directory),
         m.audit.get(), m.meta.get(), lo);
     RETURN_IF_ERROR(m.sql_lake->Open());
     sql::lake::LakeSql* lake_sql = m.sql_lake.get();

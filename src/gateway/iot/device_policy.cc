@@ -9,6 +9,7 @@
 #include "core/meta_store.h"
 #include "core/strings.h"
 #include "ops/metrics.h"
+#include "security/authz.h"
 #include "security/iam/policy.h"
 
 namespace tarn::gateway::iot {
@@ -162,7 +163,7 @@ Result<DeviceContext> DevicePolicyHook::Load(const std::string& cert_id, const s
 void DevicePolicyHook::Denied(const std::string& action, const std::string& resource,
                               std::string_view topic, const std::string& cert_id,
                               const std::string& reason, const DeviceContext* ctx,
-                              const mqtt::ClientInfo& client) {
+                              const mqtt::ClientInfo& client, const std::string& user_arn) {
   // Denied receives can come at the message rate: the counters are looked up once.
   static ops::CounterMetric* counters[] = {
       &ops::Metrics().Counter(kDenials, kDenialsHelp, {{"action", "iot:Connect"}}),
@@ -185,8 +186,16 @@ void DevicePolicyHook::Denied(const std::string& action, const std::string& reso
     d.thing_name = ctx->thing_name;
     d.subject_cn = ctx->subject_cn;
   }
+  d.user_arn = user_arn;
   d.client = client;
   sink_(d);
+}
+
+void DevicePolicyHook::SetUserAuthorizer(const security::Authorizer* authz, IdentityResolver identity_of,
+                                         std::function<uint64_t()> generation) {
+  user_authz_ = authz;
+  identity_of_ = std::move(identity_of);
+  iam_generation_ = std::move(generation);
 }
 
 Result<std::string> DevicePolicyHook::Authenticate(const mqtt::ClientInfo& client,
@@ -209,13 +218,71 @@ Result<std::string> DevicePolicyHook::Authenticate(const mqtt::ClientInfo& clien
     // A certificate from a configured client CA that is not in the registry keeps the broker's
     // default treatment (docs/iot.md); RegisterCertificate puts it under IoT policies.
   }
-  return password_auth_->Authenticate(client, username, password);
+  auto identity = password_auth_->Authenticate(client, username, password);
+  if (!identity.ok() && identity.status().code() == ErrorCode::kInvalidPassword) {
+    // A failed login is in the audit trail (throttled per client id like every denial), with
+    // the user name that was tried and never the password.
+    Denied("iot:Connect", "arn:aws:iot:" + region_ + ":" + account_id_ + ":client/" + client.client_id, "", "",
+           "authentication failed: " + identity.status().message(), nullptr, client,
+           username ? "arn:aws:iam::" + account_id_ + ":user/" + *username : "");
+  }
+  return identity;
+}
+
+bool DevicePolicyHook::AllowUser(const char* action, const std::string& resource, const mqtt::ClientInfo& client,
+                                 std::string_view topic) {
+  uint64_t gen = iam_generation_ ? iam_generation_() : 0;
+  std::string key = client.identity + '\0' + client.client_id + '\0' + action + '\0' + resource;
+  std::optional<UserDecision> cached;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (user_decisions_generation_ != gen) {
+      user_decisions_.clear();
+      user_decisions_generation_ = gen;
+    }
+    auto it = user_decisions_.find(key);
+    if (it != user_decisions_.end()) {
+      if (it->second.allowed) return true;
+      cached = it->second;
+    }
+  }
+  if (cached) {
+    Denied(action, resource, topic, "", cached->reason, nullptr, client, cached->user_arn);
+    return false;
+  }
+  UserDecision d;
+  if (!user_authz_ || !identity_of_) {
+    d.reason = "no IAM authorizer is installed for MQTT user logins";
+  } else if (auto id = identity_of_(client.identity); !id.ok()) {
+    d.reason = "user " + client.identity + ": " + id.status().message();
+  } else {
+    security::AuthzRequest rq;
+    rq.identity = &*id;
+    rq.action = action;
+    rq.resource = resource;
+    rq.context["iot:ClientId"] = {client.client_id};
+    if (!client.remote_ip.empty()) rq.context["aws:SourceIp"] = {client.remote_ip};
+    rq.context["aws:SecureTransport"] = {client.listener == "mqtt" ? "false" : "true"};
+    security::AuthzDecision decision = user_authz_->Authorize(rq);
+    d.allowed = decision.allowed;
+    d.reason = decision.reason;
+    d.user_arn = id->arn;
+  }
+  if (!d.allowed) {
+    TLOG_INFO("audit", "mqtt {} denied: client={} user={} resource={}: {}", action, client.client_id,
+              client.identity, resource, d.reason);
+    Denied(action, resource, topic, "", d.reason, nullptr, client, d.user_arn);
+  }
+  bool allowed = d.allowed;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gen == user_decisions_generation_) {
+    if (user_decisions_.size() > 100000) user_decisions_.clear();
+    user_decisions_[key] = std::move(d);
+  }
+  return allowed;
 }
 
 bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& client, std::string_view topic) {
-  // Only certificate identities are governed by IoT policies; IAM users keep IAM's rules.
-  if (!StartsWith(client.identity, kCertIdentityPrefix)) return true;
-  std::string cert_id = client.identity.substr(std::string_view(kCertIdentityPrefix).size());
   const char* name = "iot:Connect";
   std::string kind = "client/";
   switch (action) {
@@ -228,6 +295,14 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
   bool connect = action == mqtt::AuthzAction::kConnect;
   std::string resource = "arn:aws:iot:" + region_ + ":" + account_id_ + ":" + kind +
                          (connect ? client.client_id : std::string(topic));
+  if (!StartsWith(client.identity, kCertIdentityPrefix)) {
+    // Anonymous clients (only when the operator allows them) and certificates from a configured
+    // client CA outside the registry are not restricted (docs/iot.md); IAM users are
+    // authorised by their IAM policies.
+    if (client.identity.empty() || StartsWith(client.identity, "cert:")) return true;
+    return AllowUser(name, resource, client, topic);
+  }
+  std::string cert_id = client.identity.substr(std::string_view(kCertIdentityPrefix).size());
   // iot:ConnectAttributes (developerguide/connect-policy): what this CONNECT asks for.
   std::vector<std::string> attrs;
   if (connect) {

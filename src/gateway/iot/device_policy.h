@@ -6,8 +6,11 @@
 // certificate with no policy can do nothing; an explicit Deny wins. Policies are compiled and
 // evaluated by the IAM policy engine (security/iam/policy.h), so Condition blocks, `*`/`?`
 // wildcards and the escaping of policy-variable values behave as in IAM.
-// Clients that log in with an IAM user name and password keep the IAM behaviour, and so do
-// certificates from a configured client CA that are not in the registry.
+// Clients that log in with an IAM user name and password are authorised by that user's IAM
+// policies (SetUserAuthorizer): the same actions and resources, evaluated by the one IAM
+// authorizer, so an IAM user needs iot:Connect / iot:Publish / … like any AWS principal (the
+// account root may do everything). Anonymous clients (only when the operator allows them) and
+// certificates from a configured client CA that are not in the registry are not restricted.
 //
 // Decisions are cached per (certificate, client id, action, resource) and dropped whenever the
 // registry changes (Invalidate(), called by IotApi on any policy, attachment, thing or
@@ -27,10 +30,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/identity.h"
 #include "gateway/mqtt/auth.h"
 
 namespace tarn {
 class MetaStore;
+}
+namespace tarn::security {
+class Authorizer;
 }
 namespace tarn::security::iam {
 class Policy;
@@ -81,6 +88,8 @@ struct DeviceDenial {
   // The values the policy variables resolved to ("" = did not resolve).
   std::string thing_name;
   std::string subject_cn;
+  // Set when the client logged in as an IAM user (then certificate_id is empty): its ARN.
+  std::string user_arn;
   mqtt::ClientInfo client;
 };
 using DenialSink = std::function<void(const DeviceDenial&)>;
@@ -94,6 +103,14 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
   // Receives every denial; called on network threads and with the broker's lock held (for
   // receive), so it must only queue.
   void SetDenialSink(DenialSink sink) { sink_ = std::move(sink); }
+
+  // How clients that logged in with an IAM user name are authorised: `identity_of` resolves
+  // the user, `generation` changes whenever any IAM policy or membership changes (cached
+  // decisions are dropped then). Without it, such clients are denied everything but connect by
+  // root. Must be called before the hook is used.
+  using IdentityResolver = std::function<Result<Identity>(const std::string& user_name)>;
+  void SetUserAuthorizer(const security::Authorizer* authz, IdentityResolver identity_of,
+                         std::function<uint64_t()> generation);
 
   Result<std::string> Authenticate(const mqtt::ClientInfo& client,
                                    const std::optional<std::string>& username,
@@ -111,7 +128,15 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
   Result<DeviceContext> Load(const std::string& cert_id, const std::string& client_id);
   void Denied(const std::string& action, const std::string& resource, std::string_view topic,
               const std::string& cert_id, const std::string& reason, const DeviceContext* ctx,
-              const mqtt::ClientInfo& client);
+              const mqtt::ClientInfo& client, const std::string& user_arn = "");
+  bool AllowUser(const char* action, const std::string& resource, const mqtt::ClientInfo& client,
+                 std::string_view topic);
+
+  struct UserDecision {
+    bool allowed = false;
+    std::string reason;
+    std::string user_arn;
+  };
 
   MetaStore* meta_;
   mqtt::Authenticator* password_auth_;
@@ -121,6 +146,12 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
   std::unordered_map<std::string, Cached> decisions_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<const DeviceContext>> contexts_;  // guarded by mu_
   uint64_t generation_ = 0;  // guarded by mu_; bumped by Invalidate()
+
+  const security::Authorizer* user_authz_ = nullptr;
+  IdentityResolver identity_of_;
+  std::function<uint64_t()> iam_generation_;
+  std::unordered_map<std::string, UserDecision> user_decisions_;  // guarded by mu_
+  uint64_t user_decisions_generation_ = 0;                        // guarded by mu_
 };
 
 }  // namespace tarn::gateway::iot

@@ -322,6 +322,7 @@ IndexedEvent AuditTrail::FormatServiceEvent(const ServiceEvent& ev, int64_t now_
       {"recipientAccountId", opt_.account_id},
       {"eventCategory", "Data"},
   };
+  if (ev.principal_type == "IAMUser" && !anonymous_summary) rec["userIdentity"]["userName"] = ev.username;
   if (!ev.resource_arn.empty()) {
     rec["resources"] = json::array({{{"type", ev.resource_type}, {"ARN", ev.resource_arn}}});
   }
