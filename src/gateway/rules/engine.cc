@@ -193,8 +193,7 @@ struct RulesEngine::Batch {
   struct Run {
     const CompiledRule* rule;  // alive: the batch's rule-set snapshot holds it
     const InboundMessage* msg;  // alive until the batch is finished
-    MessageContext ctx;
-    std::shared_ptr<json> doc;  // what ctx.json points at
+    MessageContext ctx;         // its `parsed` is not kept: FinishBatch parses again if needed
     json failures;              // of the actions that already ran
     int64_t start_us = 0;
     std::vector<Append> appends;
@@ -384,10 +383,10 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
     }
     only = it->second.get();
   }
-  // The payload is parsed once, only if some rule matches, and shared by all of them (and by
-  // rule runs finished after the batch's appends are durable).
-  std::shared_ptr<json> doc;
-  bool parsed = false, is_json = false;
+  // The payload is parsed once, only if some rule matches, and shared by all of them; the
+  // parser's buffers are reused from message to message on this thread.
+  thread_local ParsedPayload payload;
+  bool parsed = false;
   MessageContext ctx;
   ctx.topic = topic;
   ctx.client_id = msg.client_id;
@@ -400,12 +399,11 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
       // One clock read per matched message: timestamp() and the latency's start.
       start_us = clock_->NowMicros();
       ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : start_us / 1000;
-      doc = std::make_shared<json>();
-      is_json = ParsePayload(msg.payload, doc.get());
+      payload.Parse(msg.payload);
       parsed = true;
-      ctx.json = is_json ? doc.get() : nullptr;
+      ctx.parsed = &payload;
     }
-    RunRule(r, ctx, msg, start_us, batch, doc);
+    RunRule(r, ctx, msg, start_us, batch);
   };
   if (only) {
     run(*only);
@@ -485,12 +483,13 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
 }  // namespace
 
 void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                          int64_t start, Batch* batch, const std::shared_ptr<json>& doc) {
+                          int64_t start, Batch* batch) {
   RuleMetrics& m = *rule.metrics;
   m.matched->Inc();
   json failures;  // null until something fails (no allocation on the common path)
-  auto out = rule.query->Evaluate(ctx);
-  if (out.ok() && !out->has_value()) {
+  std::string body;
+  auto out = rule.query->EvaluateText(ctx, &body);
+  if (out.ok() && !*out) {
     m.filtered->Inc();
     m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
     return;
@@ -501,7 +500,6 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
                         {"failedResource", rule.name},
                         {"errorMessage", out.status().message()}});
   } else {
-    std::string body = (*out)->dump();
     for (const Action& a : rule.actions) {
       if (a.kind == Action::kFirehose && batch && targets_.streams) {
         // Issued now, waited for with the rest of the batch (see Process).
@@ -509,7 +507,8 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
         Status st = FirehoseRecords(a, body, &records);
         if (st.ok()) {
           if (!deferred) {
-            batch->runs.push_back({&rule, &msg, ctx, doc, json(), start, {}});
+            batch->runs.push_back({&rule, &msg, ctx, json(), start, {}});
+            batch->runs.back().ctx.parsed = nullptr;
             deferred = &batch->runs.back();
           }
           Batch::Append ap{&a, batch->statuses.size(), records.size()};
@@ -598,6 +597,14 @@ void RulesEngine::FinishBatch(Batch& batch) {
                               {"failedResource", ap.action->resource},
                               {"errorMessage", st.ToString()}});
       }
+    }
+    // The error action's templates may read the payload: parse it again (a failure is rare;
+    // the thread's parse was reused for the batch's later messages).
+    std::optional<ParsedPayload> again;
+    if (!r.failures.empty()) {
+      again.emplace();
+      again->Parse(r.msg->payload);
+      r.ctx.parsed = &*again;
     }
     FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), r.start_us);
   }

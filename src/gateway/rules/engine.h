@@ -118,7 +118,7 @@ class RulesEngine {
   void Process(const RuleSet& rules, const InboundMessage& msg, Batch* batch);
   // `start_us`: when the engine began on the message (the latency histogram's start).
   void RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-               int64_t start_us, Batch* batch, const std::shared_ptr<nlohmann::json>& doc);
+               int64_t start_us, Batch* batch);
   void FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
                   nlohmann::json failures, int64_t start_us);
   void FinishBatch(Batch& batch);

@@ -2,11 +2,14 @@
 // semantics follow developerguide/iot-sql-operators, iot-sql-functions and iot-sql-data-types.
 #include "gateway/rules/sql.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <functional>
 #include <limits>
 
+#include <absl/container/inlined_vector.h>
 #include <simdjson.h>
 
 #include "core/crypto.h"
@@ -16,21 +19,117 @@ namespace tarn::gateway::rules {
 
 using json = nlohmann::json;
 
+namespace {
+
+// simdjson's DOM to nlohmann's (the value type of operators and functions). simdjson limits the
+// depth to 1024, so the recursion is bounded.
+json FromSimdjson(simdjson::dom::element e) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      json o = json::object();
+      auto& members = o.get_ref<json::object_t&>();
+      // A repeated key keeps its last value, as nlohmann's parser does.
+      for (auto [k, v] : simdjson::dom::object(e)) members[std::string(k)] = FromSimdjson(v);
+      return o;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      json a = json::array();
+      auto& items = a.get_ref<json::array_t&>();
+      for (simdjson::dom::element v : simdjson::dom::array(e)) items.push_back(FromSimdjson(v));
+      return a;
+    }
+    case simdjson::dom::element_type::INT64: {
+      int64_t v = int64_t(e);
+      if (v >= 0) return uint64_t(v);  // as nlohmann types non-negative integers
+      return v;
+    }
+    case simdjson::dom::element_type::UINT64: return uint64_t(e);
+    case simdjson::dom::element_type::DOUBLE: return double(e);
+    case simdjson::dom::element_type::STRING: return std::string(std::string_view(e));
+    case simdjson::dom::element_type::BOOL: return bool(e);
+    case simdjson::dom::element_type::NULL_VALUE: return nullptr;
+  }
+  return nullptr;
+}
+
+// The member `key` of a simdjson object; a repeated key is its last value (as FromSimdjson).
+std::optional<simdjson::dom::element> FindMember(simdjson::dom::object o, std::string_view key) {
+  std::optional<simdjson::dom::element> found;
+  for (auto [k, v] : o) {
+    if (k == key) found = v;
+  }
+  return found;
+}
+
+}  // namespace
+
+struct ParsedPayload::Impl {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  bool is_json = false;
+  bool simd = false;  // root is valid; otherwise `fallback` holds the document
+  json fallback;
+};
+
+ParsedPayload::ParsedPayload() : impl_(std::make_unique<Impl>()) {}
+ParsedPayload::~ParsedPayload() = default;
+
+bool ParsedPayload::Parse(std::string_view payload) {
+  Impl& m = *impl_;
+  m.fallback = json();
+  m.simd = m.parser.parse(payload.data(), payload.size()).get(m.root) == simdjson::SUCCESS;
+  if (m.simd) {
+    m.is_json = true;
+  } else {
+    m.fallback = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
+    m.is_json = !m.fallback.is_discarded();
+  }
+  return m.is_json;
+}
+
+bool ParsedPayload::is_json() const { return impl_->is_json; }
+
 // ---------------------------------------------------------------------------------------------
-// Values: a JSON value borrowed from the payload, one the expression made, or Undefined.
+// Values: a JSON value borrowed from the payload (an nlohmann one, or an element of simdjson's
+// document), one the expression made, or Undefined. An element turns into nlohmann json only
+// when j() is asked for (once; kept in own_).
 class Value {
  public:
   Value() = default;
   static Value Ref(const json* j) { Value v; v.ref_ = j; v.defined_ = true; return v; }
   static Value Own(json j) { Value v; v.own_ = std::move(j); v.defined_ = true; return v; }
+  static Value Elem(simdjson::dom::element e) {
+    Value v;
+    v.elem_ = e;
+    v.is_elem_ = true;
+    v.defined_ = true;
+    return v;
+  }
   bool defined() const { return defined_; }
+  // Borrowed from an nlohmann document: its children can be borrowed too.
   bool borrowed() const { return ref_ != nullptr; }
-  const json& j() const { return ref_ ? *ref_ : own_; }
-  json Take() && { return ref_ ? *ref_ : std::move(own_); }
+  bool is_elem() const { return is_elem_; }
+  simdjson::dom::element elem() const { return elem_; }
+  const json& j() const {
+    if (ref_) return *ref_;
+    if (is_elem_ && !converted_) {
+      own_ = FromSimdjson(elem_);
+      converted_ = true;
+    }
+    return own_;
+  }
+  json Take() && {
+    if (ref_) return *ref_;
+    if (is_elem_ && !converted_) return FromSimdjson(elem_);
+    return std::move(own_);
+  }
 
  private:
-  json own_;
+  mutable json own_;
   const json* ref_ = nullptr;
+  simdjson::dom::element elem_;
+  bool is_elem_ = false;
+  mutable bool converted_ = false;
   bool defined_ = false;
 };
 
@@ -111,15 +210,25 @@ class LiteralExpr final : public Expr {
   json v_;
 };
 
+// The payload as a value; Undefined when it is not JSON.
+Value PayloadOf(const MessageContext& msg) {
+  if (const ParsedPayload* p = msg.parsed) {
+    const ParsedPayload::Impl& m = p->impl();
+    if (m.simd) return Value::Elem(m.root);
+    if (m.is_json) return Value::Ref(&m.fallback);
+  } else if (msg.json) {
+    return Value::Ref(msg.json);
+  }
+  return Value();
+}
+
 // The whole payload: `*` as a function argument, or the root of an attribute path.
 class PayloadExpr final : public Expr {
  public:
   Value Eval(EvalContext& ctx) const override {
-    if (!ctx.msg->json) {
-      if (ctx.error.empty()) ctx.error = "the payload is not a JSON document";
-      return Value();
-    }
-    return Value::Ref(ctx.msg->json);
+    Value v = PayloadOf(*ctx.msg);
+    if (!v.defined() && ctx.error.empty()) ctx.error = "the payload is not a JSON document";
+    return v;
   }
 };
 
@@ -130,6 +239,12 @@ class MemberExpr final : public Expr {
       : base_(std::move(base)), name_(std::move(name)) {}
   Value Eval(EvalContext& ctx) const override {
     Value b = base_->Eval(ctx);
+    if (b.is_elem()) {
+      simdjson::dom::object o;
+      if (b.elem().get(o) != simdjson::SUCCESS) return Value();
+      auto e = FindMember(o, name_);
+      return e ? Value::Elem(*e) : Value();
+    }
     if (!b.defined() || !b.j().is_object()) return Value();
     auto it = b.j().find(name_);
     if (it == b.j().end()) return Value();
@@ -156,6 +271,22 @@ class IndexExpr final : public Expr {
     Value b = base_->Eval(ctx);
     Value i = index_->Eval(ctx);
     if (!b.defined() || !i.defined()) return Value();
+    if (b.is_elem()) {
+      simdjson::dom::array a;
+      simdjson::dom::object o;
+      if (b.elem().get(a) == simdjson::SUCCESS && IsIntLike(i.j())) {
+        int64_t k = i.j().get<int64_t>();
+        if (k < 0) return Value();
+        auto e = a.at(static_cast<size_t>(k));
+        if (e.error()) return Value();
+        return Value::Elem(e.value_unsafe());
+      }
+      if (b.elem().get(o) == simdjson::SUCCESS && i.j().is_string()) {
+        auto e = FindMember(o, i.j().get_ref<const std::string&>());
+        return e ? Value::Elem(*e) : Value();
+      }
+      return Value();
+    }
     const json& arr = b.j();
     if (arr.is_array() && IsIntLike(i.j())) {
       int64_t k = i.j().get<int64_t>();
@@ -394,7 +525,7 @@ class CaseExpr final : public Expr {
 
 // --- functions (iot-sql-functions) ------------------------------------------------------------
 
-using Args = std::vector<Value>;
+using Args = absl::InlinedVector<Value, 4>;
 using FnImpl = std::function<Value(EvalContext&, Args&)>;
 
 struct FnSpec {
@@ -1271,43 +1402,6 @@ class Parser {
   int depth_ = 0;
 };
 
-// ---------------------------------------------------------------------------------------------
-
-namespace {
-
-// simdjson's DOM to nlohmann's (the evaluator's value type). simdjson limits the depth to 1024,
-// so the recursion is bounded.
-json FromSimdjson(simdjson::dom::element e) {
-  switch (e.type()) {
-    case simdjson::dom::element_type::OBJECT: {
-      json o = json::object();
-      auto& members = o.get_ref<json::object_t&>();
-      // A repeated key keeps its last value, as nlohmann's parser does.
-      for (auto [k, v] : simdjson::dom::object(e)) members[std::string(k)] = FromSimdjson(v);
-      return o;
-    }
-    case simdjson::dom::element_type::ARRAY: {
-      json a = json::array();
-      auto& items = a.get_ref<json::array_t&>();
-      for (simdjson::dom::element v : simdjson::dom::array(e)) items.push_back(FromSimdjson(v));
-      return a;
-    }
-    case simdjson::dom::element_type::INT64: {
-      int64_t v = int64_t(e);
-      if (v >= 0) return uint64_t(v);  // as nlohmann types non-negative integers
-      return v;
-    }
-    case simdjson::dom::element_type::UINT64: return uint64_t(e);
-    case simdjson::dom::element_type::DOUBLE: return double(e);
-    case simdjson::dom::element_type::STRING: return std::string(std::string_view(e));
-    case simdjson::dom::element_type::BOOL: return bool(e);
-    case simdjson::dom::element_type::NULL_VALUE: return nullptr;
-  }
-  return nullptr;
-}
-
-}  // namespace
-
 bool ParsePayload(std::string_view payload, json* out) {
   // Every matched message is parsed, so this is on the hot path: simdjson parses about twice as
   // fast as nlohmann's lexer. What simdjson refuses (invalid JSON, numbers beyond 64 bits, depth
@@ -1368,6 +1462,127 @@ Status ValidateTopicFilter(std::string_view filter) {
   return Status::OK();
 }
 
+namespace {
+
+// JSON text exactly as nlohmann's dump() writes it (compact, non-ASCII kept as UTF-8), so that
+// EvaluateText() emits what Evaluate()'s document dumps to, byte for byte.
+void WriteEscaped(std::string_view s, std::string* out) {
+  out->push_back('"');
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\t': out->append("\\t"); break;
+      case '\n': out->append("\\n"); break;
+      case '\f': out->append("\\f"); break;
+      case '\r': out->append("\\r"); break;
+      default: {
+        static const char kHex[] = "0123456789abcdef";
+        char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out->append(u, 6);
+      }
+    }
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+}
+
+void WriteDouble(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append("null");
+    return;
+  }
+  char buf[64];
+  char* end = nlohmann::detail::to_chars(buf, buf + sizeof buf, d);
+  out->append(buf, static_cast<size_t>(end - buf));
+}
+
+template <typename T>
+void WriteInteger(T v, std::string* out) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+// An object's members in nlohmann's order: sorted by key (std::map's order), a repeated key
+// keeping its last value. `members` is sorted in place; `write(i)` writes member i's value.
+template <typename Members, typename WriteValue>
+void WriteObject(Members& members, std::string* out, WriteValue write) {
+  std::stable_sort(members.begin(), members.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  out->push_back('{');
+  bool first = true;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i + 1 < members.size() && members[i + 1].first == members[i].first) continue;
+    if (!first) out->push_back(',');
+    first = false;
+    WriteEscaped(members[i].first, out);
+    out->push_back(':');
+    write(members[i].second);
+  }
+  out->push_back('}');
+}
+
+void WriteElement(simdjson::dom::element e, std::string* out) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      absl::InlinedVector<std::pair<std::string_view, simdjson::dom::element>, 16> members;
+      for (auto [k, v] : simdjson::dom::object(e)) members.emplace_back(k, v);
+      WriteObject(members, out, [out](simdjson::dom::element v) { WriteElement(v, out); });
+      return;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      out->push_back('[');
+      bool first = true;
+      for (simdjson::dom::element v : simdjson::dom::array(e)) {
+        if (!first) out->push_back(',');
+        first = false;
+        WriteElement(v, out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case simdjson::dom::element_type::INT64: WriteInteger(int64_t(e), out); return;
+    case simdjson::dom::element_type::UINT64: WriteInteger(uint64_t(e), out); return;
+    case simdjson::dom::element_type::DOUBLE: WriteDouble(double(e), out); return;
+    case simdjson::dom::element_type::STRING: WriteEscaped(std::string_view(e), out); return;
+    case simdjson::dom::element_type::BOOL: out->append(bool(e) ? "true" : "false"); return;
+    case simdjson::dom::element_type::NULL_VALUE: out->append("null"); return;
+  }
+}
+
+void WriteJson(const json& j, std::string* out) {
+  switch (j.type()) {
+    case json::value_t::string: {
+      const std::string& s = j.get_ref<const std::string&>();
+      if (IsValidUtf8(s)) return WriteEscaped(s, out);
+      break;
+    }
+    case json::value_t::number_integer: return WriteInteger(j.get<int64_t>(), out);
+    case json::value_t::number_unsigned: return WriteInteger(j.get<uint64_t>(), out);
+    case json::value_t::number_float: return WriteDouble(j.get<double>(), out);
+    case json::value_t::boolean: out->append(j.get<bool>() ? "true" : "false"); return;
+    case json::value_t::null: out->append("null"); return;
+    default: break;
+  }
+  // Containers, and strings that are not UTF-8 (substring() can cut a character in two):
+  // nlohmann writes them, replacing bytes that are not UTF-8 with U+FFFD instead of throwing.
+  out->append(j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void WriteValue(const Value& v, std::string* out) {
+  if (v.is_elem()) return WriteElement(v.elem(), out);
+  WriteJson(v.j(), out);
+}
+
+}  // namespace
+
 RuleQuery::~RuleQuery() = default;
 
 Result<std::shared_ptr<const RuleQuery>> RuleQuery::Compile(std::string_view sql) {
@@ -1394,11 +1609,13 @@ Result<std::optional<json>> RuleQuery::Evaluate(const MessageContext& msg) const
   json out = json::object();
   for (const Item& item : items_) {
     if (!item.expr) {
-      if (!msg.json) return Error(ErrorCode::kIotRuleAction, "the payload is not a JSON document");
-      if (msg.json->is_object()) {
-        for (auto it = msg.json->begin(); it != msg.json->end(); ++it) out[it.key()] = it.value();
+      Value payload = PayloadOf(msg);
+      if (!payload.defined()) return Error(ErrorCode::kIotRuleAction, "the payload is not a JSON document");
+      const json& pj = payload.j();
+      if (pj.is_object()) {
+        for (auto it = pj.begin(); it != pj.end(); ++it) out[it.key()] = it.value();
       } else if (items_.size() == 1) {
-        return std::optional<json>(*msg.json);
+        return std::optional<json>(pj);
       }
       continue;
     }
@@ -1407,6 +1624,71 @@ Result<std::optional<json>> RuleQuery::Evaluate(const MessageContext& msg) const
     if (v.defined()) out[item.name] = std::move(v).Take();
   }
   return std::optional<json>(std::move(out));
+}
+
+Result<bool> RuleQuery::EvaluateText(const MessageContext& msg, std::string* out) const {
+  out->clear();
+  EvalContext ctx{&msg, {}};
+  if (where_) {
+    Value w = where_->Eval(ctx);
+    if (!ctx.error.empty()) return Error(ErrorCode::kIotRuleAction, ctx.error);
+    std::optional<bool> b = w.defined() ? ToBool(w.j()) : std::nullopt;
+    if (!b || !*b) return false;
+  }
+  if (select_value_) {
+    Value v = items_[0].expr->Eval(ctx);
+    if (!ctx.error.empty()) return Error(ErrorCode::kIotRuleAction, ctx.error);
+    if (!v.defined()) {
+      out->append("null");
+    } else {
+      WriteValue(v, out);
+    }
+    return true;
+  }
+  // The members Evaluate() would assign, in order: a `*`'s payload members (an element, or an
+  // nlohmann value of a payload simdjson refused) and the defined items.
+  struct Source {
+    const Value* value = nullptr;
+    simdjson::dom::element elem;
+    const json* j = nullptr;
+  };
+  absl::InlinedVector<Value, 8> values;
+  values.reserve(items_.size());  // `members` points into it
+  Value payload;
+  absl::InlinedVector<std::pair<std::string_view, Source>, 16> members;
+  for (const Item& item : items_) {
+    if (!item.expr) {
+      if (!payload.defined()) payload = PayloadOf(msg);
+      if (!payload.defined()) return Error(ErrorCode::kIotRuleAction, "the payload is not a JSON document");
+      if (payload.is_elem()) {
+        simdjson::dom::object o;
+        if (payload.elem().get(o) == simdjson::SUCCESS) {
+          for (auto [k, v] : o) members.push_back({k, Source{nullptr, v, nullptr}});
+        } else if (items_.size() == 1) {
+          WriteElement(payload.elem(), out);
+          return true;
+        }
+      } else {
+        const json& pj = payload.j();
+        if (pj.is_object()) {
+          for (auto it = pj.begin(); it != pj.end(); ++it) members.push_back({it.key(), Source{nullptr, {}, &it.value()}});
+        } else if (items_.size() == 1) {
+          WriteJson(pj, out);
+          return true;
+        }
+      }
+      continue;
+    }
+    values.push_back(item.expr->Eval(ctx));
+    if (!ctx.error.empty()) return Error(ErrorCode::kIotRuleAction, ctx.error);
+    if (values.back().defined()) members.push_back({item.name, Source{&values.back(), {}, nullptr}});
+  }
+  WriteObject(members, out, [out](const Source& s) {
+    if (s.value) return WriteValue(*s.value, out);
+    if (s.j) return WriteJson(*s.j, out);
+    WriteElement(s.elem, out);
+  });
+  return true;
 }
 
 Result<Template> Template::Compile(std::string_view text) {

@@ -24,8 +24,31 @@
 
 namespace tarn::gateway::rules {
 
-// The message a rule is evaluated against. `json` is the payload parsed once per message (shared
-// by every rule the message matches); nullptr when the payload is not JSON.
+// A message's payload parsed once (simdjson) and shared by every rule the message matches. The
+// evaluator reads attributes straight from simdjson's document: a value becomes an nlohmann json
+// only where an operator or function needs one (a scalar: no allocation), and a rule's output is
+// written as JSON text directly, so a rule that projects attributes builds no document. What
+// simdjson refuses (numbers beyond 64 bits, depth beyond 1024) is parsed by nlohmann instead,
+// whose answer stands. Reusable (its buffers are kept); not thread-safe.
+class ParsedPayload {
+ public:
+  ParsedPayload();
+  ~ParsedPayload();
+  ParsedPayload(const ParsedPayload&) = delete;
+  ParsedPayload& operator=(const ParsedPayload&) = delete;
+  // False when `payload` is not a JSON document. `payload` must outlive the use of this parse.
+  bool Parse(std::string_view payload);
+  bool is_json() const;
+
+  struct Impl;  // sql.cc
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The message a rule is evaluated against. The payload is `parsed` (preferred: the engine's path)
+// or `json` (an nlohmann document); neither set, or `parsed` not JSON, when it is not JSON.
 struct MessageContext {
   std::string_view topic;
   std::string_view client_id;
@@ -33,6 +56,7 @@ struct MessageContext {
   int64_t timestamp_ms = 0;
   std::string_view payload;
   const nlohmann::json* json = nullptr;
+  const ParsedPayload* parsed = nullptr;
 };
 
 // Parses `payload` into `out`; false when it is not a JSON document.
@@ -58,6 +82,10 @@ class RuleQuery {
   // The document the rule emits for `msg`, or nullopt when the WHERE clause is not true.
   // An error (payload not JSON while the query reads attributes, …) goes to the error action.
   Result<std::optional<nlohmann::json>> Evaluate(const MessageContext& msg) const;
+  // The same, written as JSON text into `*out` (replacing it): true when the rule emits, false
+  // when WHERE drops the message. The text is what Evaluate()'s document dumps to (keys in
+  // nlohmann's order, numbers and escapes as nlohmann writes them), without building it.
+  Result<bool> EvaluateText(const MessageContext& msg, std::string* out) const;
 
   struct Item {
     std::shared_ptr<Expr> expr;  // null for `*`
