@@ -160,6 +160,8 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "wal_segment_mb") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_segment_mb));
         else if (name == "wal_committers") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.wal_committers));
         else if (name == "flush_threads") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.flush_threads));
+        else if (name == "dedup_window_seconds") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.dedup_window_seconds));
+        else if (name == "dedup_max_entries") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.dedup_max_entries));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
     } else if (key == "sql") {
@@ -249,6 +251,10 @@ Status ValidateConfig(const Config& c) {
       c.streams.flush_threads > 64)
     return Error(ErrorCode::kInvalidArgument,
                  "streams.wal_committers must be 1 to 16 and streams.flush_threads 1 to 64");
+  if (c.streams.dedup_window_seconds > 86400 || c.streams.dedup_max_entries > (uint64_t{1} << 27))
+    return Error(ErrorCode::kInvalidArgument,
+                 "streams.dedup_window_seconds must be at most 86400 and streams.dedup_max_entries "
+                 "at most 134217728");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.sql_limits.max_connections < 1)

@@ -54,6 +54,9 @@ struct StreamsConfig {
   uint64_t wal_segment_mb = 64;   // a new segment file starts after this much
   uint64_t wal_committers = 3;    // fdatasyncs in flight at once per stream (pipelined commit)
   uint64_t flush_threads = 2;     // partitions converted and delivered in parallel
+  // Device resends recognised by their origin (docs/streams.md "Exactly once from devices").
+  uint64_t dedup_window_seconds = 600;
+  uint64_t dedup_max_entries = 1048576;  // per stream
 };
 
 // The SQL endpoint's limits (docs/sql.md "Limits"). YAML section `sql:`.

@@ -291,6 +291,8 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     so.wal.segment_bytes = m.config.streams.wal_segment_mb << 20;
     so.wal.committers = int(m.config.streams.wal_committers);
     so.flush_threads = int(m.config.streams.flush_threads);
+    so.dedup_window_seconds = int64_t(m.config.streams.dedup_window_seconds);
+    so.dedup_max_entries = size_t(m.config.streams.dedup_max_entries);
     ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
                                                             m.catalog.get(), so));
     m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), m.authz.get());

@@ -4,12 +4,26 @@
 // Thread-safety: implementations are thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 
 namespace tarn::streams {
+
+// Which device message a record comes from, so that a device's resend of a message whose
+// record is already durable is recognised and not appended again (docs/streams.md, "Exactly
+// once from devices"). `slot` tells apart the records one message produces (rule, action,
+// element of a batchMode array).
+struct RecordOrigin {
+  std::string_view client_id;
+  uint16_t packet_id = 0;     // the MQTT PUBLISH's packet identifier (QoS 1/2)
+  bool dup = false;           // the PUBLISH carried DUP=1: it may be a resend
+  uint64_t payload_hash = 0;  // StableHash64 of the message's topic and payload as published
+  uint64_t slot = 0;
+};
 
 class RecordSink {
  public:
@@ -20,8 +34,14 @@ class RecordSink {
   // (no such stream), kFirehoseServiceUnavailable (WAL quota full: back off and retry),
   // kFirehoseInvalidArgument (record over 1000 KiB). `done` may run on the caller's thread
   // before Append returns, or later on the stream's WAL writer thread; it must be short.
+  //
+  // With an `origin` (copied before Append returns), the record is stored with it; and when
+  // `origin->dup` is set and the stream already holds a durable record of the same origin
+  // (client id, packet id, slot) with the same payload hash, recently enough, nothing is
+  // appended and `done` gets OK: the device resent a message whose acknowledgement it lost.
   virtual void Append(const std::string& stream, std::string data,
-                      std::function<void(const Status&)> done) = 0;
+                      std::function<void(const Status&)> done,
+                      const RecordOrigin* origin = nullptr) = 0;
 };
 
 }  // namespace tarn::streams

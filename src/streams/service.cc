@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "catalog/store.h"
+#include "core/data_dir.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "storage/object_store.h"
@@ -270,6 +271,9 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
   s->freshness = &m.Gauge("tarn_firehose_data_freshness_seconds",
                           "Age of the oldest record not yet delivered", labels);
   s->wal_bytes = &m.Gauge("tarn_firehose_wal_bytes", "Bytes of write-ahead log on disk", labels);
+  s->duplicates = &m.Counter("tarn_firehose_duplicate_records_total",
+                             "Device resends recognised by their origin and not appended again",
+                             labels);
 
   WalOptions wal_options = options_.wal;
   wal_options.sync_seconds = &m.Histogram("tarn_firehose_wal_sync_seconds",
@@ -281,8 +285,32 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
   std::vector<WalRecord> replayed;
   DeliveryStream* raw = s.get();
   Clock* clock = options_.clock;
+  // The origin index: the snapshot of origins whose segments were deleted, then every record
+  // still in the log (WalHooks::scan), oldest first.
+  s->origins = std::make_unique<OriginIndex>(options_.dedup_window_seconds * 1000000,
+                                             options_.dedup_max_entries);
+  const std::string dir = options_.wal_root + "/" + name;
+  const std::string origins_path = dir + "/origins";
+  if (fs::exists(origins_path)) {
+    auto bytes = ReadFile(origins_path);
+    if (!bytes.ok() || !s->origins->Load(*bytes, clock->NowMicros())) {
+      // Written atomically, so this is outside damage. Without it a resend of a record whose
+      // segment is gone may land twice; nothing is lost.
+      TLOG_WARN("streams", "{}: unreadable origin snapshot {} ignored", name, origins_path);
+    }
+  }
+  WalHooks hooks;
+  hooks.scan = [raw](const WalRecord& r) { raw->origins->AddMeta(r.meta, r.seq, r.arrival_micros); };
+  hooks.before_delete = [raw, clock, origins_path](uint64_t last_seq) -> Status {
+    std::string snapshot;
+    {
+      std::lock_guard<std::mutex> l(raw->mu);
+      snapshot = raw->origins->Snapshot(last_seq, clock->NowMicros());
+    }
+    return WriteFileAtomic(origins_path, snapshot);
+  };
   ASSIGN_OR_RETURN(s->wal, Wal::Open(
-      options_.wal_root + "/" + name, wal_options,
+      dir, wal_options,
       [&](WalRecord&& r) { replayed.push_back(std::move(r)); },
       [this, raw, clock](std::vector<WalRecord>&& records) {
         bool due = false;
@@ -292,6 +320,9 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
           for (auto& r : records) {
             raw->incoming_records->Inc();
             raw->incoming_bytes->Inc(r.data.size());
+            // Indexed before the appender is acknowledged: a resend that arrives after the
+            // acknowledgement always finds it.
+            if (!r.meta.empty()) raw->origins->AddMeta(r.meta, r.seq, r.arrival_micros);
             raw->Route(std::move(r), now, false);
           }
           due = raw->config->interval_seconds == 0;
@@ -302,7 +333,8 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
           }
         }
         if (due) Wake();
-      }));
+      },
+      std::move(hooks)));
   {
     std::lock_guard<std::mutex> l(s->mu);
     s->LoadMarks(s->wal->checkpoint_state());
@@ -614,7 +646,7 @@ void StreamService::Put(const std::string& name, std::vector<std::string> record
                                   " bytes exceeds the limit of 1000 KiB");
       continue;
     }
-    batch.push_back({0, now, std::move(records[i])});
+    batch.push_back({0, now, std::move(records[i]), std::string()});
     index.push_back(i);
   }
   if (batch.empty()) {
@@ -643,7 +675,32 @@ void StreamService::Put(const std::string& name, std::vector<std::string> record
 }
 
 void StreamService::Append(const std::string& stream, std::string data,
-                           std::function<void(const Status&)> done) {
+                           std::function<void(const Status&)> done, const RecordOrigin* origin) {
+  if (origin) {
+    auto s = Find(stream);
+    if (!s) return done(NotFound(stream));
+    if (data.size() > kMaxRecordBytes) {
+      return done(Invalid("Record size " + std::to_string(data.size()) +
+                          " bytes exceeds the limit of 1000 KiB"));
+    }
+    int64_t now = options_.clock->NowMicros();
+    std::vector<WalRecord> one;
+    one.push_back({0, now, std::move(data), OriginIndex::EncodeMeta(*origin)});
+    std::unique_lock<std::mutex> l(s->mu);
+    if (s->deleted || !s->wal) {
+      l.unlock();
+      return done(NotFound(stream));
+    }
+    if (origin->dup && s->origins->Contains(*origin, now)) {
+      // The device resent a message whose record is durable here: its acknowledgement was lost
+      // (a crash, or a dropped connection). Acknowledge without appending it again.
+      s->duplicates->Inc();
+      l.unlock();
+      return done(Status::OK());
+    }
+    s->wal->Append(std::move(one), [done = std::move(done)](const Status& st, uint64_t) { done(st); });
+    return;
+  }
   std::vector<std::string> one;
   one.push_back(std::move(data));
   Put(stream, std::move(one), [done = std::move(done)](std::vector<PutResult> r) {

@@ -52,6 +52,10 @@ struct StreamServiceOptions {
   // Flush jobs (one partition's records → objects) run on a pool of this many threads: different
   // partitions and streams convert and deliver in parallel, one job per partition at a time.
   int flush_threads = 2;
+  // Device resends (docs/streams.md, "Exactly once from devices"): a record's origin is
+  // remembered this long after it arrived, for at most this many records per stream.
+  int64_t dedup_window_seconds = 600;
+  size_t dedup_max_entries = 1 << 20;
 };
 
 struct PutResult {
@@ -91,7 +95,8 @@ class StreamService final : public RecordSink {
   void Put(const std::string& name, std::vector<std::string> records,
            std::function<void(std::vector<PutResult>)> done);
   void Append(const std::string& stream, std::string data,
-              std::function<void(const Status&)> done) override;
+              std::function<void(const Status&)> done,
+              const RecordOrigin* origin = nullptr) override;
 
   // --- flushing ---
   // Flushes every partition whose buffer is due (size or interval reached) and waits for it.

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "catalog/store.h"
+#include "core/hash.h"
 #include "sql/duckdb/engine.h"
 #include "storage/local_store.h"
 #include "security/authz.h"
@@ -56,6 +57,7 @@ class StreamServiceTest : public ::testing::Test {
     o.account_id = "123456789012";
     o.clock = &clock_;
     o.background_flush = false;
+    o.wal = wal_options_;
     auto s = StreamService::Open(meta_.get(), store_.get(), catalog_.get(), o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     svc_ = std::move(s).value();
@@ -98,7 +100,30 @@ class StreamServiceTest : public ::testing::Test {
               {"Processors", json::array({{{"Type", "AppendDelimiterToRecord"}}})}}}};
   }
 
+  Status AppendFrom(const std::string& stream, std::string data, const RecordOrigin& origin) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    svc_->Append(stream, std::move(data), [&](const Status& st) { p.set_value(st); }, &origin);
+    return f.get();
+  }
+
+  // Every line of every object in the landing bucket.
+  std::multiset<std::string> Lines() {
+    std::multiset<std::string> out;
+    for (const auto& [k, body] : Objects()) {
+      size_t at = 0;
+      while (at < body.size()) {
+        size_t nl = body.find('\n', at);
+        if (nl == std::string::npos) nl = body.size();
+        out.insert(body.substr(at, nl - at));
+        at = nl + 1;
+      }
+    }
+    return out;
+  }
+
   std::string dir_;
+  WalOptions wal_options_;
   ManualClock clock_{1764072000LL * 1000000};  // 2025-11-25T12:00:00Z
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<storage::LocalObjectStore> store_;
@@ -620,6 +645,73 @@ TEST_F(StreamServiceTest, ApiAuthorisesEachCallOnTheStreamArn) {
   EXPECT_EQ(call("PutRecordBatch", R"({"DeliveryStreamName":"open","Records":[{"Data":"@@"}]})",
                  nullptr).code(),
             ErrorCode::kSerializationError);
+}
+
+}  // namespace
+}  // namespace tarn::streams
+
+namespace tarn::streams {
+namespace {
+
+RecordOrigin DeviceOrigin(const std::string& client, uint16_t pid, const std::string& payload,
+                          bool dup) {
+  RecordOrigin o;
+  o.client_id = client;
+  o.packet_id = pid;
+  o.dup = dup;
+  o.payload_hash = StableHash64("sensors/x/t\n" + payload);
+  o.slot = 1;
+  return o;
+}
+
+TEST_F(StreamServiceTest, DeviceResendIsAppendedOnceAcrossRestartAndSegmentDeletion) {
+  wal_options_.segment_bytes = 1;  // every append starts a segment: delivered ones are deleted
+  OpenService();
+  ASSERT_TRUE(svc_->Create("s1", "DirectPut", Raw(60), json()).ok());
+  const std::string client = "sensor-7";
+  // The rule's output differs on a resend (timestamp()), the device's payload does not.
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":1,\"ts\":1}", DeviceOrigin(client, 1, "p1", false)).ok());
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":2,\"ts\":1}", DeviceOrigin(client, 2, "p2", false)).ok());
+  // A resend (DUP) of message 1 whose PUBACK was lost: acknowledged, not appended.
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":1,\"ts\":2}", DeviceOrigin(client, 1, "p1", true)).ok());
+  // Not DUP: a new message, even with the same id and payload — it is appended.
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":3,\"ts\":2}", DeviceOrigin(client, 2, "p2", false)).ok());
+  // DUP with another payload under a known id, or from another client: new messages too.
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":4,\"ts\":2}", DeviceOrigin(client, 1, "p4", true)).ok());
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":5,\"ts\":2}", DeviceOrigin("other", 1, "p1", true)).ok());
+
+  // kill -9 and restart: the index is rebuilt from the log.
+  OpenService();
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":3,\"ts\":3}", DeviceOrigin(client, 2, "p2", true)).ok());
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":5,\"ts\":3}", DeviceOrigin("other", 1, "p1", true)).ok());
+  // Delivered and checkpointed: the records' segments are deleted; their origins go on in
+  // the snapshot (IntervalInSeconds 0 delivers before a lost PUBACK could be resent).
+  ASSERT_TRUE(svc_->FlushAll().ok());
+  size_t segments = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/wal/s1")) segments += e.path().extension() == ".wal";
+  EXPECT_EQ(segments, 1u) << "delivered segments were not deleted";
+  ASSERT_TRUE(fs::exists(dir_ + "/wal/s1/origins"));
+  OpenService();
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":3,\"ts\":4}", DeviceOrigin(client, 2, "p2", true)).ok());
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":4,\"ts\":4}", DeviceOrigin(client, 1, "p4", true)).ok());
+  ASSERT_TRUE(svc_->FlushAll().ok());
+  std::multiset<std::string> want = {"{\"m\":1,\"ts\":1}", "{\"m\":2,\"ts\":1}", "{\"m\":3,\"ts\":2}",
+                                     "{\"m\":4,\"ts\":2}", "{\"m\":5,\"ts\":2}"};
+  EXPECT_EQ(Lines(), want);
+
+  // Past the window (10 minutes by default) a resend is no longer recognised: it lands.
+  clock_.Advance(601LL * 1000000);
+  ASSERT_TRUE(AppendFrom("s1", "{\"m\":3,\"ts\":5}", DeviceOrigin(client, 2, "p2", true)).ok());
+  ASSERT_TRUE(svc_->FlushAll().ok());
+  EXPECT_EQ(Lines().count("{\"m\":3,\"ts\":5}"), 1u);
+}
+
+TEST_F(StreamServiceTest, AppendWithOriginReportsTheStreamsErrors) {
+  ASSERT_TRUE(svc_->Create("s1", "DirectPut", Raw(60), json()).ok());
+  EXPECT_EQ(AppendFrom("nope", "x", DeviceOrigin("c", 1, "x", false)).code(),
+            ErrorCode::kFirehoseResourceNotFound);
+  EXPECT_EQ(AppendFrom("s1", std::string(1001 * 1024, 'x'), DeviceOrigin("c", 1, "x", false)).code(),
+            ErrorCode::kFirehoseInvalidArgument);
 }
 
 }  // namespace

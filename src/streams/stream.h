@@ -21,6 +21,7 @@
 #include "ops/metrics.h"
 #include "streams/destination.h"
 #include "streams/jq.h"
+#include "streams/origin_index.h"
 #include "streams/wal.h"
 
 namespace tarn::streams {
@@ -72,6 +73,9 @@ class DeliveryStream {
   std::string cached_partition;
 
   std::unique_ptr<Wal> wal;
+  // Origins of recent records (device resends), guarded by mu; persisted through the WAL's
+  // record meta and <wal dir>/origins (origin_index.h).
+  std::unique_ptr<OriginIndex> origins;
   // Tag tarn:schema-inference=on: a missing SchemaConfiguration table is created from the first
   // records converted (docs/streams.md).
   std::atomic<bool> infer_schema{false};
@@ -96,6 +100,7 @@ class DeliveryStream {
   ops::CounterMetric* failed_conversion = nullptr;
   ops::CounterMetric* failed_processing = nullptr;
   ops::CounterMetric* delivery_errors = nullptr;
+  ops::CounterMetric* duplicates = nullptr;
   ops::GaugeMetric* freshness = nullptr;
   ops::GaugeMetric* wal_bytes = nullptr;
 

@@ -23,9 +23,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kMagic[8] = {'T', 'A', 'R', 'N', 'W', 'A', 'L', '1'};
+// Segments are written as version 2 (records carry a meta field); version 1 is still read.
+constexpr char kMagic[8] = {'T', 'A', 'R', 'N', 'W', 'A', 'L', '2'};
+constexpr char kMagicV1[8] = {'T', 'A', 'R', 'N', 'W', 'A', 'L', '1'};
 constexpr size_t kRecordHeader = 8;   // length + crc
-constexpr size_t kBodyHeader = 16;    // seq + arrival time
+constexpr size_t kBodyHeaderV1 = 16;  // seq + arrival time
+constexpr size_t kBodyHeader = 20;    // seq + arrival time + meta length
 constexpr uint32_t kMaxBody = 16u << 20;
 
 int64_t SteadyNs() {
@@ -55,15 +58,24 @@ uint64_t GetU64(const char* p) {
   return v;
 }
 
+size_t EncodedSize(const WalRecord& r) {
+  return kRecordHeader + kBodyHeader + r.meta.size() + r.data.size();
+}
+
 void EncodeRecord(const WalRecord& r, std::string* out) {
-  std::string body;
-  body.reserve(kBodyHeader + r.data.size());
-  PutU64(&body, r.seq);
-  PutU64(&body, uint64_t(r.arrival_micros));
-  body.append(r.data);
-  PutU32(out, uint32_t(body.size()));
-  PutU32(out, WalCrc(body));
-  out->append(body);
+  // The body is built in place after a header whose CRC is filled in once the body is there.
+  size_t at = out->size();
+  size_t body = kBodyHeader + r.meta.size() + r.data.size();
+  out->reserve(at + kRecordHeader + body);
+  PutU32(out, uint32_t(body));
+  PutU32(out, 0);
+  PutU64(out, r.seq);
+  PutU64(out, uint64_t(r.arrival_micros));
+  PutU32(out, uint32_t(r.meta.size()));
+  out->append(r.meta);
+  out->append(r.data);
+  uint32_t crc = WalCrc(std::string_view(out->data() + at + kRecordHeader, body));
+  for (int i = 0; i < 4; ++i) (*out)[at + 4 + i] = char((crc >> (8 * i)) & 0xff);
 }
 
 std::string SegmentName(uint64_t first_seq) {
@@ -119,16 +131,19 @@ uint32_t WalCrc(std::string_view data) {
   return uint32_t(::crc32(0L, reinterpret_cast<const Bytef*>(data.data()), uInt(data.size())));
 }
 
-Wal::Wal(std::string dir, WalOptions options, DurableFn on_durable)
-    : dir_(std::move(dir)), options_(options), on_durable_(std::move(on_durable)) {}
+Wal::Wal(std::string dir, WalOptions options, DurableFn on_durable, WalHooks hooks)
+    : dir_(std::move(dir)),
+      options_(options),
+      on_durable_(std::move(on_durable)),
+      hooks_(std::move(hooks)) {}
 
 Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, const WalOptions& options,
                                        const std::function<void(WalRecord&&)>& replay,
-                                       DurableFn on_durable) {
+                                       DurableFn on_durable, WalHooks hooks) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Error(ErrorCode::kIoError, "creating " + dir + ": " + ec.message());
-  std::unique_ptr<Wal> wal(new Wal(dir, options, std::move(on_durable)));
+  std::unique_ptr<Wal> wal(new Wal(dir, options, std::move(on_durable), std::move(hooks)));
   RETURN_IF_ERROR(wal->Recover(replay));
   RETURN_IF_ERROR(wal->OpenNewSegment(wal->next_seq_));
   size_t n = size_t(std::max(1, options.committers));
@@ -170,12 +185,16 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
   for (const auto& [first, path] : files) {
     std::string buf;
     RETURN_IF_ERROR(ReadWhole(path, &buf));
-    if (buf.size() < sizeof(kMagic) || std::memcmp(buf.data(), kMagic, sizeof(kMagic)) != 0) {
+    bool v1 = buf.size() >= sizeof(kMagicV1) &&
+              std::memcmp(buf.data(), kMagicV1, sizeof(kMagicV1)) == 0;
+    if (!v1 && (buf.size() < sizeof(kMagic) ||
+                std::memcmp(buf.data(), kMagic, sizeof(kMagic)) != 0)) {
       TLOG_WARN("wal", "{}: segment without a valid header (torn at creation); removed", path);
       std::error_code rm;
       fs::remove(path, rm);
       continue;
     }
+    const size_t body_header = v1 ? kBodyHeaderV1 : kBodyHeader;
     size_t pos = sizeof(kMagic);
     uint64_t expect = 0;
     while (pos < buf.size()) {
@@ -186,7 +205,7 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
       } else {
         len = GetU32(buf.data() + pos);
         uint32_t crc = GetU32(buf.data() + pos + 4);
-        if (len < kBodyHeader || len > kMaxBody || buf.size() - pos - kRecordHeader < len ||
+        if (len < body_header || len > kMaxBody || buf.size() - pos - kRecordHeader < len ||
             WalCrc(std::string_view(buf.data() + pos + kRecordHeader, len)) != crc) {
           bad = true;
         }
@@ -196,8 +215,17 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
         const char* b = buf.data() + pos + kRecordHeader;
         r.seq = GetU64(b);
         r.arrival_micros = int64_t(GetU64(b + 8));
-        if ((expect && r.seq != expect) || r.seq <= last_seq) bad = true;
-        if (!bad) r.data.assign(b + kBodyHeader, len - kBodyHeader);
+        uint32_t meta = v1 ? 0 : GetU32(b + 16);
+        if ((expect && r.seq != expect) || r.seq <= last_seq || meta > len - body_header) {
+          bad = true;
+        }
+        if (!bad) {
+          r.meta.assign(b + body_header, meta);
+          if (hooks_.scan) hooks_.scan(r);
+          if (r.seq > delivered_) {
+            r.data.assign(b + body_header + meta, len - body_header - meta);
+          }
+        }
       }
       if (bad) {
         TLOG_WARN("wal", "{}: damaged record at offset {} (torn or corrupt tail); truncating "
@@ -282,7 +310,7 @@ void Wal::Append(std::vector<WalRecord> records, AppendDone done) {
     return;
   }
   size_t add = 0;
-  for (const auto& r : records) add += kRecordHeader + kBodyHeader + r.data.size();
+  for (const auto& r : records) add += EncodedSize(r);
   if (disk_bytes_ + pending_.bytes.size() + add > options_.quota_bytes) {
     l.unlock();
     done(Error(ErrorCode::kFirehoseServiceUnavailable,
@@ -432,11 +460,30 @@ Status Wal::Checkpoint(uint64_t delivered_through, const std::string& state) {
 }
 
 void Wal::DeleteDeliveredSegments() {
-  std::vector<std::string> doomed;
+  size_t n = 0;
+  uint64_t last_seq = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     // Segment i holds seqs [first_i, first_{i+1}); the last one is the active segment.
-    while (segments_.size() > 1 && segments_[1].first_seq - 1 <= delivered_) {
+    while (n + 1 < segments_.size() && segments_[n + 1].first_seq - 1 <= delivered_) {
+      last_seq = segments_[n + 1].first_seq - 1;
+      ++n;
+    }
+  }
+  if (n == 0) return;
+  if (hooks_.before_delete) {
+    Status st = hooks_.before_delete(last_seq);
+    if (!st.ok()) {
+      TLOG_WARN("wal", "{}: delivered segments kept for now: {}", dir_, st.ToString());
+      return;
+    }
+  }
+  // Only Checkpoint (serialised by checkpoint_mu_) and Open delete segments, so the first `n`
+  // are still the ones counted above.
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < n; ++i) {
       doomed.push_back(segments_.front().path);
       disk_bytes_ -= segments_.front().bytes;
       segments_.pop_front();

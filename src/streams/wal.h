@@ -13,9 +13,13 @@
 // The caller's thread never does I/O.
 //
 // On disk:
-//   <dir>/<first-seq, 20 digits>.wal   segments: 8-byte magic "TARNWAL1", then records
+//   <dir>/<first-seq, 20 digits>.wal   segments: 8-byte magic "TARNWAL2", then records
 //       record = u32 body length | u32 crc32(body) | body
-//       body   = u64 seq | i64 arrival time (µs since epoch) | data bytes      (little endian)
+//       body   = u64 seq | i64 arrival time (µs since epoch) | u32 meta length | meta bytes |
+//                data bytes                                                  (little endian)
+//       Segments written before meta existed ("TARNWAL1") have no meta fields; they are still
+//       read. `meta` is the producer's small per-record attachment (the stream keeps a record's
+//       origin there, for recognising a device's resend), opaque to the log.
 //   <dir>/checkpoint                   "<delivered-through seq>\n<opaque consumer state>",
 //                                      replaced atomically (temp, fsync, rename, fsync dir)
 //
@@ -54,6 +58,7 @@ struct WalRecord {
   uint64_t seq = 0;
   int64_t arrival_micros = 0;
   std::string data;
+  std::string meta;  // opaque to the log, stored with the record (empty: none)
 };
 
 struct WalOptions {
@@ -74,6 +79,17 @@ using DurableFn = std::function<void(std::vector<WalRecord>&& records)>;
 // Called for one appended batch: OK with the batch's first sequence number, or the error.
 using AppendDone = std::function<void(const Status& status, uint64_t first_seq)>;
 
+// Optional hooks of a log's consumer.
+struct WalHooks {
+  // At Open: every intact record found in the log, delivered or not, in order, with its data
+  // left empty (seq, arrival time and meta only) — before `replay` sees the undelivered ones.
+  std::function<void(const WalRecord& header)> scan;
+  // Before segments are deleted (their records all delivered): `last_seq` is the newest record
+  // they hold. An error keeps them on disk until the next checkpoint. Runs on the thread that
+  // called Checkpoint (or Open), with no lock of the log held.
+  std::function<Status(uint64_t last_seq)> before_delete;
+};
+
 class Wal {
  public:
   // Opens (creating) the log in `dir`, truncating a damaged tail, and calls `replay` for each
@@ -81,7 +97,7 @@ class Wal {
   // appended from now on once it is durable. Starts the writer thread.
   static Result<std::unique_ptr<Wal>> Open(const std::string& dir, const WalOptions& options,
                                            const std::function<void(WalRecord&&)>& replay,
-                                           DurableFn on_durable);
+                                           DurableFn on_durable, WalHooks hooks = {});
   ~Wal();  // completes pending appends (writes and syncs them), stops the committers
 
   // Appends `records` (data + arrival time; seq is assigned here, dense and in order) as one
@@ -135,7 +151,7 @@ class Wal {
     Batch batch;
   };
 
-  Wal(std::string dir, WalOptions options, DurableFn on_durable);
+  Wal(std::string dir, WalOptions options, DurableFn on_durable, WalHooks hooks);
   Status Recover(const std::function<void(WalRecord&&)>& replay);
   Status OpenNewSegment(uint64_t first_seq);  // Open, or a committer holding write_mu_
   void CommitterLoop(size_t index);
@@ -147,6 +163,7 @@ class Wal {
   const std::string dir_;
   const WalOptions options_;
   DurableFn on_durable_;
+  WalHooks hooks_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -29,7 +29,7 @@ class WalTest : public ::testing::Test {
 
   std::vector<WalRecord> Recs(std::initializer_list<std::string> data, int64_t ts = 7) {
     std::vector<WalRecord> v;
-    for (const auto& d : data) v.push_back({0, ts, d});
+    for (const auto& d : data) v.push_back({0, ts, d, ""});
     return v;
   }
 
@@ -247,7 +247,7 @@ TEST_F(WalTest, CrashKeepsEveryAcknowledgedRecordExactlyOnce) {
         ts.emplace_back([&, t] {
           for (int i = 0;; ++i) {
             std::string id = std::to_string(round) + "-" + std::to_string(t) + "-" + std::to_string(i);
-            std::vector<WalRecord> rs{{0, 0, id}, {0, 0, id + "b"}};
+            std::vector<WalRecord> rs{{0, 0, id, ""}, {0, 0, id + "b", ""}};
             if (!(*w)->AppendSync(std::move(rs)).ok()) ::_exit(4);
             std::string line = id + "\n";
             std::lock_guard<std::mutex> l(pipe_mu);
@@ -328,7 +328,7 @@ TEST(WalDamageTest, RandomDamageReplaysOnlyIntactRecordsAndNeverRefusesToStart) 
       for (int i = 0; i < 60; ++i) {
         std::string d = "rec-" + std::to_string(i) + std::string(size_t(rng() % 100), 'z');
         written.push_back(d);
-        ASSERT_TRUE((*w)->AppendSync({{0, i, d}}).ok());
+        ASSERT_TRUE((*w)->AppendSync({{0, i, d, ""}}).ok());
       }
     }
     // Damage one segment.
@@ -363,7 +363,7 @@ TEST(WalDamageTest, RandomDamageReplaysOnlyIntactRecordsAndNeverRefusesToStart) 
       EXPECT_EQ(r.data, written[r.seq - 1]);
     }
     // And appending still works, after the last record that survived.
-    auto s = (*w)->AppendSync({{0, 0, "after"}});
+    auto s = (*w)->AppendSync({{0, 0, "after", ""}});
     ASSERT_TRUE(s.ok());
     EXPECT_GT(*s, replayed.empty() ? 0u : replayed.back().seq);
     w->reset();

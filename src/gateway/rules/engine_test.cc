@@ -25,7 +25,8 @@ struct Published {
 class FakeSink final : public streams::RecordSink {
  public:
   void Append(const std::string& stream, std::string data,
-              std::function<void(const Status&)> done) override {
+              std::function<void(const Status&)> done,
+              const streams::RecordOrigin* = nullptr) override {
     if (stream != "known") {
       done(Error(ErrorCode::kFirehoseResourceNotFound, "no such stream " + stream));
       return;
@@ -209,7 +210,8 @@ TEST_F(EngineTest, InvalidRulesAreRejectedWithTheReason) {
 class AsyncSink final : public streams::RecordSink {
  public:
   void Append(const std::string& stream, std::string data,
-              std::function<void(const Status&)> done) override {
+              std::function<void(const Status&)> done,
+              const streams::RecordOrigin* = nullptr) override {
     std::lock_guard<std::mutex> l(mu);
     pending.push_back({std::move(data), std::move(done)});
     cv.notify_all();
