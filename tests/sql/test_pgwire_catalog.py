@@ -45,6 +45,8 @@ def test_psql_describe_table(cat_lake):
     assert any(l.startswith("name | text |") for l in lines), out
     assert any(l.startswith("reading | double precision |") for l in lines), out
     assert any(l.startswith("ts | timestamp without time zone |") for l in lines), out
+    # The primary key's index, as PostgreSQL lists it (pg_index, pg_constraint, pg_get_indexdef).
+    assert "Indexes:" in lines and '"sensors_pkey" PRIMARY KEY, btree (id)' in lines, out
 
 
 def test_psql_fetch_count_uses_cursors(cat_lake):

@@ -182,7 +182,8 @@ std::string RewriteQuery(std::string_view s) {
           EqualsIgnoreCase(rel, "pg_am") || EqualsIgnoreCase(rel, "pg_roles") ||
           EqualsIgnoreCase(rel, "pg_partitioned_table") || EqualsIgnoreCase(rel, "pg_attribute") ||
           EqualsIgnoreCase(rel, "pg_publication_namespace") || EqualsIgnoreCase(rel, "pg_auth_members") ||
-          EqualsIgnoreCase(rel, "pg_extension") || EqualsIgnoreCase(rel, "pg_class")) {
+          EqualsIgnoreCase(rel, "pg_extension") || EqualsIgnoreCase(rel, "pg_class") ||
+          EqualsIgnoreCase(rel, "pg_index") || EqualsIgnoreCase(rel, "pg_constraint")) {
         i = j;
         continue;
       }
@@ -295,6 +296,27 @@ std::string RewriteQuery(std::string_view s) {
   return out;
 }
 
+namespace {
+
+// The CREATE INDEX text of index `i` (see pg_get_indexdef below).
+std::string IndexDefinition() {
+  return "coalesce((SELECT any_value(sql) FROM duckdb_indexes() WHERE index_oid = i), "
+         "(SELECT any_value('CREATE UNIQUE INDEX ' || CASE WHEN d.constraint_type = 'PRIMARY KEY' THEN "
+         "d.table_name || '_pkey' ELSE d.constraint_name END || ' ON ' || d.schema_name || '.' || d.table_name || "
+         "' USING btree (' || array_to_string(d.constraint_column_names, ', ') || ')') FROM duckdb_constraints() d "
+         "WHERE d.table_oid * 1000000 + 500000 + d.constraint_index = i))";
+}
+
+// PostgreSQL's text of constraint `o` (`PRIMARY KEY (a, b)`; DuckDB's reads `PRIMARY KEY(a, b)`).
+std::string ConstraintDefinition() {
+  return "(SELECT any_value(CASE WHEN d.constraint_type IN ('PRIMARY KEY', 'UNIQUE') THEN d.constraint_type || "
+         "' (' || array_to_string(d.constraint_column_names, ', ') || ')' WHEN d.constraint_type = 'CHECK' THEN "
+         "'CHECK (' || d.expression || ')' ELSE d.constraint_text END) FROM duckdb_constraints() d "
+         "WHERE d.table_oid * 1000000 + d.constraint_index = o)";
+}
+
+}  // namespace
+
 const std::vector<std::string>& CompatibilityMacros() {
   // Temporary macros: per connection, never written into the warehouse file, and resolved
   // before DuckDB's own pg_catalog functions of the same name.
@@ -325,7 +347,16 @@ const std::vector<std::string>& CompatibilityMacros() {
       "CREATE OR REPLACE TEMP MACRO pg_backend_pid() AS CAST(getvariable('tarn_pg_pid') AS INTEGER)",
       "CREATE OR REPLACE TEMP MACRO current_schemas(implicit) AS "
       "CASE WHEN implicit THEN ['pg_catalog', current_schema()] ELSE [current_schema()] END",
-      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i) AS '', (i, c, p) AS ''",
+      // psql \d "Indexes:" (the text after USING), pgJDBC getIndexInfo (column c's name):
+      // PostgreSQL's CREATE INDEX text, or the name of the index's c-th key column. Indexes of
+      // constraints are those of the pg_index view below; CREATE INDEX ones keep DuckDB's text.
+      "CREATE OR REPLACE TEMP MACRO pg_get_indexdef(i) AS " + IndexDefinition() + ", (i, c, p) AS "
+      "CASE WHEN c = 0 THEN " + IndexDefinition() + " "
+      "ELSE (SELECT any_value(d.constraint_column_names[c]) FROM duckdb_constraints() d "
+      "WHERE d.table_oid * 1000000 + 500000 + d.constraint_index = i) END",
+      // psql \d footers, pgJDBC: PostgreSQL's spelling (`PRIMARY KEY (a, b)`), not DuckDB's text.
+      "CREATE OR REPLACE TEMP MACRO pg_get_constraintdef(o) AS " + ConstraintDefinition() + ", (o, p) AS " +
+          ConstraintDefinition(),
       // psql \d passes the pretty flag; DuckDB's own takes two arguments.
       "CREATE OR REPLACE TEMP MACRO pg_get_expr(e, r) AS CAST(e AS VARCHAR), (e, r, p) AS CAST(e AS VARCHAR)",
       // pgJDBC TypeInfoCache, psycopg's type fetch: array bounds of 1-based lists.
@@ -386,10 +417,43 @@ const std::vector<std::string>& CompatibilityMacros() {
       "CASE WHEN atttypid = 21 AND atttypmod > 0 THEN "
       "(((atttypmod // 1000) << 16) | (atttypmod % 1000)) + 4 ELSE atttypmod END AS atttypmod) "
       "FROM pg_catalog.pg_attribute",
-      "CREATE OR REPLACE TEMP VIEW pg_am AS SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype",
+      "CREATE OR REPLACE TEMP VIEW pg_am AS SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype "
+      "UNION ALL SELECT 403::BIGINT, 'btree', 'i'",
       // psql \d+: reloptions is an array it concatenates and unnests (DuckDB's is untyped NULL).
+      // pgJDBC getPrimaryKeys/getIndexInfo, psql \d "Indexes:": PostgreSQL backs every PRIMARY
+      // KEY and UNIQUE constraint with an index (a pg_class row of relkind 'i' named
+      // <table>_pkey / <constraint name>); DuckDB lists only CREATE INDEX ones, so those of the
+      // constraints are added here with oid table_oid * 1000000 + 500000 + constraint_index
+      // (DuckDB's own constraint oids are table_oid * 1000000 + constraint_index).
       "CREATE OR REPLACE TEMP VIEW pg_class AS SELECT * REPLACE (CAST(NULL AS VARCHAR[]) AS reloptions) "
-      "FROM pg_catalog.pg_class",
+      "FROM pg_catalog.pg_class UNION ALL BY NAME "
+      "SELECT CAST(table_oid * 1000000 + 500000 + constraint_index AS BIGINT) AS oid, "
+      "CASE WHEN constraint_type = 'PRIMARY KEY' THEN table_name || '_pkey' ELSE constraint_name END AS relname, "
+      "schema_oid AS relnamespace, 0 AS reltype, 0 AS reloftype, 0 AS relowner, 403 AS relam, 0 AS relfilenode, "
+      "0 AS reltablespace, 0 AS relpages, 0 AS reltuples, 0 AS relallvisible, 0 AS reltoastrelid, "
+      "false AS relhasindex, false AS relisshared, 'p' AS relpersistence, 'i' AS relkind, "
+      "CAST(len(constraint_column_indexes) AS INTEGER) AS relnatts, 0 AS relchecks, false AS relhasrules, "
+      "false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, true AS relispopulated, "
+      "false AS relispartition, CAST(NULL AS VARCHAR[]) AS reloptions "
+      "FROM duckdb_constraints() WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+      "CREATE OR REPLACE TEMP VIEW pg_index AS SELECT * FROM pg_catalog.pg_index UNION ALL BY NAME "
+      "SELECT CAST(table_oid * 1000000 + 500000 + constraint_index AS BIGINT) AS indexrelid, "
+      "table_oid AS indrelid, CAST(len(constraint_column_indexes) AS INTEGER) AS indnatts, "
+      "CAST(len(constraint_column_indexes) AS INTEGER) AS indnkeyatts, true AS indisunique, "
+      "constraint_type = 'PRIMARY KEY' AS indisprimary, false AS indisexclusion, true AS indimmediate, "
+      "false AS indisclustered, true AS indisvalid, false AS indcheckxmin, true AS indisready, "
+      "true AS indislive, false AS indisreplident, "
+      "list_transform(constraint_column_indexes, i -> CAST(i + 1 AS INTEGER)) AS indkey "
+      "FROM duckdb_constraints() WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+      // PostgreSQL's constraint names, 1-based conkey and the backing index (DuckDB names a
+      // constraint by its text and counts columns from 0).
+      "CREATE OR REPLACE TEMP VIEW pg_constraint AS SELECT c.* REPLACE ("
+      "CASE WHEN d.constraint_type = 'PRIMARY KEY' THEN d.table_name || '_pkey' ELSE d.constraint_name END AS conname, "
+      "list_transform(d.constraint_column_indexes, i -> CAST(i + 1 AS SMALLINT)) AS conkey, "
+      "CASE WHEN d.constraint_type IN ('PRIMARY KEY', 'UNIQUE') THEN "
+      "CAST(d.table_oid * 1000000 + 500000 + d.constraint_index AS BIGINT) ELSE c.conindid END AS conindid) "
+      "FROM pg_catalog.pg_constraint c JOIN duckdb_constraints() d "
+      "ON c.oid = d.table_oid * 1000000 + d.constraint_index WHERE d.constraint_type <> 'NOT NULL'",
       // psql \du: role memberships (one role per login, none granted to another).
       "CREATE OR REPLACE TEMP VIEW pg_auth_members AS SELECT 0::BIGINT AS oid, 0::BIGINT AS roleid, "
       "0::BIGINT AS member, 0::BIGINT AS grantor, false AS admin_option WHERE false",

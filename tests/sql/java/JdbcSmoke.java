@@ -52,6 +52,29 @@ public class JdbcSmoke {
       try (ResultSet rs = md.getSchemas()) {
         check(rs.next(), "getSchemas");
       }
+      // Primary keys (composite, declared out of column order) and unique constraints come back
+      // as PostgreSQL reports them: key columns in key order, the index named <table>_pkey.
+      try (Statement s = c.createStatement()) {
+        s.execute("create table jdbc_pk(a integer, b varchar, c integer, primary key (c, a), unique (b))");
+      }
+      List<String> pk = new ArrayList<>();
+      try (ResultSet rs = md.getPrimaryKeys(null, null, "jdbc_pk")) {
+        while (rs.next()) {
+          pk.add(rs.getString("COLUMN_NAME") + ":" + rs.getInt("KEY_SEQ") + ":" + rs.getString("PK_NAME"));
+        }
+      }
+      check(pk.equals(List.of("c:1:jdbc_pk_pkey", "a:2:jdbc_pk_pkey")), "getPrimaryKeys " + pk);
+      try (ResultSet rs = md.getPrimaryKeys(null, null, "jdbc_t")) {
+        check(!rs.next(), "getPrimaryKeys of a table without one");
+      }
+      List<String> idx = new ArrayList<>();
+      try (ResultSet rs = md.getIndexInfo(null, null, "jdbc_pk", true, false)) {
+        while (rs.next()) {
+          idx.add(rs.getString("INDEX_NAME") + ":" + rs.getString("COLUMN_NAME") + ":" + rs.getBoolean("NON_UNIQUE"));
+        }
+      }
+      check(idx.contains("jdbc_pk_pkey:c:false") && idx.contains("jdbc_pk_pkey:a:false")
+          && idx.contains("jdbc_pk_b_key:b:false"), "getIndexInfo " + idx);
       System.out.println("OK " + first);
     }
   }
