@@ -176,6 +176,27 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "statement_timeout_ms") RETURN_IF_ERROR(Read(path, h->second, k, &q.statement_timeout_ms));
         else if (name == "memory_limit") RETURN_IF_ERROR(Read(path, h->second, k, &q.memory_limit));
         else if (name == "threads") RETURN_IF_ERROR(Read(path, h->second, k, &q.threads));
+        else if (name == "users") {
+          if (!h->second.IsMap()) return YamlError(path, h->second, "field 'sql.users' must be a mapping");
+          for (auto u = h->second.begin(); u != h->second.end(); ++u) {
+            std::string login = u->first.as<std::string>();
+            if (!u->second.IsMap()) return YamlError(path, u->second, "field 'sql.users." + login + "' must be a mapping");
+            SqlConfig::UserLimits limits;
+            for (auto f = u->second.begin(); f != u->second.end(); ++f) {
+              std::string field = f->first.as<std::string>();
+              std::string fk = "sql.users." + login + "." + field;
+              uint64_t value = 0;
+              if (field != "max_connections" && field != "max_queries" && field != "statement_timeout_ms") {
+                return YamlError(path, f->first, "unknown field '" + fk + "'");
+              }
+              RETURN_IF_ERROR(Read(path, f->second, fk, &value));
+              if (field == "max_connections") limits.max_connections = static_cast<int64_t>(value);
+              else if (field == "max_queries") limits.max_queries = static_cast<int64_t>(value);
+              else limits.statement_timeout_ms = static_cast<int64_t>(value);
+            }
+            q.users[login] = limits;
+          }
+        }
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
     } else if (key == "log") {

@@ -69,6 +69,14 @@ struct SqlConfig {
   std::string memory_limit;               // the warehouse's DuckDB memory_limit ("4GB", "512MB");
                                           // empty = DuckDB's default (80% of RAM)
   uint32_t threads = 0;                   // DuckDB worker threads; 0 = one per core
+  // Per-login overrides of the limits above (YAML `sql.users.<login>:`, like PostgreSQL's
+  // ALTER ROLE … CONNECTION LIMIT / SET statement_timeout); -1 = the default above, 0 = none.
+  struct UserLimits {
+    int64_t max_connections = -1;
+    int64_t max_queries = -1;
+    int64_t statement_timeout_ms = -1;
+  };
+  std::map<std::string, UserLimits> users;
 };
 
 struct Config {

@@ -112,6 +112,20 @@ TEST(ConfigTest, SqlSection) {
   path = WriteTemp("sql:\n  max_queries_per_user: -1\n");
   EXPECT_FALSE(LoadConfigFile(path).ok());
   std::filesystem::remove(path);
+  // Per-login overrides; fields left out keep the defaults (-1).
+  path = WriteTemp("sql:\n  users:\n    alice:\n      statement_timeout_ms: 500\n      max_queries: 1\n"
+                   "    etl: {max_connections: 0}\n");
+  c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->sql_limits.users.size(), 2u);
+  EXPECT_EQ(c->sql_limits.users["alice"].statement_timeout_ms, 500);
+  EXPECT_EQ(c->sql_limits.users["alice"].max_queries, 1);
+  EXPECT_EQ(c->sql_limits.users["alice"].max_connections, -1);
+  EXPECT_EQ(c->sql_limits.users["etl"].max_connections, 0);
+  std::filesystem::remove(path);
+  path = WriteTemp("sql:\n  users:\n    alice:\n      memory_limit: 1GB\n");
+  EXPECT_FALSE(LoadConfigFile(path).ok());
+  std::filesystem::remove(path);
 }
 
 TEST(ConfigTest, Validation) {

@@ -474,6 +474,7 @@ Status Lake::Start() {
     opts.max_connections_per_user = m.config.sql_limits.max_connections_per_user;
     opts.max_queries_per_user = m.config.sql_limits.max_queries_per_user;
     opts.statement_timeout_ms = static_cast<int64_t>(m.config.sql_limits.statement_timeout_ms);
+    opts.users = m.config.sql_limits.users;
     opts.tls = m.config.tls;
     opts.keys_dir = m.dir->keys();
     m.sql_catalog = catalog::NewCatalog(m.catalog.get());

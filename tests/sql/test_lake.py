@@ -3,6 +3,7 @@
 COPY/UNLOAD through the object store, per-statement IAM authorisation (42501) and the audit
 trail. Parquet test files are written by the lake's own DuckDB (root may write files) and
 uploaded with boto3, so every object goes through the S3 API."""
+import gzip
 import json
 import os
 import subprocess
@@ -210,6 +211,48 @@ def test_csv_and_json_tables_by_classification(lake):
         assert conn.execute("SELECT id, kind FROM raw.events ORDER BY 1").fetchall() == [(1, "a"), (2, "b")]
 
 
+def snappy_framed(text):
+    """`text` in the snappy framing format, as one uncompressed chunk (type 0x01; the CRC is not
+    checked by readers that sample, and DuckDB would not get that far anyway)."""
+    body = b"\0\0\0\0" + text
+    return b"\xff\x06\x00\x00sNaPpY" + b"\x01" + len(body).to_bytes(3, "little") + body
+
+
+def test_snappy_text_tables_give_a_clear_error(lake):
+    """DuckDB reads gzip and zstd text but not snappy: a snappy CSV/JSON table is 0A000 naming the
+    table and why, whether the table says so (compressionType), the file name does (.snappy), or
+    only the bytes do (framing format) — never garbage rows or a crash."""
+    s3 = lake.boto3_client("s3")
+    glue = lake.boto3_client("glue")
+    try:
+        glue.create_database(DatabaseInput={"Name": "snap"})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    cases = {
+        "by_param": ("csv", "p.csv", {"compressionType": "snappy"}, snappy_framed(b"a,1\n")),
+        "by_name": ("json", "p.json.snappy", {}, b"\x00\x00\x00\x0b\x00\x00\x00\x0d" + b"x" * 13),
+        "by_bytes": ("csv", "p.csv", {}, snappy_framed(b"a,1\nb,2\n")),
+    }
+    for name, (cls, key, params, body) in cases.items():
+        s3.put_object(Bucket="landing", Key="snap/%s/%s" % (name, key), Body=body)
+        glue.create_table(DatabaseName="snap", TableInput={
+            "Name": name, "Parameters": dict(params, classification=cls),
+            "StorageDescriptor": {"Location": "s3://landing/snap/%s/" % name,
+                                  "Columns": [{"Name": "k", "Type": "string"}, {"Name": "v", "Type": "int"}]}})
+    with connect(lake) as conn:
+        for name, (cls, _, _, _) in cases.items():
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+                conn.execute("SELECT * FROM snap.%s" % name).fetchall()
+            assert "table snap.%s holds snappy-compressed %s files" % (name, cls) in str(e.value)
+        # The same data gzip-compressed is read.
+        s3.put_object(Bucket="landing", Key="snap/gz/p.csv.gz", Body=gzip.compress(b"a,1\nb,2\n"))
+        glue.create_table(DatabaseName="snap", TableInput={
+            "Name": "gz", "Parameters": {"classification": "csv", "compressionType": "gzip"},
+            "StorageDescriptor": {"Location": "s3://landing/snap/gz/",
+                                  "Columns": [{"Name": "k", "Type": "string"}, {"Name": "v", "Type": "int"}]}})
+        assert conn.execute("SELECT k, v FROM snap.gz ORDER BY 1").fetchall() == [("a", 1), ("b", 2)]
+
+
 def test_external_schema_maps_a_catalog_database_and_persists(lake):
     with connect(lake) as conn:
         conn.execute("CREATE EXTERNAL SCHEMA spectrum FROM DATA CATALOG DATABASE 'iot' "
@@ -360,3 +403,64 @@ def test_long_statements_are_truncated_in_the_audit(lake):
     assert ev
     assert len(ev[0]["requestParameters"]["sql"]) < 4200
     assert ev[0]["requestParameters"]["sql"].endswith("…")
+
+
+def test_policy_revoked_mid_session_applies_to_the_next_execution(lake):
+    """IAM is checked at every execution, not only at Prepare: a server-side prepared statement
+    (psycopg prepare=True: Parse once, then Bind/Execute) and a repeated simple query both fail
+    with 42501 once the user's policy is deleted, and every execution is audited."""
+    iam = lake.boto3_client("iam")
+    iam.create_user(UserName="revokee")
+    iam.create_login_profile(UserName="revokee", Password="Revokee-Pw-2026")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["glue:GetTable", "glue:GetPartitions"],
+         "Resource": "arn:aws:glue:us-east-1:123456789012:table/iot/telemetry"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::landing/iot/telemetry/*"}]}
+    iam.put_user_policy(UserName="revokee", PolicyName="read", PolicyDocument=json.dumps(policy))
+    prepared = "SELECT count(*) FROM iot.telemetry WHERE day = '2026-01-01' AND seq >= %s /* revokee */"
+    simple = "SELECT count(*) FROM iot.telemetry WHERE day = '2026-01-02' /* revokee */"
+    constant = "SELECT 7 /* revokee */"
+    warehouse = "SELECT range FROM range(4) WHERE range > %s /* revokee */"
+    with connect(lake, user="revokee", password="Revokee-Pw-2026") as conn:
+        cur = conn.cursor()
+        assert cur.execute(prepared, (0,), prepare=True).fetchone() == (20,)
+        assert cur.execute(prepared, (10,), prepare=True).fetchone() == (10,)
+        assert conn.execute(simple).fetchone() == (20,)
+        assert conn.execute(simple).fetchone() == (20,)
+        iam.delete_user_policy(UserName="revokee", PolicyName="read")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            cur.execute(prepared, (0,), prepare=True).fetchone()
+        assert "glue:GetTable" in str(e.value)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(simple).fetchone()
+        # Allowed again: the same prepared statement works at its next execution.
+        iam.put_user_policy(UserName="revokee", PolicyName="read", PolicyDocument=json.dumps(policy))
+        assert cur.execute(prepared, (15,), prepare=True).fetchone() == (5,)
+        # Statements answered from the session's cache (a literal SELECT's rows, a prepared
+        # warehouse query) are audited at every execution too.
+        for _ in range(3):
+            assert conn.execute(constant).fetchone() == (7,)
+            assert cur.execute(warehouse, (1,), prepare=True).fetchall() == [(2,), (3,)]
+    # One audit record per execution (the prepared statement's Bind/Execute as well): user,
+    # statement, rows sent (one count each), duration; the denied ones with 42501.
+    want = {prepared.replace("%s", "$1"): ["1", "1", None, "1"], simple: ["1", "1", None],
+            constant: ["1"] * 3, warehouse.replace("%s", "$1"): ["2"] * 3}
+    deadline = time.time() + 20
+    while True:
+        events = sql_events(lake, user="revokee")
+        got = {}
+        for e in reversed(events):  # oldest first
+            p = e["requestParameters"]
+            if p["sql"] in want:
+                got.setdefault(p["sql"], []).append(None if e.get("errorCode") else p["rows"])
+        if got == want or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == want
+    for e in events:
+        p = e["requestParameters"]
+        if p["sql"] in want:
+            assert e["userIdentity"]["userName"] == "revokee"
+            assert int(p["durationMs"]) >= 0
+            if e.get("errorCode"):
+                assert p["sqlState"] == "42501"

@@ -1,6 +1,7 @@
 """Limits of the SQL endpoint (tarn.yaml `sql:`, docs/sql.md "Limits"): the default
 statement_timeout (57014), the warehouse memory limit (53200, the server keeps serving),
-concurrent statements per login (53400) and sessions per login (53300)."""
+concurrent statements per login (53400) and sessions per login (53300), and per-login overrides
+(sql.users.<login>) that cap what that login's sessions may do."""
 import os
 import time
 
@@ -17,6 +18,11 @@ sql:
   max_connections_per_user: 4
   memory_limit: 200MB
   threads: 2
+  users:
+    capped:
+      statement_timeout_ms: 800
+      max_queries: 1
+      max_connections: 2
 """
 
 
@@ -154,3 +160,52 @@ def test_connections_per_user(limited_lake):
             if time.time() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_per_login_limits_override_the_defaults(limited_lake):
+    limited_lake.aws("iam", "create-user", "--user-name", "capped", check=True)
+    limited_lake.aws("iam", "create-login-profile", "--user-name", "capped", "--password", "Capped-pass-1",
+                     check=True)
+    capped = dsn(limited_lake, user="capped", password="Capped-pass-1")
+    with psycopg.connect(capped, autocommit=True) as conn:
+        # Its own statement_timeout (800 ms, not the warehouse's 1500 ms) ...
+        assert conn.execute("show statement_timeout").fetchone()[0] == "800ms"
+        with pytest.raises(psycopg.errors.QueryCanceled) as e:
+            conn.execute(LONG_QUERY)
+        assert "statement timeout" in str(e.value)
+        # ... is also its ceiling: lower is allowed, higher or none is 22023.
+        conn.execute("set statement_timeout = '300ms'")
+        assert conn.execute("show statement_timeout").fetchone()[0] == "300ms"
+        for value in ("'5s'", "0"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+                conn.execute("set statement_timeout = %s" % value)
+            assert "sql.users.capped.statement_timeout_ms" in str(e.value)
+        assert conn.execute("show statement_timeout").fetchone()[0] == "300ms"
+        conn.execute("reset statement_timeout")
+        assert conn.execute("show statement_timeout").fetchone()[0] == "800ms"
+    # PGOPTIONS cannot raise it either: lowered to the login's limit.
+    with psycopg.connect(capped, options="-c statement_timeout=0", autocommit=True) as conn:
+        assert conn.execute("show statement_timeout").fetchone()[0] == "800ms"
+    # One statement at a time (root's limit is 2) and two sessions (root's is 4).
+    a = psycopg.connect(capped)
+    b = psycopg.connect(capped)
+    try:
+        with pytest.raises(psycopg.OperationalError) as e:
+            psycopg.connect(capped)
+        assert 'too many connections for role "capped"' in str(e.value)
+        cur = a.cursor(name="hold")
+        cur.execute("select range from range(100000)")
+        assert len(cur.fetchmany(5)) == 5
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as e:
+            b.execute("select count(*) from range(10)")
+        assert "sql.users.capped.max_queries = 1" in str(e.value)
+        b.rollback()
+        # Root's own limit is untouched by capped's slot.
+        with psycopg.connect(dsn(limited_lake), autocommit=True) as root:
+            assert root.execute("select count(*) from range(7)").fetchone()[0] == 7
+        cur.close()
+        a.rollback()
+        assert b.execute("select count(*) from range(10)").fetchone()[0] == 10
+    finally:
+        a.close()
+        b.close()

@@ -218,3 +218,36 @@ def test_execute_row_limit_portal_suspended(shared_lake):
     assert msgs[-2][1].rstrip(b"\0") == b"SELECT 1"
     s.close()
     conn.close()
+
+
+def test_bind_with_wrong_result_format_count_then_more_queries(shared_lake):
+    # A Bind whose result-format count matches neither 1 nor the column count is 08P01; the
+    # portal it started is dropped cleanly and the session runs the next statements (the
+    # server once kept a pointer to the dropped portal's stream).
+    conn = psycopg.connect(dsn(shared_lake))
+    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
+    s.settimeout(10)
+
+    def msg(t, body):
+        return t + struct.pack("!i", len(body) + 4) + body
+    parse = msg(b"P", b"\0select range from range(100000)\0" + struct.pack("!h", 0))
+    bad = msg(b"B", b"\0\0" + struct.pack("!hh", 0, 0) + struct.pack("!hhhh", 3, 1, 1, 1))
+    parse2 = msg(b"P", b"\0select 40 + range from range(3)\0" + struct.pack("!h", 0))
+    good = msg(b"B", b"\0\0" + struct.pack("!hh", 0, 0) + struct.pack("!h", 0))
+    execute = msg(b"E", b"\0" + struct.pack("!i", 0))
+    for _ in range(3):
+        s.sendall(parse + bad + msg(b"S", b"") + parse2 + good + execute + msg(b"S", b""))
+    data = b""
+    deadline = time.time() + 10
+    while data.count(b"Z\x00\x00\x00\x05") < 6 and time.time() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.count(b"Z\x00\x00\x00\x05") == 6, data
+    assert data.count(b"08P01") == 3
+    assert data.count(b"C\x00\x00\x00\x0dSELECT 3\x00") == 3
+    s.close()
+    conn.close()
+    with psycopg.connect(dsn(shared_lake)) as c:
+        assert c.execute("select 1").fetchone()[0] == 1

@@ -1,5 +1,8 @@
 #include "sql/lake/table_view.h"
 
+#include <cstdio>
+
+#include "catalog/snappy_text.h"
 #include "core/strings.h"
 #include "sql/lake/sql_text.h"
 
@@ -78,6 +81,28 @@ std::string TypeMap(const std::vector<Col>& cols) {
   return out + "}";
 }
 
+// Snappy-compressed text: the table says so (Glue crawlers' compressionType), a file is named
+// so, or the first file starts with the snappy framing format's stream identifier. DuckDB
+// reads gzip and zstd text itself, but not snappy.
+bool SnappyText(const catalog::TableInfo& t, const std::vector<PartitionFiles>& parts) {
+  if (ToLower(Param(t, "compressionType")) == "snappy") return true;
+  const std::string* first = nullptr;
+  for (const auto& p : parts) {
+    for (const auto& path : p.paths) {
+      std::string low = ToLower(path);
+      if (EndsWith(low, ".snappy") || EndsWith(low, ".sz")) return true;
+      if (!first) first = &path;
+    }
+  }
+  if (!first) return false;
+  char head[10] = {};
+  FILE* f = std::fopen(first->c_str(), "rb");
+  if (!f) return false;
+  size_t n = std::fread(head, 1, sizeof(head), f);
+  std::fclose(f);
+  return catalog::IsSnappyFramed(std::string_view(head, n));
+}
+
 }  // namespace
 
 Result<std::string> LakeTableSelect(const catalog::TableInfo& t, const std::vector<PartitionFiles>& parts) {
@@ -107,6 +132,12 @@ Result<std::string> LakeTableSelect(const catalog::TableInfo& t, const std::vect
   }
   size_t nfiles = 0;
   for (const auto& p : parts) nfiles += p.paths.size();
+  if ((cls == "json" || cls == "csv") && SnappyText(t, parts)) {
+    return Error(ErrorCode::kNotImplemented,
+                 "table " + t.database + "." + t.name + " holds snappy-compressed " + cls +
+                     " files, which the SQL endpoint cannot read (DuckDB reads gzip and zstd text, not "
+                     "snappy): convert them to Parquet (an ETL job) or store them gzip/zstd-compressed");
+  }
   if (nfiles == 0) {
     std::vector<std::string> sel;
     for (const auto& c : cols) sel.push_back("CAST(NULL AS " + c.duck_type + ") AS " + SqlIdent(c.name));

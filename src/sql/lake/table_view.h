@@ -8,7 +8,7 @@
 // DuckDB can skip files further for filters on parameters); otherwise each partition is read
 // on its own with its values as constants, UNION ALL.
 //
-// Pure functions; thread-safe.
+// Thread-safe; reads nothing but the first bytes of one file (to recognise snappy text).
 #pragma once
 
 #include <string>
@@ -24,7 +24,8 @@ struct PartitionFiles {
   std::vector<std::string> paths;   // local files holding the partition's objects
 };
 
-// NotImplemented for classifications DuckDB cannot read here (avro, orc, xml …) and views.
+// NotImplemented for classifications DuckDB cannot read here (avro, orc, xml …), views, and
+// snappy-compressed JSON/CSV (DuckDB has no snappy text reader), naming the table and why.
 Result<std::string> LakeTableSelect(const catalog::TableInfo& table, const std::vector<PartitionFiles>& parts);
 
 }  // namespace tarn::sql::lake

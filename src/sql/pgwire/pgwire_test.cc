@@ -261,5 +261,51 @@ TEST(PgwireRowEncoder, MatchesPerValueEncoding) {
   }
 }
 
+// COPY … TO STDOUT rows (text and CSV) as PostgreSQL writes them: escapes, NULL strings,
+// quoting, integers that could be taken for the NULL string.
+TEST(PgwireRowEncoder, CopyTextAndCsv) {
+  auto db = Database::Open("");
+  ASSERT_TRUE(db.ok());
+  auto conn = (*db)->Connect();
+  ASSERT_TRUE(conn.ok());
+  auto r = (*conn)->Query(
+      "SELECT * FROM (VALUES (1::INTEGER, 'a' || chr(9) || 'b\\' || chr(10) || chr(13) || chr(8) || '|x', true, "
+      "1.5::DOUBLE), (NULL, '', false, NULL), (-20, 'q\"u,o', NULL, 2.0)) t(i, s, b, d)");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto chunk = r->Next();
+  ASSERT_TRUE(chunk.ok() && *chunk);
+  const Chunk& c = **chunk;
+  RowEncoder enc;
+  enc.Reset(c, 4, std::vector<bool>(4, false));
+  auto rows = [&](const CopyTextFormat& f) {
+    std::string out;
+    EXPECT_EQ(enc.EncodeCopyText(0, c.size(), f, &out, SIZE_MAX), 3u);
+    std::vector<std::string> lines;
+    for (size_t at = 0; at < out.size();) {  // CopyData messages → their payloads
+      EXPECT_EQ(out[at], 'd');
+      uint32_t len = (uint32_t{static_cast<unsigned char>(out[at + 1])} << 24) |
+                     (uint32_t{static_cast<unsigned char>(out[at + 2])} << 16) |
+                     (uint32_t{static_cast<unsigned char>(out[at + 3])} << 8) | static_cast<unsigned char>(out[at + 4]);
+      lines.push_back(out.substr(at + 5, len - 4));
+      at += 1 + len;
+    }
+    return lines;
+  };
+  CopyTextFormat text;
+  EXPECT_EQ(rows(text), (std::vector<std::string>{"1\ta\\tb\\\\\\n\\r\\b|x\tt\t1.5\n", "\\N\t\tf\t\\N\n",
+                                                  "-20\tq\"u,o\t\\N\t2\n"}));
+  text.delimiter = '|';
+  text.null = "-20";  // an integer equal to the NULL string is escaped so it reads back
+  EXPECT_EQ(rows(text)[0], "1|a\\tb\\\\\\n\\r\\b\\|x|t|1.5\n");
+  CopyTextFormat csv;
+  csv.csv = true;
+  csv.delimiter = ',';
+  csv.null = "";
+  EXPECT_EQ(rows(csv), (std::vector<std::string>{"1,\"a\tb\\\n\r\b|x\",t,1.5\n", ",\"\",f,\n",
+                                                 "-20,\"q\"\"u,o\",,2\n"}));
+  csv.null = "-20";
+  EXPECT_EQ(rows(csv)[2], "\"-20\",\"q\"\"u,o\",-20,2\n");
+}
+
 }  // namespace
 }  // namespace tarn::sql::pgwire

@@ -1,6 +1,7 @@
 #include "sql/pgwire/row_encoder.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -69,7 +70,8 @@ inline char* PutIntText(char* p, T v) {
 
 }  // namespace
 
-void RowEncoder::Reset(const Chunk& chunk, size_t columns, const std::vector<bool>& binary) {
+void RowEncoder::Reset(const Chunk& chunk, size_t columns, const std::vector<bool>& binary, char message_type) {
+  message_type_ = message_type;
   columns_.resize(columns);
   for (size_t c = 0; c < columns; ++c) {
     const VectorView& v = chunk.column(c);
@@ -119,7 +121,7 @@ size_t RowEncoder::Encode(size_t begin, size_t end, std::string* out, size_t lim
     // Message head: 'D', length (patched below), column count.
     char* p = reserve(7 + ncols * 12);
     size_t msg_start = pos;
-    p[0] = 'D';
+    p[0] = message_type_;
     Put16(p + 5, static_cast<uint16_t>(ncols));
     pos += 7;
     for (size_t c = 0; c < ncols; ++c) {
@@ -230,6 +232,146 @@ size_t RowEncoder::Encode(size_t begin, size_t end, std::string* out, size_t lim
           break;
       }
     }
+    Put32(base + msg_start + 1, static_cast<uint32_t>(pos - msg_start - 1));
+    if (pos > limit) {
+      ++row;
+      break;
+    }
+  }
+  out->resize(pos);
+  return row - begin;
+}
+
+namespace {
+
+// COPY text format: backslash, the delimiter and the control characters PostgreSQL escapes
+// (CopyAttributeOutText). Returns the end of the written value; `p` has room for 2 × size.
+char* PutCopyText(char* p, std::string_view v, char delim) {
+  for (char c : v) {
+    char e = 0;
+    switch (c) {
+      case '\\': e = '\\'; break;
+      case '\n': e = 'n'; break;
+      case '\r': e = 'r'; break;
+      case '\t': e = 't'; break;
+      case '\b': e = 'b'; break;
+      case '\f': e = 'f'; break;
+      case '\v': e = 'v'; break;
+      default:
+        if (c == delim) e = c;
+    }
+    if (e) {
+      *p++ = '\\';
+      *p++ = e;
+    } else {
+      *p++ = c;
+    }
+  }
+  return p;
+}
+
+// COPY CSV: quoted when it contains the delimiter, a quote, CR or LF, or equals the NULL string
+// (so that it reads back as a value); quotes inside are doubled. `p` has room for 2 × size + 2.
+char* PutCsv(char* p, std::string_view v, char delim, const std::string& null) {
+  bool quote = v == null;
+  for (char c : v) quote = quote || c == delim || c == '"' || c == '\n' || c == '\r';
+  if (!quote) {
+    std::memcpy(p, v.data(), v.size());
+    return p + v.size();
+  }
+  *p++ = '"';
+  for (char c : v) {
+    if (c == '"') *p++ = '"';
+    *p++ = c;
+  }
+  *p++ = '"';
+  return p;
+}
+
+}  // namespace
+
+size_t RowEncoder::EncodeCopyText(size_t begin, size_t end, const CopyTextFormat& f, std::string* out,
+                                  size_t limit) {
+  size_t pos = out->size();
+  size_t cap = out->size();
+  char* base = out->data();
+  auto reserve = [&](size_t n) -> char* {
+    if (pos + n > cap) {
+      cap = std::max(pos + n + 4096, cap * 2);
+      out->resize(cap);
+      base = out->data();
+    }
+    return base + pos;
+  };
+  // Integers need neither escapes nor quotes unless the delimiter or the NULL string could be
+  // taken for one.
+  auto numeric = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '-'; };
+  bool ints_plain = !numeric(f.delimiter);
+  if (!f.null.empty()) {
+    bool all_numeric = true;
+    for (char c : f.null) all_numeric = all_numeric && numeric(c);
+    ints_plain = ints_plain && !all_numeric;
+  }
+  auto put_value = [&](std::string_view v) {
+    char* p = reserve(2 * v.size() + 2);
+    char* e = f.csv ? PutCsv(p, v, f.delimiter, f.null) : PutCopyText(p, v, f.delimiter);
+    pos = e - base;
+  };
+  const size_t ncols = columns_.size();
+  size_t row = begin;
+  char ibuf[24];
+  for (; row < end; ++row) {
+    char* p = reserve(5);
+    size_t msg_start = pos;
+    p[0] = 'd';
+    pos += 5;
+    for (size_t c = 0; c < ncols; ++c) {
+      if (c) {
+        *reserve(1) = f.delimiter;
+        ++pos;
+      }
+      const Column& col = columns_[c];
+      if (col.validity && !((col.validity[row >> 6] >> (row & 63)) & 1)) {
+        p = reserve(f.null.size());
+        std::memcpy(p, f.null.data(), f.null.size());
+        pos += f.null.size();
+        continue;
+      }
+      std::string_view digits;
+      switch (col.kind) {
+        case Kind::kString: put_value(col.view->GetString(row)); continue;
+        case Kind::kBoolText:
+          *reserve(1) = Load<bool>(col.data, row) ? 't' : 'f';
+          ++pos;
+          continue;
+        case Kind::kIntText8:
+          digits = std::string_view(ibuf, std::to_chars(ibuf, ibuf + 24, static_cast<int>(Load<int8_t>(col.data, row))).ptr - ibuf);
+          break;
+        case Kind::kIntText16:
+          digits = std::string_view(ibuf, std::to_chars(ibuf, ibuf + 24, Load<int16_t>(col.data, row)).ptr - ibuf);
+          break;
+        case Kind::kIntText32:
+          digits = std::string_view(ibuf, std::to_chars(ibuf, ibuf + 24, Load<int32_t>(col.data, row)).ptr - ibuf);
+          break;
+        case Kind::kIntText64:
+          digits = std::string_view(ibuf, std::to_chars(ibuf, ibuf + 24, Load<int64_t>(col.data, row)).ptr - ibuf);
+          break;
+        default:
+          scratch_.clear();
+          EncodeText(*col.view, row, &scratch_);
+          put_value(scratch_);
+          continue;
+      }
+      if (ints_plain) {
+        p = reserve(digits.size());
+        std::memcpy(p, digits.data(), digits.size());
+        pos += digits.size();
+      } else {
+        put_value(digits);
+      }
+    }
+    *reserve(1) = '\n';
+    ++pos;
     Put32(base + msg_start + 1, static_cast<uint32_t>(pos - msg_start - 1));
     if (pos > limit) {
       ++row;

@@ -104,10 +104,19 @@ struct PgServer::Impl : public SessionHost {
     if (it != sessions.end() && it->second->secret() == secret) it->second->Cancel(false);
   }
 
+  // A login's limit: its sql.users override when it has one, else the default.
+  int64_t UserLimit(const std::string& user, int64_t SqlConfig::UserLimits::*field, int64_t fallback) const {
+    auto it = options.users.find(user);
+    if (it == options.users.end() || it->second.*field < 0) return fallback;
+    return it->second.*field;
+  }
+
   Status AdmitSession(const std::string& user) override {
     std::lock_guard<std::mutex> lock(mu);
     size_t& n = user_sessions[user];
-    if (options.max_connections_per_user && n >= options.max_connections_per_user) {
+    int64_t limit = UserLimit(user, &SqlConfig::UserLimits::max_connections,
+                              static_cast<int64_t>(options.max_connections_per_user));
+    if (limit > 0 && n >= static_cast<size_t>(limit)) {
       return Error(ErrorCode::kSqlTooManyConnections, "too many connections for role \"" + user + "\"");
     }
     ++n;
@@ -120,10 +129,14 @@ struct PgServer::Impl : public SessionHost {
   Status AdmitQuery(const std::string& user) override {
     std::lock_guard<std::mutex> lock(mu);
     size_t& n = user_queries[user];
-    if (options.max_queries_per_user && n >= options.max_queries_per_user) {
+    int64_t limit = UserLimit(user, &SqlConfig::UserLimits::max_queries,
+                              static_cast<int64_t>(options.max_queries_per_user));
+    if (limit > 0 && n >= static_cast<size_t>(limit)) {
+      bool own = options.users.count(user) && options.users.at(user).max_queries >= 0;
       return Error(ErrorCode::kSqlConfigurationLimitExceeded,
-                   "too many concurrent queries for role \"" + user + "\" (sql.max_queries_per_user = " +
-                       std::to_string(options.max_queries_per_user) + ")");
+                   "too many concurrent queries for role \"" + user + "\" (" +
+                       (own ? "sql.users." + user + ".max_queries" : std::string("sql.max_queries_per_user")) +
+                       " = " + std::to_string(limit) + ")");
     }
     ++n;
     return Status::OK();
@@ -132,7 +145,12 @@ struct PgServer::Impl : public SessionHost {
     std::lock_guard<std::mutex> lock(mu);
     if (auto it = user_queries.find(user); it != user_queries.end() && --it->second == 0) user_queries.erase(it);
   }
-  int64_t default_statement_timeout_ms() override { return options.statement_timeout_ms; }
+  int64_t max_statement_timeout_ms(const std::string& user) override {
+    return UserLimit(user, &SqlConfig::UserLimits::statement_timeout_ms, 0);
+  }
+  int64_t default_statement_timeout_ms(const std::string& user) override {
+    return UserLimit(user, &SqlConfig::UserLimits::statement_timeout_ms, options.statement_timeout_ms);
+  }
 
   // Enforces statement_timeout: a session's deadline passes → interrupt it (57014).
   void Watchdog() {

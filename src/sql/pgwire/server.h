@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,8 @@ struct PgServerOptions {
   size_t max_connections_per_user = 0;  // 53300
   size_t max_queries_per_user = 0;      // 53400
   int64_t statement_timeout_ms = 0;
+  // Per-login overrides of the three above (tarn.yaml sql.users; -1 = the default, 0 = none).
+  std::map<std::string, SqlConfig::UserLimits> users;
   // Per-session statement hooks (the lake layer: catalog tables, COPY/UNLOAD, audit); none
   // when empty.
   HooksFactory hooks;

@@ -20,6 +20,7 @@ namespace {
 
 constexpr size_t kFlushThreshold = 64 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxCopyRecord = 64u << 20;  // COPY FROM STDIN: bytes of one incomplete row
 
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -532,7 +533,8 @@ bool Session::Startup(bool over_limit) {
       {"bytea_output", "hex"}, {"transaction_isolation", "serializable"},
       {"default_transaction_isolation", "serializable"}, {"max_identifier_length", "63"},
   };
-  statement_timeout_ms_ = host_->default_statement_timeout_ms();
+  statement_timeout_ms_ = host_->default_statement_timeout_ms(user_);
+  max_statement_timeout_ms_ = host_->max_statement_timeout_ms(user_);
   settings_["statement_timeout"] = std::to_string(statement_timeout_ms_);
   // Settings come as startup parameters and inside `options` ("-c name=value" or
   // "--name=value", libpq's PGOPTIONS), which PostgreSQL applies the same way.
@@ -558,6 +560,10 @@ bool Session::Startup(bool over_limit) {
     if (IsSessionSetting(name)) settings_[name] = v;
     if (name == "statement_timeout") {
       statement_timeout_ms_ = ParseDurationMs(v).value_or(statement_timeout_ms_);
+      // A login with its own limit cannot start above it (lowered to the limit).
+      if (max_statement_timeout_ms_ > 0 && (statement_timeout_ms_ == 0 || statement_timeout_ms_ > max_statement_timeout_ms_)) {
+        statement_timeout_ms_ = max_statement_timeout_ms_;
+      }
       settings_[name] = std::to_string(statement_timeout_ms_);
     }
   }
@@ -1261,8 +1267,15 @@ Status Session::RunSessionStatement(Portal& p) {
       if (EqualsIgnoreCase(value, "default") || EqualsIgnoreCase(value, "local")) value = "";
       if (name == "statement_timeout") {
         // DEFAULT / RESET go back to the configured sql.statement_timeout_ms.
-        auto ms = value.empty() ? std::optional<int64_t>(host_->default_statement_timeout_ms()) : ParseDurationMs(value);
+        auto ms = value.empty() ? std::optional<int64_t>(host_->default_statement_timeout_ms(user_)) : ParseDurationMs(value);
         if (!ms) return Error(ErrorCode::kInvalidArgument, "invalid value for parameter \"statement_timeout\": \"" + value + "\"");
+        // sql.users.<login>.statement_timeout_ms is a limit, not only a default.
+        if (max_statement_timeout_ms_ > 0 && (*ms == 0 || *ms > max_statement_timeout_ms_)) {
+          return Error(ErrorCode::kInvalidArgument,
+                       std::to_string(*ms) + " ms is outside the valid range for parameter \"statement_timeout\" of role \"" +
+                           user_ + "\" (1 .. " + std::to_string(max_statement_timeout_ms_) +
+                           " ms, sql.users." + user_ + ".statement_timeout_ms)");
+        }
         statement_timeout_ms_ = *ms;
       } else if (name == "client_encoding") {
         std::string e = ToLower(value);
@@ -1292,7 +1305,7 @@ Status Session::RunSessionStatement(Portal& p) {
     }
     case Special::kReset: {
       std::string name = st.keywords.size() > 1 ? ToLower(st.keywords[1]) : "";
-      if (name == "statement_timeout" || name == "all") statement_timeout_ms_ = host_->default_statement_timeout_ms();
+      if (name == "statement_timeout" || name == "all") statement_timeout_ms_ = host_->default_statement_timeout_ms(user_);
       if (name == "application_name" || name == "all") {
         settings_["application_name"] = "";
         out_.ParameterStatus("application_name", "");
@@ -1313,7 +1326,7 @@ Status Session::RunSessionStatement(Portal& p) {
           it = portals_.erase(it);
         }
       }
-      statement_timeout_ms_ = host_->default_statement_timeout_ms();
+      statement_timeout_ms_ = host_->default_statement_timeout_ms(user_);
       out_.CommandComplete("DISCARD ALL");
       return Status::OK();
     }
@@ -1394,6 +1407,7 @@ Status Session::RunCursorStatement(Portal& p, bool describe) {
     suppress_rows_ = false;
     RETURN_IF_ERROR(s);
   }
+  p.rows = c.rows - before;  // the audit record's rows
   out_.CommandComplete(std::string(st.special == Special::kFetch ? "FETCH " : "MOVE ") +
                        std::to_string(c.rows - before));
   return Status::OK();
@@ -1475,8 +1489,16 @@ Status Session::CopyOut(Portal& p) {
     out_.Bytes(line);
     out_.End();
   }
+  // Rows are encoded a chunk at a time like DataRows (row_encoder.h): a binary COPY tuple has
+  // the DataRow layout in a CopyData message, text and CSV rows are escaped as they are written.
   int64_t rows = 0;
-  std::string cell;
+  RowEncoder encoder;
+  CopyTextFormat text_format;
+  text_format.delimiter = st.copy_delim;
+  text_format.null = st.copy_null;
+  text_format.csv = st.copy_format == "csv";
+  std::vector<bool> formats(ncols, binary);
+  std::string& buf = out_.buffer();
   for (;;) {
     auto next = r->Next();
     if (!next.ok()) {
@@ -1485,42 +1507,22 @@ Status Session::CopyOut(Portal& p) {
     }
     if (!*next) break;
     const Chunk& chunk = **next;
-    for (size_t row = 0; row < chunk.size(); ++row) {
-      out_.Begin('d');
-      if (binary) {
-        if (header_pending) binary_header();
-        out_.Int16(static_cast<int16_t>(ncols));
-        for (size_t c = 0; c < ncols; ++c) {
-          const VectorView& v = chunk.column(c);
-          if (v.IsNull(row)) {
-            out_.Int32(-1);
-            continue;
-          }
-          cell.clear();
-          EncodeBinary(v, row, &cell);
-          out_.Int32(static_cast<int32_t>(cell.size()));
-          out_.Bytes(cell);
-        }
-      } else {
-        line.clear();
-        for (size_t c = 0; c < ncols; ++c) {
-          if (c) line.push_back(st.copy_delim);
-          const VectorView& v = chunk.column(c);
-          if (v.IsNull(row)) {
-            line.append(st.copy_null);
-            continue;
-          }
-          cell.clear();
-          EncodeText(v, row, &cell);
-          if (st.copy_format == "csv") AppendCsv(cell, st.copy_delim, &line);
-          else AppendCopyText(cell, st.copy_delim, &line);
-        }
-        line.push_back('\n');
-        out_.Bytes(line);
-      }
-      out_.End();
-      ++rows;
-      if (out_.size() > kFlushThreshold) {
+    encoder.Reset(chunk, ncols, formats, 'd');
+    size_t row = 0, n = chunk.size();
+    if (header_pending && n > 0) {
+      // The first tuple's CopyData message also carries the 19-byte file header.
+      size_t at = buf.size();
+      row = encoder.Encode(0, 1, &buf, SIZE_MAX);
+      std::string header("PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
+      buf.insert(at + 5, header);
+      uint32_t len = static_cast<uint32_t>(buf.size() - at - 1);
+      for (int i = 0; i < 4; ++i) buf[at + 1 + i] = static_cast<char>(len >> (24 - 8 * i));
+      header_pending = false;
+    }
+    while (row < n) {
+      row += binary ? encoder.Encode(row, n, &buf, kFlushThreshold)
+                    : encoder.EncodeCopyText(row, n, text_format, &buf, kFlushThreshold);
+      if (buf.size() > kFlushThreshold) {
         Status fs = Flush();
         if (!fs.ok()) {
           EndStatement();
@@ -1528,6 +1530,7 @@ Status Session::CopyOut(Portal& p) {
         }
       }
     }
+    rows += static_cast<int64_t>(n);
   }
   EndStatement();
   if (binary) {
@@ -1537,6 +1540,7 @@ Status Session::CopyOut(Portal& p) {
     out_.End();
   }
   out_.Empty('c');
+  p.rows = rows;
   out_.CommandComplete("COPY " + std::to_string(rows));
   return Status::OK();
 }
@@ -1700,6 +1704,12 @@ Status Session::CopyIn(Portal& p) {
       buf.erase(0, pos);
       pos = 0;
     }
+    // One record (an unterminated quote, a line without end) may not hold the session's memory
+    // without bound.
+    if (buf.size() - pos > kMaxCopyRecord) {
+      return Error(ErrorCode::kEntityTooLarge, "COPY: row " + std::to_string(rows + 1) + " is longer than " +
+                                                   std::to_string(kMaxCopyRecord >> 20) + " MB");
+    }
     return Status::OK();
   };
   for (;;) {
@@ -1710,6 +1720,7 @@ Status Session::CopyIn(Portal& p) {
       if (!failure.ok()) continue;
       buf.append(body);
       failure = process(false);
+      if (!failure.ok()) std::string().swap(buf);  // the rest of the data is discarded
     } else if (type == 'c') {
       if (failure.ok()) failure = process(true);
       break;
@@ -1728,6 +1739,7 @@ Status Session::CopyIn(Portal& p) {
     return failure;
   }
   if (own_tx) RETURN_IF_ERROR(DuckExec("COMMIT"));
+  p.rows = rows;
   out_.CommandComplete("COPY " + std::to_string(rows));
   return Status::OK();
 }
@@ -1817,12 +1829,24 @@ Status Session::HandleParse(const std::string& body) {
   return Status::OK();
 }
 
+// Every execution is audited, including one that fails at Bind (a policy revoked since the
+// statement was prepared, bad parameters): BindPortal leaves `audit_sql` set when the failure
+// has not been recorded yet.
 Status Session::HandleBind(const std::string& body) {
+  std::string audit_sql;
+  int64_t started = NowUs();
+  Status s = BindPortal(body, &audit_sql);
+  if (!s.ok() && !audit_sql.empty()) Audit(audit_sql, 0, started, s);
+  return s;
+}
+
+Status Session::BindPortal(const std::string& body, std::string* audit_sql) {
   ASSIGN_OR_RETURN(BindMessage m, ParseBind(body));
   auto it = statements_.find(m.statement);
   if (it == statements_.end()) {
     return Error(ErrorCode::kSqlInvalidStatementName, "prepared statement \"" + m.statement + "\" does not exist");
   }
+  *audit_sql = it->second->sql;
   if (!m.portal.empty() && portals_.count(m.portal)) {
     return Error(ErrorCode::kSqlInvalidCursorName, "portal \"" + m.portal + "\" already exists");
   }
@@ -1845,10 +1869,7 @@ Status Session::HandleBind(const std::string& body) {
       if (!fresh.ok()) stale = fresh.status();
       else st = it->second = *fresh;
     }
-    if (!stale.ok()) {
-      Audit(st->sql, 0, NowUs(), stale.status());
-      return stale.status();
-    }
+    if (!stale.ok()) return stale.status();
   }
   if (st->prepared) {
     // An older portal streaming from this statement keeps its own result; rebinding is safe.
@@ -1871,11 +1892,11 @@ Status Session::HandleBind(const std::string& body) {
     Status s = Start(*portal);
     if (!s.ok()) {
       portals_.erase(m.portal);
-      Audit(st->sql, 0, portal->started_us, s);
       return s;
     }
     if (portal->returns_rows && !portal->result_formats.empty() && portal->result_formats.size() != 1 &&
         portal->result_formats.size() != portal->columns.size()) {
+      if (streaming_ == portal.get()) streaming_ = nullptr;  // the portal is dropped here
       return Error(ErrorCode::kSqlProtocolViolation, "bind message has " + std::to_string(m.result_formats.size()) +
                                                          " result formats but query has " +
                                                          std::to_string(portal->columns.size()) + " columns");

@@ -43,7 +43,10 @@ class SessionHost {
   virtual void EndSession(const std::string& user) = 0;
   virtual Status AdmitQuery(const std::string& user) = 0;
   virtual void EndQuery(const std::string& user) = 0;
-  virtual int64_t default_statement_timeout_ms() = 0;
+  // The login's default statement_timeout (its sql.users override, else sql.statement_timeout_ms).
+  virtual int64_t default_statement_timeout_ms(const std::string& user) = 0;
+  // The most statement_timeout a session of `user` may set (its sql.users override); 0 = any.
+  virtual int64_t max_statement_timeout_ms(const std::string& user) = 0;
   // The lake layer's hooks for an authenticated session (none by default).
   virtual std::unique_ptr<StatementHooks> NewHooks(const SessionInfo& info) {
     (void)info;
@@ -79,6 +82,7 @@ class Session {
   void SimpleQuery(const std::string& body);
   Status HandleParse(const std::string& body);
   Status HandleBind(const std::string& body);
+  Status BindPortal(const std::string& body, std::string* audit_sql);
   Status HandleDescribe(const std::string& body);
   Status HandleExecute(const std::string& body);
   Status HandleClose(const std::string& body);
@@ -129,6 +133,7 @@ class Session {
   bool tx_read_only_ = false;
   bool skip_until_sync_ = false;
   int64_t statement_timeout_ms_ = 0;
+  int64_t max_statement_timeout_ms_ = 0;  // the login's cap (0 = none)
 
   std::atomic<bool> running_{false};
   std::atomic<bool> cancelled_{false};
