@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/strings.h"
 #include "gateway/rules/sql.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -26,6 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   msg.payload = payload;
   msg.json = is_json ? &doc : nullptr;
   auto out = (*q)->Evaluate(msg);
-  if (out.ok() && out->has_value()) (void)(*out)->dump();
+  // Valid UTF-8 in (the SQL always is, once compiled) must give valid UTF-8 out: the strict
+  // dump throws otherwise. A binary payload may carry any bytes into the output.
+  if (out.ok() && out->has_value()) {
+    (void)(*out)->dump(-1, ' ', false,
+                       tarn::IsValidUtf8(payload) ? nlohmann::json::error_handler_t::strict
+                                                  : nlohmann::json::error_handler_t::replace);
+  }
   return 0;
 }

@@ -16,6 +16,8 @@
 namespace tarn::gateway::rules {
 
 using json = nlohmann::json;
+// Output never throws: a byte that is not UTF-8 (from a binary payload) becomes U+FFFD.
+constexpr auto kReplaceInvalid = json::error_handler_t::replace;
 
 namespace {
 
@@ -430,7 +432,7 @@ Status FirehoseRecords(const Action& a, const std::string& body, std::vector<std
     if (!ParsePayload(body, &arr) || !arr.is_array()) {
       return Error(ErrorCode::kFirehoseInvalidArgument, "batchMode needs the rule to emit a JSON array");
     }
-    for (const auto& e : arr) records->push_back(e.dump() + a.separator);
+    for (const auto& e : arr) records->push_back(e.dump(-1, ' ', false, kReplaceInvalid) + a.separator);
   } else {
     records->push_back(body + a.separator);
   }
@@ -566,13 +568,13 @@ void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx
                 {"base64OriginalPayload", Base64Encode(msg.payload)},
                 {"failures", failures}};
     if (rule.error_action) {
-      Status st = RunAction(*rule.error_action, targets_, ctx, doc.dump());
+      Status st = RunAction(*rule.error_action, targets_, ctx, doc.dump(-1, ' ', false, kReplaceInvalid));
       if (!st.ok()) {
         m.error_action_failed->Inc();
         TLOG_WARN("rules", "rule {}: error action failed too: {}", rule.name, st.ToString());
       }
     } else {
-      TLOG_WARN("rules", "rule {}: {} (no error action)", rule.name, failures.dump());
+      TLOG_WARN("rules", "rule {}: {} (no error action)", rule.name, failures.dump(-1, ' ', false, kReplaceInvalid));
     }
   }
   m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);

@@ -146,6 +146,23 @@ class Expr {
 
 namespace {
 
+// Characters (code points) in UTF-8 text: every byte that does not continue a sequence.
+size_t Utf8Length(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+// Byte offset of character `k` (clamped to the end).
+size_t Utf8Offset(std::string_view s, int64_t k) {
+  size_t i = 0;
+  for (; k > 0 && i < s.size(); --k) {
+    ++i;
+    while (i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) ++i;
+  }
+  return i;
+}
+
 // --- conversions (iot-sql-data-types "Conversions") ------------------------------------------
 
 bool IsNumber(const json& j) { return j.is_number(); }
@@ -730,7 +747,7 @@ const std::vector<FnSpec>& Functions() {
       {"length", 1, 1,
        [](EvalContext&, Args& a) -> Value {
          if (!a[0].defined()) return Value();
-         if (a[0].j().is_string()) return Value::Own(json(a[0].j().get_ref<const std::string&>().size()));
+         if (a[0].j().is_string()) return Value::Own(json(Utf8Length(a[0].j().get_ref<const std::string&>())));
          if (a[0].j().is_array()) return Value::Own(json(a[0].j().size()));
          return Value();
        }},
@@ -744,10 +761,12 @@ const std::vector<FnSpec>& Functions() {
        [](EvalContext&, Args& a) -> Value {
          for (const auto& v : a) if (!v.defined()) return Value();
          if (!a[0].j().is_string()) return Value();
+         // Positions count characters (code points), never bytes: a cut inside a multi-byte
+         // character would make the output invalid UTF-8.
          const std::string& s = a[0].j().get_ref<const std::string&>();
          auto start = ToDecimal(a[1].j());
          if (!start) return Value();
-         int64_t n = static_cast<int64_t>(s.size());
+         int64_t n = static_cast<int64_t>(Utf8Length(s));
          int64_t b = std::clamp<int64_t>(static_cast<int64_t>(*start), 0, n);
          int64_t e = n;
          if (a.size() == 3) {
@@ -756,7 +775,8 @@ const std::vector<FnSpec>& Functions() {
            e = std::clamp<int64_t>(static_cast<int64_t>(*end), 0, n);
          }
          if (e < b) return Value::Own(json(""));
-         return Value::Own(json(s.substr(static_cast<size_t>(b), static_cast<size_t>(e - b))));
+         size_t from = Utf8Offset(s, b);
+         return Value::Own(json(s.substr(from, Utf8Offset(s, e) - from)));
        }},
       {"get", 2, 2,
        [](EvalContext&, Args& a) -> Value {
@@ -1587,6 +1607,7 @@ RuleQuery::~RuleQuery() = default;
 
 Result<std::shared_ptr<const RuleQuery>> RuleQuery::Compile(std::string_view sql) {
   if (sql.size() > 256 * 1024) return Error(ErrorCode::kIotInvalidRequest, "the SQL statement is too long");
+  if (!IsValidUtf8(sql)) return Error(ErrorCode::kIotInvalidRequest, "the SQL statement is not valid UTF-8");
   Parser p(sql);
   return p.ParseQuery();
 }
