@@ -3,6 +3,7 @@
 // taken from the same input, and neither step may crash.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "core/strings.h"
@@ -29,10 +30,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto out = (*q)->Evaluate(msg);
   // Valid UTF-8 in (the SQL always is, once compiled) must give valid UTF-8 out: the strict
   // dump throws otherwise. A binary payload may carry any bytes into the output.
+  std::string dumped;
   if (out.ok() && out->has_value()) {
-    (void)(*out)->dump(-1, ' ', false,
-                       tarn::IsValidUtf8(payload) ? nlohmann::json::error_handler_t::strict
-                                                  : nlohmann::json::error_handler_t::replace);
+    dumped = (*out)->dump(-1, ' ', false,
+                          tarn::IsValidUtf8(payload) ? nlohmann::json::error_handler_t::strict
+                                                     : nlohmann::json::error_handler_t::replace);
+  }
+  // The engine's path (simdjson document, JSON text written directly) must agree with the
+  // document path wherever the document path succeeds on valid UTF-8.
+  tarn::gateway::rules::ParsedPayload parsed;
+  parsed.Parse(payload);
+  msg.parsed = &parsed;
+  msg.json = nullptr;
+  std::string text;
+  auto emitted = (*q)->EvaluateText(msg, &text);
+  if (out.ok() && emitted.ok() && tarn::IsValidUtf8(payload)) {
+    if (out->has_value() != *emitted) std::abort();
+    if (*emitted && text != dumped) std::abort();
   }
   return 0;
 }
