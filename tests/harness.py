@@ -151,6 +151,14 @@ class Lake:
                             aws_secret_access_key=self.SECRET_KEY, region_name=self.REGION,
                             config=cfg, **kw)
 
+    def audit_events(self, event_name, event_source=None):
+        """CloudTrail records (parsed) with this event name, newest first, via LookupEvents."""
+        ct = self.boto3_client("cloudtrail")
+        out = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": event_name}],
+                               MaxResults=50)
+        events = [json.loads(e["CloudTrailEvent"]) for e in out["Events"]]
+        return [e for e in events if event_source is None or e["eventSource"] == event_source]
+
 
 def main(argv):
     if len(argv) < 3 or argv[1] not in ("start", "stop"):

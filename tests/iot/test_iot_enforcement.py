@@ -228,11 +228,7 @@ def test_retained_publish_needs_retain_publish(lake, tmp_path):
 
 
 def lookup(lake, name):
-    ct = lake.boto3_client("cloudtrail")
-    out = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}],
-                           MaxResults=50)
-    events = [json.loads(e["CloudTrailEvent"]) for e in out["Events"]]
-    return [e for e in events if e["eventSource"] == "iot.amazonaws.com"]
+    return lake.audit_events(name, "iot.amazonaws.com")
 
 
 def test_denials_are_audited_and_throttled(tmp_path):

@@ -40,11 +40,7 @@ def puback_reason(r, topic, packet_id):
 
 
 def cloudtrail(lake, name):
-    ct = lake.boto3_client("cloudtrail")
-    out = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}],
-                           MaxResults=50)
-    events = [json.loads(e["CloudTrailEvent"]) for e in out["Events"]]
-    return [e for e in events if e["eventSource"] == "iot.amazonaws.com"]
+    return lake.audit_events(name, "iot.amazonaws.com")
 
 
 def test_iam_user_mqtt_is_authorised_by_its_policies(lake):
