@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/data_dir.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/meta_store.h"
 #include "core/strings.h"
@@ -373,13 +374,28 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     gateway::rules::RulesEngine* engine = m.rules.get();
     // The device's PUBACK waits until every rule has run: a firehose action returns once the
     // record is in the stream's fsynced WAL, so an acknowledged reading survives kill -9.
+    // A message the rules could not take (an append failed and no error action took it over)
+    // is refused: MQTT 5 gets the reason code, a 3.1.1 client resends it (docs/iot.md). The
+    // origin (packet id, DUP, payload hash) lets streams recognise a resend (docs/streams.md).
     auto feed = [engine](const gateway::mqtt::Message& msg, gateway::mqtt::AckHold hold) {
       if (!engine->AnyRuleFor(msg.topic)) return;
       gateway::rules::InboundMessage in;
       in.topic = msg.topic;
       in.payload = msg.payload;
       in.client_id = msg.origin;
-      if (hold) in.done = [hold]() mutable { hold.reset(); };
+      if (msg.packet_id && !msg.origin.empty()) {
+        in.packet_id = msg.packet_id;
+        in.dup = msg.dup;
+        in.payload_hash = StableHash64(msg.payload, StableHash64(msg.topic));
+      }
+      if (hold) {
+        in.done = [hold](const Status& st) mutable {
+          if (!st.ok()) {
+            hold->Refuse(GetErrorInfo(st.code()).mqtt_reason, gateway::rules::RetryMaySucceed(st));
+          }
+          hold.reset();
+        };
+      }
       engine->Submit(std::move(in));
     };
     // "#" does not match $-topics (MQTT 3.1.1 §4.7.2), so Basic Ingest needs its own filter.

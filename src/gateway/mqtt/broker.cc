@@ -119,9 +119,19 @@ struct TreeEntry {
   std::shared_ptr<LocalSub> local;      // … or an in-process subscriber
 };
 
+// A refusal of a held acknowledgement (AckToken::Refuse), packed: reason | kRetryable.
+constexpr uint16_t kRetryable = 0x100;
+// Not a refusal: the entry is dropped unsent (its PUBLISH was not taken after all).
+constexpr uint16_t kDiscard = 0x200;
+
 // A connection's outgoing acknowledgements, in the order their packets arrived (MQTT 3.1.1
 // §4.6, MQTT 5 §4.6): each leaves once every release it waits for has come — from the
 // connection thread, the session log's writer, or an in-process subscriber's thread.
+//
+// An entry for a QoS 1 PUBLISH that in-process subscribers hold (SetPublish) can be found by a
+// resend of the same message (Join) until its hold is released — on this connection or on a
+// later one of the same client, which reaches this queue through `earlier`: the resend then
+// waits for the original's outcome instead of being routed a second time.
 class AckQueue {
  public:
   static constexpr uint64_t kNone = ~uint64_t{0};
@@ -136,29 +146,125 @@ class AckQueue {
     std::lock_guard<std::mutex> lock(mu_);
     q_[ticket - first_].bytes = std::move(bytes);
   }
+  // What the entry acknowledges, for re-encoding a refusal and (with `msg`) for Join.
+  void SetPublish(uint64_t ticket, uint8_t ack_type, uint16_t packet_id, MessagePtr msg) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = q_[ticket - first_];
+    e.ack_type = ack_type;
+    e.packet_id = packet_id;
+    e.msg = std::move(msg);
+  }
   void Hold(uint64_t ticket) {
     std::lock_guard<std::mutex> lock(mu_);
     q_[ticket - first_].waits++;
   }
-  void Release(uint64_t ticket) {
+  void Release(uint64_t ticket, uint16_t refusal = 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (--q_[ticket - first_].waits > 0) return;
-    while (!q_.empty() && q_.front().waits == 0) {
-      sc_->Send(std::move(q_.front().bytes));
-      q_.pop_front();
-      ++first_;
-    }
+    ReleaseLocked(ticket, refusal);
   }
+  // The in-process subscribers' hold of a SetPublish entry is released: no resend can join it
+  // any more; those that did get the same outcome.
+  void ReleaseHold(uint64_t ticket, uint16_t refusal) {
+    std::vector<std::function<void(uint16_t)>> joined;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Entry& e = q_[ticket - first_];
+      e.msg.reset();
+      joined.swap(e.joined);
+      ReleaseLocked(ticket, refusal);
+    }
+    for (auto& f : joined) f(refusal);
+  }
+  // If a QoS 1 PUBLISH with this packet id, topic and payload is still held here, `then` runs
+  // with its outcome when the hold is released, and this returns true.
+  bool Join(uint16_t packet_id, const std::string& topic, const std::string& payload,
+            std::function<void(uint16_t refusal)>& then) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Entry& e : q_) {
+      if (e.msg && e.packet_id == packet_id && e.msg->topic == topic && e.msg->payload == payload) {
+        e.joined.push_back(std::move(then));
+        return true;
+      }
+    }
+    return false;
+  }
+  void set_version(int v) { version_ = v; }
+
+  // This client's earlier connections' queues, newest last; written before the connection's
+  // first PUBLISH is handled, read only by its own thread.
+  std::vector<std::weak_ptr<AckQueue>> earlier;
 
  private:
   struct Entry {
     std::string bytes;
     int waits = 1;
+    uint16_t refusal = 0;
+    uint8_t ack_type = 0;  // kPuback / kPubrec when SetPublish was called
+    uint16_t packet_id = 0;
+    MessagePtr msg;  // set while the PUBLISH is held and may be joined
+    std::vector<std::function<void(uint16_t)>> joined;
   };
+  void ReleaseLocked(uint64_t ticket, uint16_t refusal) {
+    Entry& e = q_[ticket - first_];
+    if (refusal && !e.refusal) e.refusal = refusal;
+    if (--e.waits > 0) return;
+    while (!q_.empty() && q_.front().waits == 0) {
+      Entry& f = q_.front();
+      if (!closed_) Send(f);
+      q_.pop_front();
+      ++first_;
+    }
+  }
+  void Send(Entry& e) {
+    if (e.refusal & kDiscard) return;
+    if (e.refusal && e.ack_type) {
+      if (version_ == 5) {
+        // MQTT 5.0 §3.4.2.1 / §3.5.2.1: the reason code says why the message was not taken.
+        Ack r;
+        r.packet_id = e.packet_id;
+        r.reason = uint8_t(e.refusal & 0xFF);
+        sc_->Send(EncodeAck(e.ack_type, r, 5));
+        return;
+      }
+      if (e.refusal & kRetryable) {
+        // MQTT 3.1.1 has no negative acknowledgement. Withhold it and close the connection
+        // (after the acknowledgements before it): the client resends the message with DUP set
+        // once it has reconnected (§4.4) — an open connection would leave it unacknowledged
+        // in the client's window for good, since 3.1.1 clients resend only on reconnect.
+        closed_ = true;
+        sc_->Close(true);
+        return;
+      }
+    }
+    sc_->Send(std::move(e.bytes));
+  }
   std::mutex mu_;
   std::deque<Entry> q_;  // guarded by mu_; q_[i] has ticket first_ + i
   uint64_t first_ = 0;   // guarded by mu_
+  bool closed_ = false;  // guarded by mu_: a withheld acknowledgement closed the connection
+  int version_ = 4;      // set at CONNECT, before any acknowledgement of a PUBLISH
   std::shared_ptr<net::StreamConnection> sc_;
+};
+
+// The in-process subscribers' hold of one PUBLISH's acknowledgement (broker.h AckToken).
+class HeldAck final : public AckToken {
+ public:
+  HeldAck(std::shared_ptr<AckQueue> q, uint64_t ticket) : q_(std::move(q)), ticket_(ticket) {}
+  ~HeldAck() override { q_->ReleaseHold(ticket_, refusal_.load()); }
+  void Refuse(uint8_t reason, bool retryable) override {
+    // MQTT 5.0 §3.4.2.1 / §3.5.2.1: the failure codes a PUBACK / PUBREC may carry.
+    switch (reason) {
+      case 0x80: case 0x83: case 0x87: case 0x90: case 0x91: case 0x97: case 0x99: break;
+      default: reason = 0x80;
+    }
+    uint16_t none = 0;
+    refusal_.compare_exchange_strong(none, uint16_t(reason | (retryable ? kRetryable : 0)));
+  }
+
+ private:
+  std::shared_ptr<AckQueue> q_;
+  uint64_t ticket_;
+  std::atomic<uint16_t> refusal_{0};
 };
 
 // Collected under the lock, acted on after it is released.
@@ -316,7 +422,8 @@ class BrokerImpl final : public Broker {
 
   // ---- used by Conn ----
   MessagePtr MakeMessage(std::string topic, std::string payload, uint8_t qos, bool retain,
-                         Properties props, std::string origin) {
+                         Properties props, std::string origin, uint16_t packet_id = 0,
+                         bool dup = false) {
     auto m = std::make_shared<Message>();
     m->topic = std::move(topic);
     m->payload = std::move(payload);
@@ -328,6 +435,8 @@ class BrokerImpl final : public Broker {
     if (props.message_expiry) m->expiry_ms = NowMs() + int64_t(*props.message_expiry) * 1000;
     m->props = std::move(props);
     m->origin = std::move(origin);
+    m->packet_id = packet_id;
+    m->dup = dup;
     return m;
   }
 
@@ -393,6 +502,9 @@ class BrokerImpl final : public Broker {
   std::map<std::string, MessagePtr> retained_;                          // guarded by mu_
   std::unordered_map<uint64_t, std::shared_ptr<LocalSub>> locals_;      // guarded by mu_
   std::map<std::string, size_t> shared_rr_;                             // guarded by mu_
+  // Per client id, the acknowledgement queues of its connections that may still hold a PUBLISH
+  // (for a resend on a later connection to join, AckQueue::Join); pruned by the sweeper.
+  std::unordered_map<std::string, std::vector<std::weak_ptr<AckQueue>>> recent_acks_;  // mu_
   uint64_t next_local_id_ = 0;                                          // guarded by mu_
   bool stopping_ = false;                                               // guarded by mu_
 
@@ -557,6 +669,20 @@ class Conn final : public net::StreamHandler {
     acks_->Release(ticket);
   }
 
+  // Joins `ticket` to a still-held original of this QoS 1 resend (see HandlePublish): on this
+  // connection, or on an earlier one of the same client.
+  bool JoinHeld(const Publish& p, uint64_t ticket) {
+    std::function<void(uint16_t)> then = [q = acks_, ticket](uint16_t refusal) {
+      q->Release(ticket, refusal);
+    };
+    if (acks_->Join(p.packet_id, p.topic, p.payload, then)) return true;
+    for (auto it = acks_->earlier.rbegin(); it != acks_->earlier.rend(); ++it) {
+      auto q = it->lock();
+      if (q && q->Join(p.packet_id, p.topic, p.payload, then)) return true;
+    }
+    return false;
+  }
+
   // Conn-thread only.
   std::string in_;
   bool closing_ = false;
@@ -686,6 +812,13 @@ void Conn::HandleConnect(uint8_t flags, std::string_view body) {
     s->conn = this;
     s->offline_since_ms = 0;
     session_ = s;
+    acks_->set_version(version_);
+    auto& earlier = b_->recent_acks_[c.client_id];
+    earlier.erase(std::remove_if(earlier.begin(), earlier.end(),
+                                 [](const std::weak_ptr<AckQueue>& q) { return q.expired(); }),
+                  earlier.end());
+    acks_->earlier = earlier;
+    earlier.push_back(acks_);
     ++b_->connected_;
     b_->PersistSessionLocked(s);
     Connack ca;
@@ -752,11 +885,27 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
     r.reason = rc::kNotAuthorized;
     return SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, version_), 0);
   }
+  // A resend (DUP) of a QoS 1 message that in-process subscribers still hold — the connection
+  // dropped before its PUBACK — waits for the original's outcome rather than being routed
+  // again (docs/streams.md "Exactly once from devices").
+  uint64_t ticket = AckQueue::kNone;
+  if (p.qos == 1 && p.dup) {
+    ticket = acks_->Reserve();
+    Ack r;
+    r.packet_id = p.packet_id;
+    acks_->Set(ticket, EncodeAck(kPuback, r, version_));
+    acks_->SetPublish(ticket, kPuback, p.packet_id, nullptr);
+    if (JoinHeld(p, ticket)) return;
+  }
   After a;
+  MessagePtr msg;
   {
     std::lock_guard<std::mutex> lock(b_->mu_);
     Session* s = session_;
-    if (!s || dead_) return;  // closed by the broker (e.g. certificate revoked): route nothing
+    if (!s || dead_) {  // closed by the broker (e.g. certificate revoked): route nothing
+      if (ticket != AckQueue::kNone) acks_->Release(ticket, kDiscard);
+      return;
+    }
     if (p.qos == 2) {
       if (s->qos2_in.count(p.packet_id)) {
         // A retransmission of a QoS 2 PUBLISH we already own (§4.3.3): acknowledge only.
@@ -776,15 +925,15 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
         a.lsn = std::max(a.lsn, b_->LogLocked(logrec::Qos2InPut(s->client_id, p.packet_id)));
       }
     }
-    auto msg = b_->MakeMessage(std::move(p.topic), std::move(p.payload), p.qos, p.retain,
-                               std::move(p.props), info_.client_id);
+    msg = b_->MakeMessage(std::move(p.topic), std::move(p.payload), p.qos, p.retain,
+                          std::move(p.props), info_.client_id, p.qos > 0 ? p.packet_id : 0, p.dup);
     b_->RouteLocked(msg, &a);
   }
-  uint64_t ticket = AckQueue::kNone;
   if (p.qos > 0 && !a.local.empty()) {
-    ticket = acks_->Reserve();
+    if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
     acks_->Hold(ticket);
-    a.hold = AckHold(acks_.get(), [q = acks_, ticket](void*) { q->Release(ticket); });
+    acks_->SetPublish(ticket, p.qos == 1 ? kPuback : kPubrec, p.packet_id, p.qos == 1 ? msg : nullptr);
+    a.hold = std::make_shared<HeldAck>(acks_, ticket);
   }
   b_->RunAfter(&a);
   if (p.qos > 0) {
@@ -1258,6 +1407,12 @@ void BrokerImpl::SweepLoop() {
         }
       }
       for (Session* s : expired) DestroySessionLocked(s, &a);
+      for (auto it = recent_acks_.begin(); it != recent_acks_.end();) {
+        auto& v = it->second;
+        v.erase(std::remove_if(v.begin(), v.end(), [](const auto& q) { return q.expired(); }),
+                v.end());
+        it = v.empty() ? recent_acks_.erase(it) : std::next(it);
+      }
       if (log_) CompactLocked();
       m_.connected->Set(double(connected_));
       m_.sessions->Set(double(sessions_.size()));

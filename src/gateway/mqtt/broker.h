@@ -50,9 +50,22 @@ struct BrokerOptions {
 // copy of it exists. An in-process subscriber that must finish something before the publisher
 // may consider the message delivered keeps a copy until then — the rules engine keeps it until
 // every rule's actions are done, so a PUBACK means the reading is in the delivery stream's
-// write-ahead log. One that ignores it lets the acknowledgement go when it returns. Empty for
+// write-ahead log. One that ignores it lets the acknowledgement go when it returns. Null for
 // QoS 0 and in-process publishes. Acknowledgements still leave in the order of their PUBLISHes.
-using AckHold = std::shared_ptr<void>;
+class AckToken {
+ public:
+  virtual ~AckToken() = default;
+  // The message could not be handled (e.g. its record could not be appended to a delivery
+  // stream): its acknowledgement says so instead of success. `reason` is an MQTT 5 reason code
+  // >= 0x80 (0x97 quota exceeded, 0x80 unspecified error …); `retryable` says whether sending the
+  // message again may succeed. MQTT 5: PUBACK / PUBREC with `reason`. MQTT 3.1.1 has no negative
+  // acknowledgement: a retryable refusal withholds the PUBACK and closes the connection once the
+  // acknowledgements before it are sent, so the client resends the message (DUP) after it
+  // reconnects; a refusal that a resend cannot cure is acknowledged as usual (docs/iot.md). The
+  // first refusal wins. Thread-safe.
+  virtual void Refuse(uint8_t reason, bool retryable) = 0;
+};
+using AckHold = std::shared_ptr<AckToken>;
 // A subscriber inside the process. It receives the message as published (publisher's QoS).
 using LocalCallback = std::function<void(const Message&, AckHold)>;
 

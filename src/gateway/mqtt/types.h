@@ -21,6 +21,10 @@ struct Message {
   Properties props;
   int64_t expiry_ms = 0;  // absolute unix ms when the message expires; 0 = never
   std::string origin;     // publishing client id; "" = published in-process
+  // The client's PUBLISH as received: packet identifier (0 for QoS 0 and in-process) and DUP
+  // flag, for recognising a resend (docs/streams.md "Exactly once from devices").
+  uint16_t packet_id = 0;
+  bool dup = false;
 };
 using MessagePtr = std::shared_ptr<const Message>;
 

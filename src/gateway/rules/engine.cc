@@ -7,6 +7,7 @@
 #include <deque>
 #include <future>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "ops/metrics.h"
@@ -132,6 +133,7 @@ class CompiledRule {
   std::vector<Action> actions;
   std::optional<Action> error_action;
   std::shared_ptr<RuleMetrics> metrics;
+  uint64_t name_hash = 0;  // StableHash64(name): the base of its records' origin slots
 };
 
 namespace {
@@ -142,6 +144,7 @@ Result<std::shared_ptr<CompiledRule>> CompileRule(const TopicRuleSpec& spec) {
   }
   auto rule = std::make_shared<CompiledRule>();
   rule->name = spec.name;
+  rule->name_hash = StableHash64(spec.name);
   rule->disabled = spec.disabled;
   ASSIGN_OR_RETURN(rule->query, RuleQuery::Compile(spec.sql));
   const std::string& filter = rule->query->topic_filter();
@@ -197,6 +200,7 @@ struct RulesEngine::Batch {
     const InboundMessage* msg;  // alive until the batch is finished
     MessageContext ctx;         // its `parsed` is not kept: FinishBatch parses again if needed
     json failures;              // of the actions that already ran
+    Status action_error;        // the first of them that failed
     int64_t start_us = 0;
     std::vector<Append> appends;
   };
@@ -343,7 +347,11 @@ void RulesEngine::Submit(InboundMessage msg) {
                   max_block_ms_, msg.topic, n);
       }
     }
-    if (msg.done) msg.done();
+    // Not evaluated: the publisher must not take it for handled (MQTT 5 0x97; 3.1.1 resends).
+    if (msg.done) {
+      msg.done(Error(stopped ? ErrorCode::kUnavailable : ErrorCode::kResourceExhausted,
+                     stopped ? "the rules engine is shutting down" : "the rules engine is overloaded"));
+    }
     return;
   }
   bool urgent = static_cast<bool>(msg.done);
@@ -380,7 +388,7 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
     topic = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
     auto it = rules->find(name);
     if (it == rules->end() || it->second->disabled) {
-      if (msg.done) msg.done();
+      if (msg.done) msg.done(Status::OK());
       return;
     }
     only = it->second.get();
@@ -418,7 +426,7 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
   if (batch && batch->runs.size() > runs_before) {
     batch->done_after.push_back(&msg);  // a PUBACK waits until its records are durable
   } else {
-    msg.done();
+    msg.done(msg.unhandled);
   }
 }
 
@@ -439,9 +447,26 @@ Status FirehoseRecords(const Action& a, const std::string& body, std::vector<std
   return Status::OK();
 }
 
-// Runs one action; the error says what failed, for the failure document.
+// Action index of the error action in origin slots (rules have at most 10 actions).
+constexpr uint64_t kErrorActionSlot = 1000;
+
+// The origin of record `index` of an action whose slot base is `slot_base` (rule, action), or
+// null for a message without a packet id (QoS 0, in-process, HTTPS publishes).
+const streams::RecordOrigin* OriginOf(const InboundMessage& msg, uint64_t slot_base, size_t index,
+                                      streams::RecordOrigin* out) {
+  if (msg.packet_id == 0) return nullptr;
+  out->client_id = msg.client_id;
+  out->packet_id = msg.packet_id;
+  out->dup = msg.dup;
+  out->payload_hash = msg.payload_hash;
+  out->slot = StableHashCombine(slot_base, index);
+  return out;
+}
+
+// Runs one action; the error says what failed, for the failure document. `slot_base`: see
+// OriginOf.
 Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& ctx,
-                 const std::string& body) {
+                 const std::string& body, const InboundMessage& msg, uint64_t slot_base) {
   switch (a.kind) {
     case Action::kRepublish: {
       if (!t.republish) {
@@ -468,11 +493,13 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
       if (!t.streams) return Error(ErrorCode::kFirehoseResourceNotFound, "delivery streams are not available");
       std::vector<std::string> records;
       RETURN_IF_ERROR(FirehoseRecords(a, body, &records));
-      for (auto& rec : records) {
+      for (size_t i = 0; i < records.size(); ++i) {
         // Wait for the WAL fsync: the action succeeds only once the record is durable.
         auto p = std::make_shared<std::promise<Status>>();
         auto f = p->get_future();
-        t.streams->Append(a.resource, std::move(rec), [p](const Status& st) { p->set_value(st); });
+        streams::RecordOrigin o;
+        t.streams->Append(a.resource, std::move(records[i]),
+                          [p](const Status& st) { p->set_value(st); }, OriginOf(msg, slot_base, i, &o));
         Status st = f.get();
         if (!st.ok()) return st;
       }
@@ -497,19 +524,22 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
     return;
   }
   Batch::Run* deferred = nullptr;
+  Status action_error;
   if (!out.ok()) {
     failures.push_back({{"failedAction", "SqlEvaluation"},
                         {"failedResource", rule.name},
                         {"errorMessage", out.status().message()}});
   } else {
-    for (const Action& a : rule.actions) {
+    for (size_t ai = 0; ai < rule.actions.size(); ++ai) {
+      const Action& a = rule.actions[ai];
+      uint64_t slot_base = StableHashCombine(rule.name_hash, ai);
       if (a.kind == Action::kFirehose && batch && targets_.streams) {
         // Issued now, waited for with the rest of the batch (see Process).
         std::vector<std::string> records;
         Status st = FirehoseRecords(a, body, &records);
         if (st.ok()) {
           if (!deferred) {
-            batch->runs.push_back({&rule, &msg, ctx, json(), start, {}});
+            batch->runs.push_back({&rule, &msg, ctx, json(), Status(), start, {}});
             batch->runs.back().ctx.parsed = nullptr;
             deferred = &batch->runs.back();
           }
@@ -519,27 +549,33 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
             std::lock_guard<std::mutex> l(pending->mu);
             pending->left += records.size();
           }
-          for (auto& rec : records) {
+          for (size_t i = 0; i < records.size(); ++i) {
             Status* status = &batch->statuses.emplace_back();
-            targets_.streams->Append(a.resource, std::move(rec), [status, pending](const Status& s) {
-              *status = s;
-              std::lock_guard<std::mutex> l(pending->mu);
-              if (--pending->left == 0) pending->cv.notify_all();
-            });
+            streams::RecordOrigin o;
+            targets_.streams->Append(
+                a.resource, std::move(records[i]),
+                [status, pending](const Status& s) {
+                  *status = s;
+                  std::lock_guard<std::mutex> l(pending->mu);
+                  if (--pending->left == 0) pending->cv.notify_all();
+                },
+                OriginOf(msg, slot_base, i, &o));
           }
           deferred->appends.push_back(std::move(ap));
           continue;
         }
         m.actions_failed->Inc();
+        if (action_error.ok()) action_error = st;
         failures.push_back({{"failedAction", a.type_name}, {"failedResource", a.resource},
                             {"errorMessage", st.ToString()}});
         continue;
       }
-      Status st = RunAction(a, targets_, ctx, body);
+      Status st = RunAction(a, targets_, ctx, body, msg, slot_base);
       if (st.ok()) {
         m.actions_ok->Inc();
       } else {
         m.actions_failed->Inc();
+        if (action_error.ok()) action_error = st;
         failures.push_back({{"failedAction", a.type_name},
                             {"failedResource", a.resource.empty() ? a.topic_or_key.Expand(ctx) : a.resource},
                             {"errorMessage", st.ToString()}});
@@ -549,13 +585,26 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
   if (deferred) {
     // batch->runs may grow (and move) later: `deferred` is not used past this point.
     deferred->failures = std::move(failures);
+    deferred->action_error = std::move(action_error);
     return;
   }
-  FinishRule(rule, ctx, msg, std::move(failures), start);
+  FinishRule(rule, ctx, msg, std::move(failures), std::move(action_error), start);
+}
+
+bool RetryMaySucceed(const Status& error) {
+  switch (error.code()) {
+    case ErrorCode::kFirehoseInvalidArgument:
+    case ErrorCode::kIotInvalidRequest:
+    case ErrorCode::kInvalidObjectName:
+    case ErrorCode::kInvalidArgument:
+      return false;
+    default:
+      return true;
+  }
 }
 
 void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                             json failures, int64_t start) {
+                             json failures, Status action_error, int64_t start) {
   RuleMetrics& m = *rule.metrics;
   if (failures.empty()) {
     m.delivered->Inc();
@@ -567,15 +616,22 @@ void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx
                 {"clientId", msg.client_id},
                 {"base64OriginalPayload", Base64Encode(msg.payload)},
                 {"failures", failures}};
+    bool handled = false;
     if (rule.error_action) {
-      Status st = RunAction(*rule.error_action, targets_, ctx, doc.dump(-1, ' ', false, kReplaceInvalid));
+      Status st = RunAction(*rule.error_action, targets_, ctx,
+                            doc.dump(-1, ' ', false, kReplaceInvalid), msg,
+                            StableHashCombine(rule.name_hash, kErrorActionSlot));
       if (!st.ok()) {
         m.error_action_failed->Inc();
         TLOG_WARN("rules", "rule {}: error action failed too: {}", rule.name, st.ToString());
       }
+      handled = st.ok();
     } else {
       TLOG_WARN("rules", "rule {}: {} (no error action)", rule.name, failures.dump(-1, ' ', false, kReplaceInvalid));
     }
+    // A failed action whose error action did not take the message over: the message was not
+    // handled, and its publisher is told so (AWS's model: the error action handles it).
+    if (!handled && !action_error.ok() && msg.unhandled.ok()) msg.unhandled = std::move(action_error);
   }
   m.latency->Observe(static_cast<double>(clock_->NowMicros() - start) / 1e6);
 }
@@ -595,6 +651,7 @@ void RulesEngine::FinishBatch(Batch& batch) {
         m.actions_ok->Inc();
       } else {
         m.actions_failed->Inc();
+        if (r.action_error.ok()) r.action_error = st;
         r.failures.push_back({{"failedAction", ap.action->type_name},
                               {"failedResource", ap.action->resource},
                               {"errorMessage", st.ToString()}});
@@ -608,9 +665,9 @@ void RulesEngine::FinishBatch(Batch& batch) {
       again->Parse(r.msg->payload);
       r.ctx.parsed = &*again;
     }
-    FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), r.start_us);
+    FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), std::move(r.action_error), r.start_us);
   }
-  for (const InboundMessage* msg : batch.done_after) msg->done();
+  for (const InboundMessage* msg : batch.done_after) msg->done(msg->unhandled);
 }
 
 Result<std::optional<json>> RulesEngine::Test(const std::string& sql, const std::string& topic,

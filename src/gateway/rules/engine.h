@@ -58,9 +58,26 @@ struct InboundMessage {
   std::string client_id;
   std::string principal;
   int64_t timestamp_ms = 0;
-  // Called once all matching rules have run (tests, PUBACK-after-durability when asked).
-  std::function<void()> done;
+  // The device's PUBLISH (QoS 1/2 from an MQTT client; 0 otherwise): packet id, DUP flag and
+  // StableHash64 of topic and payload. With a packet id, firehose actions append their records
+  // with this origin, so a resend of a message already durable is not appended again
+  // (docs/streams.md "Exactly once from devices").
+  uint16_t packet_id = 0;
+  bool dup = false;
+  uint64_t payload_hash = 0;
+  // Called once all matching rules have run (PUBACK-after-durability; tests) with OK, or with
+  // the first action failure that no error action handled: the message was not taken (the
+  // broker refuses the acknowledgement, docs/iot.md). SQL errors and action failures whose
+  // error action succeeded count as handled, as in AWS.
+  std::function<void(const Status&)> done;
+  // The engine's own: the first unhandled action failure so far.
+  mutable Status unhandled;
 };
+
+// Whether sending a message again may succeed after its action failed with `error` (a full or
+// missing stream, an unavailable store) — false when the message itself is the cause (a record
+// over the size limit, a batchMode output that is not an array, a bad republish topic).
+bool RetryMaySucceed(const Status& error);
 
 class CompiledRule;  // engine.cc
 
@@ -119,8 +136,9 @@ class RulesEngine {
   // `start_us`: when the engine began on the message (the latency histogram's start).
   void RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
                int64_t start_us, Batch* batch);
+  // `action_error`: the first failed action's status (OK when only the SQL failed, or nothing).
   void FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                  nlohmann::json failures, int64_t start_us);
+                  nlohmann::json failures, Status action_error, int64_t start_us);
   void FinishBatch(Batch& batch);
 
   ActionTargets targets_;

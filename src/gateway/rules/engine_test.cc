@@ -6,7 +6,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "ops/metrics.h"
@@ -24,17 +26,30 @@ struct Published {
 
 class FakeSink final : public streams::RecordSink {
  public:
+  struct Origin {
+    std::string client_id;
+    uint16_t packet_id;
+    bool dup;
+    uint64_t payload_hash, slot;
+  };
   void Append(const std::string& stream, std::string data,
               std::function<void(const Status&)> done,
-              const streams::RecordOrigin* = nullptr) override {
+              const streams::RecordOrigin* origin = nullptr) override {
     if (stream != "known") {
       done(Error(ErrorCode::kFirehoseResourceNotFound, "no such stream " + stream));
       return;
     }
     records.push_back(std::move(data));
+    if (origin) {
+      origins.push_back({std::string(origin->client_id), origin->packet_id, origin->dup,
+                         origin->payload_hash, origin->slot});
+    } else {
+      origins.push_back({"", 0, false, 0, 0});
+    }
     done(Status::OK());
   }
   std::vector<std::string> records;
+  std::vector<Origin> origins;
 };
 
 class EngineTest : public ::testing::Test {
@@ -73,6 +88,97 @@ class EngineTest : public ::testing::Test {
   FakeSink sink_;
   RulesEngine engine_;
 };
+
+TEST_F(EngineTest, FirehoseRecordsCarryTheDevicesOriginWithASlotPerRuleAndAction) {
+  TopicRuleSpec a;
+  a.name = "a";
+  a.sql = "SELECT *, timestamp() AS ts FROM 'd/#'";
+  a.actions = json::array({{{"firehose", {{"deliveryStreamName", "known"}}}},
+                           {{"firehose", {{"deliveryStreamName", "known"}}}}});
+  ASSERT_TRUE(engine_.Put(a).ok());
+  TopicRuleSpec b = a;
+  b.name = "b";
+  b.actions = json::array({{{"firehose", {{"deliveryStreamName", "known"}, {"batchMode", true}}}}});
+  b.sql = "SELECT VALUE [1, 2] FROM 'd/#'";
+  ASSERT_TRUE(engine_.Put(b).ok());
+  InboundMessage m;
+  m.topic = "d/1";
+  m.payload = R"({"v": 1})";
+  m.client_id = "dev-9";
+  m.packet_id = 42;
+  m.dup = true;
+  m.payload_hash = 0xabcdef;
+  engine_.Submit(std::move(m));
+  engine_.Drain();
+  ASSERT_EQ(sink_.origins.size(), 4u);  // a: two actions; b: a batch of two
+  std::set<uint64_t> slots;
+  for (const auto& o : sink_.origins) {
+    EXPECT_EQ(o.client_id, "dev-9");
+    EXPECT_EQ(o.packet_id, 42);
+    EXPECT_TRUE(o.dup);
+    EXPECT_EQ(o.payload_hash, 0xabcdefu);
+    slots.insert(o.slot);
+  }
+  EXPECT_EQ(slots.size(), 4u) << "two records of one message share a slot";
+  // The same message again gives the same slots (a resend must find its records).
+  std::vector<uint64_t> first;
+  for (const auto& o : sink_.origins) first.push_back(o.slot);
+  sink_.origins.clear();
+  InboundMessage again;
+  again.topic = "d/1";
+  again.payload = R"({"v": 1})";
+  again.client_id = "dev-9";
+  again.packet_id = 42;
+  engine_.ProcessNow(again);
+  ASSERT_EQ(sink_.origins.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(sink_.origins[i].slot, first[i]);
+  // QoS 0 / in-process messages have no packet id: no origin.
+  sink_.origins.clear();
+  Send("d/2", R"({"v": 2})");
+  ASSERT_EQ(sink_.origins.size(), 4u);
+  EXPECT_EQ(sink_.origins[0].packet_id, 0);
+  EXPECT_EQ(sink_.origins[0].client_id, "");
+}
+
+TEST_F(EngineTest, DoneReportsAFailedActionThatNoErrorActionTookOver) {
+  auto rule = [&](const std::string& name, const std::string& filter, const json& error_action) {
+    TopicRuleSpec r;
+    r.name = name;
+    r.sql = "SELECT * FROM '" + filter + "'";
+    r.actions = json::array({{{"firehose", {{"deliveryStreamName", "missing"}}}}});
+    r.error_action = error_action;
+    ASSERT_TRUE(engine_.Put(r).ok());
+  };
+  rule("no_error_action", "x/none", json());
+  rule("error_action_ok", "x/ok", {{"republish", {{"topic", "errors/x"}}}});
+  rule("error_action_fails", "x/fails", {{"republish", {{"topic", "fail/me"}}}});
+  TopicRuleSpec sql;
+  sql.name = "bad_sql";
+  sql.sql = "SELECT * FROM 'x/sql'";
+  sql.actions = json::array({{{"firehose", {{"deliveryStreamName", "known"}}}}});
+  ASSERT_TRUE(engine_.Put(sql).ok());
+  auto outcome = [&](const std::string& topic, const std::string& payload = "{}") {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    InboundMessage m;
+    m.topic = topic;
+    m.payload = payload;
+    m.client_id = "dev";
+    m.packet_id = 1;
+    m.done = [&](const Status& st) { p.set_value(st); };
+    engine_.Submit(std::move(m));
+    return f.get();
+  };
+  Status st = outcome("x/none");
+  EXPECT_EQ(st.code(), ErrorCode::kFirehoseResourceNotFound) << st.ToString();
+  EXPECT_TRUE(RetryMaySucceed(st));
+  EXPECT_TRUE(outcome("x/ok").ok()) << "the error action handled it (AWS's model)";
+  EXPECT_EQ(outcome("x/fails").code(), ErrorCode::kFirehoseResourceNotFound);
+  // Not JSON for a SELECT *: the SQL fails, no action failed; handled as before.
+  EXPECT_TRUE(outcome("x/sql", "not json {").ok());
+  EXPECT_TRUE(outcome("x/unmatched").ok());
+  EXPECT_FALSE(RetryMaySucceed(Error(ErrorCode::kFirehoseInvalidArgument, "record too large")));
+}
 
 TEST_F(EngineTest, RepublishesOnlyHotReadings) {
   TopicRuleSpec r;
@@ -268,7 +374,7 @@ TEST(EngineBatch, FirehoseAppendsOfABatchAreWaitedForTogether) {
     m.topic = "dev/" + std::to_string(i);
     m.payload = "{\"i\":" + std::to_string(i) + "}";
     m.client_id = "dev";
-    m.done = [&] { ++done; };
+    m.done = [&](const Status&) { ++done; };
     engine.Submit(std::move(m));
   };
   submit(0);
@@ -321,7 +427,7 @@ TEST(EngineQueue, FullQueueBlocksThenDrops) {
     InboundMessage m;
     m.topic = "q/1";
     m.payload = "{}";
-    m.done = [&] { ++done; };
+    m.done = [&](const Status&) { ++done; };
     engine.Submit(std::move(m));
   };
   submit();
