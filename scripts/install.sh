@@ -13,7 +13,7 @@ PACKAGES=(
   zlib1g-dev libzstd-dev libsnappy-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev libmosquitto-dev
   # real clients and peers for tests and benchmarks
-  /usr/bin/python3 python3-pytest python3-boto3 python3-paho-mqtt python3-psycopg
+  /usr/bin/python3 python3-pytest python3-boto3 python3-paho-mqtt python3-psycopg python3-sqlalchemy python3-psycopg2
   awscli s3cmd curl mosquitto mosquitto-clients postgresql-client wrk nginx-light npm
   libpostgresql-jdbc-java libpq-dev postgresql-15
 )

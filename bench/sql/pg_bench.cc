@@ -9,6 +9,7 @@
 // also prints the server's CPU seconds spent during the loop (from /proc/PID/stat): on a
 // shared machine the CPU cost per query or row is steadier than wall-clock rates.
 #include <libpq-fe.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,6 +49,14 @@ double ServerCpu() {
     if (i == 14 || i == 15) ticks += std::atol(field.c_str());
   }
   return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// This process's CPU seconds (user + system).
+double ClientCpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 void Exec(PGconn* c, const char* sql) {
@@ -98,7 +107,7 @@ int main(int argc, char** argv) {
     // queries/s, µs per query, server CPU µs per query
     std::printf("%.0f %.2f %.2f\n", n / el, el / n * 1e6, cpu / n * 1e6);
   } else if (mode == "stream") {
-    double cpu0 = ServerCpu();
+    double cpu0 = ServerCpu(), client0 = ClientCpu();
     double start = Now();
     if (!PQsendQueryParams(c, argv[3], 0, nullptr, nullptr, nullptr, nullptr, 1)) Die(c, "send");
     if (!PQsetSingleRowMode(c)) Die(c, "single-row mode");
@@ -113,13 +122,14 @@ int main(int argc, char** argv) {
       PQclear(r);
     }
     double el = Now() - start;
-    double cpu = ServerCpu() - cpu0;
-    // rows, rows/s, seconds, server CPU ns per row
-    std::printf("%ld %.0f %.2f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0);
+    double cpu = ServerCpu() - cpu0, client = ClientCpu() - client0;
+    // rows, rows/s, seconds, server CPU ns per row, client CPU ns per row
+    std::printf("%ld %.0f %.2f %.1f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0,
+                rows ? client / rows * 1e9 : 0.0);
   } else if (mode == "fetch") {
     long batch = argc > 4 ? std::atol(argv[4]) : 10000;
     std::string fetch = "FETCH FORWARD " + std::to_string(batch) + " FROM bench_cursor";
-    double cpu0 = ServerCpu();
+    double cpu0 = ServerCpu(), client0 = ClientCpu();
     double start = Now();
     Exec(c, "BEGIN");
     Exec(c, (std::string("DECLARE bench_cursor BINARY CURSOR FOR ") + argv[3]).c_str());
@@ -135,8 +145,9 @@ int main(int argc, char** argv) {
     Exec(c, "CLOSE bench_cursor");
     Exec(c, "COMMIT");
     double el = Now() - start;
-    double cpu = ServerCpu() - cpu0;
-    std::printf("%ld %.0f %.2f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0);
+    double cpu = ServerCpu() - cpu0, client = ClientCpu() - client0;
+    std::printf("%ld %.0f %.2f %.1f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0,
+                rows ? client / rows * 1e9 : 0.0);
   } else if (mode == "queries") {
     std::ifstream f(argv[3]);
     int runs = argc > 4 ? std::atoi(argv[4]) : 3;

@@ -81,9 +81,10 @@ printf 'SELECT 1 (prepared, 1 client):   tarn %s q/s %s us (spread %s, server CP
 for m in stream fetch; do
   read -r tr trs < <(best "$work/t_$m" 2 max); read -r tc _ < <(best "$work/t_$m" 4 min)
   read -r pr prs < <(best "$work/p_$m" 2 max); read -r pc _ < <(best "$work/p_$m" 4 min)
+  read -r tk _ < <(best "$work/t_$m" 5 min); read -r pk _ < <(best "$work/p_$m" 5 min)
   label="single-row mode"; [[ $m == fetch ]] && label="binary cursor"
-  printf '%s rows binary, %-15s tarn %s rows/s (spread %s, server CPU %s ns/row)  postgres %s rows/s (spread %s, %s ns/row)  ratio tarn/pg %.2f\n' \
-    "$ROWS" "$label" "$tr" "$trs" "$tc" "$pr" "$prs" "$pc" "$(echo "$tr / $pr" | bc -l)"
+  printf '%s rows binary, %-15s tarn %s rows/s (spread %s, server CPU %s ns/row, client %s)  postgres %s rows/s (spread %s, %s ns/row, client %s)  ratio tarn/pg %.2f\n' \
+    "$ROWS" "$label" "$tr" "$trs" "$tc" "$tk" "$pr" "$prs" "$pc" "$pk" "$(echo "$tr / $pr" | bc -l)"
 done
 
 echo "20 analytic queries, best of $REPEAT each, DuckDB in-process and Tarn via pgwire alternating:"

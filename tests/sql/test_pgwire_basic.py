@@ -35,6 +35,12 @@ def test_login_ok_and_parameter_status(shared_lake):
         conn.execute("set application_name = 'pgwire-test'")
         assert conn.info.parameter_status("application_name") == "pgwire-test"
         assert conn.execute("show application_name").fetchone()[0] == "pgwire-test"
+        assert conn.info.parameter_status("TimeZone") == "UTC"
+        conn.execute("set timezone = 'Europe/Berlin'")
+        assert conn.info.parameter_status("TimeZone") == "Europe/Berlin"
+        conn.execute("set datestyle = 'ISO, DMY'")
+        assert conn.info.parameter_status("DateStyle") == "ISO, DMY"
+        assert conn.info.parameter_status("client_encoding") == "UTF8"
 
 
 def test_wrong_password_is_28P01(shared_lake):
@@ -102,6 +108,18 @@ def test_transactions_status(shared_lake):
         conn.execute("insert into tx_t values (2)")
         conn.commit()
         assert conn.execute("select count(*) from tx_t").fetchone()[0] == 1
+
+
+def test_notice_response(shared_lake):
+    notices = []
+    with psycopg.connect(dsn(shared_lake), autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append((d.severity, d.sqlstate, d.message_primary)))
+        conn.execute("commit")  # no transaction: a WARNING notice, not an error
+        conn.execute("begin")
+        conn.execute("begin")
+        conn.execute("rollback")
+    assert notices == [("WARNING", "25P01", "there is no transaction in progress"),
+                       ("WARNING", "25001", "there is already a transaction in progress")]
 
 
 def test_restart_keeps_warehouse_tables():

@@ -65,6 +65,12 @@ def test_sql_cursors(cat_lake):
         conn.execute("close c1")
         with pytest.raises(psycopg.errors.InvalidCursorName):
             conn.execute("fetch 1 from c1")
+        conn.rollback()
+        # WITH HOLD (BI tools' paging): FETCH FORWARD n and MOVE on it.
+        conn.execute("declare h binary cursor with hold for select range * 2 as x from range(100)")
+        conn.execute("move forward 10 from h")
+        assert conn.execute("fetch forward 3 from h").fetchall() == [(20,), (22,), (24,)]
+        conn.execute("close h")
 
 
 def test_session_statements(cat_lake):
@@ -187,3 +193,47 @@ def test_recorded_client_corpus(corpus_lake, protocol):
                 failures.append("%s: %s\n  -> columns %s, PostgreSQL has %s" % (
                     client, " ".join(sql.split())[:200], names, columns))
     assert not failures, "%d of %d corpus statements fail:\n%s" % (len(failures), len(CORPUS), "\n".join(failures))
+
+
+# PostgreSQL's type OIDs for the columns of a table with every common type.
+TYPE_OIDS = {"i2": 21, "i4": 23, "i8": 20, "f4": 700, "f8": 701, "num": 1700, "txt": 25, "flag": 16,
+             "d": 1082, "ts": 1114, "tstz": 1184, "u": 2950, "b": 17}
+
+
+def test_bi_catalog_tables_and_functions(cat_lake):
+    """What BI tools read while browsing (their recorded connect-and-browse traffic is the corpus
+    above): every catalog table the issue lists answers, with PostgreSQL's type OIDs, and the
+    functions they call return PostgreSQL's values."""
+    with psycopg.connect(dsn(cat_lake), autocommit=True) as conn:
+        conn.execute("create table if not exists bi_types(i2 smallint, i4 integer, i8 bigint, f4 real, f8 double, "
+                     "num decimal(10,2), txt varchar, flag boolean, d date, ts timestamp, tstz timestamptz, "
+                     "u uuid, b blob)")
+        for table in ("pg_namespace", "pg_class", "pg_attribute", "pg_type", "pg_proc", "pg_index", "pg_constraint",
+                      "pg_attrdef", "pg_description", "pg_database", "pg_settings", "pg_range", "pg_enum"):
+            conn.execute("select * from pg_catalog.%s limit 1" % table).fetchall()
+        rows = conn.execute("select a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+                            "where a.attrelid = 'bi_types'::regclass and a.attnum > 0 order by a.attnum").fetchall()
+        assert {name: oid for name, oid, _ in rows} == TYPE_OIDS
+        assert dict((n, t) for n, _, t in rows)["num"] == "numeric(10,2)"
+        # The RowDescription of a query over the table carries the same OIDs.
+        cur = conn.execute("select * from bi_types")
+        assert {d.name: d.type_code for d in cur.description} == TYPE_OIDS
+        assert conn.execute("select typname from pg_type where oid = 1184").fetchone()[0] == "timestamptz"
+        got = conn.execute(
+            "select version(), current_setting('server_version'), current_database(), current_schema(), "
+            "current_schemas(true), pg_get_userbyid(10), pg_table_is_visible('bi_types'::regclass), "
+            "format_type(23, -1), obj_description('bi_types'::regclass, 'pg_class'), "
+            "col_description('bi_types'::regclass, 1), has_table_privilege('bi_types', 'select'), "
+            "has_schema_privilege('main', 'usage'), has_database_privilege('tarn', 'connect'), "
+            "set_config('application_name', 'bi', false), "
+            "(select count(*) > 100 from pg_get_keywords()), "
+            "'bi_types'::regclass = (select oid from pg_class where relname = 'bi_types')").fetchone()
+        assert got[0].startswith("PostgreSQL 15.0")
+        assert got[1:] == ("15.0 (Tarn)", "tarn", "main", ["pg_catalog", "main"], "root", True, "integer", None, None,
+                           True, True, True, "bi", True, True)
+        # psql's pattern matching syntax and pg_get_expr over column defaults.
+        conn.execute("create table if not exists bi_defaults(a integer default 42)")
+        assert conn.execute("select c.relname from pg_catalog.pg_class c where c.relname "
+                            "OPERATOR(pg_catalog.~) '^(bi_types)$'").fetchall() == [("bi_types",)]
+        assert conn.execute("select pg_get_expr(d.adbin, d.adrelid) from pg_attrdef d "
+                            "where d.adrelid = 'bi_defaults'::regclass").fetchone()[0] == "42"

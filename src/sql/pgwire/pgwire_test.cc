@@ -119,8 +119,16 @@ TEST(PgwireRewrite, SplitAndRewrite) {
   EXPECT_EQ(parts[2], "select $$a;b$$");
   EXPECT_EQ(RewriteQuery("c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"),
             "c.relname  ~  '^(t)$' ");
-  EXPECT_EQ(RewriteQuery("select pg_catalog.format_type(a, b) from pg_catalog.pg_namespace"),
-            "select format_type(a, b) from pg_catalog.pg_namespace");
+  EXPECT_EQ(RewriteQuery("select pg_catalog.format_type(a, b) from pg_catalog.pg_proc"),
+            "select format_type(a, b) from pg_catalog.pg_proc");
+  // SQLAlchemy's reflection: ANY over an array column, int2vector text, json_build_object.
+  EXPECT_EQ(RewriteQuery("on t.oid = a.attrelid and a.attnum = ANY(ix.indkey) where"),
+            "on t.oid = a.attrelid and list_contains(ix.indkey, a.attnum) where");
+  EXPECT_EQ(RewriteQuery("where x = any (select 1) and y <> ANY(z)"), "where x = any (select 1) and y <> ANY(z)");
+  EXPECT_EQ(RewriteQuery("select ix.indkey::varchar, ix.indoption :: text, indkey"),
+            "select array_to_string(ix.indkey, ' '), array_to_string(ix.indoption, ' '), indkey");
+  EXPECT_EQ(RewriteQuery("select json_build_object('a', 1), jsonb_build_object('b', 2)"),
+            "select json_object('a', 1), json_object('b', 2)");
   EXPECT_EQ(RewriteQuery("select pg_catalog.pg_class.oid from pg_catalog.pg_class"),
             "select pg_class.oid from pg_class");  // shadowed by a temporary view
   EXPECT_EQ(RewriteQuery("select (information_schema._pg_expandarray(f(i.indkey, ')'))).n"),

@@ -183,7 +183,9 @@ std::string RewriteQuery(std::string_view s) {
           EqualsIgnoreCase(rel, "pg_partitioned_table") || EqualsIgnoreCase(rel, "pg_attribute") ||
           EqualsIgnoreCase(rel, "pg_publication_namespace") || EqualsIgnoreCase(rel, "pg_auth_members") ||
           EqualsIgnoreCase(rel, "pg_extension") || EqualsIgnoreCase(rel, "pg_class") ||
-          EqualsIgnoreCase(rel, "pg_index") || EqualsIgnoreCase(rel, "pg_constraint")) {
+          EqualsIgnoreCase(rel, "pg_index") || EqualsIgnoreCase(rel, "pg_constraint") ||
+          EqualsIgnoreCase(rel, "pg_type") || EqualsIgnoreCase(rel, "pg_namespace") ||
+          EqualsIgnoreCase(rel, "pg_range") || EqualsIgnoreCase(rel, "pg_sequence")) {
         i = j;
         continue;
       }
@@ -265,6 +267,54 @@ std::string RewriteQuery(std::string_view s) {
         i = j;
         continue;
       }
+    }
+    // SQLAlchemy get_indexes / get_unique_constraints: `a.attnum = ANY(ix.indkey)` over an
+    // array column; DuckDB plans ANY(…) as a subquery, which it cannot put in an outer join.
+    // `x = ANY(column)` (both plain names) becomes list_contains(column, x).
+    if (MatchWord(s, i, "ANY")) {
+      size_t open = SkipSpace(s, i + 3);
+      size_t close = open < s.size() && s[open] == '(' ? s.find(')', open) : std::string_view::npos;
+      std::string_view inner = close == std::string_view::npos ? std::string_view() : Trim(s.substr(open + 1, close - open - 1));
+      bool plain = !inner.empty() && !MatchWord(inner, 0, "SELECT") && !MatchWord(inner, 0, "VALUES");
+      for (char c : inner) plain = plain && (IsIdentChar(c) || c == '.' || c == '"');
+      size_t e = out.size();
+      while (e > 0 && std::isspace(static_cast<unsigned char>(out[e - 1]))) --e;
+      bool eq = plain && e > 1 && out[e - 1] == '=' && std::string_view("<>!=").find(out[e - 2]) == std::string_view::npos;
+      if (eq) {
+        size_t l = e - 1;
+        while (l > 0 && std::isspace(static_cast<unsigned char>(out[l - 1]))) --l;
+        size_t b = l;
+        while (b > 0 && (IsIdentChar(out[b - 1]) || out[b - 1] == '.' || out[b - 1] == '"')) --b;
+        if (b < l) {
+          std::string lhs = out.substr(b, l - b);
+          out.resize(b);
+          out += "list_contains(" + std::string(inner) + ", " + lhs + ")";
+          i = close + 1;
+          continue;
+        }
+      }
+    }
+    // SQLAlchemy get_indexes: `ix.indkey::varchar` is int2vector's text, numbers separated by
+    // spaces (DuckDB would print the list as [1, 2]).
+    if ((MatchWord(s, i, "indkey") || MatchWord(s, i, "indoption")) && s.compare(SkipSpace(s, i + (s[i + 3] == 'k' ? 6 : 9)), 2, "::") == 0) {
+      size_t w = i + (s[i + 3] == 'k' ? 6 : 9);
+      size_t t = SkipSpace(s, SkipSpace(s, w) + 2);
+      size_t tl = MatchWord(s, t, "varchar") ? 7 : MatchWord(s, t, "text") ? 4 : 0;
+      if (tl) {
+        size_t b = out.size();
+        while (b > 0 && (IsIdentChar(out[b - 1]) || out[b - 1] == '.')) --b;
+        std::string qualifier = out.substr(b);
+        out.resize(b);
+        out += "array_to_string(" + qualifier + std::string(s.substr(i, w - i)) + ", ' ')";
+        i = t + tl;
+        continue;
+      }
+    }
+    // SQLAlchemy (identity columns in get_columns): json_build_object is DuckDB's json_object.
+    if (MatchWord(s, i, "json_build_object") || MatchWord(s, i, "jsonb_build_object")) {
+      out += "json_object";
+      i += s[i] == 'j' && (s[i + 4] == 'b') ? 18 : 17;
+      continue;
     }
     // psql \d publications footer: `prattrs[s]` indexes by the generate_series alias, which
     // DuckDB binds as a row.
@@ -401,22 +451,80 @@ const std::vector<std::string>& CompatibilityMacros() {
       "CREATE OR REPLACE TEMP VIEW pg_roles AS SELECT 10::BIGINT AS oid, CAST(getvariable('tarn_pg_user') AS VARCHAR) AS rolname, "
       "true AS rolsuper, true AS rolinherit, true AS rolcreaterole, true AS rolcreatedb, true AS rolcanlogin, "
       "false AS rolreplication, false AS rolbypassrls, -1 AS rolconnlimit, NULL::TIMESTAMP AS rolvaliduntil",
+      // pgJDBC, psycopg (range types), SQLAlchemy (identity columns): none in DuckDB.
+      "CREATE OR REPLACE TEMP VIEW pg_range AS SELECT 0::BIGINT AS rngtypid, 0::BIGINT AS rngsubtype, "
+      "0::BIGINT AS rngmultitypid, 0::BIGINT AS rngcollation, 0::BIGINT AS rngsubopc, ''::VARCHAR AS rngcanonical, "
+      "''::VARCHAR AS rngsubdiff WHERE false",
+      "CREATE OR REPLACE TEMP VIEW pg_sequence AS SELECT 0::BIGINT AS seqrelid, 0::BIGINT AS seqtypid, "
+      "0::BIGINT AS seqstart, 0::BIGINT AS seqincrement, 0::BIGINT AS seqmax, 0::BIGINT AS seqmin, "
+      "0::BIGINT AS seqcache, false AS seqcycle WHERE false",
+      "CREATE OR REPLACE TEMP MACRO pg_get_serial_sequence(t, c) AS CAST(NULL AS VARCHAR)",
       "CREATE OR REPLACE TEMP VIEW pg_partitioned_table AS SELECT 0::BIGINT AS partrelid, '' AS partstrat, "
       "0 AS partnatts WHERE false",
       "CREATE OR REPLACE TEMP VIEW pg_publication_namespace AS SELECT 0::BIGINT AS oid, 0::BIGINT AS pnpubid, "
       "0::BIGINT AS pnnspid WHERE false",
       // psql \d, pgJDBC getColumns: DuckDB's pg_attribute carries DuckDB type ids in atttypid
       // (INTEGER = 13 …) and width*1000+scale typmods; map them to PostgreSQL's OIDs/typmods.
-      "CREATE OR REPLACE TEMP VIEW pg_attribute AS SELECT * REPLACE ("
-      "CAST(CASE atttypid WHEN 10 THEN 16 WHEN 11 THEN 21 WHEN 12 THEN 21 WHEN 13 THEN 23 WHEN 14 THEN 20 "
+      "CREATE OR REPLACE TEMP VIEW pg_attribute AS SELECT a.* REPLACE ("
+      // JSON and lists are one DuckDB type id each (25, 101): their declared type tells the
+      // OID RowDescription uses (types.cc PgTypeFor).
+      "CAST(CASE WHEN c.data_type = 'JSON' THEN 114 WHEN c.data_type LIKE '%[]' THEN "
+      "CASE regexp_replace(c.data_type, '\\[\\]$', '') WHEN 'BOOLEAN' THEN 1000 WHEN 'BLOB' THEN 1001 "
+      "WHEN 'TINYINT' THEN 1005 WHEN 'SMALLINT' THEN 1005 WHEN 'INTEGER' THEN 1007 WHEN 'BIGINT' THEN 1016 "
+      "WHEN 'VARCHAR' THEN 1009 WHEN 'FLOAT' THEN 1021 WHEN 'DOUBLE' THEN 1022 WHEN 'DATE' THEN 1182 "
+      "WHEN 'TIME' THEN 1183 WHEN 'TIMESTAMP' THEN 1115 WHEN 'TIMESTAMP WITH TIME ZONE' THEN 1185 "
+      "WHEN 'INTERVAL' THEN 1187 WHEN 'UUID' THEN 2951 WHEN 'JSON' THEN 199 "
+      "ELSE CASE WHEN c.data_type LIKE 'DECIMAL%' THEN 1231 ELSE 25 END END "
+      "ELSE CASE atttypid WHEN 10 THEN 16 WHEN 11 THEN 21 WHEN 12 THEN 21 WHEN 13 THEN 23 WHEN 14 THEN 20 "
       "WHEN 15 THEN 1082 WHEN 16 THEN 1083 WHEN 17 THEN 1114 WHEN 18 THEN 1114 WHEN 19 THEN 1114 "
       "WHEN 20 THEN 1114 WHEN 21 THEN 1700 WHEN 22 THEN 700 WHEN 23 THEN 701 WHEN 25 THEN 25 WHEN 26 THEN 17 "
       "WHEN 27 THEN 1186 WHEN 28 THEN 21 WHEN 29 THEN 23 WHEN 30 THEN 20 WHEN 31 THEN 1700 WHEN 32 THEN 1184 "
       "WHEN 34 THEN 1266 WHEN 49 THEN 1700 WHEN 50 THEN 1700 WHEN 54 THEN 2950 WHEN 101 THEN 1009 "
-      "ELSE 25 END AS BIGINT) AS atttypid, "
+      "ELSE 25 END END AS BIGINT) AS atttypid, "
       "CASE WHEN atttypid = 21 AND atttypmod > 0 THEN "
       "(((atttypmod // 1000) << 16) | (atttypmod % 1000)) + 4 ELSE atttypmod END AS atttypmod) "
-      "FROM pg_catalog.pg_attribute",
+      "FROM pg_catalog.pg_attribute a LEFT JOIN duckdb_columns() c "
+      "ON c.table_oid = a.attrelid AND c.column_index = a.attnum",
+      // pgJDBC TypeInfoCache (getObject of an interval, arrays), psycopg TypeInfo, SQLAlchemy:
+      // PostgreSQL's built-in types and their arrays in pg_catalog (DuckDB's pg_type has some of
+      // them, in no namespace, without arrays or text/json), then the types of DuckDB's own.
+      "CREATE OR REPLACE TEMP VIEW pg_namespace AS SELECT * FROM pg_catalog.pg_namespace UNION ALL BY NAME "
+      "SELECT 11::BIGINT AS oid, 'pg_catalog' AS nspname, 10 AS nspowner UNION ALL BY NAME "
+      "SELECT 13000::BIGINT AS oid, 'information_schema' AS nspname, 10 AS nspowner",
+      "CREATE OR REPLACE TEMP VIEW pg_type AS SELECT CAST(oid AS BIGINT) AS oid, typname, 11::BIGINT AS typnamespace, "
+      "10 AS typowner, CAST(typlen AS BIGINT) AS typlen, typlen > 0 AND typlen <= 8 AS typbyval, 'b' AS typtype, "
+      "typcategory, false AS typispreferred, true AS typisdefined, ',' AS typdelim, 0 AS typrelid, "
+      "typelem, typarray, 0 AS typbasetype, -1 AS typtypmod, 0 AS typndims, false AS typnotnull, "
+      "CASE WHEN typcategory = 'S' THEN 100 ELSE 0 END AS typcollation, "
+      "CASE WHEN typlen = 8 OR typcategory = 'A' THEN 'd' ELSE 'i' END AS typalign, "
+      "CASE WHEN typlen = -1 THEN 'x' ELSE 'p' END AS typstorage FROM (VALUES "
+      "(16,'bool',1,'B',0,1000), (1000,'_bool',-1,'A',16,0), (17,'bytea',-1,'U',0,1001), "
+      "(1001,'_bytea',-1,'A',17,0), (18,'char',1,'Z',0,1002), (1002,'_char',-1,'A',18,0), "
+      "(19,'name',64,'S',0,1003), (1003,'_name',-1,'A',19,0), (20,'int8',8,'N',0,1016), "
+      "(1016,'_int8',-1,'A',20,0), (21,'int2',2,'N',0,1005), (1005,'_int2',-1,'A',21,0), "
+      "(23,'int4',4,'N',0,1007), (1007,'_int4',-1,'A',23,0), (24,'regproc',4,'N',0,1008), "
+      "(1008,'_regproc',-1,'A',24,0), (25,'text',-1,'S',0,1009), (1009,'_text',-1,'A',25,0), "
+      "(26,'oid',4,'N',0,1028), (1028,'_oid',-1,'A',26,0), (114,'json',-1,'U',0,199), "
+      "(199,'_json',-1,'A',114,0), (700,'float4',4,'N',0,1021), (1021,'_float4',-1,'A',700,0), "
+      "(701,'float8',8,'N',0,1022), (1022,'_float8',-1,'A',701,0), "
+      "(1042,'bpchar',-1,'S',0,1014), (1014,'_bpchar',-1,'A',1042,0), "
+      "(1043,'varchar',-1,'S',0,1015), (1015,'_varchar',-1,'A',1043,0), "
+      "(1082,'date',4,'D',0,1182), (1182,'_date',-1,'A',1082,0), (1083,'time',8,'D',0,1183), "
+      "(1183,'_time',-1,'A',1083,0), (1114,'timestamp',8,'D',0,1115), "
+      "(1115,'_timestamp',-1,'A',1114,0), (1184,'timestamptz',8,'D',0,1185), "
+      "(1185,'_timestamptz',-1,'A',1184,0), (1186,'interval',16,'T',0,1187), "
+      "(1187,'_interval',-1,'A',1186,0), (1266,'timetz',12,'D',0,1270), "
+      "(1270,'_timetz',-1,'A',1266,0), (1560,'bit',-1,'V',0,1561), "
+      "(1561,'_bit',-1,'A',1560,0), (1700,'numeric',-1,'N',0,1231), "
+      "(1231,'_numeric',-1,'A',1700,0), (2205,'regclass',4,'N',0,2210), "
+      "(2210,'_regclass',-1,'A',2205,0), (2206,'regtype',4,'N',0,2211), "
+      "(2211,'_regtype',-1,'A',2206,0), (2249,'record',-1,'P',0,2287), "
+      "(2287,'_record',-1,'A',2249,0), (2950,'uuid',16,'U',0,2951), "
+      "(2951,'_uuid',-1,'A',2950,0), (3802,'jsonb',-1,'U',0,3807), "
+      "(3807,'_jsonb',-1,'A',3802,0)) t(oid, typname, typlen, typcategory, typelem, typarray) "
+      "UNION ALL BY NAME SELECT * REPLACE (CAST(typdelim AS VARCHAR) AS typdelim) FROM pg_catalog.pg_type d "
+      "WHERE d.oid IS NULL OR d.oid NOT IN (16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 114, 700, 701, 1042, 1043, 1082, "
+      "1083, 1114, 1184, 1186, 1266, 1560, 1700, 2205, 2206, 2249, 2950, 3802)",
       "CREATE OR REPLACE TEMP VIEW pg_am AS SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype "
       "UNION ALL SELECT 403::BIGINT, 'btree', 'i'",
       // psql \d+: reloptions is an array it concatenates and unnests (DuckDB's is untyped NULL).

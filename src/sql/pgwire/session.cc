@@ -393,10 +393,10 @@ void Session::SendError(const Status& s, const std::string& query, const char* s
   out_.Error(f);
 }
 
-void Session::SendNotice(const std::string& message, const char* severity) {
+void Session::SendNotice(const std::string& message, const char* sqlstate, const char* severity) {
   MessageWriter::Fields f;
   f.severity = severity;
-  f.sqlstate = "25001";
+  f.sqlstate = sqlstate;
   f.message = message;
   out_.Error(f, 'N');
 }
@@ -1203,7 +1203,7 @@ Status Session::RunSessionStatement(Portal& p) {
   switch (st.special) {
     case Special::kBegin: {
       if (tx_ != 'I') {
-        SendNotice("there is already a transaction in progress");
+        SendNotice("there is already a transaction in progress", "25001");  // active_sql_transaction
       } else {
         RETURN_IF_ERROR(DuckExec("BEGIN TRANSACTION"));
         tx_ = 'T';
@@ -1216,7 +1216,7 @@ Status Session::RunSessionStatement(Portal& p) {
     }
     case Special::kCommit: {
       if (tx_ == 'I') {
-        SendNotice("there is no transaction in progress");
+        SendNotice("there is no transaction in progress", "25P01");
         out_.CommandComplete("COMMIT");
         return Status::OK();
       }
@@ -1238,7 +1238,7 @@ Status Session::RunSessionStatement(Portal& p) {
     }
     case Special::kRollback: {
       if (tx_ == 'I') {
-        SendNotice("there is no transaction in progress");
+        SendNotice("there is no transaction in progress", "25P01");
       } else {
         (void)DuckExec("ROLLBACK");
       }

@@ -75,7 +75,7 @@ class Session {
   Status ReadMessage(char* type, std::string* body);
   Status Flush();
   void SendError(const Status& s, const std::string& query = {}, const char* severity = "ERROR");
-  void SendNotice(const std::string& message, const char* severity = "WARNING");
+  void SendNotice(const std::string& message, const char* sqlstate, const char* severity = "WARNING");
   void SendParameterStatus();
 
   // Protocol handlers.

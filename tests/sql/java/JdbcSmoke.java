@@ -42,6 +42,35 @@ public class JdbcSmoke {
       }
       check(first.equals("1|one|12.345|2024-01-02 03:04:05.678|2024-01-02|true|1.5|9007199254740993"),
           "values: " + first);
+      // The other types a driver asks for, read through typed getters: executions 1-4 in text,
+      // 5-10 in binary (prepareThreshold 5) must give the same values.
+      try (Statement s = c.createStatement()) {
+        s.execute("create table jdbc_more(s smallint, r real, t time, tz timestamptz, iv interval, u uuid, "
+            + "b blob, j json, a integer[], n decimal(30,10))");
+        s.execute("insert into jdbc_more values (7, 1.5, time '13:14:15.123456', "
+            + "timestamptz '2024-05-06 07:08:09.123456+00', interval '3 days 04:05:06', "
+            + "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00\\xFFab'::blob, '{\"k\": [1, 2]}', [1, 2, 3], "
+            + "-12345678901234567890.0123456789)");
+      }
+      String more = null;
+      try (PreparedStatement ps = c.prepareStatement(
+          "select s, r, t, tz, iv, u, b, j, a, n from jdbc_more where s = ?")) {
+        for (int i = 0; i < 10; i++) {
+          ps.setShort(1, (short) 7);
+          try (ResultSet rs = ps.executeQuery()) {
+            check(rs.next(), "jdbc_more row " + i);
+            String v = rs.getShort(1) + "|" + rs.getFloat(2) + "|" + rs.getTime(3) + "|"
+                + rs.getTimestamp(4).toInstant() + "|" + rs.getObject(5) + "|" + rs.getObject(6) + "|"
+                + Arrays.toString(rs.getBytes(7)) + "|" + rs.getString(8) + "|"
+                + Arrays.toString((Object[]) rs.getArray(9).getArray()) + "|" + rs.getBigDecimal(10);
+            if (more == null) more = v;
+            check(v.equals(more), "jdbc_more execution " + i + ": " + v + " != " + more);
+          }
+        }
+      }
+      check(more.equals("7|1.5|13:14:15|2024-05-06T07:08:09.123456Z|0 years 0 mons 3 days 4 hours 5 mins 6.0 secs|"
+          + "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|[0, -1, 97, 98]|{\"k\": [1, 2]}|[1, 2, 3]|"
+          + "-12345678901234567890.0123456789"), "more values: " + more);
       DatabaseMetaData md = c.getMetaData();
       check(md.getDatabaseProductVersion().startsWith("15"), "version " + md.getDatabaseProductVersion());
       boolean found = false;
@@ -52,6 +81,12 @@ public class JdbcSmoke {
       try (ResultSet rs = md.getSchemas()) {
         check(rs.next(), "getSchemas");
       }
+      List<String> cols = new ArrayList<>();
+      try (ResultSet rs = md.getColumns(null, null, "jdbc_more", null)) {
+        while (rs.next()) cols.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("TYPE_NAME"));
+      }
+      check(cols.equals(List.of("s:int2", "r:float4", "t:time", "tz:timestamptz", "iv:interval", "u:uuid",
+          "b:bytea", "j:json", "a:_int4", "n:numeric")), "getColumns " + cols);
       // Primary keys (composite, declared out of column order) and unique constraints come back
       // as PostgreSQL reports them: key columns in key order, the index named <table>_pkey.
       try (Statement s = c.createStatement()) {
