@@ -45,6 +45,14 @@ class BodyReader {
   // Content-Length when the client sent one (not for chunked bodies).
   virtual std::optional<uint64_t> content_length() const = 0;
 
+  // A body whose SigV4 payload hash (x-amz-content-sha256) the authenticator checks while it
+  // is read can hand that check to the handler, so the handler hashes each piece once together
+  // with its own digests (S3 PUT: MD5, checksums) while the bytes are hot in the cache. Returns
+  // the expected SHA-256 (hex) — the caller must then hash every byte it reads and reject the
+  // request with kXAmzContentSHA256Mismatch, storing nothing, when they differ — or nullopt
+  // when there is no such check or reading has begun. Wrappers pass the call on.
+  virtual std::optional<std::string> TakePayloadSha256Check() { return std::nullopt; }
+
   // Reads the whole body; kEntityTooLarge when it exceeds `max_bytes`.
   Result<std::string> ReadAll(size_t max_bytes);
   // Reads and discards the rest of the body.

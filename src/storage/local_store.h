@@ -82,7 +82,8 @@ class LocalObjectStore final : public ObjectStore {
   Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
                               const std::string& upload_id, int part_number, ByteSource& data,
                               const std::vector<ChecksumAlgorithm>& checksums,
-                              const std::function<Status(const PartInfo&)>& verify) override;
+                              const std::function<Status(const PartInfo&)>& verify,
+                              bool payload_sha256 = false) override;
   Result<ObjectInfo> CompleteMultipartUpload(
       const std::string& bucket, const std::string& key, const std::string& upload_id,
       const std::vector<CompletePart>& parts,
@@ -127,7 +128,7 @@ class LocalObjectStore final : public ObjectStore {
                                      const std::string& version_id);
   // Streams `data` into a new temp file, hashing as it goes.
   Result<Staged> Stage(ByteSource& data, uint64_t max_size,
-                       const std::vector<ChecksumAlgorithm>& checksums);
+                       const std::vector<ChecksumAlgorithm>& checksums, bool payload_sha256);
   std::string NewTempPath();
   // Makes a staged file the current version of bucket/key, durably; group-committed.
   Result<ObjectInfo> Commit(const std::string& bucket, const std::string& key, Staged& staged,

@@ -83,12 +83,19 @@ struct ObjectInfo {
   // Checksums computed at write time, base64 of the raw digest, by algorithm name
   // ("CRC32" → "AAAAAA==", composite multipart values carry a "-N" suffix).
   std::map<std::string, std::string> checksums;
+  // Only while a PUT is verified (PutOptions::payload_sha256): the raw SHA-256 of the bytes.
+  // Not stored.
+  std::string payload_sha256;
 };
 
 struct PutOptions {
   ObjectAttributes attrs;
   // Checksums to compute while the bytes stream in (stored and returned in ObjectInfo).
   std::vector<ChecksumAlgorithm> checksums;
+  // Also compute the SHA-256 of the bytes, in the same pass as the MD5 and the checksums, into
+  // the `payload_sha256` that `verify` sees (the SigV4 payload hash, net::BodyReader::
+  // TakePayloadSha256Check).
+  bool payload_sha256 = false;
   // Upper bound on the object's size; kEntityTooLarge beyond it.
   uint64_t max_size = uint64_t{5} << 40;
   // Called after the last byte was read and before the object becomes visible, with what was
@@ -168,6 +175,7 @@ struct PartInfo {
   std::string etag;  // hex MD5 of the part
   int64_t last_modified_ms = 0;
   std::map<std::string, std::string> checksums;
+  std::string payload_sha256;  // as ObjectInfo::payload_sha256 (UploadPart's payload_sha256)
 };
 
 struct UploadInfo {
@@ -250,12 +258,13 @@ class ObjectStore {
                                                    const std::vector<ChecksumAlgorithm>& checksums,
                                                    bool full_object_checksum) = 0;
   // kNoSuchUpload; part numbers 1..10000. Computes the upload's checksum algorithms plus
-  // `checksums`; `verify` as in PutOptions.
+  // `checksums`; `verify` and `payload_sha256` as in PutOptions.
   virtual Result<PartInfo> UploadPart(const std::string& bucket, const std::string& key,
                                       const std::string& upload_id, int part_number,
                                       ByteSource& data,
                                       const std::vector<ChecksumAlgorithm>& checksums,
-                                      const std::function<Status(const PartInfo&)>& verify) = 0;
+                                      const std::function<Status(const PartInfo&)>& verify,
+                                      bool payload_sha256 = false) = 0;
   // kInvalidPart (unknown part or ETag mismatch), kInvalidPartOrder, kEntityTooSmall (a part
   // other than the last under 5 MiB). `verify` (may be empty) sees the object's size, ETag and
   // checksums before it becomes visible; an error stores nothing and keeps the upload.

@@ -72,6 +72,37 @@ def test_payload_hash_checked(lake):
     assert status == 400 and "XAmzContentSHA256Mismatch" in text, text
 
 
+def test_payload_hash_checked_on_streamed_put_and_part(lake):
+    """A body too large for the server to buffer (1 MiB) is hashed while it streams into the
+    store, in the same pass as its MD5: a wrong x-amz-content-sha256 is XAmzContentSHA256Mismatch
+    and the object already stored under the key stays as it was."""
+    host = lake.endpoints["api"]
+    s3 = lake.boto3_client("s3")
+    s3.put_object(Bucket="landing", Key="hash/victim", Body=b"the original")
+    body = os.urandom(1 << 20)
+    wrong = sigv4_client.hashlib.sha256(body[:-1] + b"x").hexdigest()
+    h, *_ = sigv4_client.sign("PUT", host, "/landing/hash/victim", "", {}, wrong, lake.ACCESS_KEY,
+                              lake.SECRET_KEY, "us-east-1", "s3")
+    status, text = sigv4_client.request(host, "PUT", "/landing/hash/victim", "", h, body)
+    assert status == 400 and "XAmzContentSHA256Mismatch" in text, text
+    assert s3.get_object(Bucket="landing", Key="hash/victim")["Body"].read() == b"the original"
+    # The right hash is accepted (the check is not just failing every streamed body).
+    right = sigv4_client.hashlib.sha256(body).hexdigest()
+    h, *_ = sigv4_client.sign("PUT", host, "/landing/hash/victim", "", {}, right, lake.ACCESS_KEY,
+                              lake.SECRET_KEY, "us-east-1", "s3")
+    status, text = sigv4_client.request(host, "PUT", "/landing/hash/victim", "", h, body)
+    assert status == 200, text
+    assert s3.get_object(Bucket="landing", Key="hash/victim")["Body"].read() == body
+    # UploadPart: the part is refused and not listed.
+    up = s3.create_multipart_upload(Bucket="landing", Key="hash/mp")["UploadId"]
+    query = "partNumber=1&uploadId=" + up
+    h, *_ = sigv4_client.sign("PUT", host, "/landing/hash/mp", query, {}, wrong, lake.ACCESS_KEY,
+                              lake.SECRET_KEY, "us-east-1", "s3")
+    status, text = sigv4_client.request(host, "PUT", "/landing/hash/mp", query, h, body)
+    assert status == 400 and "XAmzContentSHA256Mismatch" in text, text
+    assert s3.list_parts(Bucket="landing", Key="hash/mp", UploadId=up).get("Parts", []) == []
+
+
 def test_presigned_sts_url_with_urllib(lake):
     sts = lake.boto3_client("sts")
     url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")

@@ -263,7 +263,15 @@ class Sha256VerifyingReader final : public net::BodyReader {
 
   std::optional<uint64_t> content_length() const override { return inner_->content_length(); }
 
+  std::optional<std::string> TakePayloadSha256Check() override {
+    if (started_) return std::nullopt;
+    handed_over_ = true;
+    return expected_;
+  }
+
   Result<size_t> Read(char* buf, size_t n) override {
+    started_ = true;
+    if (handed_over_) return inner_->Read(buf, n);
     if (!failed_.ok()) return failed_;
     if (done_) return size_t{0};
     auto r = inner_->Read(buf, n);
@@ -286,6 +294,8 @@ class Sha256VerifyingReader final : public net::BodyReader {
   std::string expected_;
   Hasher hasher_;
   bool done_ = false;
+  bool started_ = false;
+  bool handed_over_ = false;  // the reader's caller checks the hash (TakePayloadSha256Check)
   Status failed_;
 };
 

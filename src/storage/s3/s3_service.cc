@@ -211,6 +211,18 @@ Status VerifyChecksums(const ChecksumRequest& cr, const net::HttpRequest& rq,
   return Status::OK();
 }
 
+// The SigV4 payload hash a body reader handed over (TakePayloadSha256Check), against what the
+// store computed.
+Status VerifyPayloadSha256(const std::optional<std::string>& expected_hex,
+                           const std::string& computed_raw) {
+  if (!expected_hex) return Status::OK();
+  if (!EqualsIgnoreCase(HexEncode(computed_raw), *expected_hex)) {
+    return Error(ErrorCode::kXAmzContentSHA256Mismatch,
+                 "The provided 'x-amz-content-sha256' header does not match what was computed.");
+  }
+  return Status::OK();
+}
+
 void SetChecksumHeaders(net::HttpResponse& rs, const std::map<std::string, std::string>& sums) {
   for (const auto& [name, value] : sums) {
     rs.headers.Set("x-amz-checksum-" + ToLower(name), value);
@@ -874,7 +886,12 @@ Status S3Service::PutObject(Ctx& c) {
   o.attrs = AttrsFromHeaders(c.rq);
   o.checksums = cr.algorithms;
   o.max_size = kMaxSinglePut;
+  // The SigV4 payload hash is computed by the store in the same pass as the MD5 (see
+  // net::BodyReader::TakePayloadSha256Check) and checked before anything becomes visible.
+  std::optional<std::string> payload_sha256 = c.rq.body->TakePayloadSha256Check();
+  o.payload_sha256 = payload_sha256.has_value();
   o.verify = [&](const ObjectInfo& computed) -> Status {
+    RETURN_IF_ERROR(VerifyPayloadSha256(payload_sha256, computed.payload_sha256));
     if (expected_len && computed.size != *expected_len) {
       return Error(ErrorCode::kIncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header");
     }
@@ -1130,16 +1147,19 @@ Status S3Service::UploadPart(Ctx& c) {
     return Error(ErrorCode::kEntityTooLarge, "Your proposed upload exceeds the maximum allowed size");
   }
   BodySourceAdapter src(c.rq.body);
+  std::optional<std::string> payload_sha256 = c.rq.body->TakePayloadSha256Check();
   ASSIGN_OR_RETURN(PartInfo part, store_->UploadPart(
       c.bucket, c.key, c.Param("uploadId"), static_cast<int>(*pn), src, cr.algorithms,
       [&](const PartInfo& p) -> Status {
+        RETURN_IF_ERROR(VerifyPayloadSha256(payload_sha256, p.payload_sha256));
         if (expected_len && p.size != *expected_len) {
           return Error(ErrorCode::kIncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header");
         }
         // The upload computes its own algorithm; a part may carry others: check those too.
         std::map<std::string, std::string> sums = p.checksums;
         return VerifyChecksums(cr, c.rq, p.etag, sums);
-      }));
+      },
+      payload_sha256.has_value()));
   c.rs.headers.Set("ETag", Quote(part.etag));
   SetChecksumHeaders(c.rs, part.checksums);
   c.rs.status = 200;
