@@ -37,6 +37,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_seconds(pid):
+    """(on-CPU, waiting-for-a-CPU) seconds summed over the process's threads, from
+    /proc/<pid>/task/*/schedstat. The second is time the process was runnable but the machine's
+    cores were busy with something else: with it next to CPU time the run says whether it was
+    bound by its own work, by waiting (latency), or by the neighbours' load."""
+    run = wait = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0.0, 0.0
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                r, w, _ = f.read().split()
+            run += int(r)
+            wait += int(w)
+        except (OSError, ValueError):
+            pass
+    return run / 1e9, wait / 1e9
+
+
 def psql(lake, sql):
     host, port = lake.host_port("sql")
     env = dict(os.environ, PGPASSWORD=lake.PASSWORD)
@@ -68,10 +89,14 @@ def start_lake(work, devices, interval):
     return lake, width
 
 
+SIM_THREADS = 0  # --sim-threads: 0 lets `tarn simulate` pick (one per core)
+
+
 def simulate(lake, work, devices, rate, seconds, qos=1, drain=30):
     cmd = [tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file, "--certs",
            os.path.join(work, "certs"), "--devices", str(devices), "--rate", str(rate), "--duration",
-           str(seconds), "--qos", str(qos), "--seed", "7", "--json", "--drain", str(drain)]
+           str(seconds), "--qos", str(qos), "--seed", "7", "--json", "--drain", str(drain),
+           "--threads", str(SIM_THREADS)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(work, "simulate.log"), "w"), text=True)
 
 
@@ -80,15 +105,36 @@ def throughput(args):
     lake, _ = start_lake(work, args.devices, 0)
     try:
         server_cpu0 = cpu_seconds(lake.proc.pid)
+        server_sched0 = sched_seconds(lake.proc.pid)
         t0 = time.time()
         sim = simulate(lake, work, args.devices, args.rate, args.seconds)
-        sim_cpu = 0.0
+        sim_cpu, sim_sched = 0.0, (0.0, 0.0)
+        # The steady window: from the first progress line with every device connected (the
+        # 1 000 mutual-TLS handshakes before it cost the server seconds of CPU) to the last one
+        # before the publishing window ends.
+        log_path = os.path.join(work, "simulate.log")
+        steady = None  # (server cpu, simulator cpu, acked) at its start
+        steady_end = None
         while sim.poll() is None:
             try:
                 sim_cpu = cpu_seconds(sim.pid)
+                sim_sched = sched_seconds(sim.pid)
             except OSError:
                 pass
+            try:
+                lines = re.findall(r"simulate\s+([\d.]+)s\s+devices (\d+)/(\d+)\s+sent \d+\s+acked (\d+)",
+                                   open(log_path).read())
+            except OSError:
+                lines = []
+            if lines and float(lines[-1][0]) < args.seconds:
+                up, total, acked_now = (int(x) for x in lines[-1][1:])
+                point = (cpu_seconds(lake.proc.pid), sim_cpu, acked_now)
+                if steady is None and up == total:
+                    steady = point
+                elif steady is not None:
+                    steady_end = point
             time.sleep(0.2)
+        server_sched = [b - a for a, b in zip(server_sched0, sched_seconds(lake.proc.pid))]
         wall = time.time() - t0
         result = json.loads(sim.stdout.read().strip().splitlines()[-1])
         if os.environ.get("BENCH_VERBOSE"):
@@ -110,6 +156,16 @@ def throughput(args):
         print("  rows visible over pgwire: %s (acked %d)%s" % (rows, acked, "" if rows == acked else "  <-- MISMATCH"))
         print("  CPU: server %.1f s (%.0f%% of one core), simulator %.1f s; cores %d"
               % (server_cpu, 100 * server_cpu / wall, sim_cpu, os.cpu_count()))
+        print("  CPU per acknowledged message: server %.1f us, simulator %.1f us (whole run, with the "
+              "connections' TLS handshakes)" % (server_cpu * 1e6 / max(acked, 1), sim_cpu * 1e6 / max(acked, 1)))
+        if steady and steady_end and steady_end[2] > steady[2]:
+            n = steady_end[2] - steady[2]
+            print("  … with every device connected: %d acked, server %.1f us, simulator %.1f us per message"
+                  % (n, (steady_end[0] - steady[0]) * 1e6 / n, (steady_end[1] - steady[1]) * 1e6 / n))
+        print("  runnable but waiting for a core (run queue): server %.1f s, simulator %.1f s "
+              "(against %.1f s / %.1f s on a core); load average %s"
+              % (server_sched[1], sim_sched[1], server_sched[0], sim_sched[0],
+                 " ".join(open("/proc/loadavg").read().split()[:3])))
         print("  ratio to goal (50 000 msg/s): %.2f" % (rate / 50000))
         return rate
     finally:
@@ -177,8 +233,11 @@ def main():
     ap.add_argument("--samples", type=int, default=40, help="freshness samples per interval")
     ap.add_argument("--fresh-load", type=int, default=0, help="background msg/s (default: half the measured)")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--sim-threads", type=int, default=0, help="tarn simulate --threads (0: its default)")
     ap.add_argument("--intervals", default="0,60")
     args = ap.parse_args()
+    global SIM_THREADS
+    SIM_THREADS = args.sim_threads
     rate = 0 if args.skip_throughput else throughput(args)
     load = args.fresh_load or max(100, int(rate / 2)) if rate else (args.fresh_load or 5000)
     for interval in [int(x) for x in args.intervals.split(",") if x]:

@@ -3,7 +3,10 @@
 // docs/cli.md. Readings are deterministic for a --seed: every device draws from its own
 // generator, so the same seed gives the same readings whatever the timing.
 //
-// One thread drives every client through libmosquitto's non-blocking loop; a device whose
+// --threads threads (default: one per core, at most one per device) each drive their own slice of
+// the fleet through libmosquitto's non-blocking loop, at their share of the rate: one thread
+// spends ~25-45 us of CPU per QoS 1 message over TLS, which alone would cap a run below the
+// e2e benchmark's goal on any core. A device whose
 // connection drops (broker restart) is reconnected with backoff and libmosquitto resends its
 // unacknowledged QoS 1 messages (mosquitto.h, mosquitto_new: "Calling mosquitto_reconnect will
 // cause the messages to be resent"). A message counts as acked on its PUBACK (QoS 1) or once
@@ -12,6 +15,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -46,10 +50,11 @@ struct Device {
   std::string name;
   std::string topic;
   mosquitto* mosq = nullptr;
-  bool connected = false;
+  std::atomic<bool> connected{false};  // read by the progress line's thread
   Clock::time_point next_reconnect{};
   int backoff_ms = 250;
   std::mt19937_64 rng;
+  std::mt19937_64 malformed_rng;  // its own, so that --seed decides the same whatever the threads
   int64_t seq = 0;
   // The sensor model: a base climate, and for a few devices a drift or a failing battery.
   double temperature, humidity, pressure, battery;
@@ -59,8 +64,8 @@ struct Device {
 };
 
 struct Totals {
-  int64_t sent = 0, acked = 0, sent_malformed = 0, acked_malformed = 0, failed = 0;
-  int64_t reconnects = 0, resent = 0;
+  std::atomic<int64_t> sent{0}, acked{0}, sent_malformed{0}, acked_malformed{0}, failed{0};
+  std::atomic<int64_t> reconnects{0}, resent{0};
 };
 
 Totals g_totals;
@@ -85,12 +90,11 @@ void OnConnect(mosquitto*, void* obj, int rc) {
   }
 }
 
-int g_disconnect_reports = 0;
+std::atomic<int> g_disconnect_reports{0};
 
 void OnDisconnect(mosquitto*, void* obj, int rc) {
   auto* d = static_cast<Device*>(obj);
-  if (rc != 0 && g_disconnect_reports < 5) {  // the first few say why; the counters say how many
-    ++g_disconnect_reports;
+  if (rc != 0 && g_disconnect_reports++ < 5) {  // the first few say why; the counters say how many
     std::fprintf(stderr, "\nsimulate: %s: connection lost (%s)\n", d->name.c_str(), mosquitto_strerror(rc));
   }
   if (d->connected) g_totals.resent += static_cast<int64_t>(d->pending.size());
@@ -142,7 +146,8 @@ int Usage(FILE* out) {
       "                     --duration SECONDS --qos 0|1 --seed N [--malformed-ratio R] [--json]\n"
       "                     [--certs DIR] [--ca-file FILE] [--transport mqtts|mqtt]\n"
       "                     [--topic 'sensors/{device}/telemetry'] [--drain SECONDS]\n"
-      "                     [--things 'sensor-{001..050}'] [--username U --password P]\n\n"
+      "                     [--things 'sensor-{001..050}'] [--username U --password P]\n"
+      "                     [--threads N]\n\n"
       "Each device is a thing whose certificate `tarn apply` wrote to DIR/<thing>/ (default\n"
       "./certs); the first N thing folders in name order are used. Endpoint file default:\n"
       "$TARN_DATA_DIR/run/endpoints.json. CA default: DIR/keys/mqtt-server.crt next to it.\n");
@@ -157,7 +162,7 @@ int RunSimulate(const std::vector<std::string>& args) {
   std::string things_pattern, username, password;
   if (const char* u = std::getenv("TARN_MQTT_USERNAME")) username = u;
   if (const char* p = std::getenv("TARN_MQTT_PASSWORD")) password = p;
-  int devices = 0, qos = 1;
+  int devices = 0, qos = 1, threads = 0;
   double rate = 0, duration = 0, malformed_ratio = 0, drain = 20;
   uint64_t seed = 1;
   bool json_out = false;
@@ -181,6 +186,7 @@ int RunSimulate(const std::vector<std::string>& args) {
       else if (a == "--transport") transport = *v;
       else if (a == "--topic") topic_template = *v;
       else if (a == "--drain") drain = std::stod(*v);
+      else if (a == "--threads") threads = std::stoi(*v);
       else if (a == "--things") things_pattern = *v;
       else if (a == "--username") username = *v;
       else if (a == "--password") password = *v;
@@ -194,11 +200,14 @@ int RunSimulate(const std::vector<std::string>& args) {
     }
   }
   if (devices <= 0 || rate <= 0 || duration <= 0 || (qos != 0 && qos != 1) ||
-      malformed_ratio < 0 || malformed_ratio > 1 || (transport != "mqtts" && transport != "mqtt")) {
+      malformed_ratio < 0 || malformed_ratio > 1 || (transport != "mqtts" && transport != "mqtt") ||
+      threads < 0) {
     std::fprintf(stderr, "tarn simulate: --devices, --rate and --duration must be positive, --qos 0 or 1, "
-                         "--malformed-ratio in [0,1], --transport mqtts or mqtt\n");
+                         "--malformed-ratio in [0,1], --transport mqtts or mqtt, --threads >= 0\n");
     return 2;
   }
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads = std::min(threads, devices);
   if (endpoint_file.empty()) {
     const char* d = std::getenv("TARN_DATA_DIR");
     if (!d) {
@@ -271,6 +280,7 @@ int RunSimulate(const std::vector<std::string>& args) {
     d.topic = topic_template;
     if (auto p = d.topic.find("{device}"); p != std::string::npos) d.topic.replace(p, 8, d.name);
     d.rng.seed(master());
+    d.malformed_rng.seed((seed ^ 0x9E3779B97F4A7C15ull) + static_cast<uint64_t>(i));
     d.temperature = Uniform(d.rng, 18, 26);
     d.humidity = Uniform(d.rng, 35, 60);
     d.pressure = Uniform(d.rng, 1005, 1020);
@@ -313,14 +323,6 @@ int RunSimulate(const std::vector<std::string>& args) {
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
   const auto drain_end = end + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(drain));
-  const double interval = 1.0 / rate;
-  int64_t ticks = 0;
-  size_t rr = 0;
-  std::mt19937_64 malformed_rng(seed ^ 0x9E3779B97F4A7C15ull);
-  auto last_progress = start;
-  auto last_misc = start;
-  std::vector<pollfd> pfds;
-  std::vector<Device*> owners;
   auto progress = [&](bool final) {
     int up = 0;
     for (const Device& d : fleet) up += d.connected;
@@ -333,90 +335,114 @@ int RunSimulate(const std::vector<std::string>& args) {
     std::fflush(stderr);
   };
 
-  for (;;) {
-    auto now = Clock::now();
-    bool sending = now < end && !g_stop;
-    if (!sending) {
-      int64_t outstanding = 0;
-      for (const Device& d : fleet) outstanding += static_cast<int64_t>(d.pending.size());
-      if (outstanding == 0 || now >= drain_end || (g_stop > 0 && now >= end + std::chrono::seconds(2))) break;
-    }
-    // Publish what the schedule says is due, round-robin over the connected devices.
-    if (sending) {
-      int64_t due = static_cast<int64_t>(std::chrono::duration<double>(now - start).count() / interval) + 1;
-      int budget = 2000;
-      while (ticks < due && budget-- > 0) {
-        ++ticks;
-        Device* d = nullptr;
-        for (int k = 0; k < devices && !d; ++k) {
-          Device& c = fleet[rr++ % devices];
-          if (c.connected && c.pending.size() < 100) d = &c;
-        }
-        if (!d) break;  // nobody can take it now: the reading is not taken, nothing is skipped
-        bool malformed = malformed_ratio > 0 && Uniform(malformed_rng, 0, 1) < malformed_ratio;
-        std::string payload = Reading(*d, malformed);
-        int mid = 0;
-        int rc = mosquitto_publish(d->mosq, &mid, d->topic.c_str(), static_cast<int>(payload.size()),
-                                   payload.data(), qos, false);
-        bool conn_lost = rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO;
-        if (conn_lost && (qos == 0 || mid == 0)) {
-          // The connection died under us (a broker restart not yet noticed): the reading is
-          // not taken; the device sends it again once reconnected.
-          d->seq--;
-          d->connected = false;
-          if (d->next_reconnect == Clock::time_point{}) d->next_reconnect = Clock::now();
-          continue;
-        }
-        g_totals.sent++;
-        if (malformed) g_totals.sent_malformed++;
-        if (conn_lost) rc = MOSQ_ERR_SUCCESS;  // queued with its id: libmosquitto resends it on reconnect
-        if (rc == MOSQ_ERR_SUCCESS) {
-          if (qos == 0) {
-            g_totals.acked++;
-            if (malformed) g_totals.acked_malformed++;
-          } else {
-            d->pending[mid] = Pending{d->seq, malformed};
+  // One worker per slice of the fleet, at the slice's share of the rate; worker 0 also prints
+  // the progress line. Each device (its libmosquitto client, pending map and generators) is
+  // touched by its own worker only.
+  auto worker = [&](size_t index, size_t lo, size_t hi) {
+    const int count = static_cast<int>(hi - lo);
+    const double interval = 1.0 / (rate * count / devices);
+    int64_t ticks = 0;
+    size_t rr = 0;
+    auto last_progress = start;
+    auto last_misc = start;
+    std::vector<pollfd> pfds;
+    std::vector<Device*> owners;
+    for (;;) {
+      auto now = Clock::now();
+      bool sending = now < end && !g_stop;
+      if (!sending) {
+        int64_t outstanding = 0;
+        for (size_t i = lo; i < hi; ++i) outstanding += static_cast<int64_t>(fleet[i].pending.size());
+        if (outstanding == 0 || now >= drain_end || (g_stop > 0 && now >= end + std::chrono::seconds(2))) break;
+      }
+      // Publish what the schedule says is due, round-robin over the connected devices.
+      if (sending) {
+        int64_t due = static_cast<int64_t>(std::chrono::duration<double>(now - start).count() / interval) + 1;
+        int budget = 2000;
+        while (ticks < due && budget-- > 0) {
+          ++ticks;
+          Device* d = nullptr;
+          for (int k = 0; k < count && !d; ++k) {
+            Device& c = fleet[lo + rr++ % count];
+            if (c.connected && c.pending.size() < 100) d = &c;
           }
-        } else {
-          g_totals.failed++;
+          if (!d) break;  // nobody can take it now: the reading is not taken, nothing is skipped
+          bool malformed = malformed_ratio > 0 && Uniform(d->malformed_rng, 0, 1) < malformed_ratio;
+          std::string payload = Reading(*d, malformed);
+          int mid = 0;
+          int rc = mosquitto_publish(d->mosq, &mid, d->topic.c_str(), static_cast<int>(payload.size()),
+                                     payload.data(), qos, false);
+          bool conn_lost = rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO;
+          if (conn_lost && (qos == 0 || mid == 0)) {
+            // The connection died under us (a broker restart not yet noticed): the reading is
+            // not taken; the device sends it again once reconnected.
+            d->seq--;
+            d->connected = false;
+            if (d->next_reconnect == Clock::time_point{}) d->next_reconnect = Clock::now();
+            continue;
+          }
+          g_totals.sent++;
+          if (malformed) g_totals.sent_malformed++;
+          if (conn_lost) rc = MOSQ_ERR_SUCCESS;  // queued with its id: libmosquitto resends it on reconnect
+          if (rc == MOSQ_ERR_SUCCESS) {
+            if (qos == 0) {
+              g_totals.acked++;
+              if (malformed) g_totals.acked_malformed++;
+            } else {
+              d->pending[mid] = Pending{d->seq, malformed};
+            }
+          } else {
+            g_totals.failed++;
+          }
         }
+        ticks = std::max(ticks, due - 1);  // never build a backlog while disconnected
       }
-      ticks = std::max(ticks, due - 1);  // never build a backlog while disconnected
-    }
-    // Network I/O for every client in one poll() (libmosquitto's own loop uses select(), which
-    // cannot watch descriptors above 1024 — a thousand devices have more); reconnect the ones
-    // that dropped.
-    pfds.clear();
-    owners.clear();
-    for (Device& d : fleet) {
-      if (!d.connected && Clock::now() >= d.next_reconnect && d.next_reconnect != Clock::time_point{}) {
-        d.next_reconnect = Clock::now() + std::chrono::milliseconds(d.backoff_ms);
-        d.backoff_ms = std::min(d.backoff_ms * 2, 2000);
-        if (mosquitto_reconnect(d.mosq) == MOSQ_ERR_SUCCESS) g_totals.reconnects++;
+      // Network I/O for the slice's clients in one poll() (libmosquitto's own loop uses
+      // select(), which cannot watch descriptors above 1024 — a thousand devices have more);
+      // reconnect the ones that dropped.
+      pfds.clear();
+      owners.clear();
+      for (size_t i = lo; i < hi; ++i) {
+        Device& d = fleet[i];
+        if (!d.connected && Clock::now() >= d.next_reconnect && d.next_reconnect != Clock::time_point{}) {
+          d.next_reconnect = Clock::now() + std::chrono::milliseconds(d.backoff_ms);
+          d.backoff_ms = std::min(d.backoff_ms * 2, 2000);
+          if (mosquitto_reconnect(d.mosq) == MOSQ_ERR_SUCCESS) g_totals.reconnects++;
+        }
+        int fd = mosquitto_socket(d.mosq);
+        if (fd < 0) continue;
+        pfds.push_back({fd, static_cast<short>(POLLIN | (mosquitto_want_write(d.mosq) ? POLLOUT : 0)), 0});
+        owners.push_back(&d);
       }
-      int fd = mosquitto_socket(d.mosq);
-      if (fd < 0) continue;
-      pfds.push_back({fd, static_cast<short>(POLLIN | (mosquitto_want_write(d.mosq) ? POLLOUT : 0)), 0});
-      owners.push_back(&d);
+      ::poll(pfds.data(), pfds.size(), sending ? 1 : 10);
+      bool misc = std::chrono::duration<double>(Clock::now() - last_misc).count() > 0.1;
+      if (misc) last_misc = Clock::now();
+      for (size_t i = 0; i < pfds.size(); ++i) {
+        Device& d = *owners[i];
+        int rc = MOSQ_ERR_SUCCESS;
+        if (pfds[i].revents & (POLLIN | POLLERR | POLLHUP)) rc = mosquitto_loop_read(d.mosq, 1);
+        if (rc == MOSQ_ERR_SUCCESS && (pfds[i].revents & POLLOUT)) rc = mosquitto_loop_write(d.mosq, 1);
+        if (rc == MOSQ_ERR_SUCCESS && misc) rc = mosquitto_loop_misc(d.mosq);
+        if (rc != MOSQ_ERR_SUCCESS && d.connected) OnDisconnect(d.mosq, &d, rc);
+        if (rc != MOSQ_ERR_SUCCESS && d.next_reconnect == Clock::time_point{})
+          d.next_reconnect = Clock::now() + std::chrono::milliseconds(d.backoff_ms);
+      }
+      if (index == 0 && std::chrono::duration<double>(Clock::now() - last_progress).count() > 0.5) {
+        last_progress = Clock::now();
+        progress(false);
+      }
     }
-    ::poll(pfds.data(), pfds.size(), sending ? 1 : 10);
-    bool misc = std::chrono::duration<double>(Clock::now() - last_misc).count() > 0.1;
-    if (misc) last_misc = Clock::now();
-    for (size_t i = 0; i < pfds.size(); ++i) {
-      Device& d = *owners[i];
-      int rc = MOSQ_ERR_SUCCESS;
-      if (pfds[i].revents & (POLLIN | POLLERR | POLLHUP)) rc = mosquitto_loop_read(d.mosq, 1);
-      if (rc == MOSQ_ERR_SUCCESS && (pfds[i].revents & POLLOUT)) rc = mosquitto_loop_write(d.mosq, 1);
-      if (rc == MOSQ_ERR_SUCCESS && misc) rc = mosquitto_loop_misc(d.mosq);
-      if (rc != MOSQ_ERR_SUCCESS && d.connected) OnDisconnect(d.mosq, &d, rc);
-      if (rc != MOSQ_ERR_SUCCESS && d.next_reconnect == Clock::time_point{})
-        d.next_reconnect = Clock::now() + std::chrono::milliseconds(d.backoff_ms);
-    }
-    if (std::chrono::duration<double>(Clock::now() - last_progress).count() > 0.5) {
-      last_progress = Clock::now();
-      progress(false);
+  };
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    size_t lo = static_cast<size_t>(devices) * t / threads, hi = static_cast<size_t>(devices) * (t + 1) / threads;
+    if (t == threads - 1) {
+      worker(t, lo, hi);  // the last slice on this thread
+    } else {
+      workers.emplace_back(worker, t, lo, hi);
     }
   }
+  for (auto& w : workers) w.join();
   for (Device& d : fleet) {
     g_totals.failed += static_cast<int64_t>(d.pending.size());  // never acknowledged
     if (d.connected) {
@@ -427,13 +453,13 @@ int RunSimulate(const std::vector<std::string>& args) {
   }
   mosquitto_lib_cleanup();
   progress(true);
-  nlohmann::json summary = {{"sent", g_totals.sent},
-                            {"acked", g_totals.acked},
-                            {"sent_malformed", g_totals.sent_malformed},
-                            {"acked_malformed", g_totals.acked_malformed},
-                            {"failed", g_totals.failed},
-                            {"reconnects", g_totals.reconnects},
-                            {"resent", g_totals.resent},
+  nlohmann::json summary = {{"sent", g_totals.sent.load()},
+                            {"acked", g_totals.acked.load()},
+                            {"sent_malformed", g_totals.sent_malformed.load()},
+                            {"acked_malformed", g_totals.acked_malformed.load()},
+                            {"failed", g_totals.failed.load()},
+                            {"reconnects", g_totals.reconnects.load()},
+                            {"resent", g_totals.resent.load()},
                             {"devices", devices},
                             {"seconds", std::chrono::duration<double>(Clock::now() - start).count()}};
   if (json_out) {
