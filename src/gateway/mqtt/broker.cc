@@ -217,7 +217,10 @@ class AckQueue {
   }
   void Send(Entry& e) {
     if (e.refusal & kDiscard) return;
-    if (e.refusal && e.ack_type) {
+    // QoS 1 only. A QoS 2 PUBLISH's packet id is already the session's until PUBREL (§4.3.3), so a
+    // refused one's resend would be taken for a retransmission and dropped: QoS 2 (which AWS
+    // IoT does not offer) keeps the plain PUBREC.
+    if (e.refusal && e.ack_type == kPuback) {
       if (version_ == 5) {
         // MQTT 5.0 §3.4.2.1 / §3.5.2.1: the reason code says why the message was not taken.
         Ack r;

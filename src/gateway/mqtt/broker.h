@@ -62,7 +62,8 @@ class AckToken {
   // acknowledgement: a retryable refusal withholds the PUBACK and closes the connection once the
   // acknowledgements before it are sent, so the client resends the message (DUP) after it
   // reconnects; a refusal that a resend cannot cure is acknowledged as usual (docs/iot.md). The
-  // first refusal wins. Thread-safe.
+  // first refusal wins. QoS 1 only: a QoS 2 PUBLISH gets its PUBREC (its packet id is the
+  // session's until PUBREL, so a refused one could not be resent). Thread-safe.
   virtual void Refuse(uint8_t reason, bool retryable) = 0;
 };
 using AckHold = std::shared_ptr<AckToken>;

@@ -292,6 +292,21 @@ TEST_F(BrokerTest, RefusedHoldGivesTheMqtt5ReasonCodeInOrder) {
   EXPECT_FALSE(c->conn->closed);
 }
 
+// QoS 2 keeps its PUBREC: the packet id is the session's until PUBREL, so a refused message's
+// resend would be taken for a retransmission (§4.3.3) and lost.
+TEST_F(BrokerTest, RefusalDoesNotApplyToQos2) {
+  Holder holder;
+  ASSERT_TRUE(broker_->Subscribe("held/#", holder.Callback(), false).ok());
+  Client* c = Connect("dev", 5);
+  Pub(c, "held/1", "a", 2, false, 4);
+  EXPECT_TRUE(c->conn->Packets().empty());
+  holder.Release(0, 0x97);
+  auto p = c->conn->Packets();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first >> 4, kPubrec);
+  EXPECT_TRUE(p[0].second.size() <= 2 || uint8_t(p[0].second[2]) < 0x80);
+}
+
 // MQTT 3.1.1 has no negative acknowledgement: a retryable refusal withholds the PUBACK and
 // closes the connection after the acknowledgements before it; later ones are not sent (the
 // client resends them after reconnecting). A refusal a resend cannot cure is acknowledged.
