@@ -87,3 +87,27 @@ def test_refusals(lake, tmp_path):
     r = subprocess.run([tarn_binary(), "simulate", "--devices", "3", "--rate", "10", "--duration", "1",
                         "--qos", "2", "--seed", "1"], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+def test_threads_do_not_change_the_readings(lake):
+    # docs/cli.md: readings, and which ones are malformed, depend only on --seed — not on how
+    # many threads drive the devices (each thread owns a slice of the fleet).
+    need_mqtt(lake)
+    r1, one = run_sim(lake, 5, "--threads", "1", "--malformed-ratio", "0.2")
+    r3, three = run_sim(lake, 5, "--threads", "3", "--malformed-ratio", "0.2")
+    assert r1.returncode == 0 and r3.returncode == 0, r1.stderr + r3.stderr
+    s3 = json.loads(r3.stdout.strip().splitlines()[-1])
+    assert s3["failed"] == 0 and s3["acked"] == s3["sent"] == len(three)
+    assert "devices 4/4" in r3.stderr
+    per = {}
+    for _, p in three:
+        per.setdefault(p["device"], []).append(p["seq"])
+    assert sorted(per) == ["sensor-001", "sensor-002", "sensor-003", "sensor-004"]  # every slice ran
+    for seqs in per.values():
+        assert sorted(seqs) == list(range(1, len(seqs) + 1))
+    key = lambda rs: {(p["device"], p["seq"]): p for _, p in rs}  # noqa: E731
+    k1, k3 = key(one), key(three)
+    common = set(k1) & set(k3)
+    assert len(common) > 100
+    assert all(k1[k] == k3[k] for k in common)
+    assert any(k1[k]["temperature"] == "ERR_SENSOR" for k in common)
