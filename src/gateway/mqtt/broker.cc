@@ -931,13 +931,15 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
     msg = b_->MakeMessage(std::move(p.topic), std::move(p.payload), p.qos, p.retain,
                           std::move(p.props), info_.client_id, p.qos > 0 ? p.packet_id : 0, p.dup);
     b_->RouteLocked(msg, &a);
+    if (p.qos > 0 && !a.local.empty()) {
+      // Joinable before the broker lock is released: a resend on a newer connection, whose
+      // CONNECT takes this lock, always finds it.
+      if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
+      acks_->Hold(ticket);
+      acks_->SetPublish(ticket, p.qos == 1 ? kPuback : kPubrec, p.packet_id, p.qos == 1 ? msg : nullptr);
+    }
   }
-  if (p.qos > 0 && !a.local.empty()) {
-    if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
-    acks_->Hold(ticket);
-    acks_->SetPublish(ticket, p.qos == 1 ? kPuback : kPubrec, p.packet_id, p.qos == 1 ? msg : nullptr);
-    a.hold = std::make_shared<HeldAck>(acks_, ticket);
-  }
+  if (p.qos > 0 && !a.local.empty()) a.hold = std::make_shared<HeldAck>(acks_, ticket);
   b_->RunAfter(&a);
   if (p.qos > 0) {
     Ack r;
