@@ -121,3 +121,53 @@ def lake_metrics(lake):
     import urllib.request
     with urllib.request.urlopen(lake.url() + "/metrics", timeout=10) as f:
         return f.read().decode()
+
+
+def test_a_resend_is_recognised_after_its_segment_was_delivered_and_deleted():
+    """IntervalInSeconds 0 delivers at once, and with 1 MiB segments the early records' segment
+    is deleted long before the device's resend; the origins snapshot still knows them."""
+    import tempfile
+    from harness import Lake
+    cfg_dir = tempfile.mkdtemp(prefix="tarn-resend-")
+    cfg = os.path.join(cfg_dir, "tarn.yaml")
+    with open(cfg, "w") as f:
+        f.write("streams:\n  wal_segment_mb: 1\n")
+    lake = Lake(extra_args=["--config", cfg])
+    lake.start()
+    try:
+        create_stream_and_rule(lake)
+        r = client(lake)
+        pad = "x" * 400
+        n = 4000  # ~2 MB of records: the first segment fills and is delivered
+        for i in range(n):
+            r.send(rawmqtt.publish("dd/dev-1/r", json.dumps({"m": "n%d" % i, "pad": pad}).encode(),
+                                   qos=1, packet_id=1 + i % 60000, flags=0x02))
+        assert len(puback_ids(r, n)) == n
+        r.close()
+        wal = os.path.join(lake.data_dir, "wal", "dd")
+        first_segment = os.path.join(wal, "%020d.wal" % 1)
+
+        def deleted():  # the snapshot is written before the segment goes
+            return os.path.exists(os.path.join(wal, "origins")) and not os.path.exists(first_segment)
+        deadline = time.time() + 30
+        while time.time() < deadline and not deleted():
+            time.sleep(0.2)
+        assert deleted(), os.listdir(wal)
+        lake.kill()
+        lake.start()
+        # The resend of reading 0 (packet id 1), whose record's segment is gone.
+        r = client(lake)
+        r.send(rawmqtt.publish("dd/dev-1/r", json.dumps({"m": "n0", "pad": pad}).encode(),
+                               qos=1, packet_id=1, flags=0x02 | 0x08))
+        assert puback_ids(r, 1) == [1]
+        r.close()
+        want = sorted("n%d" % i for i in range(n))
+        got = settle(lake, want, timeout=60)
+        assert len(got) == n and got.count("n0") == 1, (len(got), got.count("n0"))
+        assert got == want
+        assert 'tarn_firehose_duplicate_records_total{stream="dd"} 1' in lake_metrics(lake)
+    finally:
+        lake.stop()
+        lake.cleanup()
+        os.remove(cfg)
+        os.rmdir(cfg_dir)
