@@ -90,6 +90,16 @@ TEST(ConfigTest, StreamsSection) {
   path = WriteTemp("streams:\n  quota: 8\n");
   EXPECT_FALSE(LoadConfigFile(path).ok());
   std::filesystem::remove(path);
+  path = WriteTemp("account_id: '123456789012'\nstreams:\n  dedup_window_seconds: 30\n"
+                   "  dedup_max_entries: 1000\n");
+  c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->streams.dedup_window_seconds, 30u);
+  EXPECT_EQ(c->streams.dedup_max_entries, 1000u);
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  c->streams.dedup_window_seconds = 86401;
+  EXPECT_FALSE(ValidateConfig(*c).ok());
+  std::filesystem::remove(path);
 }
 
 TEST(ConfigTest, SqlSection) {
