@@ -284,7 +284,7 @@ bool DevicePolicyHook::AllowUser(const char* action, const std::string& resource
 
 bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& client, std::string_view topic) {
   const char* name = "iot:Connect";
-  std::string kind = "client/";
+  std::string_view kind = "client/";
   switch (action) {
     case mqtt::AuthzAction::kConnect: break;
     case mqtt::AuthzAction::kPublish: name = "iot:Publish"; kind = "topic/"; break;
@@ -293,24 +293,35 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
     case mqtt::AuthzAction::kReceive: name = "iot:Receive"; kind = "topic/"; break;
   }
   bool connect = action == mqtt::AuthzAction::kConnect;
-  std::string resource = "arn:aws:iot:" + region_ + ":" + account_id_ + ":" + kind +
-                         (connect ? client.client_id : std::string(topic));
+  std::string_view target = connect ? std::string_view(client.client_id) : topic;
+  auto make_resource = [&] {
+    std::string r = "arn:aws:iot:" + region_ + ":" + account_id_ + ":";
+    r.append(kind).append(target);
+    return r;
+  };
   if (!StartsWith(client.identity, kCertIdentityPrefix)) {
     // Anonymous clients (only when the operator allows them) and certificates from a configured
     // client CA outside the registry are not restricted (docs/iot.md); IAM users are
     // authorised by their IAM policies.
     if (client.identity.empty() || StartsWith(client.identity, "cert:")) return true;
-    return AllowUser(name, resource, client, topic);
+    return AllowUser(name, make_resource(), client, topic);
   }
-  std::string cert_id = client.identity.substr(std::string_view(kCertIdentityPrefix).size());
+  std::string_view cert_view = std::string_view(client.identity).substr(std::string_view(kCertIdentityPrefix).size());
   // iot:ConnectAttributes (developerguide/connect-policy): what this CONNECT asks for.
   std::vector<std::string> attrs;
   if (connect) {
     if (client.persistent_session) attrs.push_back("PersistentConnect");
     if (client.has_will) attrs.push_back("LastWill");
   }
-  std::string key = cert_id + '\0' + client.client_id + '\0' + name + '\0' + resource;
-  for (const auto& a : attrs) key += '\0' + a;
+  // The cache key: certificate, client id, action and the resource's kind and name (region and
+  // account are this hook's own). Every PUBLISH asks, so it is built in a buffer this thread
+  // reuses, and the resource ARN only when the cache does not answer: a cached allow costs no
+  // allocation.
+  thread_local std::string key;
+  key.clear();
+  key.append(cert_view).append(1, '\0').append(client.client_id).append(1, '\0').append(name);
+  key.append(1, '\0').append(kind).append(target);
+  for (const auto& a : attrs) key.append(1, '\0').append(a);
   std::shared_ptr<const DeviceContext> ctx;
   uint64_t gen = 0;
   std::optional<Cached> denied;
@@ -321,11 +332,13 @@ bool DevicePolicyHook::Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& c
       if (it->second.decision.allowed) return true;
       denied = it->second;
     } else {
-      auto c = contexts_.find(cert_id + '\0' + client.client_id);
+      auto c = contexts_.find(std::string(cert_view) + '\0' + client.client_id);
       if (c != contexts_.end()) ctx = c->second;
       gen = generation_;
     }
   }
+  std::string cert_id(cert_view);
+  std::string resource = make_resource();
   if (denied) {
     // A repeated denial is served from the cache but still reaches the audit trail (which
     // throttles per device).
