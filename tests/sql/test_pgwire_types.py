@@ -193,3 +193,19 @@ def test_psql_copy_roundtrip(shared_lake, tmp_path):
     assert "COPY 2" in r.stdout
     r = psql(shared_lake, "select name from psql_copy order by id", extra=["-At"])
     assert r.stdout.split("\n")[:2] == ["alpha", "be,ta"]
+
+
+def test_copy_in_unending_record_is_54000_and_nothing_is_loaded(shared_lake):
+    # A CSV record that never ends (an unterminated quote) is refused once it passes 64 MB
+    # instead of growing the session's buffer without bound; the table is left as it was.
+    with psycopg.connect(dsn(shared_lake), autocommit=True) as conn:
+        conn.execute("create table copy_unending(a int, b text)")
+        conn.execute("insert into copy_unending values (1, 'kept')")
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded) as e:
+            with conn.cursor().copy("copy copy_unending from stdin (format csv)") as cp:
+                cp.write('2,"ok"\n3,"never closed ')
+                block = "x" * (1 << 20)
+                for _ in range(70):
+                    cp.write(block)
+        assert "longer than 64 MB" in str(e.value)
+        assert conn.execute("select a, b from copy_unending").fetchall() == [(1, "kept")]

@@ -1682,13 +1682,31 @@ Status Session::CopyIn(Portal& p) {
     ++rows;
     return Status::OK();
   };
+  // Bytes [pos, scan) hold no end of record (for CSV: with `quoted` the quote state at scan), so
+  // a long record arriving in many CopyData messages is scanned once, not once per message.
+  size_t scan = 0;
+  bool quoted = false;
+  auto csv_record_ends = [&](bool final) {
+    if (scan < pos) {
+      scan = pos;
+      quoted = false;
+    }
+    for (; scan < buf.size(); ++scan) {
+      if (buf[scan] == '"') quoted = !quoted;  // a doubled quote toggles twice
+      else if (buf[scan] == '\n' && !quoted) return true;
+    }
+    return final;
+  };
   auto process = [&](bool final) -> Status {
     if (st.copy_format == "csv") {
-      while (ParseCsvRecord(buf, &pos, st.copy_delim, st.copy_null, final, &fields)) RETURN_IF_ERROR(insert_row());
+      while (csv_record_ends(final) && ParseCsvRecord(buf, &pos, st.copy_delim, st.copy_null, final, &fields)) {
+        RETURN_IF_ERROR(insert_row());
+      }
     } else {
       for (;;) {
-        size_t nl = buf.find('\n', pos);
+        size_t nl = buf.find('\n', std::max(pos, scan));
         if (nl == std::string::npos) {
+          scan = buf.size();
           if (!final || pos >= buf.size()) break;
           nl = buf.size();
         }
@@ -1702,6 +1720,7 @@ Status Session::CopyIn(Portal& p) {
     }
     if (pos > (1 << 20)) {
       buf.erase(0, pos);
+      scan = scan > pos ? scan - pos : 0;
       pos = 0;
     }
     // One record (an unterminated quote, a line without end) may not hold the session's memory
