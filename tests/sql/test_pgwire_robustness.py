@@ -51,7 +51,9 @@ def test_200_concurrent_connections(shared_lake):
 
     def worker(i):
         try:
-            c = psycopg.connect(dsn(shared_lake), autocommit=True)
+            # Every one must be served; how fast depends on the machine's load (a later
+            # connect_timeout in the conninfo wins).
+            c = psycopg.connect(dsn(shared_lake) + " connect_timeout=120", autocommit=True)
             assert c.execute("select %s::int + 1", (i,)).fetchone()[0] == i + 1
             with lock:
                 conns.append(c)

@@ -269,6 +269,35 @@ TEST(PgwireRowEncoder, MatchesPerValueEncoding) {
   }
 }
 
+// Date/time text forms (the digit-writing fast path and the snprintf one agree with PostgreSQL).
+TEST(PgwireTypes, DateTimeText) {
+  auto db = Database::Open("");
+  ASSERT_TRUE(db.ok());
+  auto conn = (*db)->Connect();
+  ASSERT_TRUE(conn.ok());
+  auto r = (*conn)->Query(
+      "SELECT * FROM (VALUES (DATE '2024-02-29', TIMESTAMP '2024-02-29 13:04:05.120000', TIME '00:00:00.000001'), "
+      "(DATE '0044-03-15', TIMESTAMP '1999-12-31 23:59:59', TIME '23:59:59.999999'), "
+      "(DATE '12345-01-02', TIMESTAMP '0001-01-01 00:00:00', TIME '12:00:00'), "
+      "(DATE '0000-01-01', TIMESTAMP 'infinity', TIME '24:00:00'))");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto chunk = r->Next();
+  ASSERT_TRUE(chunk.ok() && *chunk);
+  const Chunk& c = **chunk;
+  std::vector<std::string> got;
+  for (size_t row = 0; row < c.size(); ++row) {
+    for (size_t col = 0; col < 3; ++col) {
+      std::string v;
+      EncodeText(c.column(col), row, &v);
+      got.push_back(v);
+    }
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"2024-02-29", "2024-02-29 13:04:05.12", "00:00:00.000001",
+                                           "0044-03-15", "1999-12-31 23:59:59", "23:59:59.999999",
+                                           "12345-01-02", "0001-01-01 00:00:00", "12:00:00",
+                                           "0001-01-01 BC", "infinity", "24:00:00"}));
+}
+
 // COPY … TO STDOUT rows (text and CSV) as PostgreSQL writes them: escapes, NULL strings,
 // quoting, integers that could be taken for the NULL string.
 TEST(PgwireRowEncoder, CopyTextAndCsv) {

@@ -57,11 +57,30 @@ void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
   *y = yy + (*m <= 2);
 }
 
+// Writes n (0 <= n < 10^width) as exactly `width` digits.
+inline char* PutDigits(char* p, uint64_t n, int width) {
+  for (int i = width - 1; i >= 0; --i) {
+    p[i] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  }
+  return p + width;
+}
+
 void AppendDate(int64_t days, std::string* out) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
   bool bc = y <= 0;
+  if (!bc && y <= 9999) {  // the common case without snprintf (result text hot path)
+    char buf[10];
+    char* p = PutDigits(buf, static_cast<uint64_t>(y), 4);
+    *p++ = '-';
+    p = PutDigits(p, m, 2);
+    *p++ = '-';
+    PutDigits(p, d, 2);
+    out->append(buf, 10);
+    return;
+  }
   char buf[48];
   std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u", static_cast<long long>(bc ? 1 - y : y), m, d);
   out->append(buf);
@@ -70,6 +89,21 @@ void AppendDate(int64_t days, std::string* out) {
 
 void AppendTime(int64_t micros, std::string* out) {
   int64_t secs = micros / 1000000, frac = micros % 1000000;
+  if (micros >= 0 && secs / 3600 < 100) {
+    char buf[15];
+    char* p = PutDigits(buf, static_cast<uint64_t>(secs / 3600), 2);
+    *p++ = ':';
+    p = PutDigits(p, static_cast<uint64_t>(secs / 60 % 60), 2);
+    *p++ = ':';
+    p = PutDigits(p, static_cast<uint64_t>(secs % 60), 2);
+    if (frac) {
+      *p++ = '.';
+      p = PutDigits(p, static_cast<uint64_t>(frac), 6);
+      while (p[-1] == '0') --p;
+    }
+    out->append(buf, p - buf);
+    return;
+  }
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld", static_cast<long long>(secs / 3600),
                 static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60));
@@ -97,9 +131,20 @@ void AppendTimestamp(int64_t micros, std::string* out, bool tz) {
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
   bool bc = y <= 0;
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u ", static_cast<long long>(bc ? 1 - y : y), m, d);
-  out->append(buf);
+  if (!bc && y <= 9999) {
+    char buf[11];
+    char* p = PutDigits(buf, static_cast<uint64_t>(y), 4);
+    *p++ = '-';
+    p = PutDigits(p, m, 2);
+    *p++ = '-';
+    p = PutDigits(p, d, 2);
+    *p = ' ';
+    out->append(buf, 11);
+  } else {
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02u ", static_cast<long long>(bc ? 1 - y : y), m, d);
+    out->append(buf);
+  }
   AppendTime(tod, out);
   if (tz) out->append("+00");
   if (bc) out->append(" BC");
