@@ -4,11 +4,14 @@
 # driven by wrk (2 threads, 16 connections) in the same run: GETs with SigV4 presigned URLs, PUTs
 # with a SigV4 Authorization header over the payload's SHA-256.
 # Prints req/s, MB/s, p99 and the ratios, plus `openssl speed` MD5 and SHA-256 for the PUT goal.
-#   bench/s3/run.sh [DURATION_SECONDS]
+# Also prints the server's CPU time per 1 MiB PUT (from /proc) against what MD5 + SHA-256 of 1 MiB
+# cost (openssl), a ratio that moves much less with the machine's load than throughput does.
+#   bench/s3/run.sh [DURATION_SECONDS] [ROUNDS]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${1:-10}"
-TARN="$("$ROOT/tarn.sh" build | tail -1)"
+ROUNDS="${2:-1}"
+TARN="${TARN_BIN:-$("$ROOT/tarn.sh" build | tail -1)}"  # TARN_BIN measures a given binary
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/install.sh)"; exit 1; }
 work="$(mktemp -d)"
 cleanup() {
@@ -109,23 +112,36 @@ run() {  # run URL [LUA] → "req/s p99"
 mbs() { awk -v r="$1" -v s="$2" 'BEGIN { printf "%.1f", r * s / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-printf '%-22s %10s %10s %10s\n' test req/s MB/s p99
-declare -A R
-for size in 4k 1m; do
-  bytes=$([[ $size == 4k ]] && echo 4096 || echo 1048576)
-  read -r n_rps n_p99 <<<"$(run "http://127.0.0.1:$nport/landing/bench/$size.bin")"
-  read -r t_rps t_p99 <<<"$(run "$(cat "$work/get-$size.url")")"
-  read -r p_rps p_p99 <<<"$(run "$(cat "$work/put-$size.url")" "$work/put.lua" "$work/$size.bin" "$work/put-$size.headers")"
-  printf '%-22s %10s %10s %10s\n' "GET $size nginx" "$n_rps" "$(mbs "$n_rps" "$bytes")" "$n_p99"
-  printf '%-22s %10s %10s %10s\n' "GET $size tarn" "$t_rps" "$(mbs "$t_rps" "$bytes")" "$t_p99"
-  printf '%-22s %10s %10s %10s\n' "PUT $size tarn" "$p_rps" "$(mbs "$p_rps" "$bytes")" "$p_p99"
-  R[get_$size]="$(ratio "$t_rps" "$n_rps")"
-  R[put_$size]="$(mbs "$p_rps" "$bytes")"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$tarn_pid/stat"; }  # utime + stime, 1/100 s
+requests() { awk '/requests in/ {print $1}' "$work/wrk.txt" | tail -1; }
+tick_hz="$(getconf CLK_TCK)"
+for round in $(seq "$ROUNDS"); do
+  echo "--- round $round of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  printf '%-22s %10s %10s %10s\n' test req/s MB/s p99
+  declare -A R
+  for size in 4k 1m; do
+    bytes=$([[ $size == 4k ]] && echo 4096 || echo 1048576)
+    read -r n_rps n_p99 <<<"$(run "http://127.0.0.1:$nport/landing/bench/$size.bin")"
+    read -r t_rps t_p99 <<<"$(run "$(cat "$work/get-$size.url")")"
+    c0="$(cpu_ticks)"
+    read -r p_rps p_p99 <<<"$(run "$(cat "$work/put-$size.url")" "$work/put.lua" "$work/$size.bin" "$work/put-$size.headers")"
+    c1="$(cpu_ticks)"
+    R[cpu_$size]="$(awk -v a="$c0" -v b="$c1" -v n="$(requests)" -v hz="$tick_hz" 'BEGIN { printf "%.2f", (b - a) * 1000 / hz / n }')"
+    printf '%-22s %10s %10s %10s\n' "GET $size nginx" "$n_rps" "$(mbs "$n_rps" "$bytes")" "$n_p99"
+    printf '%-22s %10s %10s %10s\n' "GET $size tarn" "$t_rps" "$(mbs "$t_rps" "$bytes")" "$t_p99"
+    printf '%-22s %10s %10s %10s\n' "PUT $size tarn" "$p_rps" "$(mbs "$p_rps" "$bytes")" "$p_p99"
+    R[get_$size]="$(ratio "$t_rps" "$n_rps")"
+    R[put_$size]="$(mbs "$p_rps" "$bytes")"
+  done
+  # What MD5 + SHA-256 over the same bytes allow on this machine (16 KiB blocks, one core).
+  md5="$(openssl speed -evp md5 -bytes 16384 -seconds 2 2>/dev/null | awk '/^md5/ {print $NF}' | tr -d k)"
+  sha="$(openssl speed -evp sha256 -bytes 16384 -seconds 2 2>/dev/null | awk '/^sha256/ {print $NF}' | tr -d k)"
+  both="$(awk -v a="$md5" -v b="$sha" 'BEGIN { printf "%.1f", 1 / (1 / (a * 1000) + 1 / (b * 1000)) / 1048576 }')"
+  hash_ms="$(awk -v x="$both" 'BEGIN { printf "%.2f", 1000 / x }')"
+  echo "ratio GET 4k tarn/nginx: ${R[get_4k]}   GET 1m tarn/nginx: ${R[get_1m]} (goal >= 0.8)"
+  echo "PUT 1m: ${R[put_1m]} MB/s; MD5+SHA-256 on one core allow $both MB/s: $(ratio "${R[put_1m]}" "$both") (goal >= 0.70)"
+  echo "server CPU per 1 MiB PUT: ${R[cpu_1m]} ms; MD5+SHA-256 of 1 MiB: $hash_ms ms; CPU ratio $(ratio "$hash_ms" "${R[cpu_1m]}")" \
+       "(= the throughput ratio with one core given to the server)"
+  echo "server CPU per 4 KiB PUT: ${R[cpu_4k]} ms; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 done
-# What MD5 + SHA-256 over the same bytes allow on this machine (16 KiB blocks, one core).
-md5="$(openssl speed -evp md5 -bytes 16384 -seconds 2 2>/dev/null | awk '/^md5/ {print $NF}' | tr -d k)"
-sha="$(openssl speed -evp sha256 -bytes 16384 -seconds 2 2>/dev/null | awk '/^sha256/ {print $NF}' | tr -d k)"
-both="$(awk -v a="$md5" -v b="$sha" 'BEGIN { printf "%.1f", 1 / (1 / (a * 1000) + 1 / (b * 1000)) / 1048576 }')"
-echo "ratio GET 4k tarn/nginx: ${R[get_4k]}   GET 1m tarn/nginx: ${R[get_1m]} (goal >= 0.8)"
-echo "PUT 1m: ${R[put_1m]} MB/s; MD5+SHA-256 on one core allow $both MB/s: $(ratio "${R[put_1m]}" "$both") (goal >= 0.70)"
 echo "(every PUT is fsynced before it is answered; the server computes the payload's SHA-256 and its MD5)"

@@ -69,6 +69,8 @@ constexpr size_t kReadChunk = 16 * 1024;  // socket reads on the loop
 // so a slow client never holds a worker thread for them. Larger, chunked and 100-continue
 // bodies stream through a worker.
 constexpr uint64_t kMaxBufferedBody = 256 * 1024;
+// An unread request body up to this size is read and dropped to keep the connection.
+constexpr size_t kMaxDrain = 1024 * 1024;
 constexpr auto kWorkerIdle = std::chrono::seconds(30);  // an idle worker thread exits after this
 
 // Deadlines are checked by the watchdog every 100 ms: the coarse clock (a few ms resolution, no
@@ -278,6 +280,8 @@ class StreamBodyReader final : public BodyReader {
   bool failed() const { return !error_.ok(); }
   // The whole body has been read (the next request on the connection can be parsed).
   bool done() const { return remaining_ ? *remaining_ == 0 : parser_.is_done(); }
+  // Body bytes still unread, when the framing says (Content-Length).
+  std::optional<uint64_t> remaining() const { return remaining_; }
 
  private:
   // Content-Length framing: the parser has consumed the head only (it is not eager), so
@@ -921,12 +925,14 @@ void Connection<Stream>::ServeOnWorker(bool body_buffered) {
     // An unread body must be drained before the next request can be parsed. Small leftovers
     // are read and dropped; large ones end the connection (RFC 7230 §6.6).
     if (streaming && !streaming->done()) {
-      if (expect_continue_) {
-        res_.close_connection = true;  // the client has not sent the body: don't wait for it
+      if (expect_continue_ || streaming->remaining().value_or(0) > kMaxDrain) {
+        // The client has not sent the body, or what is left is too much to read and drop
+        // (an upload refused from its Content-Length): answer now and close.
+        res_.close_connection = true;
       } else {
         size_t drained = 0;
         char sink[16 * 1024];
-        while (!streaming->done() && drained < 1024 * 1024) {
+        while (!streaming->done() && drained < kMaxDrain) {
           auto n = streaming->Read(sink, sizeof(sink));
           if (!n.ok() || *n == 0) break;
           drained += *n;

@@ -3,6 +3,11 @@
 #include <zlib.h>
 
 #include <array>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 #include "core/crypto.h"
 
@@ -30,14 +35,50 @@ const Crc32cTables& Tables() {
   return tables;
 }
 
-std::string BigEndian32(uint32_t v) {
-  std::string out(4, '\0');
-  out[0] = char(v >> 24);
-  out[1] = char(v >> 16);
-  out[2] = char(v >> 8);
-  out[3] = char(v);
-  return out;
+// CRC-64/NVME, reflected polynomial 0x9A6C9329AC4BC9B5, slicing-by-8 tables.
+struct Crc64Tables {
+  std::array<std::array<uint64_t, 256>, 8> t;
+  Crc64Tables() {
+    for (uint64_t i = 0; i < 256; ++i) {
+      uint64_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x9A6C9329AC4BC9B5ull : c >> 1;
+      t[0][i] = c;
+    }
+    for (uint64_t i = 0; i < 256; ++i) {
+      for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xFF];
+    }
+  }
+};
+
+const Crc64Tables& Tables64() {
+  static const Crc64Tables tables;
+  return tables;
 }
+
+#if defined(__x86_64__)
+// CRC-32C with the SSE4.2 crc32 instruction (the same polynomial): several times the table's
+// speed. Chosen at run time, so the binary still runs on CPUs without it.
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc, const unsigned char* p,
+                                                          size_t n) {
+  uint64_t c = ~crc;
+  while (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+    p += 8;
+    n -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (n--) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+
+bool HasSse42() {
+  static const bool has = __builtin_cpu_supports("sse4.2");
+  return has;
+}
+#endif
+
 
 }  // namespace
 
@@ -53,6 +94,11 @@ uint32_t Crc32(uint32_t crc, std::string_view data) {
 }
 
 uint32_t Crc32c(uint32_t crc, std::string_view data) {
+#if defined(__x86_64__)
+  if (HasSse42()) {
+    return Crc32cHardware(crc, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  }
+#endif
   const auto& t = Tables().t;
   uint32_t c = ~crc;
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
@@ -69,42 +115,82 @@ uint32_t Crc32c(uint32_t crc, std::string_view data) {
   return ~c;
 }
 
+uint64_t Crc64Nvme(uint64_t crc, std::string_view data) {
+  const auto& t = Tables64().t;
+  uint64_t c = ~crc;
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  while (n >= 8) {
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; --k) v = v << 8 | p[k];  // little-endian load
+    c ^= v;
+    c = t[7][c & 0xFF] ^ t[6][(c >> 8) & 0xFF] ^ t[5][(c >> 16) & 0xFF] ^ t[4][(c >> 24) & 0xFF] ^
+        t[3][(c >> 32) & 0xFF] ^ t[2][(c >> 40) & 0xFF] ^ t[1][(c >> 48) & 0xFF] ^ t[0][c >> 56];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xFF];
+  return ~c;
+}
+
+bool IsCrc(ChecksumAlgorithm a) {
+  return a == ChecksumAlgorithm::kCrc32 || a == ChecksumAlgorithm::kCrc32c ||
+         a == ChecksumAlgorithm::kCrc64Nvme;
+}
+
 namespace {
-uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
-  uint32_t sum = 0;
+// GF(2) matrices of `width` rows (width 32 or 64), as in zlib's crc32_combine.
+uint64_t Gf2Times(const uint64_t* mat, uint64_t vec) {
+  uint64_t sum = 0;
   for (; vec; vec >>= 1, ++mat) {
     if (vec & 1) sum ^= *mat;
   }
   return sum;
 }
-void Gf2Square(uint32_t* square, const uint32_t* mat) {
-  for (int n = 0; n < 32; ++n) square[n] = Gf2Times(mat, mat[n]);
+void Gf2Square(uint64_t* square, const uint64_t* mat, int width) {
+  for (int n = 0; n < width; ++n) square[n] = Gf2Times(mat, mat[n]);
 }
 }  // namespace
 
-uint32_t CrcCombine(ChecksumAlgorithm algorithm, uint32_t crc1, uint32_t crc2, uint64_t len2) {
+uint64_t CrcCombine(ChecksumAlgorithm algorithm, uint64_t crc1, uint64_t crc2, uint64_t len2) {
   if (len2 == 0) return crc1;
-  uint32_t even[32], odd[32];
+  int width = algorithm == ChecksumAlgorithm::kCrc64Nvme ? 64 : 32;
+  uint64_t even[64], odd[64];
   // The operator for one zero bit, for the reflected polynomial.
-  odd[0] = algorithm == ChecksumAlgorithm::kCrc32c ? 0x82F63B78u : 0xEDB88320u;
-  uint32_t row = 1;
-  for (int n = 1; n < 32; ++n) {
+  odd[0] = algorithm == ChecksumAlgorithm::kCrc64Nvme ? 0x9A6C9329AC4BC9B5ull
+           : algorithm == ChecksumAlgorithm::kCrc32c  ? 0x82F63B78u
+                                                      : 0xEDB88320u;
+  uint64_t row = 1;
+  for (int n = 1; n < width; ++n) {
     odd[n] = row;
     row <<= 1;
   }
-  Gf2Square(even, odd);  // two zero bits
-  Gf2Square(odd, even);  // four zero bits
+  Gf2Square(even, odd, width);  // two zero bits
+  Gf2Square(odd, even, width);  // four zero bits
   // Apply len2 zero bytes to crc1 (the first squaring gives one zero byte).
   do {
-    Gf2Square(even, odd);
+    Gf2Square(even, odd, width);
     if (len2 & 1) crc1 = Gf2Times(even, crc1);
     len2 >>= 1;
     if (len2 == 0) break;
-    Gf2Square(odd, even);
+    Gf2Square(odd, even, width);
     if (len2 & 1) crc1 = Gf2Times(odd, crc1);
     len2 >>= 1;
   } while (len2 != 0);
   return crc1 ^ crc2;
+}
+
+uint64_t CrcFromRaw(std::string_view raw) {
+  uint64_t v = 0;
+  for (unsigned char c : raw) v = v << 8 | c;
+  return v;
+}
+
+std::string CrcToRaw(ChecksumAlgorithm algorithm, uint64_t crc) {
+  int bytes = algorithm == ChecksumAlgorithm::kCrc64Nvme ? 8 : 4;
+  std::string out(bytes, '\0');
+  for (int k = 0; k < bytes; ++k) out[k] = static_cast<char>(crc >> (8 * (bytes - 1 - k)));
+  return out;
 }
 
 struct Checksummer::HashImpl {
@@ -124,15 +210,16 @@ Checksummer::Checksummer(Checksummer&&) noexcept = default;
 
 void Checksummer::Update(std::string_view data) {
   switch (algorithm_) {
-    case ChecksumAlgorithm::kCrc32: crc_ = Crc32(crc_, data); break;
-    case ChecksumAlgorithm::kCrc32c: crc_ = Crc32c(crc_, data); break;
+    case ChecksumAlgorithm::kCrc32: crc_ = Crc32(static_cast<uint32_t>(crc_), data); break;
+    case ChecksumAlgorithm::kCrc32c: crc_ = Crc32c(static_cast<uint32_t>(crc_), data); break;
+    case ChecksumAlgorithm::kCrc64Nvme: crc_ = Crc64Nvme(crc_, data); break;
     default: hash_->hasher.Update(data);
   }
 }
 
 std::string Checksummer::Final() {
   if (hash_) return hash_->hasher.Final();
-  return BigEndian32(crc_);
+  return CrcToRaw(algorithm_, crc_);
 }
 
 std::string ComputeChecksum(ChecksumAlgorithm algorithm, std::string_view data) {

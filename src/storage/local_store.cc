@@ -157,7 +157,7 @@ class ReaderSource final : public ByteSource {
 
 const char* kSelectCols =
     "bucket, key, version_id, is_latest, delete_marker, size, etag, modified, parts, attrs, "
-    "checksums, location, seq, part_sizes";
+    "checksums, location, seq, part_sizes, part_checksums";
 
 std::vector<uint64_t> ParsePartSizes(const std::string& s) {
   std::vector<uint64_t> out;
@@ -179,6 +179,7 @@ struct LocalObjectStore::Row {
   std::string attrs = "{}", checksums = "{}", location;
   int64_t seq = 0;
   std::string part_sizes;  // "n1,n2,…" for multipart objects
+  std::string part_checksums;  // JSON array of {name: base64}, or empty
 
   static Row From(const Statement& q) {
     Row r;
@@ -196,6 +197,7 @@ struct LocalObjectStore::Row {
     r.location = q.ColumnText(11);
     r.seq = q.ColumnInt(12);
     r.part_sizes = q.ColumnText(13);
+    r.part_checksums = q.ColumnText(14);
     return r;
   }
   ObjectInfo Info() const {
@@ -212,6 +214,20 @@ struct LocalObjectStore::Row {
     i.attrs = AttrsFromJson(attrs);
     i.checksums = MapFromJson(checksums);
     i.part_sizes = ParsePartSizes(part_sizes);
+    if (!part_checksums.empty()) {
+      json pc = json::parse(part_checksums, nullptr, false);
+      if (pc.is_array()) {
+        for (const auto& m : pc) {
+          std::map<std::string, std::string> sums;
+          if (m.is_object()) {
+            for (const auto& [k, v] : m.items()) {
+              if (v.is_string()) sums[k] = v.get<std::string>();
+            }
+          }
+          i.part_checksums.push_back(std::move(sums));
+        }
+      }
+    }
     return i;
   }
 };
@@ -297,6 +313,8 @@ Status LocalObjectStore::Init(const std::vector<std::string>& default_buckets) {
       {2, "ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"},
       // x-amz-checksum-type of a multipart upload ("" = COMPOSITE, or "FULL_OBJECT").
       {3, "ALTER TABLE s3_uploads ADD COLUMN checksum_type TEXT NOT NULL DEFAULT '';"},
+      // Each part's checksums (JSON array of {name: base64}) for GET ?partNumber=N.
+      {4, "ALTER TABLE s3_objects ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';"},
   }));
   std::vector<std::string> subs = {"", "/.tarn", "/.tarn/tmp", "/.tarn/blobs", "/.tarn/versions",
                                    "/.tarn/uploads"};
@@ -796,6 +814,7 @@ Status LocalObjectStore::PlaceRequest(CommitRequest* r) {
                  {"checksums", json(info.checksums).dump()},
                  {"location", r->location}};
   if (!info.part_sizes.empty()) intent["part_sizes"] = info.part_sizes;
+  if (!info.part_checksums.empty()) intent["part_checksums"] = json(info.part_checksums).dump();
   // A version kept by this PUT whose file sits at the natural path moves aside first (a hard
   // link, so the rename only replaces the name).
   if (r->location == natural) {
@@ -919,14 +938,15 @@ Status LocalObjectStore::ApplyIntent(const std::string& body, int64_t intent_id,
     }
     ASSIGN_OR_RETURN(Statement ins, meta_->Prepare(
         "INSERT INTO s3_objects(bucket, key, version_id, is_latest, delete_marker, size, etag, "
-        "modified, parts, attrs, checksums, location, seq, part_sizes) "
-        "VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
+        "modified, parts, attrs, checksums, location, seq, part_sizes, part_checksums) "
+        "VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"));
     ins.Bind(1, bucket).Bind(2, key).Bind(3, vid);
     ins.Bind(4, int64_t{j.value("delete_marker", false) ? 1 : 0});
     ins.Bind(5, j["size"].get<int64_t>()).Bind(6, j["etag"].get<std::string>());
     ins.Bind(7, j["modified"].get<int64_t>()).Bind(8, j["parts"].get<int64_t>());
     ins.Bind(9, j["attrs"].get<std::string>()).Bind(10, j["checksums"].get<std::string>());
     ins.Bind(11, location).Bind(12, ++seq_).Bind(13, part_sizes);
+    ins.Bind(14, j.value("part_checksums", std::string()));
     RETURN_IF_ERROR(ins.Run());
     ASSIGN_OR_RETURN(Statement d, meta_->Prepare("DELETE FROM s3_intents WHERE id = ?1"));
     d.Bind(1, intent_id);
@@ -1429,6 +1449,7 @@ Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(
   if (out < 0) return Errno("creating " + staged.tmp);
   std::string md5s;
   std::vector<uint64_t> part_sizes;
+  std::vector<std::map<std::string, std::string>> part_checksums;
   std::map<std::string, std::string> composite_input;
   Status copy_status;
   for (const PartInfo* p : chosen) {
@@ -1452,6 +1473,12 @@ Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(
     if (!copy_status.ok()) break;
     md5s += HexDecode(p->etag).value_or("");
     part_sizes.push_back(p->size);
+    // The part's checksums of the upload's algorithms, served with GET ?partNumber=N.
+    std::map<std::string, std::string> kept;
+    for (auto a : upload.checksums) {
+      if (auto c = p->checksums.find(ChecksumName(a)); c != p->checksums.end()) kept.insert(*c);
+    }
+    if (!kept.empty()) part_checksums.push_back(std::move(kept));
     for (const auto& [name, b64] : p->checksums) composite_input[name] += Base64Decode(b64).value_or("");
     staged.size += p->size;
   }
@@ -1465,23 +1492,21 @@ Result<ObjectInfo> LocalObjectStore::CompleteMultipartUpload(
   info.size = staged.size;
   info.parts_count = static_cast<int>(chosen.size());
   info.part_sizes = std::move(part_sizes);
+  if (part_checksums.size() == chosen.size()) info.part_checksums = std::move(part_checksums);
   info.etag = HexEncode(Md5(md5s)) + "-" + std::to_string(chosen.size());
   info.attrs = upload.attrs;
   for (auto a : upload.checksums) {
     auto it = composite_input.find(ChecksumName(a));
     if (it == composite_input.end()) continue;
-    bool crc = a == ChecksumAlgorithm::kCrc32 || a == ChecksumAlgorithm::kCrc32c;
-    if (upload.full_object_checksum && crc && it->second.size() == 4 * chosen.size()) {
+    size_t width = a == ChecksumAlgorithm::kCrc64Nvme ? 8 : 4;
+    if (upload.full_object_checksum && IsCrc(a) && it->second.size() == width * chosen.size()) {
       // FULL_OBJECT: the CRC of all the bytes, combined from the parts' CRCs and sizes.
-      uint32_t whole = 0;
+      uint64_t whole = 0;
       for (size_t i = 0; i < chosen.size(); ++i) {
-        const auto* b = reinterpret_cast<const unsigned char*>(it->second.data() + 4 * i);
-        uint32_t part = uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3];
+        uint64_t part = CrcFromRaw(std::string_view(it->second).substr(width * i, width));
         whole = CrcCombine(a, whole, part, chosen[i]->size);
       }
-      std::string raw(4, '\0');
-      for (int k = 0; k < 4; ++k) raw[k] = static_cast<char>(whole >> (24 - 8 * k));
-      info.checksums[ChecksumName(a)] = Base64Encode(raw);
+      info.checksums[ChecksumName(a)] = Base64Encode(CrcToRaw(a, whole));
       continue;
     }
     // S3 "composite" checksums: the checksum of the parts' checksums, suffixed with the count.

@@ -19,13 +19,14 @@ const char* ChecksumName(ChecksumAlgorithm a) {
     case ChecksumAlgorithm::kCrc32c: return "CRC32C";
     case ChecksumAlgorithm::kSha1: return "SHA1";
     case ChecksumAlgorithm::kSha256: return "SHA256";
+    case ChecksumAlgorithm::kCrc64Nvme: return "CRC64NVME";
   }
   return "";
 }
 
 std::optional<ChecksumAlgorithm> ParseChecksumAlgorithm(std::string_view name) {
   for (auto a : {ChecksumAlgorithm::kCrc32, ChecksumAlgorithm::kCrc32c, ChecksumAlgorithm::kSha1,
-                 ChecksumAlgorithm::kSha256}) {
+                 ChecksumAlgorithm::kSha256, ChecksumAlgorithm::kCrc64Nvme}) {
     if (EqualsIgnoreCase(name, ChecksumName(a))) return a;
   }
   return std::nullopt;

@@ -50,8 +50,8 @@ class StringSource final : public ByteSource {
 };
 
 // Checksum algorithms of S3's additional checksums (x-amz-checksum-*).
-enum class ChecksumAlgorithm { kCrc32, kCrc32c, kSha1, kSha256 };
-// "CRC32", "CRC32C", "SHA1", "SHA256".
+enum class ChecksumAlgorithm { kCrc32, kCrc32c, kSha1, kSha256, kCrc64Nvme };
+// "CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME".
 const char* ChecksumName(ChecksumAlgorithm a);
 // Parses a name as above (case-insensitive).
 std::optional<ChecksumAlgorithm> ParseChecksumAlgorithm(std::string_view name);
@@ -79,6 +79,9 @@ struct ObjectInfo {
   bool is_latest = true;
   int parts_count = 0;     // >0 for multipart objects
   std::vector<uint64_t> part_sizes;  // multipart objects: the size of each part, in order
+  // Multipart objects: each part's checksums (name → base64), in order, for GET/HEAD
+  // ?partNumber=N with x-amz-checksum-mode ENABLED. Empty when the upload had none.
+  std::vector<std::map<std::string, std::string>> part_checksums;
   ObjectAttributes attrs;
   // Checksums computed at write time, base64 of the raw digest, by algorithm name
   // ("CRC32" → "AAAAAA==", composite multipart values carry a "-N" suffix).

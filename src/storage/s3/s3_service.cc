@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/strings.h"
+#include "storage/checksum.h"
 #include "storage/s3/aws_chunked.h"
 
 namespace tarn::storage::s3 {
@@ -142,7 +143,8 @@ struct ChecksumRequest {
 };
 
 const ChecksumAlgorithm kAllAlgorithms[] = {ChecksumAlgorithm::kCrc32, ChecksumAlgorithm::kCrc32c,
-                                           ChecksumAlgorithm::kSha1, ChecksumAlgorithm::kSha256};
+                                           ChecksumAlgorithm::kSha1, ChecksumAlgorithm::kSha256,
+                                           ChecksumAlgorithm::kCrc64Nvme};
 
 std::string HeaderName(ChecksumAlgorithm a) { return "x-amz-checksum-" + ToLower(ChecksumName(a)); }
 
@@ -959,6 +961,7 @@ Status S3Service::GetObject(Ctx& c, bool head) {
   GetOptions g;
   g.version_id = version;
   bool by_part = false;
+  int part_number = 0;  // > 0: serving this part of a multipart object
   if (c.Has("partNumber")) {
     // GET/HEAD ?partNumber=N: the bytes of part N of a multipart object (a ranged GET over the
     // part's offsets, answered 206 with x-amz-mp-parts-count); part 1 of a simple object is
@@ -968,21 +971,23 @@ Status S3Service::GetObject(Ctx& c, bool head) {
     if (c.rq.headers.Find("Range")) {
       return Error(ErrorCode::kInvalidRequest, "Cannot specify both Range header and partNumber query parameter");
     }
+    // Beyond the last part: S3's 416 InvalidPartNumber.
     ASSIGN_OR_RETURN(ObjectInfo info, store_->HeadObject(c.bucket, c.key, version));
     if (info.parts_count > 0 && !info.part_sizes.empty()) {
       if (*pn > static_cast<int64_t>(info.part_sizes.size())) {
-        return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
+        return Error(ErrorCode::kInvalidPartNumber, "The requested partnumber is not satisfiable");
       }
       uint64_t first = 0;
       for (int64_t i = 0; i + 1 < *pn; ++i) first += info.part_sizes[i];
       uint64_t size = info.part_sizes[*pn - 1];
-      if (size == 0) return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
+      if (size == 0) return Error(ErrorCode::kInvalidPartNumber, "The requested partnumber is not satisfiable");
       g.range_first = first;
       g.range_last = first + size - 1;
       by_part = true;
+      part_number = static_cast<int>(*pn);
     } else if (*pn != 1 || info.parts_count > 1) {
       // Multipart objects completed before part sizes were recorded.
-      return Error(ErrorCode::kInvalidRange, "The requested partnumber is not satisfiable");
+      return Error(ErrorCode::kInvalidPartNumber, "The requested partnumber is not satisfiable");
     }
   }
   if (!by_part) {
@@ -1026,11 +1031,22 @@ Status S3Service::GetObject(Ctx& c, bool head) {
     if (c.Has(param)) c.rs.headers.Set(header, c.Param(param));
   }
   bool partial = g.range_first || g.suffix_length;
-  if (!partial && EqualsIgnoreCase(c.rq.headers.Get("x-amz-checksum-mode"), "ENABLED")) {
-    SetChecksumHeaders(c.rs, info.checksums);
-    for (const auto& [name, value] : info.checksums) {
-      c.rs.headers.Set("x-amz-checksum-type",
-                       value.find('-') == std::string::npos ? "FULL_OBJECT" : "COMPOSITE");
+  bool checksum_mode = EqualsIgnoreCase(c.rq.headers.Get("x-amz-checksum-mode"), "ENABLED");
+  if (checksum_mode && (!partial || part_number > 0)) {
+    // A part of a multipart object carries its own checksums (those its UploadPart computed),
+    // which match exactly the bytes served; a ranged GET carries none.
+    const std::map<std::string, std::string>* sums = &info.checksums;
+    if (part_number > 0) {
+      sums = static_cast<size_t>(part_number) <= info.part_checksums.size()
+                 ? &info.part_checksums[part_number - 1]
+                 : nullptr;
+    }
+    if (sums) {
+      SetChecksumHeaders(c.rs, *sums);
+      for (const auto& [name, value] : info.checksums) {
+        c.rs.headers.Set("x-amz-checksum-type",
+                         value.find('-') == std::string::npos ? "FULL_OBJECT" : "COMPOSITE");
+      }
     }
   }
   uint64_t length = reader->length();
@@ -1104,24 +1120,28 @@ Status S3Service::CreateMultipartUpload(Ctx& c) {
     algos.push_back(*a);
     c.rs.headers.Set("x-amz-checksum-algorithm", ChecksumName(*a));
   }
-  // x-amz-checksum-type: COMPOSITE (default) or FULL_OBJECT, which S3 allows for CRCs only.
-  bool full_object = false;
+  // x-amz-checksum-type: COMPOSITE (the default) or FULL_OBJECT, which S3 allows for the CRCs
+  // only; CRC64NVME has no composite form, so its uploads are FULL_OBJECT (the default for it).
+  bool full_object = !algos.empty() && algos[0] == ChecksumAlgorithm::kCrc64Nvme;
   std::string type = c.rq.headers.Get("x-amz-checksum-type");
   if (!type.empty()) {
-    if (EqualsIgnoreCase(type, "FULL_OBJECT")) {
-      full_object = true;
-    } else if (!EqualsIgnoreCase(type, "COMPOSITE")) {
+    full_object = EqualsIgnoreCase(type, "FULL_OBJECT");
+    if (!full_object && !EqualsIgnoreCase(type, "COMPOSITE")) {
       return Error(ErrorCode::kInvalidRequest, "Value for x-amz-checksum-type header is invalid.");
     }
     if (algos.empty()) {
       return Error(ErrorCode::kInvalidRequest, "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.");
     }
-    if (full_object && algos[0] != ChecksumAlgorithm::kCrc32 && algos[0] != ChecksumAlgorithm::kCrc32c) {
+    if (full_object && !IsCrc(algos[0])) {
       return Error(ErrorCode::kInvalidRequest, std::string("The FULL_OBJECT checksum type cannot be used with the ") +
                                                    ChecksumName(algos[0]) + " checksum algorithm.");
     }
-    c.rs.headers.Set("x-amz-checksum-type", full_object ? "FULL_OBJECT" : "COMPOSITE");
+    if (!full_object && algos[0] == ChecksumAlgorithm::kCrc64Nvme) {
+      return Error(ErrorCode::kInvalidRequest,
+                   "The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm.");
+    }
   }
+  if (!algos.empty()) c.rs.headers.Set("x-amz-checksum-type", full_object ? "FULL_OBJECT" : "COMPOSITE");
   ASSIGN_OR_RETURN(UploadInfo u, store_->CreateMultipartUpload(c.bucket, c.key, AttrsFromHeaders(c.rq), algos,
                                                                full_object));
   Xml x("InitiateMultipartUploadResult");
@@ -1208,8 +1228,7 @@ Status S3Service::CompleteMultipartUpload(Ctx& c) {
   // The whole object's checksum may come with the request (x-amz-checksum-crc32 … of the
   // FULL_OBJECT value, or the COMPOSITE "…-N"): checked before the object becomes visible.
   auto verify = [&](const ObjectInfo& computed) -> Status {
-    for (ChecksumAlgorithm a : {ChecksumAlgorithm::kCrc32, ChecksumAlgorithm::kCrc32c, ChecksumAlgorithm::kSha1,
-                                ChecksumAlgorithm::kSha256}) {
+    for (ChecksumAlgorithm a : kAllAlgorithms) {
       const std::string* sent = c.rq.headers.Find(std::string("x-amz-checksum-") + ToLower(ChecksumName(a)));
       if (!sent) continue;
       auto it = computed.checksums.find(ChecksumName(a));
