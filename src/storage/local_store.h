@@ -152,7 +152,6 @@ class LocalObjectStore final : public ObjectStore {
   std::vector<IoBuffer> free_buffers_;  // guarded by buffers_mu_
   // Group commit: PUTs waiting to commit, in arrival order; the front one leads.
   std::mutex commit_mu_;
-  std::condition_variable commit_cv_;
   std::deque<CommitRequest*> commit_queue_;  // guarded by commit_mu_
   // Exclusive for commits, deletes and directory changes; shared to resolve + open a file.
   std::shared_mutex mu_;
