@@ -38,10 +38,18 @@ class Lake:
     ACCOUNT = "123456789012"
     REGION = "us-east-1"
 
-    def __init__(self, data_dir=None, extra_args=(), env=None, listeners=None):
+    def __init__(self, data_dir=None, extra_args=(), env=None, listeners=None, config=None):
+        """`config`: the text of a tarn.yaml, passed with --config."""
         self.owned_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="tarn-it-")
         self.extra_args = list(extra_args)
+        self.config_dir = None
+        if config is not None:
+            self.config_dir = tempfile.mkdtemp(prefix="tarn-cfg-")
+            path = os.path.join(self.config_dir, "tarn.yaml")
+            with open(path, "w") as f:
+                f.write(config)
+            self.extra_args += ["--config", path]
         self.proc = None
         self.endpoints = {}
         self.env = dict(os.environ)
@@ -115,6 +123,8 @@ class Lake:
             self.kill()
         if self.owned_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.config_dir:
+            shutil.rmtree(self.config_dir, ignore_errors=True)
 
     # -- helpers for clients --
     def url(self, name="api", scheme="http"):

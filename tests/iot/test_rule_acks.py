@@ -14,7 +14,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 import threading
 import time
 
@@ -55,11 +54,7 @@ class ReasonClient(mqtt.Client):
 
 @pytest.fixture
 def full_lake():
-    cfg_dir = tempfile.mkdtemp(prefix="tarn-acks-")
-    cfg = os.path.join(cfg_dir, "tarn.yaml")
-    with open(cfg, "w") as f:
-        f.write("streams:\n  wal_quota_mb: 1\n  wal_segment_mb: 1\n")
-    lake = Lake(extra_args=["--config", cfg])
+    lake = Lake(config="streams:\n  wal_quota_mb: 1\n  wal_segment_mb: 1\n")
     lake.start()
     fh = lake.boto3_client("firehose")
     fh.create_delivery_stream(
@@ -77,8 +72,6 @@ def full_lake():
     yield lake
     lake.stop()
     lake.cleanup()
-    os.remove(cfg)
-    os.rmdir(cfg_dir)
 
 
 def landed(lake):

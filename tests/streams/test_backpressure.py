@@ -5,7 +5,6 @@ bound; nothing acknowledged is lost, and a restart delivers it all."""
 import glob
 import json
 import os
-import tempfile
 
 import pytest
 from botocore.config import Config
@@ -17,11 +16,7 @@ ROLE = "arn:aws:iam::123456789012:role/firehose"
 
 
 def test_quota_full_gives_service_unavailable_and_keeps_acknowledged_records():
-    cfg_dir = tempfile.mkdtemp(prefix="tarn-bp-")
-    cfg = os.path.join(cfg_dir, "tarn.yaml")
-    with open(cfg, "w") as f:
-        f.write("streams:\n  wal_quota_mb: 1\n  wal_segment_mb: 1\n")
-    lake = Lake(extra_args=["--config", cfg])
+    lake = Lake(config="streams:\n  wal_quota_mb: 1\n  wal_segment_mb: 1\n")
     lake.start()
     try:
         fh = lake.boto3_client("firehose", config=Config(retries={"max_attempts": 1}))
@@ -66,5 +61,3 @@ def test_quota_full_gives_service_unavailable_and_keeps_acknowledged_records():
         assert sorted(landed) == sorted(acked)
     finally:
         lake.cleanup()
-        os.remove(cfg)
-        os.rmdir(cfg_dir)

@@ -126,13 +126,8 @@ def lake_metrics(lake):
 def test_a_resend_is_recognised_after_its_segment_was_delivered_and_deleted():
     """IntervalInSeconds 0 delivers at once, and with 1 MiB segments the early records' segment
     is deleted long before the device's resend; the origins snapshot still knows them."""
-    import tempfile
     from harness import Lake
-    cfg_dir = tempfile.mkdtemp(prefix="tarn-resend-")
-    cfg = os.path.join(cfg_dir, "tarn.yaml")
-    with open(cfg, "w") as f:
-        f.write("streams:\n  wal_segment_mb: 1\n")
-    lake = Lake(extra_args=["--config", cfg])
+    lake = Lake(config="streams:\n  wal_segment_mb: 1\n")
     lake.start()
     try:
         create_stream_and_rule(lake)
@@ -169,5 +164,3 @@ def test_a_resend_is_recognised_after_its_segment_was_delivered_and_deleted():
     finally:
         lake.stop()
         lake.cleanup()
-        os.remove(cfg)
-        os.rmdir(cfg_dir)
