@@ -1,7 +1,14 @@
 #include "streams/jq.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <vector>
+
+#include <simdjson.h>
 
 extern "C" {
 #include <jq.h>
@@ -32,9 +39,253 @@ std::string Message(jv invalid) {
   return out;
 }
 
+// How Extract writes a number, as libjq's doubles are written.
+std::string FormatNumber(double d) {
+  char buf[64];
+  if (std::floor(d) == d && std::fabs(d) < 1e15) {
+    std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(d));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.17g", d);
+  }
+  return buf;
+}
+
 }  // namespace
 
-Result<std::unique_ptr<JqQuery>> JqQuery::Compile(const std::string& program) {
+// --- The native program ---------------------------------------------------------------------
+//
+//   program := '{' entry (',' entry)* '}'
+//   entry   := key ':' expr | identifier            ({a} is {a: .a})
+//   expr    := '(' pipe ')' | pipe
+//   pipe    := path ['/' number] ('|' (floor | strftime("fmt") | . '/' number))*
+//   path    := ('.' identifier)+
+struct JqQuery::Native {
+  struct Step {
+    enum Kind { kDivide, kFloor, kStrftime } kind;
+    double divisor = 1;
+    std::string format;
+  };
+  struct Entry {
+    std::string key;
+    std::vector<std::string> path;
+    std::vector<Step> steps;
+  };
+  std::vector<Entry> entries;
+
+  static std::unique_ptr<Native> Parse(std::string_view p);
+  // nullopt: let libjq answer.
+  std::optional<std::map<std::string, std::string>> Run(std::string_view json) const;
+};
+
+namespace {
+
+class NativeParser {
+ public:
+  explicit NativeParser(std::string_view p) : p_(p) {}
+
+  bool Program(JqQuery::Native* out) {
+    if (!Eat('{')) return false;
+    do {
+      JqQuery::Native::Entry e;
+      if (!Entry(&e)) return false;
+      out->entries.push_back(std::move(e));
+    } while (Eat(','));
+    if (!Eat('}')) return false;
+    Ws();
+    return i_ == p_.size() && !out->entries.empty();
+  }
+
+ private:
+  void Ws() {
+    while (i_ < p_.size() && std::isspace(static_cast<unsigned char>(p_[i_]))) ++i_;
+  }
+  bool Eat(char c) {
+    Ws();
+    if (i_ < p_.size() && p_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool EatWord(std::string_view w) {
+    Ws();
+    if (p_.substr(i_, w.size()) != w) return false;
+    size_t end = i_ + w.size();
+    if (end < p_.size() && (std::isalnum(static_cast<unsigned char>(p_[end])) || p_[end] == '_')) return false;
+    i_ = end;
+    return true;
+  }
+  bool Ident(std::string* out) {
+    Ws();
+    size_t b = i_;
+    if (i_ < p_.size() && (std::isalpha(static_cast<unsigned char>(p_[i_])) || p_[i_] == '_')) {
+      ++i_;
+      while (i_ < p_.size() && (std::isalnum(static_cast<unsigned char>(p_[i_])) || p_[i_] == '_')) ++i_;
+    }
+    *out = std::string(p_.substr(b, i_ - b));
+    return !out->empty();
+  }
+  // A string literal without escapes (anything else is left to libjq).
+  bool String(std::string* out) {
+    if (!Eat('"')) return false;
+    size_t b = i_;
+    while (i_ < p_.size() && p_[i_] != '"') {
+      if (p_[i_] == '\\') return false;
+      ++i_;
+    }
+    if (i_ == p_.size()) return false;
+    *out = std::string(p_.substr(b, i_ - b));
+    ++i_;
+    return true;
+  }
+  bool Number(double* out) {
+    Ws();
+    size_t b = i_;
+    while (i_ < p_.size() && (std::isdigit(static_cast<unsigned char>(p_[i_])) || p_[i_] == '.')) ++i_;
+    if (b == i_) return false;
+    std::string text(p_.substr(b, i_ - b));
+    char* end = nullptr;
+    *out = std::strtod(text.c_str(), &end);
+    return end && *end == 0 && *out != 0;
+  }
+  bool Entry(JqQuery::Native::Entry* e) {
+    Ws();
+    if (i_ < p_.size() && p_[i_] == '"') {
+      if (!String(&e->key)) return false;
+      if (!Eat(':')) return false;
+    } else {
+      if (!Ident(&e->key)) return false;
+      if (!Eat(':')) {
+        e->path = {e->key};  // {a}: {a: .a}
+        return true;
+      }
+    }
+    bool paren = Eat('(');
+    if (!Pipe(e)) return false;
+    return !paren || Eat(')');
+  }
+  bool Path(std::vector<std::string>* path) {
+    while (true) {
+      Ws();
+      if (i_ >= p_.size() || p_[i_] != '.') break;
+      ++i_;
+      std::string k;
+      if (!Ident(&k)) return false;
+      path->push_back(std::move(k));
+    }
+    return !path->empty();
+  }
+  bool Divide(JqQuery::Native::Entry* e) {
+    double d;
+    if (!Number(&d)) return false;
+    e->steps.push_back({JqQuery::Native::Step::kDivide, d, {}});
+    return true;
+  }
+  bool Pipe(JqQuery::Native::Entry* e) {
+    if (!Path(&e->path)) return false;
+    if (Eat('/') && !Divide(e)) return false;
+    while (Eat('|')) {
+      if (!e->steps.empty() && e->steps.back().kind == JqQuery::Native::Step::kStrftime) return false;
+      if (EatWord("floor")) {
+        e->steps.push_back({JqQuery::Native::Step::kFloor, 1, {}});
+      } else if (EatWord("strftime")) {
+        std::string fmt;
+        if (!Eat('(') || !String(&fmt) || !Eat(')')) return false;
+        // Conversions that read only the broken-down UTC time (not its zone fields, which
+        // libjq leaves empty).
+        for (size_t k = 0; k < fmt.size(); ++k) {
+          if (fmt[k] != '%') continue;
+          if (++k == fmt.size() || !std::strchr("YmdHMSjyeFTbBaAIpuwCDRUWVGg%", fmt[k])) return false;
+        }
+        e->steps.push_back({JqQuery::Native::Step::kStrftime, 1, std::move(fmt)});
+      } else if (Eat('.')) {
+        if (!Eat('/') || !Divide(e)) return false;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  std::string_view p_;
+  size_t i_ = 0;
+};
+
+// The last member called `key` (jq keeps the last of duplicate keys).
+std::optional<simdjson::dom::element> Member(simdjson::dom::element e, std::string_view key) {
+  simdjson::dom::object obj;
+  if (e.get(obj) != simdjson::SUCCESS) return std::nullopt;
+  std::optional<simdjson::dom::element> found;
+  for (auto field : obj) {
+    if (field.key == key) found = field.value;
+  }
+  return found;
+}
+
+}  // namespace
+
+std::unique_ptr<JqQuery::Native> JqQuery::Native::Parse(std::string_view p) {
+  auto n = std::make_unique<Native>();
+  NativeParser parser(p);
+  if (!parser.Program(n.get())) return nullptr;
+  return n;
+}
+
+std::optional<std::map<std::string, std::string>> JqQuery::Native::Run(std::string_view json) const {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
+  std::map<std::string, std::string> keys;
+  for (const Entry& e : entries) {
+    simdjson::dom::element v = root;
+    for (const std::string& k : e.path) {
+      auto m = Member(v, k);
+      if (!m) return std::nullopt;
+      v = *m;
+    }
+    if (e.steps.empty()) {
+      switch (v.type()) {
+        case simdjson::dom::element_type::STRING: keys[e.key] = std::string(std::string_view(v)); break;
+        case simdjson::dom::element_type::BOOL: keys[e.key] = bool(v) ? "true" : "false"; break;
+        case simdjson::dom::element_type::INT64: keys[e.key] = FormatNumber(double(int64_t(v))); break;
+        case simdjson::dom::element_type::UINT64: keys[e.key] = FormatNumber(double(uint64_t(v))); break;
+        case simdjson::dom::element_type::DOUBLE: keys[e.key] = FormatNumber(double(v)); break;
+        default: return std::nullopt;
+      }
+      continue;
+    }
+    double d;
+    switch (v.type()) {
+      case simdjson::dom::element_type::INT64: d = double(int64_t(v)); break;
+      case simdjson::dom::element_type::UINT64: d = double(uint64_t(v)); break;
+      case simdjson::dom::element_type::DOUBLE: d = double(v); break;
+      default: return std::nullopt;
+    }
+    std::optional<std::string> text;
+    for (const Step& s : e.steps) {
+      switch (s.kind) {
+        case Step::kDivide: d /= s.divisor; break;
+        case Step::kFloor: d = std::floor(d); break;
+        case Step::kStrftime: {
+          // Whole seconds from 1970 to 9999 only; fractions and the rest are libjq's.
+          if (!(d >= 0 && d < 253402300800.0) || std::floor(d) != d) return std::nullopt;
+          time_t t = static_cast<time_t>(d);
+          struct tm tm;
+          if (!gmtime_r(&t, &tm)) return std::nullopt;
+          char buf[512];
+          size_t n = std::strftime(buf, sizeof(buf), s.format.c_str(), &tm);
+          if (n == 0 && !s.format.empty()) return std::nullopt;
+          text = std::string(buf, n);
+          break;
+        }
+      }
+    }
+    keys[e.key] = text ? std::move(*text) : FormatNumber(d);
+  }
+  return keys;
+}
+
+Result<std::unique_ptr<JqQuery>> JqQuery::Compile(const std::string& program, bool native) {
   std::unique_ptr<JqQuery> q(new JqQuery());
   jq_state* jq = jq_init();
   if (!jq) return Error(ErrorCode::kInternal, "jq_init failed");
@@ -45,6 +296,7 @@ Result<std::unique_ptr<JqQuery>> JqQuery::Compile(const std::string& program) {
                  "MetadataExtractionQuery '" + program + "' does not compile: " +
                      (q->error_.empty() ? "syntax error" : q->error_));
   }
+  if (native) q->native_ = Native::Parse(program);
   return q;
 }
 
@@ -56,6 +308,13 @@ JqQuery::~JqQuery() {
 }
 
 Result<std::map<std::string, std::string>> JqQuery::Extract(std::string_view json) {
+  if (native_) {
+    if (auto keys = native_->Run(json)) return std::move(*keys);
+  }
+  return ExtractWithLibjq(json);
+}
+
+Result<std::map<std::string, std::string>> JqQuery::ExtractWithLibjq(std::string_view json) {
   jv input = jv_parse_sized(json.data(), int(json.size()));
   if (!jv_is_valid(input)) {
     return Error(ErrorCode::kInvalidArgument, "record is not JSON: " + Message(input));
@@ -86,17 +345,7 @@ Result<std::map<std::string, std::string>> JqQuery::Extract(std::string_view jso
       case JV_KIND_STRING: keys[key] = jv_string_value(v); break;
       case JV_KIND_TRUE: keys[key] = "true"; break;
       case JV_KIND_FALSE: keys[key] = "false"; break;
-      case JV_KIND_NUMBER: {
-        double d = jv_number_value(v);
-        char buf[64];
-        if (std::floor(d) == d && std::fabs(d) < 1e15) {
-          std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(d));
-        } else {
-          std::snprintf(buf, sizeof(buf), "%.17g", d);
-        }
-        keys[key] = buf;
-        break;
-      }
+      case JV_KIND_NUMBER: keys[key] = FormatNumber(jv_number_value(v)); break;
       default:
         if (st.ok()) {
           st = Error(ErrorCode::kInvalidArgument,

@@ -3,7 +3,15 @@
 // keys. Only the object-producing shape is used: the first output must be an object whose
 // values are strings, numbers or booleans.
 //
-// Thread-safety: thread-safe (libjq's state is not, so runs are serialised).
+// The shape Firehose users write most — an object of paths, optionally divided, floored and
+// formatted with strftime (`{day: (.ts / 1000 | floor | strftime("%Y-%m-%d")), device: .device}`)
+// — is compiled to a native program that reads the record with simdjson, without libjq and its
+// lock. It answers only when every step meets the types it expects; anything else (not JSON, a
+// missing key, a string where a number was expected, …) goes to libjq, so results and error
+// messages are libjq's in every case (tested against it, jq_test.cc).
+//
+// Thread-safety: thread-safe (libjq's state is not, so its runs are serialised; the native
+// program runs concurrently).
 #pragma once
 
 #include <map>
@@ -19,15 +27,23 @@ namespace tarn::streams {
 class JqQuery {
  public:
   // kFirehoseInvalidArgument with libjq's message when the program does not compile.
-  static Result<std::unique_ptr<JqQuery>> Compile(const std::string& program);
+  // `native` = false keeps every record on libjq (tests compare the two).
+  static Result<std::unique_ptr<JqQuery>> Compile(const std::string& program, bool native = true);
   ~JqQuery();
+
+  // True when the program runs natively (see above).
+  bool native() const { return native_ != nullptr; }
 
   // Runs over one JSON document; kInvalidArgument when it is not JSON, the program fails, the
   // output is not an object, or a value is null / not a scalar.
   Result<std::map<std::string, std::string>> Extract(std::string_view json);
 
+  struct Native;  // jq.cc
+
  private:
   JqQuery() = default;
+  Result<std::map<std::string, std::string>> ExtractWithLibjq(std::string_view json);
+  std::unique_ptr<Native> native_;
   std::mutex mu_;
   void* state_ = nullptr;  // jq_state*, guarded by mu_
   std::string error_;      // guarded by mu_; last message from libjq's error callback
