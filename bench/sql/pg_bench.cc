@@ -2,6 +2,8 @@
 //   pg_bench CONNINFO select1 SECONDS [SQL]  prepared "SELECT 1" (or SQL) round trips, extended protocol
 //   pg_bench CONNINFO stream QUERY           rows/s of a binary-format result in single-row mode
 //   pg_bench CONNINFO fetch QUERY [BATCH]    rows/s through a binary cursor, FETCH BATCH rows at a time
+//   pg_bench CONNINFO copy QUERY             rows/s of COPY (QUERY) TO STDOUT (FORMAT binary), every
+//                                            tuple walked field by field (PQgetCopyData)
 //   pg_bench CONNINFO queries FILE [RUNS]    each query of FILE (one a line; CREATE lines are
 //                                            untimed set-up) RUNS times; best time per query,
 //                                            binary results read in full
@@ -69,7 +71,7 @@ void Exec(PGconn* c, const char* sql) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: pg_bench CONNINFO select1 SECONDS [SQL] | stream QUERY | fetch QUERY [BATCH] | "
+    std::fprintf(stderr, "usage: pg_bench CONNINFO select1 SECONDS [SQL] | stream QUERY | fetch QUERY [BATCH] | copy QUERY | "
                          "queries FILE [RUNS]\n");
     return 2;
   }
@@ -144,6 +146,63 @@ int main(int argc, char** argv) {
     }
     Exec(c, "CLOSE bench_cursor");
     Exec(c, "COMMIT");
+    double el = Now() - start;
+    double cpu = ServerCpu() - cpu0, client = ClientCpu() - client0;
+    std::printf("%ld %.0f %.2f %.1f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0,
+                rows ? client / rows * 1e9 : 0.0);
+  } else if (mode == "copy") {
+    double cpu0 = ServerCpu(), client0 = ClientCpu();
+    double start = Now();
+    std::string sql = std::string("COPY (") + argv[3] + ") TO STDOUT (FORMAT binary)";
+    PGresult* r = PQexec(c, sql.c_str());
+    if (PQresultStatus(r) != PGRES_COPY_OUT) Die(c, "copy");
+    PQclear(r);
+    // Binary COPY: an 11-byte signature, flags and header extension, then tuples (int16 field
+    // count, each field an int32 length and its bytes), ended by a count of -1. Messages may
+    // hold several tuples or part of one, so bytes are parsed from a carry buffer.
+    std::string buf;
+    size_t pos = 19;
+    long rows = 0;
+    bool ended = false;
+    auto be16 = [](const char* p) { return int16_t((uint8_t(p[0]) << 8) | uint8_t(p[1])); };
+    auto be32 = [](const char* p) {
+      return int32_t((uint32_t(uint8_t(p[0])) << 24) | (uint32_t(uint8_t(p[1])) << 16) |
+                     (uint32_t(uint8_t(p[2])) << 8) | uint32_t(uint8_t(p[3])));
+    };
+    for (;;) {
+      char* data = nullptr;
+      int n = PQgetCopyData(c, &data, 0);
+      if (n == -1) break;
+      if (n < 0) Die(c, "copy data");
+      buf.append(data, size_t(n));
+      PQfreemem(data);
+      while (!ended) {
+        if (buf.size() < pos + 2) break;
+        int16_t fields = be16(buf.data() + pos);
+        if (fields < 0) {
+          ended = true;
+          break;
+        }
+        size_t p = pos + 2;
+        bool whole = true;
+        for (int f = 0; f < fields; ++f) {
+          if (buf.size() < p + 4) { whole = false; break; }
+          int32_t len = be32(buf.data() + p);
+          p += 4 + (len > 0 ? size_t(len) : 0);
+          if (buf.size() < p) { whole = false; break; }
+        }
+        if (!whole) break;
+        ++rows;
+        pos = p;
+      }
+      if (pos > (1 << 20)) {
+        buf.erase(0, pos);
+        pos = 0;
+      }
+    }
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(c, "copy end");
+    PQclear(r);
     double el = Now() - start;
     double cpu = ServerCpu() - cpu0, client = ClientCpu() - client0;
     std::printf("%ld %.0f %.2f %.1f %.1f\n", rows, rows / el, el, rows ? cpu / rows * 1e9 : 0.0,

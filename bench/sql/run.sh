@@ -3,7 +3,8 @@
 # loopback port) and vs DuckDB alone, all in the same run:
 #   1. prepared `SELECT 1` round trips (extended protocol, libpq): queries/s, µs/query;
 #   2. streaming a ROWS-row, 5-column table to a libpq client in binary format, rows/s,
-#      read in single-row mode and through a binary cursor (FETCH 10000 at a time);
+#      read in single-row mode, through a binary cursor (FETCH 10000 at a time) and as
+#      COPY (…) TO STDOUT (FORMAT binary), each tuple walked by the client;
 #   3. 20 analytic queries over ROWS generated sensor readings in Parquet: Tarn through
 #      pgwire vs DuckDB in-process on the same file (duck_bench.cc, queries.sql).
 # Each of 1 and 2 runs REPEAT times alternating the peers; the best run and the spread
@@ -67,6 +68,8 @@ for r in $(seq "$REPEAT"); do
   pg stream "$Q" >>"$work/p_stream"
   tarn fetch "$Q" 10000 >>"$work/t_fetch"
   pg fetch "$Q" 10000 >>"$work/p_fetch"
+  tarn copy "$Q" >>"$work/t_copy"
+  pg copy "$Q" >>"$work/p_copy"
 done
 
 # best FILE COLUMN max|min → "best spread" (spread = worst/best)
@@ -78,11 +81,11 @@ read -r pq pqs < <(best "$work/p_select1" 1 max); read -r pl _ < <(best "$work/p
 read -r pc _ < <(best "$work/p_select1" 3 min)
 printf 'SELECT 1 (prepared, 1 client):   tarn %s q/s %s us (spread %s, server CPU %s us/q)  postgres %s q/s %s us (spread %s, %s us/q)  latency ratio tarn/pg %.2f\n' \
   "$tq" "$tl" "$tqs" "$tc" "$pq" "$pl" "$pqs" "$pc" "$(echo "$tl / $pl" | bc -l)"
-for m in stream fetch; do
+for m in stream fetch copy; do
   read -r tr trs < <(best "$work/t_$m" 2 max); read -r tc _ < <(best "$work/t_$m" 4 min)
   read -r pr prs < <(best "$work/p_$m" 2 max); read -r pc _ < <(best "$work/p_$m" 4 min)
   read -r tk _ < <(best "$work/t_$m" 5 min); read -r pk _ < <(best "$work/p_$m" 5 min)
-  label="single-row mode"; [[ $m == fetch ]] && label="binary cursor"
+  label="single-row mode"; [[ $m == fetch ]] && label="binary cursor"; [[ $m == copy ]] && label="COPY binary"
   printf '%s rows binary, %-15s tarn %s rows/s (spread %s, server CPU %s ns/row, client %s)  postgres %s rows/s (spread %s, %s ns/row, client %s)  ratio tarn/pg %.2f\n' \
     "$ROWS" "$label" "$tr" "$trs" "$tc" "$tk" "$pr" "$prs" "$pc" "$pk" "$(echo "$tr / $pr" | bc -l)"
 done
