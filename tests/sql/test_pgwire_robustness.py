@@ -148,8 +148,7 @@ def test_bad_messages_after_login(shared_lake):
     s.close()
     conn.close()
     conn = psycopg.connect(dsn(shared_lake))
-    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-    s.settimeout(10)
+    s = raw_socket(conn)
     # Length 2^31 on a regular message.
     s.sendall(b"Q" + struct.pack("!I", 2 ** 31))
     data = read_all(s)
@@ -158,11 +157,7 @@ def test_bad_messages_after_login(shared_lake):
     conn.close()
     # Bind with the wrong number of parameters: ErrorResponse, then ReadyForQuery after Sync.
     conn = psycopg.connect(dsn(shared_lake))
-    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-    s.settimeout(10)
-
-    def msg(t, body):
-        return t + struct.pack("!i", len(body) + 4) + body
+    s = raw_socket(conn)
     parse = msg(b"P", b"s1\0select $1::int\0" + struct.pack("!h", 0))
     bind = msg(b"B", b"\0s1\0" + struct.pack("!hh", 0, 0) + struct.pack("!h", 0))
     bad_fmt = msg(b"B", b"\0s1\0" + struct.pack("!hhh", 1, 7, 1) + struct.pack("!i", 1) + b"1" + struct.pack("!h", 0))
@@ -183,11 +178,22 @@ def test_bad_messages_after_login(shared_lake):
         assert c.execute("select count(*), sum(n) from kept_through_abuse").fetchone() == (1000, 499500)
 
 
+def raw_socket(conn):
+    """A second handle on a psycopg connection's socket, for writing raw protocol messages."""
+    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
+    s.settimeout(10)
+    return s
+
+
+def msg(t, body):
+    """One frontend message: type byte, int32 length, body."""
+    return t + struct.pack("!i", len(body) + 4) + body
+
+
 def test_client_disconnect_mid_result(shared_lake):
     for _ in range(3):
         conn = psycopg.connect(dsn(shared_lake))
-        s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-        s.settimeout(10)
+        s = raw_socket(conn)
         q = b"select range, repeat('x', 100) from range(5000000)\0"
         s.sendall(b"Q" + struct.pack("!i", len(q) + 4) + q)
         s.recv(65536)
@@ -199,11 +205,7 @@ def test_client_disconnect_mid_result(shared_lake):
 
 def test_execute_row_limit_portal_suspended(shared_lake):
     conn = psycopg.connect(dsn(shared_lake))
-    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-    s.settimeout(10)
-
-    def msg(t, body):
-        return t + struct.pack("!i", len(body) + 4) + body
+    s = raw_socket(conn)
     s.sendall(msg(b"P", b"\0select range from range(5)\0" + struct.pack("!h", 0)) +
               msg(b"B", b"p1\0\0" + struct.pack("!hhh", 0, 0, 1) + struct.pack("!h", 1)) +
               msg(b"E", b"p1\0" + struct.pack("!i", 2)) +
@@ -237,11 +239,7 @@ def test_bind_with_wrong_result_format_count_then_more_queries(shared_lake):
     # portal it started is dropped cleanly and the session runs the next statements (the
     # server once kept a pointer to the dropped portal's stream).
     conn = psycopg.connect(dsn(shared_lake))
-    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-    s.settimeout(10)
-
-    def msg(t, body):
-        return t + struct.pack("!i", len(body) + 4) + body
+    s = raw_socket(conn)
     parse = msg(b"P", b"\0select range from range(100000)\0" + struct.pack("!h", 0))
     bad = msg(b"B", b"\0\0" + struct.pack("!hh", 0, 0) + struct.pack("!hhhh", 3, 1, 1, 1))
     parse2 = msg(b"P", b"\0select 40 + range from range(3)\0" + struct.pack("!h", 0))
@@ -270,11 +268,7 @@ def test_close_and_flush_messages(shared_lake):
     # answers CloseComplete and a later Bind of it is 26000; Close of an unknown name is no error
     # (§55.7 Close).
     conn = psycopg.connect(dsn(shared_lake))
-    s = socket.socket(fileno=__import__("os").dup(conn.pgconn.socket))
-    s.settimeout(10)
-
-    def msg(t, body):
-        return t + struct.pack("!i", len(body) + 4) + body
+    s = raw_socket(conn)
     s.sendall(msg(b"P", b"named\0select 5\0" + struct.pack("!h", 0)) + msg(b"H", b""))
     assert s.recv(5) == b"1\x00\x00\x00\x04"  # ParseComplete, before any Sync
     s.sendall(msg(b"C", b"Snamed\0") + msg(b"C", b"Snever\0") + msg(b"H", b""))
