@@ -369,6 +369,8 @@ class TlsConn final : public ConnBase {
     // Partial writes return after each record; the buffer stays put between retries anyway.
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_set_options(ssl_, SSL_OP_NO_RENEGOTIATION);
+    // One read() takes whatever the socket holds (not a record header, then its body).
+    SSL_set_read_ahead(ssl_, 1);
     SSL_set_accept_state(ssl_);
     ArmTimer(listener_->options.handshake_timeout_ms);
     Handshake();
@@ -434,9 +436,10 @@ class TlsConn final : public ConnBase {
     WaitFor(SSL_ERROR_WANT_READ, [](TlsConn* c) { c->ReadReady(); });
   }
 
-  // Decrypts what the socket holds into the thread's buffer. Records OpenSSL has already
-  // buffered do not show on the socket, so the loop reads until OpenSSL asks for more bytes,
-  // and yields through the strand (not through a socket wait) when it stops early.
+  // Decrypts what the socket holds into the thread's buffer. Bytes OpenSSL has already read
+  // ahead do not show on the socket, so the loop goes back to waiting on the socket only when
+  // OpenSSL holds nothing, and yields through the strand (not through a socket wait) when it
+  // stops early.
   void ReadReady() {
     thread_local std::unique_ptr<char[]> buf(new char[kThreadReadBuffer]);
     for (int i = 0; i < 16; ++i) {
@@ -445,6 +448,9 @@ class TlsConn final : public ConnBase {
       if (n > 0) {
         Deliver(buf.get(), size_t(n));
         if (socket_closed_) return Finish();
+        // Nothing buffered, not even part of a record: wait on the socket rather than spend a
+        // read() on learning that it is empty.
+        if (SSL_pending(ssl_) == 0 && !SSL_has_pending(ssl_)) return ReadLoop();
         continue;
       }
       int e = SSL_get_error(ssl_, n);

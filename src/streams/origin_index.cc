@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 #include "core/hash.h"
 #include "streams/wal.h"
@@ -49,8 +50,7 @@ void OriginIndex::AddMeta(std::string_view meta, uint64_t seq, int64_t arrival_m
 }
 
 void OriginIndex::Add(uint64_t key, uint64_t payload_hash, uint64_t seq, int64_t arrival_micros) {
-  Entry& e = map_[key];
-  e = {payload_hash, seq, arrival_micros};
+  map_.insert_or_assign(key, Entry{payload_hash, seq, arrival_micros});
   order_.push_back({key, seq, arrival_micros});
   newest_ = std::max(newest_, arrival_micros);
   Expire(newest_);
