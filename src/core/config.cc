@@ -162,6 +162,8 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "flush_threads") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.flush_threads));
         else if (name == "dedup_window_seconds") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.dedup_window_seconds));
         else if (name == "dedup_max_entries") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.dedup_max_entries));
+        else if (name == "compaction_files") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.compaction_files));
+        else if (name == "compaction_grace_seconds") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.compaction_grace_seconds));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
     } else if (key == "sql") {
@@ -276,6 +278,11 @@ Status ValidateConfig(const Config& c) {
     return Error(ErrorCode::kInvalidArgument,
                  "streams.dedup_window_seconds must be at most 86400 and streams.dedup_max_entries "
                  "at most 134217728");
+  if (c.streams.compaction_files == 1 || c.streams.compaction_files > 64 ||
+      !(c.streams.compaction_grace_seconds >= 0 && c.streams.compaction_grace_seconds <= 86400))
+    return Error(ErrorCode::kInvalidArgument,
+                 "streams.compaction_files must be 0 (off) or 2 to 64 and "
+                 "streams.compaction_grace_seconds 0 to 86400");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.sql_limits.max_connections < 1)

@@ -57,6 +57,10 @@ struct StreamsConfig {
   // Device resends recognised by their origin (docs/streams.md "Exactly once from devices").
   uint64_t dedup_window_seconds = 600;
   uint64_t dedup_max_entries = 1048576;  // per stream
+  // Compaction of small Parquet objects (docs/streams.md "Compaction"): fan-in (0 = off) and
+  // how long merged inputs stay for queries that listed them (0 = delete at once).
+  uint64_t compaction_files = 8;
+  double compaction_grace_seconds = 30;
 };
 
 // The SQL endpoint's limits (docs/sql.md "Limits"). YAML section `sql:`.

@@ -515,6 +515,23 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
   return rows;
 }
 
+Result<uint64_t> ParquetWriter::Merge(const std::vector<std::string>& inputs,
+                                      const std::string& compression, const std::string& path) {
+  std::string list;
+  for (const auto& in : inputs) list += (list.empty() ? "" : ", ") + sql::QuoteLiteral(in);
+  // One thread (the writer's), insertion order preserved: the merged file holds the inputs'
+  // rows in sequence order, as a single flush of the same records would.
+  ASSIGN_OR_RETURN(auto result,
+                   conn_->Query("COPY (SELECT * FROM read_parquet([" + list +
+                                "], union_by_name=true)) TO " + sql::QuoteLiteral(path) +
+                                " (FORMAT parquet, COMPRESSION " + compression +
+                                ", ROW_GROUP_SIZE 122880)"));
+  if (!result.returns_rows()) return uint64_t(std::max<int64_t>(0, result.rows_changed()));
+  ASSIGN_OR_RETURN(auto rows, result.ToRows());  // COPY … TO answers with its row count
+  if (rows.empty() || rows[0].empty() || !rows[0][0]) return uint64_t{0};
+  return uint64_t(std::strtoull(rows[0][0]->c_str(), nullptr, 10));
+}
+
 Result<std::string> RawOutput(const std::vector<const WalRecord*>& records, bool newline,
                               RawCompression compression) {
   std::string raw;

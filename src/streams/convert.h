@@ -74,6 +74,12 @@ class ParquetWriter {
                        const std::string& compression, const std::string& path,
                        std::vector<FailedRecord>* failed);
 
+  // Compaction: writes the rows of the Parquet files `inputs`, in order, into one file at `path`
+  // (columns matched by name, so files written before and after a schema change merge; a
+  // column missing from some inputs is NULL there). Returns the number of rows.
+  Result<uint64_t> Merge(const std::vector<std::string>& inputs, const std::string& compression,
+                         const std::string& path);
+
  private:
   ParquetWriter() = default;
   std::unique_ptr<sql::Database> db_;

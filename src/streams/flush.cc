@@ -23,6 +23,7 @@
 #include "core/strings.h"
 #include "storage/object_store.h"
 #include "streams/convert.h"
+#include "streams/flush_internal.h"
 #include "streams/service.h"
 #include "streams/stream.h"
 
@@ -32,29 +33,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-// Streams a local file into the object store.
-class FileSource final : public storage::ByteSource {
- public:
-  explicit FileSource(FILE* f) : f_(f) {}
-  ~FileSource() override {
-    if (f_) std::fclose(f_);
-  }
-  Result<size_t> Read(char* buf, size_t n) override {
-    size_t got = std::fread(buf, 1, n, f_);
-    if (got == 0 && std::ferror(f_)) return Error(ErrorCode::kIoError, "reading a Parquet file");
-    return got;
-  }
-
- private:
-  FILE* f_;
-};
-
-std::string SeqText(uint64_t seq) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(seq));
-  return buf;
-}
 
 // "<stream>-<yyyy-MM-dd-HH-mm-ss>-<first>-<last>" (AWS names objects
 // <stream>-<version>-<time>-<uuid>; Tarn's carries the WAL range instead of a random id).
@@ -87,13 +65,28 @@ std::vector<std::pair<std::string, std::string>> HiveSegments(const std::string&
 
 }  // namespace
 
-struct StreamService::Flush {
-  std::mutex writers_mu;
-  // Idle DuckDB Parquet writers: a job borrows one (at most one per pool thread exist).
-  std::vector<std::unique_ptr<ParquetWriter>> writers;  // guarded by writers_mu
-  std::atomic<uint64_t> tmp_counter{0};
-  std::unique_ptr<ThreadPool> pool;
-};
+std::string SeqText(uint64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+Result<std::unique_ptr<ParquetWriter>> StreamService::Flush::BorrowWriter() {
+  {
+    std::lock_guard<std::mutex> l(writers_mu);
+    if (!writers.empty()) {
+      auto w = std::move(writers.back());
+      writers.pop_back();
+      return w;
+    }
+  }
+  return ParquetWriter::Create();
+}
+
+void StreamService::Flush::ReturnWriter(std::unique_ptr<ParquetWriter> w) {
+  std::lock_guard<std::mutex> l(writers_mu);
+  writers.push_back(std::move(w));
+}
 
 // One partition's records on their way to objects.
 struct FlushJob {
@@ -172,15 +165,23 @@ Status StreamService::CheckpointStream(DeliveryStream& s) {
   Wal* wal;
   uint64_t low;
   std::string state;
+  std::map<std::string, uint64_t> delivered;
   {
     std::lock_guard<std::mutex> l(s.mu);
     if (!s.wal) return Status::OK();
     wal = s.wal.get();
     low = s.LowWater();
     state = s.SerializeMarks(low);
+    for (const auto& [k, m] : s.marks) delivered[k] = m.delivered_last;
   }
   RETURN_IF_ERROR(wal->Checkpoint(low, state));
   s.checkpoint_written = covers;
+  {
+    // What compaction may merge: records a replay will never deliver again.
+    std::lock_guard<std::mutex> l(s.mu);
+    s.durable_low = low;
+    s.durable_delivered = std::move(delivered);
+  }
   return Status::OK();
 }
 
@@ -218,7 +219,8 @@ Status StreamService::RunJob(FlushJob& j) {
   }
   uint64_t out_bytes = 0, in_bytes = 0;
   for (const auto& b : j.records) in_bytes += b.rec.data.size();
-  Status st = WriteJob(s, *j.config, j.key, j.records, &out_bytes);
+  FolderObject parquet;
+  Status st = WriteJob(s, *j.config, j.key, j.records, &out_bytes, &parquet);
   bool more = false;
   {
     std::lock_guard<std::mutex> l(s.mu);
@@ -232,6 +234,7 @@ Status StreamService::RunJob(FlushJob& j) {
       m.delivered_last = j.records.back().rec.seq;
       m.inflight_first = m.inflight_last = 0;
       p.retry_backoff_ns = 0;
+      if (!parquet.key.empty()) NoteObject(s, j.key, *j.config, std::move(parquet));
     } else {
       TLOG_WARN("streams", "{}: delivering {} records to {} failed (will retry): {}", s.name,
                 j.records.size(), j.key.substr(2), st.ToString());
@@ -251,6 +254,7 @@ Status StreamService::RunJob(FlushJob& j) {
   }
   st = finish(st);
   if (more) Wake();  // the partition filled up while this job ran
+  if (st.ok()) ScheduleCompactions(j.stream);  // its new object is durably delivered now
   return st;
 }
 
@@ -303,7 +307,7 @@ Status StreamService::FlushStream(const std::shared_ptr<DeliveryStream>& s, bool
 
 Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& config,
                                const std::string& key, const std::vector<BufferedRecord>& recs,
-                               uint64_t* output_bytes) {
+                               uint64_t* output_bytes, FolderObject* parquet) {
   if (!store_) return Error(ErrorCode::kFirehoseServiceUnavailable, "no object store");
   uint64_t first = recs.front().rec.seq, last = recs.back().rec.seq;
   std::string name = ObjectName(s.name, recs.front().rec.arrival_micros, first, last);
@@ -354,22 +358,9 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
   std::vector<FailedRecord> failed;
   size_t rows = 0;
   {
-    std::unique_ptr<ParquetWriter> writer;
-    {
-      std::lock_guard<std::mutex> l(flush_->writers_mu);
-      if (!flush_->writers.empty()) {
-        writer = std::move(flush_->writers.back());
-        flush_->writers.pop_back();
-      }
-    }
-    if (!writer) {
-      ASSIGN_OR_RETURN(writer, ParquetWriter::Create());
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<ParquetWriter> writer, flush_->BorrowWriter());
     auto w = writer->Write(columns, records, config.parquet_compression, tmp, &failed);
-    {
-      std::lock_guard<std::mutex> l(flush_->writers_mu);
-      flush_->writers.push_back(std::move(writer));
-    }
+    flush_->ReturnWriter(std::move(writer));
     if (!w.ok()) {
       std::error_code ec;
       fs::remove(tmp, ec);
@@ -389,6 +380,7 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
     std::error_code ec;
     fs::remove(tmp, ec);
     if (!info.ok()) return info.status();
+    *parquet = {partition + name + ext, first, last, info->size};
     s.delivered_bytes->Inc(info->size);
     *output_bytes += info->size;
     s.delivered_records->Inc(rows);
@@ -562,6 +554,7 @@ void StreamService::FlusherLoop() {
     for (auto& s : all) {
       Dispatch(CollectJobs(s, false));
       UpdateFreshness(*s);
+      ScheduleCompactions(s);  // merges that found no free slot, inputs past their grace
     }
   }
 }

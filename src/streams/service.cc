@@ -271,6 +271,12 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
   s->freshness = &m.Gauge("tarn_firehose_data_freshness_seconds",
                           "Age of the oldest record not yet delivered", labels);
   s->wal_bytes = &m.Gauge("tarn_firehose_wal_bytes", "Bytes of write-ahead log on disk", labels);
+  s->compactions = &m.Counter("tarn_firehose_compactions_total",
+                              "Merges of small Parquet objects into one (compaction)", labels);
+  s->compacted_objects = &m.Counter("tarn_firehose_compacted_objects_total",
+                                    "Parquet objects merged away by compaction", labels);
+  s->compacted_bytes = &m.Counter("tarn_firehose_compaction_bytes_total",
+                                  "Bytes of merged Parquet objects written by compaction", labels);
   s->duplicates = &m.Counter("tarn_firehose_duplicate_records_total",
                              "Device resends recognised by their origin and not appended again",
                              labels);
@@ -351,6 +357,11 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
   // Interrupted flushes are repeated now, exactly (same records, same object keys).
   Status st = FlushStream(s, false);
   if (!st.ok()) TLOG_WARN("streams", "{}: recovery flush: {}", name, st.ToString());
+  // Objects an interrupted compaction merged but did not delete (readers skip them already).
+  if (store_) {
+    st = RecoverCompactions(*s);
+    if (!st.ok()) TLOG_WARN("streams", "{}: compaction recovery: {}", name, st.ToString());
+  }
   return s;
 }
 

@@ -56,6 +56,11 @@ struct StreamServiceOptions {
   // remembered this long after it arrived, for at most this many records per stream.
   int64_t dedup_window_seconds = 600;
   size_t dedup_max_entries = 1 << 20;
+  // Compaction of small Parquet objects (docs/streams.md "Compaction"): merge this many objects
+  // of one size level into one (0 = off); delete the merged inputs this long after the merged
+  // object landed, so that a query which listed them just before still finds them.
+  size_t compaction_files = 8;
+  int64_t compaction_grace_ms = 30000;
 };
 
 struct PutResult {
@@ -67,6 +72,7 @@ class DeliveryStream;
 struct DestinationConfig;
 struct BufferedRecord;
 struct FlushJob;
+struct FolderObject;
 
 class StreamService final : public RecordSink {
  public:
@@ -104,6 +110,12 @@ class StreamService final : public RecordSink {
   // Flushes everything buffered (shutdown, tests) and waits for it.
   Status FlushAll();
 
+  // --- compaction (docs/streams.md "Compaction"; compact.cc) ---
+  // Merges every stream's small Parquet objects as the policy picks them, on this thread, until
+  // nothing is left to merge, then deletes the merged inputs whose grace period is over. The
+  // background flusher does the same on the flush pool; tests without it call this.
+  Status Compact();
+
  private:
   StreamService(MetaStore* meta, storage::ObjectStore* store, catalog::CatalogStore* catalog,
                 StreamServiceOptions options);
@@ -132,10 +144,28 @@ class StreamService final : public RecordSink {
   // Waits until no flush job of `s` runs and keeps new ones from starting; caller holds s.mu.
   static void PauseFlushes(DeliveryStream& s, std::unique_lock<std::mutex>& lock);
   Status WriteJob(DeliveryStream& s, const DestinationConfig& config, const std::string& key,
-                  const std::vector<BufferedRecord>& records, uint64_t* output_bytes);
+                  const std::vector<BufferedRecord>& records, uint64_t* output_bytes,
+                  FolderObject* parquet);
   Status RegisterPartition(const DestinationConfig& config, const nlohmann::json& table,
                            const std::string& partition);
   void UpdateFreshness(DeliveryStream& s);
+  // Compaction (compact.cc). NoteObject records a Parquet object a flush wrote (caller holds
+  // s.mu); ScheduleCompactions hands folders with work and due deletions to the pool;
+  // CompactFolder lists the folder once, then does at most one merge (true when it merged).
+  void NoteObject(DeliveryStream& s, const std::string& partition, const DestinationConfig& config,
+                  FolderObject object);
+  void ScheduleCompactions(const std::shared_ptr<DeliveryStream>& s);
+  Result<bool> CompactFolder(DeliveryStream& s, const std::string& folder);
+  // Deletes merged inputs whose grace period is over (all of them with `all`).
+  Status DeleteMergedInputs(DeliveryStream& s, bool all);
+  // Writes <wal dir>/compactions: the folders where a merge may have left covered objects.
+  Status WriteCompactionsFile(DeliveryStream& s);
+  // At start: deletes the covered objects that merges interrupted by a crash left behind.
+  Status RecoverCompactions(DeliveryStream& s);
+  // Lists a folder (no sub-folders): the stream's objects with `extension`, and the covered ones.
+  Status ListFolder(const DeliveryStream& s, const std::string& bucket, const std::string& prefix,
+                    const std::string& extension, std::vector<FolderObject>* live,
+                    std::vector<std::string>* covered);
   void FlusherLoop();
   void Wake();
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "catalog/store.h"
+#include "core/data_dir.h"
 #include "core/hash.h"
 #include "sql/duckdb/engine.h"
 #include "storage/local_store.h"
@@ -58,6 +59,8 @@ class StreamServiceTest : public ::testing::Test {
     o.clock = &clock_;
     o.background_flush = false;
     o.wal = wal_options_;
+    o.compaction_files = compaction_files_;
+    o.compaction_grace_ms = 0;
     auto s = StreamService::Open(meta_.get(), store_.get(), catalog_.get(), o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     svc_ = std::move(s).value();
@@ -124,6 +127,7 @@ class StreamServiceTest : public ::testing::Test {
 
   std::string dir_;
   WalOptions wal_options_;
+  size_t compaction_files_ = 8;
   ManualClock clock_{1764072000LL * 1000000};  // 2025-11-25T12:00:00Z
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<storage::LocalObjectStore> store_;
@@ -236,6 +240,90 @@ TEST_F(StreamServiceTest, DynamicPartitioningByJqKeysAndErrorsForRecordsWithoutT
     }
   }
   EXPECT_EQ(a + b + err, 3);
+}
+
+// Compaction (compact.cc): small Parquet objects of a partition merge into one named by the
+// union of their ranges; the inputs go; a merge interrupted between its PUT and the deletes is
+// cleaned up at the next start, and objects outside the stream's naming are never touched.
+TEST_F(StreamServiceTest, CompactionMergesSmallObjectsAndRecoveryDeletesCoveredLeftovers) {
+  compaction_files_ = 4;
+  OpenService();
+  ASSERT_TRUE(catalog_->CreateDatabase({{"Name", "iot"}}).ok());
+  json table = {{"Name", "small"},
+                {"StorageDescriptor",
+                 {{"Columns", json::array({{{"Name", "device"}, {"Type", "string"}},
+                                           {{"Name", "n"}, {"Type", "bigint"}}})},
+                  {"Location", "s3://landing/small/"}}}};
+  ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
+  json j = Raw(0);
+  j.erase("ProcessingConfiguration");
+  j["Prefix"] = "small/";
+  j["ErrorOutputPrefix"] = "errors/small/";
+  j["DataFormatConversionConfiguration"] = {
+      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "small"}}},
+      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
+      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
+  auto c = svc_->Create("small", "DirectPut", j, json());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  int n = 0;
+  for (int flush = 0; flush < 10; ++flush) {
+    std::vector<std::string> recs;
+    for (int i = 0; i < 3; ++i, ++n) recs.push_back("{\"device\":\"d\",\"n\":" + std::to_string(n) + "}");
+    for (const auto& x : Put("small", recs)) ASSERT_TRUE(x.status.ok());
+    ASSERT_TRUE(svc_->FlushDue().ok());
+  }
+  auto parquet_keys = [&] {
+    std::vector<std::string> keys;
+    for (const auto& [k, body] : Objects()) {
+      if (k.rfind("small/", 0) == 0 && k.size() > 8 && k.substr(k.size() - 8) == ".parquet") keys.push_back(k);
+    }
+    return keys;
+  };
+  ASSERT_EQ(parquet_keys().size(), 10u);
+  ASSERT_TRUE(svc_->Compact().ok());
+  auto keys = parquet_keys();
+  EXPECT_LT(keys.size(), 4u);
+  ASSERT_GE(keys.size(), 1u);
+  // The remaining objects' ranges are disjoint, in order, and hold every row exactly once.
+  auto db = std::move(sql::Database::Open("")).value();
+  auto conn = std::move(db->Connect()).value();
+  auto count = [&](const std::vector<std::string>& ks) {
+    std::string list;
+    for (const auto& k : ks) list += (list.empty() ? "" : ", ") + sql::QuoteLiteral(*store_->LocalPath("landing", k));
+    auto q = conn->Query("SELECT count(*), count(DISTINCT n), sum(n) FROM read_parquet([" + list + "])");
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    auto rows = std::move(q->ToRows()).value();
+    return *rows[0][0] + "/" + *rows[0][1] + "/" + *rows[0][2];
+  };
+  EXPECT_EQ(count(keys), "30/30/435");
+  EXPECT_EQ(ReadFile(dir_ + "/wal/small/compactions").value_or("?"), "[]");
+
+  // A leftover as a kill -9 between the merged PUT and the deletes leaves it: an object whose
+  // range the merged one covers, and the folder recorded in <wal dir>/compactions.
+  const std::string merged = keys.front();
+  auto name = merged.substr(merged.rfind('/') + 1);
+  std::string stale = "small/small-" + name.substr(6, 19) + "-" + name.substr(26, 20) + "-" +
+                      name.substr(26, 20) + ".parquet";
+  ASSERT_NE(stale, merged);
+  auto put = [&](const std::string& key, std::string body) {
+    storage::StringSource src(std::move(body));
+    ASSERT_TRUE(store_->PutObject("landing", key, src, {}).ok());
+  };
+  put(stale, Objects()[merged]);
+  put("small/user-file.parquet", Objects()[merged]);
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/wal/small/compactions",
+                              R"([{"bucket":"landing","prefix":"small/"}])").ok());
+  OpenService();  // the restart
+  auto after = Objects();
+  EXPECT_EQ(after.count(stale), 0u) << "the covered leftover is deleted at start";
+  EXPECT_EQ(after.count(merged), 1u);
+  EXPECT_EQ(after.count("small/user-file.parquet"), 1u) << "not the stream's object: untouched";
+  auto now = keys;
+  now.push_back("small/user-file.parquet");
+  std::sort(now.begin(), now.end());
+  EXPECT_EQ(parquet_keys(), now);
+  EXPECT_EQ(count(keys), "30/30/435");
+  EXPECT_EQ(ReadFile(dir_ + "/wal/small/compactions").value_or("?"), "[]");
 }
 
 TEST_F(StreamServiceTest, ParquetConversionWithCatalogSchemaCoercionAndErrorPrefix) {

@@ -52,6 +52,33 @@ struct PartitionMark {
   uint64_t inflight_first = 0, inflight_last = 0;  // 0 = none
 };
 
+// One object of a data partition's folder that compaction may merge (docs/streams.md
+// "Compaction"): its key, its WAL sequence range (from its name) and its size.
+struct FolderObject {
+  std::string key;
+  uint64_t first = 0, last = 0, size = 0;
+};
+
+// The objects compaction knows in one data partition's folder. The folder is listed once per
+// process (objects written before a restart); after that flushes and merges keep the list.
+struct PartitionFolder {
+  std::string partition;  // the partition key ("D:<prefix>") whose records the folder holds
+  std::string bucket, prefix, extension;
+  std::string parquet_compression;
+  bool listed = false;
+  bool wanted = false;      // an object was added since the policy last found nothing to merge
+  bool compacting = false;  // a compaction job of this folder is queued or running
+  std::vector<FolderObject> objects;  // sequence order
+};
+
+// Inputs of a merge, deleted once readers that listed them before the merged object existed
+// are done (streams.compaction_grace_seconds).
+struct PendingDelete {
+  std::string bucket, prefix;
+  std::vector<std::string> keys;
+  int64_t due_mono = 0;
+};
+
 class DeliveryStream {
  public:
   std::string name, arn, type;
@@ -71,6 +98,19 @@ class DeliveryStream {
   int64_t cached_second = -1;
   const DestinationConfig* cached_config = nullptr;
   std::string cached_partition;
+
+  // Compaction state, guarded by mu: folders by bucket + "/" + prefix; the delivered marks as
+  // of the last checkpoint written (only objects whose records are durably delivered are merged,
+  // so a WAL replay never writes one again); merged inputs waiting for their grace period; how
+  // many merges of each folder may have left covered objects (persisted in <wal
+  // dir>/compactions, cleared once their inputs are deleted).
+  std::map<std::string, PartitionFolder> folders;
+  std::map<std::string, uint64_t> durable_delivered;
+  uint64_t durable_low = 0;
+  std::vector<PendingDelete> pending_deletes;
+  bool deleting = false;  // a job deleting due inputs is queued or running
+  std::map<std::string, int> uncleaned;  // bucket + "/" + prefix → merges not yet cleaned up
+  std::mutex compactions_file_mu;        // serialises writes of <wal dir>/compactions
 
   std::unique_ptr<Wal> wal;
   // Origins of recent records (device resends), guarded by mu; persisted through the WAL's
@@ -101,6 +141,9 @@ class DeliveryStream {
   ops::CounterMetric* failed_processing = nullptr;
   ops::CounterMetric* delivery_errors = nullptr;
   ops::CounterMetric* duplicates = nullptr;
+  ops::CounterMetric* compactions = nullptr;
+  ops::CounterMetric* compacted_objects = nullptr;
+  ops::CounterMetric* compacted_bytes = nullptr;
   ops::GaugeMetric* freshness = nullptr;
   ops::GaugeMetric* wal_bytes = nullptr;
 

@@ -16,6 +16,7 @@
 #include "sql/lake/sql_text.h"
 #include "sql/lake/table_refs.h"
 #include "sql/lake/table_view.h"
+#include "streams/compaction.h"
 
 namespace tarn::sql::lake {
 
@@ -560,6 +561,8 @@ class LakeSession final : public pgwire::StatementHooks {
       prefixes[i] = bp;
       all_under_table = all_under_table && bp.first == table_bucket && StartsWith(bp.second, table_prefix);
     }
+    // Keys listed per partition, in listing order, before the covered ones are dropped.
+    std::vector<std::vector<std::pair<std::string, std::string>>> listed(parts.size());
     auto add_object = [&](size_t part, const std::string& bucket, const storage::ObjectInfo& o,
                           const std::string& prefix) -> Status {
       if (o.size == 0 || EndsWith(o.key, "/")) return Status::OK();
@@ -567,10 +570,7 @@ class LakeSession final : public pgwire::StatementHooks {
       for (const std::string& seg : Split(std::string_view(o.key).substr(prefix.size()), '/')) {
         if (!seg.empty() && (seg[0] == '_' || seg[0] == '.')) return Status::OK();
       }
-      RETURN_IF_ERROR(Authorize("s3:GetObject", "arn:aws:s3:::" + bucket + "/" + o.key, what, bucket));
-      ASSIGN_OR_RETURN(std::string path, d_.store->LocalPath(bucket, o.key));
-      parts[part].paths.push_back(std::move(path));
-      ++plan.objects;
+      listed[part].emplace_back(bucket, o.key);
       return Status::OK();
     };
     if (plan.partitioned && parts.size() > 16 && all_under_table) {
@@ -594,11 +594,33 @@ class LakeSession final : public pgwire::StatementHooks {
         for (const auto& o : objects) RETURN_IF_ERROR(add_object(i, prefixes[i].first, o, prefixes[i].second));
       }
     }
+    // A delivery stream's compaction PUTs a merged object before it deletes the objects it
+    // merged: an object whose sequence range another object of the same stream and folder
+    // covers holds rows that one holds too, so it is left out (streams/compaction.h).
+    size_t covered = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      std::vector<std::string> keys;
+      keys.reserve(listed[i].size());
+      for (const auto& [bucket, key] : listed[i]) keys.push_back(key);
+      std::vector<bool> skip = streams::CoveredObjects(keys);
+      for (size_t k = 0; k < keys.size(); ++k) {
+        if (skip[k]) {
+          ++covered;
+          continue;
+        }
+        const std::string& bucket = listed[i][k].first;
+        RETURN_IF_ERROR(Authorize("s3:GetObject", "arn:aws:s3:::" + bucket + "/" + keys[k], what, bucket));
+        ASSIGN_OR_RETURN(std::string path, d_.store->LocalPath(bucket, keys[k]));
+        parts[i].paths.push_back(std::move(path));
+        ++plan.objects;
+      }
+    }
     ASSIGN_OR_RETURN(std::string select, LakeTableSelect(scan->table, parts));
     plan.create = "CREATE OR REPLACE TEMP VIEW " + SqlIdent(plan.name) + " AS " + select;
     std::string summary = db + "." + table + " (" +
                           (plan.partitioned ? std::to_string(plan.partitions) + " partitions, " : std::string()) +
                           std::to_string(plan.objects) + " objects" +
+                          (covered ? ", " + std::to_string(covered) + " merged away" : std::string()) +
                           (used.empty() ? std::string() : ", partition filter " + used) + ")";
     std::string& all = details_["lakeTables"];
     all += (all.empty() ? "" : "; ") + summary;
