@@ -95,6 +95,23 @@ def start_lake(work, devices, interval):
 SIM_THREADS = 0  # --sim-threads: 0 lets `tarn simulate` pick (one per core)
 
 
+def live_files(paths):
+    """The files a query reads: those whose sequence range no other file of the folder covers
+    (docs/streams.md "Compaction")."""
+    name = re.compile(r"^(.+)-\d{4}(?:-\d\d){5}-(\d{20})-(\d{20})(\.[^-]*)$")
+    by_folder = {}
+    for p in paths:
+        m = name.match(os.path.basename(p))
+        if m:
+            by_folder.setdefault(os.path.dirname(p), []).append((int(m.group(2)), int(m.group(3)), p))
+    live = [p for p in paths if not name.match(os.path.basename(p))]
+    for files in by_folder.values():
+        for f, l, p in files:
+            if not any((f2, l2) != (f, l) and f2 <= f and l <= l2 for f2, l2, _ in files):
+                live.append(p)
+    return live
+
+
 def simulate(lake, work, devices, rate, seconds, qos=1, drain=30):
     cmd = [tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file, "--certs",
            os.path.join(work, "certs"), "--devices", str(devices), "--rate", str(rate), "--duration",
@@ -236,10 +253,11 @@ def freshness(args, interval, load):
               % (interval, load, len(lat), statistics.median(lat), p99, lat[-1]))
         # Part of each figure is the probe's own query, which reads every file of the table
         # (at IntervalInSeconds 0 the stream writes a small file per flush).
-        files = len([f for f in glob.glob(os.path.join(lake.data_dir, "objects", "landing", "iot", "telemetry",
-                                                       "**", "*.parquet"), recursive=True)])
-        print("  the probe's query: p50 %.2f s, max %.2f s (polls %d); the table holds %d Parquet files"
-              % (statistics.median(query), max(query), len(query), files))
+        paths = glob.glob(os.path.join(lake.data_dir, "objects", "landing", "iot", "telemetry",
+                                       "**", "*.parquet"), recursive=True)
+        print("  the probe's query: p50 %.2f s, max %.2f s (polls %d); the table holds %d Parquet files,"
+              " %d of them read (the others merged by compaction, deleted after its grace period)"
+              % (statistics.median(query), max(query), len(query), len(paths), len(live_files(paths))))
     finally:
         if sim and sim.poll() is None:
             sim.terminate()

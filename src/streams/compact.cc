@@ -75,6 +75,7 @@ void StreamService::NoteObject(DeliveryStream& s, const std::string& partition,
   }
   f.extension = name->extension;
   f.parquet_compression = config.parquet_compression;
+  f.last_object_mono = options_.clock->MonotonicNanos();
   // A repeated flush (after a failure past the PUT) writes the same key again.
   for (auto it = f.objects.rbegin(); it != f.objects.rend() && it->last >= object.first; ++it) {
     if (it->key == object.key) {
@@ -89,7 +90,7 @@ void StreamService::NoteObject(DeliveryStream& s, const std::string& partition,
 
 void StreamService::ScheduleCompactions(const std::shared_ptr<DeliveryStream>& sp) {
   // Tests without the background flusher call Compact() themselves.
-  if (options_.compaction_files == 0 || !options_.background_flush) return;
+  if (options_.compaction_files == 0 || !options_.background_flush || flush_->stopping) return;
   DeliveryStream& s = *sp;
   std::vector<std::string> folders;
   bool delete_due = false;
@@ -102,6 +103,18 @@ void StreamService::ScheduleCompactions(const std::shared_ptr<DeliveryStream>& s
       if (delete_due) {
         s.deleting = true;
         ++s.jobs_running;
+      }
+    }
+    // Forget folders of partitions that have gone quiet for 10 minutes (an hour that ended): a
+    // partition that receives records again is listed again.
+    constexpr int64_t kQuietNanos = 600LL * 1000000000;
+    for (auto it = s.folders.begin(); it != s.folders.end();) {
+      const PartitionFolder& f = it->second;
+      if (!f.wanted && !f.compacting && !s.uncleaned.count(it->first) &&
+          now - f.last_object_mono > kQuietNanos) {
+        it = s.folders.erase(it);
+      } else {
+        ++it;
       }
     }
     const int slots = std::max(1, options_.flush_threads / 2);

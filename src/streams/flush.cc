@@ -104,8 +104,15 @@ StreamService::~StreamService() {
   }
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  if (flush_) flush_->stopping = true;
   if (flush_ && flush_->pool) flush_->pool->Shutdown();  // finishes jobs already queued
   std::lock_guard<std::mutex> l(mu_);
+  // The SQL endpoint stopped first (lake.cc), so no query holds a merged input any more: delete
+  // them now rather than leave covered objects on disk for readers of the folders themselves.
+  for (auto& [n, s] : streams_) {
+    Status st = DeleteMergedInputs(*s, true);
+    if (!st.ok()) TLOG_WARN("streams", "{}: deleting merged objects at shutdown: {}", n, st.ToString());
+  }
   streams_.clear();  // closes each WAL (pending appends are written and synced first)
 }
 

@@ -25,6 +25,7 @@ struct StreamService::Flush {
   // Compaction jobs queued or running across all streams: at most half the pool, so merges
   // never hold every flush thread and ingest keeps flowing (2-core machines).
   std::atomic<int> compactions_running{0};
+  std::atomic<bool> stopping{false};  // the service is being destroyed: no new compaction jobs
   std::unique_ptr<ThreadPool> pool;
 
   // Borrows an idle writer (or makes one); Return gives it back.

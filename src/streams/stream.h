@@ -68,6 +68,7 @@ struct PartitionFolder {
   bool listed = false;
   bool wanted = false;      // an object was added since the policy last found nothing to merge
   bool compacting = false;  // a compaction job of this folder is queued or running
+  int64_t last_object_mono = 0;  // when a flush last added an object (Clock::MonotonicNanos)
   std::vector<FolderObject> objects;  // sequence order
 };
 
