@@ -2,7 +2,7 @@
 """bench/e2e: the whole IoT path under load, and how fresh the data is.
 
   bench/e2e/run.py [--devices N] [--rate MSGS_PER_S] [--seconds S] [--samples N] [--warmup S]
-                   [--fresh-load MSGS_PER_S] [--intervals 0,60] [--skip-throughput]
+                   [--fresh-load MSGS_PER_S] [--intervals 0,60] [--skip-throughput] [--no-compaction]
 
 1. Throughput: `tarn simulate` drives N devices (each its own thing and certificate, mutual TLS,
    QoS 1, ~200-byte JSON) through broker → rule → delivery stream → Parquet → catalog. Reports
@@ -79,8 +79,13 @@ def spec_for(work, devices, interval):
     return path, width
 
 
+# tarn.yaml for the server under test; --no-compaction switches the stream's compaction off to
+# compare with the same binary (docs/streams.md "Compaction").
+LAKE_CONFIG = None
+
+
 def start_lake(work, devices, interval):
-    lake = Lake()
+    lake = Lake(config=LAKE_CONFIG)
     lake.start()
     spec, width = spec_for(work, devices, interval)
     t = time.time()
@@ -278,7 +283,12 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--sim-threads", type=int, default=0, help="tarn simulate --threads (0: its default)")
     ap.add_argument("--intervals", default="0,60")
+    ap.add_argument("--no-compaction", action="store_true",
+                    help="streams.compaction_files: 0 (every small Parquet file stays)")
     args = ap.parse_args()
+    if args.no_compaction:
+        global LAKE_CONFIG
+        LAKE_CONFIG = "streams:\n  compaction_files: 0\n"
     global SIM_THREADS
     SIM_THREADS = args.sim_threads
     rate = 0 if args.skip_throughput else throughput(args)
