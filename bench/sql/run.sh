@@ -10,12 +10,16 @@
 # Each of 1 and 2 runs REPEAT times alternating the peers; the best run and the spread
 # (worst/best) are printed, with the server's CPU time per query or row, which is steadier
 # than wall-clock rates on a shared machine.
-#   bench/sql/run.sh [SECONDS=5] [ROWS=10000000] [REPEAT=3]
+#   bench/sql/run.sh [SECONDS=5] [ROWS=10000000] [REPEAT=3] [PARTS=select1,stream,analytic]
+# PARTS picks what runs: `bench/sql/run.sh 5 0 5 select1` is the SELECT 1 comparison alone
+# (nothing loaded, a minute on this machine).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECONDS_RUN="${1:-5}"
 ROWS="${2:-10000000}"
 REPEAT="${3:-3}"
+PARTS="${4:-select1,stream,analytic}"
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 TARN="$("$ROOT/tarn.sh" build | tail -1)"
 PGBIN=/usr/lib/postgresql/15/bin
 DUCKDB="$ROOT/third_party/duckdb"
@@ -49,6 +53,7 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w \
   -o "-p $pport -k $work/pg -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c fsync=off" start >/dev/null
 pg_dsn="host=127.0.0.1 port=$pport user=postgres dbname=postgres sslmode=disable"
 
+if part stream || part analytic; then
 echo "loading $ROWS rows into both, generating $ROWS sensor readings in Parquet..."
 psql -X -q "$tarn_dsn" -c "create table s as select range as id, (range % 100)::int as device, random() as v, \
   timestamp '2024-01-01' + to_seconds(range) as ts, 'tag' || (range % 10) as tag from range($ROWS)"
@@ -56,14 +61,18 @@ psql -X -q "$pg_dsn" -c "create table s as select g as id, (g % 100)::int as dev
   timestamp '2024-01-01' + g * interval '1 second' as ts, 'tag' || (g % 10) as tag from generate_series(0, $ROWS - 1) g" -c "vacuum analyze s"
 "$work/duck_bench" gen "$work/sensors.parquet" "$ROWS"
 sed "s#@PARQUET@#$work/sensors.parquet#" "$ROOT/bench/sql/queries.sql" >"$work/queries.sql"
+fi
 
 tarn() { BENCH_SERVER_PID="$tarn_pid" "$work/pg_bench" "$tarn_dsn" "$@"; }
 pg() { BENCH_SERVER_PID=backend "$work/pg_bench" "$pg_dsn" "$@"; }
 Q="select id, device, v, ts, tag from s"
 for r in $(seq "$REPEAT"); do
   echo "run $r/$REPEAT..."
-  tarn select1 "$SECONDS_RUN" >>"$work/t_select1"
-  pg select1 "$SECONDS_RUN" >>"$work/p_select1"
+  if part select1; then
+    tarn select1 "$SECONDS_RUN" >>"$work/t_select1"
+    pg select1 "$SECONDS_RUN" >>"$work/p_select1"
+  fi
+  part stream || continue
   tarn stream "$Q" >>"$work/t_stream"
   pg stream "$Q" >>"$work/p_stream"
   tarn fetch "$Q" 10000 >>"$work/t_fetch"
@@ -75,13 +84,16 @@ done
 # best FILE COLUMN max|min → "best spread" (spread = worst/best)
 best() { awk -v c="$2" -v m="$3" 'NR==1{b=$c;w=$c} {if((m=="max"&&$c>b)||(m=="min"&&$c<b))b=$c; if((m=="max"&&$c<w)||(m=="min"&&$c>w))w=$c}
   END{printf "%s %.2f\n", b, (m=="max"? b/w : w/b)}' "$1"; }
+if part select1; then
+paste "$work/t_select1" "$work/p_select1" | awk '{printf "  select1 run %d: tarn %s q/s %s us %s us CPU/q  postgres %s q/s %s us %s us CPU/q  ratio %.2f\n", NR, $1, $2, $3, $4, $5, $6, $2/$5}'
 read -r tq tqs < <(best "$work/t_select1" 1 max); read -r tl _ < <(best "$work/t_select1" 2 min)
 read -r tc _ < <(best "$work/t_select1" 3 min)
 read -r pq pqs < <(best "$work/p_select1" 1 max); read -r pl _ < <(best "$work/p_select1" 2 min)
 read -r pc _ < <(best "$work/p_select1" 3 min)
 printf 'SELECT 1 (prepared, 1 client):   tarn %s q/s %s us (spread %s, server CPU %s us/q)  postgres %s q/s %s us (spread %s, %s us/q)  latency ratio tarn/pg %.2f\n' \
   "$tq" "$tl" "$tqs" "$tc" "$pq" "$pl" "$pqs" "$pc" "$(echo "$tl / $pl" | bc -l)"
-for m in stream fetch copy; do
+fi
+part stream && for m in stream fetch copy; do
   read -r tr trs < <(best "$work/t_$m" 2 max); read -r tc _ < <(best "$work/t_$m" 4 min)
   read -r pr prs < <(best "$work/p_$m" 2 max); read -r pc _ < <(best "$work/p_$m" 4 min)
   read -r tk _ < <(best "$work/t_$m" 5 min); read -r pk _ < <(best "$work/p_$m" 5 min)
@@ -90,6 +102,7 @@ for m in stream fetch copy; do
     "$ROWS" "$label" "$tr" "$trs" "$tc" "$tk" "$pr" "$prs" "$pc" "$pk" "$(echo "$tr / $pr" | bc -l)"
 done
 
+part analytic || exit 0
 echo "20 analytic queries, best of $REPEAT each, DuckDB in-process and Tarn via pgwire alternating:"
 "$work/duck_bench" queries "$work/queries.sql" "$REPEAT" "$tarn_dsn" | tee "$work/analytic"
 awk '{d+=$2; p+=$4} END {printf "analytic total: duckdb in-process %.3f s  tarn via pgwire %.3f s  ratio %.3f\n", d, p, p/d}' "$work/analytic"
