@@ -19,6 +19,10 @@ std::string Join(const std::vector<std::string>& parts, std::string_view sep);
 
 // JSON string escaping (no surrounding quotes).
 std::string JsonEscape(std::string_view s);
+// Appends `s` as a quoted JSON string (RFC 8259 §7). Bytes that are not well-formed UTF-8 each
+// become U+FFFD, so the output is valid JSON whatever the input (record text taken from the
+// network: SQL statements, user agents, error messages).
+void AppendJsonString(std::string* out, std::string_view s);
 // XML text/attribute escaping.
 std::string XmlEscape(std::string_view s);
 

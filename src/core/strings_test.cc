@@ -38,6 +38,17 @@ TEST(StringsTest, Encodings) {
   EXPECT_EQ(XmlEscape("<a&b>"), "&lt;a&amp;b&gt;");
 }
 
+TEST(StringsTest, AppendJsonString) {
+  std::string out;
+  AppendJsonString(&out, "select 'é€😀' \"x\"\\\n\t\x01");
+  EXPECT_EQ(out, "\"select 'é€😀' \\\"x\\\"\\\\\\n\\t\\u0001\"");
+  // Bytes that are not UTF-8 become U+FFFD, one each; the rest is kept.
+  out.clear();
+  AppendJsonString(&out, "a\xff\xc3(\xed\xa0\x80z\xe2\x82");
+  EXPECT_EQ(out, "\"a\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffdz\\ufffd\\ufffd\"");
+  EXPECT_TRUE(IsValidUtf8(out));
+}
+
 TEST(StringsTest, Utf8) {
   EXPECT_TRUE(IsValidUtf8("héllo €"));
   EXPECT_FALSE(IsValidUtf8("\xc3"));

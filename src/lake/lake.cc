@@ -255,6 +255,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   ao.account_id = m.config.account_id;
   ao.region = m.config.region;
   ao.keys_dir = m.dir->keys();
+  ao.index_interval_ms = EnvSeconds("TARN_AUDIT_INDEX_MS", 100);  // milliseconds
   ao.flush_seconds = EnvSeconds("TARN_AUDIT_FLUSH_SECONDS", 60);
   ao.digest_seconds = EnvSeconds("TARN_AUDIT_DIGEST_SECONDS", 3600);
   ao.throttle_window_seconds = EnvSeconds("TARN_AUDIT_DEVICE_WINDOW_SECONDS", 60);

@@ -321,7 +321,11 @@ void ApiRouter::Handle(HttpRequest& request, HttpResponse& response) {
   }
   if (!status.ok()) WriteApiError(call, status, response);
   RecordMetrics(call, response.status);
-  if (audit_) audit_->Record(call, request, response.status, status);
+  if (audit_) {
+    std::string user_agent = request.headers.Get("User-Agent");
+    audit_->Record(call, AuditContext{request.remote_ip, user_agent, request.method, request.secure},
+                   response.status, status);
+  }
   if (!status.ok() && status.info().http_status >= 500) {
     TLOG_WARN("api", "{} {} {}: {}", request.method, FamilyName(call.family), call.action, status.ToString());
   }

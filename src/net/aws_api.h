@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/identity.h"
@@ -74,12 +75,28 @@ class Authenticator {
   virtual Status Authenticate(ApiCall& call, HttpRequest& request) = 0;
 };
 
-// Receives every finished call (allowed, denied or failed) for the audit trail.
+// What the transport knew about a finished call, for its audit record.
+struct AuditContext {
+  std::string_view remote_ip;
+  std::string_view user_agent;
+  std::string_view method;  // the event name when the call has no action ("GET", "SQL")
+  bool secure = false;      // arrived over TLS
+};
+
+// Receives every finished call (allowed, denied or failed) for the audit trail. Record()
+// copies (or, given an rvalue, moves) what the record needs and returns: no formatting or
+// I/O on the caller's thread. It may block when the sink's queue is full (backpressure: an
+// audited call is never dropped), so never call it inside a MetaStore transaction.
 class AuditSink {
  public:
   virtual ~AuditSink() = default;
-  virtual void Record(const ApiCall& call, const HttpRequest& request, int http_status,
+  virtual void Record(const ApiCall& call, const AuditContext& context, int http_status,
                       const Status& error) = 0;
+  // For a call built only to be recorded (a SQL statement's): its strings are moved from.
+  virtual void Record(ApiCall&& call, const AuditContext& context, int http_status,
+                      const Status& error) {
+    Record(static_cast<const ApiCall&>(call), context, http_status, error);
+  }
 };
 
 // Writes `error` in the shape of `call.family` (S3 XML <Error>, JSON __type, query

@@ -6,12 +6,14 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <variant>
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
 #include "core/data_dir.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "ops/metrics.h"
 
 namespace tarn::security::audit {
 
@@ -22,8 +24,8 @@ using json = nlohmann::json;
 constexpr size_t kMaxBatch = 5000;  // records per log file before an early flush
 constexpr char kDigestKeyFile[] = "audit-digest.key";
 
-std::string EventSource(const net::ApiCall& call) {
-  std::string s = call.service.empty() ? "tarn" : call.service;
+std::string EventSource(const std::string& service) {
+  std::string s = service.empty() ? "tarn" : service;
   if (s == "iotdata") s = "iot-data";
   return s + ".amazonaws.com";
 }
@@ -36,14 +38,14 @@ bool ReadOnlyAction(const std::string& a) {
 }
 
 // S3 object-level operations are CloudTrail data events; everything else management events.
-bool DataEvent(const net::ApiCall& call) {
-  if (call.service != "s3") return false;
+bool DataEvent(const std::string& service, const std::string& action) {
+  if (service != "s3") return false;
   static const char* kBucketLevel[] = {"ListBuckets", "CreateBucket", "DeleteBucket", "HeadBucket",
                                        "GetBucketLocation", "PutBucketPolicy", "GetBucketPolicy",
                                        "DeleteBucketPolicy", "PutBucketVersioning", "GetBucketVersioning",
                                        "PutBucketTagging", "GetBucketTagging", "DeleteBucketTagging"};
   for (const char* a : kBucketLevel) {
-    if (call.action == a) return false;
+    if (action == a) return false;
   }
   return true;
 }
@@ -97,7 +99,9 @@ std::string DigestStringToSign(const std::string& end_time, const std::string& b
 
 Result<std::string> Gzip(const std::string& data) {
   z_stream zs{};
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+  // Level 1: CloudTrail records repeat themselves, so the fastest level still shrinks a log file
+  // several times, at a fraction of the default level's CPU per audited call.
+  if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     return Error(ErrorCode::kInternal, "deflateInit2 failed");
   }
   std::string out;
@@ -141,10 +145,176 @@ Result<std::string> Gunzip(const std::string& data) {
 
 // --- AuditTrail --------------------------------------------------------------------------
 
+namespace {
+
+constexpr size_t kWakeEvents = 2000;  // queued events that wake the writer before its interval
+
+// An API call as captured on the request's thread: plain copies (or moves) of what its record
+// needs, formatted later by the writer.
+struct AuditedCall {
+  std::string service, action, resource, request_id, region;
+  Identity identity;
+  std::map<std::string, std::string> params;
+  std::string source_ip, user_agent, method;
+  bool secure = false;
+  int http_status = 200;
+  bool failed = false;          // the call returned an error:
+  std::string_view error_code;  //   its AWS code (the error registry's static storage)
+  std::string error_message;
+};
+
+// A service event, or the summary of a throttle window: the window's first event and counts.
+struct AuditedServiceEvent {
+  ServiceEvent event;
+  bool summary = false, overflow = false;
+  uint64_t denied = 0;
+  int64_t first_ms = 0, last_ms = 0;
+  std::vector<std::string> resources;
+};
+
+// `call` is a const net::ApiCall& (copied) or a net::ApiCall&& (moved from).
+template <typename Call>
+void Capture(AuditedCall& c, Call&& call, const net::AuditContext& context, int http_status,
+             const Status& error) {
+  c.service = std::forward<Call>(call).service;
+  c.action = std::forward<Call>(call).action;
+  c.resource = std::forward<Call>(call).resource;
+  c.request_id = std::forward<Call>(call).request_id;
+  c.region = std::forward<Call>(call).region;
+  c.identity = std::forward<Call>(call).identity;
+  c.params = std::forward<Call>(call).audit_params;
+  c.source_ip = context.remote_ip;
+  c.user_agent = context.user_agent;
+  if (c.action.empty()) c.method = context.method;
+  c.secure = context.secure;
+  c.http_status = http_status;
+  if (!error.ok()) {
+    c.failed = true;
+    c.error_code = error.info().aws_code;
+    c.error_message = error.message();
+  }
+}
+
+constexpr size_t kInsertRows = 32;  // events per INSERT statement when indexing a batch
+
+// INSERT INTO audit_events(…) VALUES(?1, … ?10), (?11, … ?20) … for `rows` events.
+std::string InsertEventsSql(size_t rows) {
+  std::string sql =
+      "INSERT INTO audit_events(event_id, event_time_ms, event_name, event_source, username, access_key_id, "
+      "read_only, resource_type, resource_name, record) VALUES";
+  for (size_t r = 0; r < rows; ++r) {
+    sql += r ? ",(" : "(";
+    for (size_t c = 1; c <= 10; ++c) sql += (c > 1 ? ",?" : "?") + std::to_string(r * 10 + c);
+    sql += ')';
+  }
+  return sql;
+}
+
+// RFC 4122 version 4 UUID text from 16 random bytes.
+std::string Uuid(std::string_view random) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out(36, '-');
+  size_t o = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++o;
+    unsigned char c = static_cast<unsigned char>(random[i]);
+    if (i == 6) c = static_cast<unsigned char>((c & 0x0F) | 0x40);
+    if (i == 8) c = static_cast<unsigned char>((c & 0x3F) | 0x80);
+    out[o++] = kHex[c >> 4];
+    out[o++] = kHex[c & 15];
+  }
+  return out;
+}
+
+// Appends a JSON object member by member, in the order written (CloudTrail's field order).
+// Keys are literals; values go through AppendJsonString (invalid UTF-8 → U+FFFD).
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string* out) : out_(*out) {}
+  void Begin() {
+    out_ += '{';
+    first_ = true;
+  }
+  void End() {
+    out_ += '}';
+    first_ = false;
+  }
+  void Key(std::string_view key) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  void Open(std::string_view key) {
+    Key(key);
+    Begin();
+  }
+  void Str(std::string_view key, std::string_view v) {
+    Key(key);
+    AppendJsonString(&out_, v);
+  }
+  void Bool(std::string_view key, bool v) {
+    Key(key);
+    out_ += v ? "true" : "false";
+  }
+  void Null(std::string_view key) {
+    Key(key);
+    out_ += "null";
+  }
+  void Raw(std::string_view key, std::string_view json_text) {
+    Key(key);
+    out_ += json_text;
+  }
+  // {"k":"v",…}, or null when empty (CloudTrail's requestParameters).
+  void StringMap(std::string_view key, const std::map<std::string, std::string>& m) {
+    if (m.empty()) return Null(key);
+    Open(key);
+    for (const auto& [k, v] : m) {
+      if (!first_) out_ += ',';
+      first_ = false;
+      AppendJsonString(&out_, k);
+      out_ += ':';
+      AppendJsonString(&out_, v);
+    }
+    End();
+  }
+  // "resources":[{"type":…,"ARN":…}]
+  void Resource(std::string_view type, std::string_view arn) {
+    Key("resources");
+    out_ += '[';
+    Begin();
+    Str("type", type);
+    Str("ARN", arn);
+    End();
+    out_ += ']';
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+struct AuditTrail::Queued {
+  int64_t time_us = 0;
+  std::variant<AuditedCall, AuditedServiceEvent> what;
+};
+
 AuditTrail::AuditTrail(MetaStore* meta, storage::ObjectStore* store, AuditOptions options, std::string key)
     : meta_(meta), store_(store), opt_(std::move(options)), digest_key_(std::move(key)) {
   if (!opt_.clock) opt_.clock = Clock::Real();
   last_flush_s_ = last_digest_s_ = opt_.clock->NowSeconds();
+  last_throttle_ms_ = opt_.clock->NowMillis();
+  if (opt_.max_queued_events == 0) opt_.max_queued_events = 1;
+  auto& m = ops::Metrics();
+  recorded_ = &m.Counter("tarn_audit_events_recorded_total", "Audit events recorded (queued for the trail)");
+  indexed_ = &m.Counter("tarn_audit_events_indexed_total", "Audit events written to the audit index");
+  backpressure_ = &m.Counter("tarn_audit_backpressure_waits_total",
+                             "Calls that waited for room in the full audit queue");
+  write_errors_ = &m.Counter("tarn_audit_write_errors_total",
+                             "Failed writes of the audit index or log files (retried)");
 }
 
 AuditTrail::~AuditTrail() { Stop(); }
@@ -175,6 +345,16 @@ Result<std::unique_ptr<AuditTrail>> AuditTrail::Open(MetaStore* meta, storage::O
         UPDATE audit_events SET log_key = '';
         CREATE INDEX audit_events_unwritten ON audit_events(seq) WHERE log_key IS NULL;
       )sql"},
+      // Events reach log files in seq order, so one number says which are written: every
+      // event with seq <= audit_written.seq. It replaces log_key (no longer maintained),
+      // whose partial index and per-event UPDATE cost as much as indexing the event.
+      {3, R"sql(
+        CREATE TABLE audit_written (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+        INSERT INTO audit_written(id, seq) VALUES(1, COALESCE(
+            (SELECT MIN(seq) FROM audit_events WHERE log_key IS NULL) - 1,
+            (SELECT MAX(seq) FROM audit_events), 0));
+        DROP INDEX audit_events_unwritten;
+      )sql"},
   }));
   ASSIGN_OR_RETURN(std::string key, LoadOrCreateKey(options.keys_dir));
   std::unique_ptr<AuditTrail> trail(new AuditTrail(meta, store, std::move(options), std::move(key)));
@@ -185,13 +365,15 @@ Result<std::unique_ptr<AuditTrail>> AuditTrail::Open(MetaStore* meta, storage::O
 Status AuditTrail::RecoverUnwritten() {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-      "SELECT event_time_ms, record FROM audit_events WHERE log_key IS NULL ORDER BY seq"));
+      "SELECT seq, event_time_ms, record FROM audit_events "
+      "WHERE seq > (SELECT seq FROM audit_written) ORDER BY seq"));
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    if (batch_.empty()) batch_oldest_ms_ = st.ColumnInt(0);
-    batch_newest_ms_ = st.ColumnInt(0);
-    batch_.push_back(st.ColumnText(1));
+    batch_last_seq_ = st.ColumnInt(0);
+    if (batch_.empty()) batch_oldest_ms_ = st.ColumnInt(1);
+    batch_newest_ms_ = st.ColumnInt(1);
+    batch_.push_back(st.ColumnText(2));
   }
   if (!batch_.empty()) {
     TLOG_INFO("audit", "{} audit events indexed before the last stop go into the next log file", batch_.size());
@@ -199,139 +381,33 @@ Status AuditTrail::RecoverUnwritten() {
   return Status::OK();
 }
 
-void AuditTrail::Record(const net::ApiCall& call, const net::HttpRequest& request, int http_status,
+void AuditTrail::Record(const net::ApiCall& call, const net::AuditContext& context, int http_status,
                         const Status& error) {
-  const Identity& id = call.identity;
-  int64_t now_us = opt_.clock->NowMicros();
-  json ui = json::object();
-  if (id.anonymous()) {
-    ui["type"] = "AWSAccount";
-    ui["principalId"] = "";
-    ui["accountId"] = "anonymous";
-  } else {
-    ui["type"] = id.TypeName();
-    ui["principalId"] = id.type == Identity::Type::kRoot ? id.account_id : id.principal_id;
-    ui["arn"] = id.arn;
-    ui["accountId"] = id.account_id;
-    if (!id.access_key_id.empty()) ui["accessKeyId"] = id.access_key_id;
-    if (id.type == Identity::Type::kUser) ui["userName"] = id.user_name;
-    if (id.type == Identity::Type::kAssumedRole) {
-      std::string rest = id.arn.substr(id.arn.find("assumed-role/") + 13);
-      std::string role = rest.substr(0, rest.find('/'));
-      ui["sessionContext"] = {{"sessionIssuer",
-                               {{"type", "Role"},
-                                {"arn", "arn:aws:iam::" + id.account_id + ":role/" + role},
-                                {"accountId", id.account_id},
-                                {"userName", role}}}};
-    }
-  }
-  IndexedEvent e;
-  e.event_id = NewUuid();
-  e.event_time_ms = now_us / 1000;
-  e.event_name = call.action.empty() ? request.method : call.action;
-  e.event_source = EventSource(call);
-  e.username = id.anonymous() ? "" : id.type == Identity::Type::kRoot ? "root" : id.user_name;
-  e.access_key_id = id.access_key_id;
-  e.read_only = ReadOnlyAction(e.event_name);
-  if (!call.resource.empty()) {
-    e.resource_name = call.resource;
-    e.resource_type = call.service == "s3" ? "AWS::S3::Object" : "AWS::" + call.service;
-  }
-  json rec = {
-      {"eventVersion", "1.08"},
-      {"userIdentity", ui},
-      {"eventTime", FormatIso8601(now_us / 1000000)},
-      {"eventSource", e.event_source},
-      {"eventName", e.event_name},
-      {"awsRegion", call.region.empty() ? opt_.region : call.region},
-      {"sourceIPAddress", request.remote_ip},
-      {"userAgent", request.headers.Get("User-Agent")},
-      {"requestParameters", call.audit_params.empty() ? json(nullptr) : json(call.audit_params)},
-      {"responseElements", nullptr},
-      {"requestID", call.request_id},
-      {"eventID", e.event_id},
-      {"readOnly", e.read_only},
-      {"eventType", "AwsApiCall"},
-      {"managementEvent", !DataEvent(call)},
-      {"recipientAccountId", opt_.account_id},
-      {"eventCategory", DataEvent(call) ? "Data" : "Management"},
-  };
-  if (!e.resource_name.empty()) {
-    rec["resources"] = json::array({{{"type", e.resource_type}, {"ARN", e.resource_name}}});
-  }
-  if (!error.ok()) {
-    rec["errorCode"] = std::string(error.info().aws_code);
-    rec["errorMessage"] = error.message();
-  } else if (http_status >= 400) {
-    rec["errorCode"] = std::to_string(http_status);
-  }
-  if (request.secure) rec["tlsDetails"] = {{"tlsVersion", "TLSv1.3"}};
-  e.record_json = rec.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::lock_guard<std::mutex> lock(mu_);
-  pending_.push_back(std::move(e));
-  if (pending_.size() >= kMaxBatch) cv_.notify_one();
+  Queued q;
+  q.time_us = opt_.clock->NowMicros();
+  Capture(q.what.emplace<AuditedCall>(), call, context, http_status, error);
+  Enqueue(std::move(q));
 }
 
-IndexedEvent AuditTrail::FormatServiceEvent(const ServiceEvent& ev, int64_t now_ms, const Throttle* summary) {
-  IndexedEvent e;
-  e.event_id = NewUuid();
-  e.event_time_ms = now_ms;
-  e.event_name = ev.event_name;
-  e.event_source = ev.event_source;
-  e.username = ev.username;
-  e.resource_type = ev.resource_type;
-  e.resource_name = ev.resource_arn;
-  json extra = ev.additional_event_data_json.empty()
-                   ? json::object()
-                   : json::parse(ev.additional_event_data_json, nullptr, false);
-  if (!extra.is_object()) extra = json::object();
-  if (summary) {
-    if (summary->overflow) {
-      // The overflow window mixes devices: the summary names none of them.
-      extra.erase("policyVariables");
-      extra["overflow"] = true;
-    }
-    extra["aggregated"] = true;
-    extra["deniedCount"] = summary->suppressed;
-    extra["firstEventTime"] = FormatIso8601(summary->first_ms / 1000);
-    extra["lastEventTime"] = FormatIso8601(summary->last_ms / 1000);
-    extra["resources"] = summary->resources;
+void AuditTrail::Record(net::ApiCall&& call, const net::AuditContext& context, int http_status,
+                        const Status& error) {
+  Queued q;
+  q.time_us = opt_.clock->NowMicros();
+  Capture(q.what.emplace<AuditedCall>(), std::move(call), context, http_status, error);
+  Enqueue(std::move(q));
+}
+
+void AuditTrail::Enqueue(Queued&& q) {
+  recorded_->Inc();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!stop_ && queue_.size() + taken_ >= opt_.max_queued_events) {
+    // Backpressure: the caller waits for the writer rather than the event being dropped.
+    backpressure_->Inc();
+    cv_.notify_one();
+    room_cv_.wait(lock, [&] { return stop_ || queue_.size() + taken_ < opt_.max_queued_events; });
   }
-  bool anonymous_summary = summary && summary->overflow;
-  if (anonymous_summary) e.username.clear();
-  json rec = {
-      {"eventVersion", "1.08"},
-      {"userIdentity", {{"type", ev.principal_type},
-                        {"principalId", anonymous_summary ? "*" : ev.principal_id},
-                        {"arn", anonymous_summary ? "*" : ev.principal_arn},
-                        {"accountId", opt_.account_id}}},
-      {"eventTime", FormatIso8601(now_ms / 1000)},
-      {"eventSource", ev.event_source},
-      {"eventName", ev.event_name},
-      {"awsRegion", opt_.region},
-      {"sourceIPAddress", ev.source_ip},
-      {"userAgent", ev.user_agent},
-      {"requestParameters", ev.request_parameters.empty() || anonymous_summary ? json(nullptr)
-                                                                                : json(ev.request_parameters)},
-      {"responseElements", nullptr},
-      {"additionalEventData", extra},
-      {"eventID", e.event_id},
-      {"readOnly", false},
-      {"eventType", "AwsApiCall"},
-      {"managementEvent", false},
-      {"recipientAccountId", opt_.account_id},
-      {"eventCategory", "Data"},
-  };
-  if (ev.principal_type == "IAMUser" && !anonymous_summary) rec["userIdentity"]["userName"] = ev.username;
-  if (!ev.resource_arn.empty()) {
-    rec["resources"] = json::array({{{"type", ev.resource_type}, {"ARN", ev.resource_arn}}});
-  }
-  if (!ev.error_code.empty()) {
-    rec["errorCode"] = ev.error_code;
-    rec["errorMessage"] = anonymous_summary ? "more denials than the tracked devices (overflow)" : ev.error_message;
-  }
-  e.record_json = rec.dump(-1, ' ', false, json::error_handler_t::replace);
-  return e;
+  queue_.push_back(std::move(q));
+  if (queue_.size() == kWakeEvents) cv_.notify_one();
 }
 
 void AuditTrail::RecordServiceEvent(ServiceEvent ev) {
@@ -362,23 +438,39 @@ void AuditTrail::RecordServiceEvent(const std::string& throttle_key, std::string
       }
       return;
     }
-    if (it != throttles_.end() && it->second.suppressed) {
-      // The window ended before the flush thread saw it: its summary goes first.
-      pending_.push_back(FormatServiceEvent(it->second.first, it->second.last_ms, &it->second));
-    }
+    // The window ended before the writer saw it: its summary goes first.
+    if (it != throttles_.end() && it->second.suppressed) QueueSummary(it->second);
   }
-  ServiceEvent ev = make();
-  IndexedEvent e = FormatServiceEvent(ev, now_ms, nullptr);
-  std::lock_guard<std::mutex> lock(mu_);
+  Queued q;
+  q.time_us = now_ms * 1000;
+  auto& s = q.what.emplace<AuditedServiceEvent>();
+  s.event = make();
   if (!key.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
     Throttle& t = throttles_[key];
     t = Throttle();
     t.window_start_ms = now_ms;
     t.overflow = key == "*";
-    t.first = std::move(ev);
+    t.first = s.event;  // the window's summary repeats it
   }
-  pending_.push_back(std::move(e));
-  if (pending_.size() >= kMaxBatch) cv_.notify_one();
+  Enqueue(std::move(q));
+}
+
+void AuditTrail::QueueSummary(Throttle& t) {
+  Queued q;
+  q.time_us = t.last_ms * 1000;
+  auto& s = q.what.emplace<AuditedServiceEvent>();
+  s.event = std::move(t.first);
+  s.summary = true;
+  s.overflow = t.overflow;
+  s.denied = t.suppressed;
+  s.first_ms = t.first_ms;
+  s.last_ms = t.last_ms;
+  s.resources = std::move(t.resources);
+  t.suppressed = 0;  // summarised once
+  recorded_->Inc();
+  // Not held back by a full queue: mu_ is held, and a summary stands for many events.
+  queue_.push_back(std::move(q));
 }
 
 void AuditTrail::FlushThrottles(bool all) {
@@ -390,42 +482,227 @@ void AuditTrail::FlushThrottles(bool all) {
       ++it;
       continue;
     }
-    if (t.suppressed) pending_.push_back(FormatServiceEvent(t.first, t.last_ms, &t));
+    if (t.suppressed) QueueSummary(t);
     it = throttles_.erase(it);
   }
 }
 
+IndexedEvent AuditTrail::Format(Queued& q, std::string_view random) {
+  IndexedEvent e;
+  e.event_id = Uuid(random.substr(0, 16));
+  e.event_time_ms = q.time_us / 1000;
+  int64_t seconds = q.time_us / 1000000;
+  if (seconds != time_cache_s_) {
+    time_cache_ = FormatIso8601(seconds);
+    time_cache_s_ = seconds;
+  }
+  std::string& out = e.record_json;
+  out.reserve(1024);
+  JsonWriter w(&out);
+  w.Begin();
+  w.Str("eventVersion", "1.08");
+  if (auto* c = std::get_if<AuditedCall>(&q.what)) {
+    const Identity& id = c->identity;
+    e.event_name = c->action.empty() ? c->method : c->action;
+    e.event_source = EventSource(c->service);
+    e.username = id.anonymous() ? "" : id.type == Identity::Type::kRoot ? "root" : id.user_name;
+    e.access_key_id = id.access_key_id;
+    e.read_only = ReadOnlyAction(e.event_name);
+    if (!c->resource.empty()) {
+      e.resource_name = c->resource;
+      e.resource_type = c->service == "s3" ? "AWS::S3::Object" : "AWS::" + c->service;
+    }
+    bool data = DataEvent(c->service, c->action);
+    w.Open("userIdentity");
+    if (id.anonymous()) {
+      w.Str("type", "AWSAccount");
+      w.Str("principalId", "");
+      w.Str("accountId", "anonymous");
+    } else {
+      w.Str("type", id.TypeName());
+      w.Str("principalId", id.type == Identity::Type::kRoot ? id.account_id : id.principal_id);
+      w.Str("arn", id.arn);
+      w.Str("accountId", id.account_id);
+      if (!id.access_key_id.empty()) w.Str("accessKeyId", id.access_key_id);
+      if (id.type == Identity::Type::kUser) w.Str("userName", id.user_name);
+      if (id.type == Identity::Type::kAssumedRole) {
+        size_t at = id.arn.find("assumed-role/");
+        std::string rest = at == std::string::npos ? "" : id.arn.substr(at + 13);
+        std::string role = rest.substr(0, rest.find('/'));
+        w.Open("sessionContext");
+        w.Open("sessionIssuer");
+        w.Str("type", "Role");
+        w.Str("arn", "arn:aws:iam::" + id.account_id + ":role/" + role);
+        w.Str("accountId", id.account_id);
+        w.Str("userName", role);
+        w.End();
+        w.End();
+      }
+    }
+    w.End();
+    w.Str("eventTime", time_cache_);
+    w.Str("eventSource", e.event_source);
+    w.Str("eventName", e.event_name);
+    w.Str("awsRegion", c->region.empty() ? opt_.region : c->region);
+    w.Str("sourceIPAddress", c->source_ip);
+    w.Str("userAgent", c->user_agent);
+    if (c->failed) {
+      w.Str("errorCode", c->error_code);
+      w.Str("errorMessage", c->error_message);
+    } else if (c->http_status >= 400) {
+      w.Str("errorCode", std::to_string(c->http_status));
+    }
+    w.StringMap("requestParameters", c->params);
+    w.Null("responseElements");
+    // A call without a request id (a SQL statement) gets a fresh one here, off its thread.
+    w.Str("requestID", c->request_id.empty() ? Uuid(random.substr(16, 16)) : c->request_id);
+    w.Str("eventID", e.event_id);
+    w.Bool("readOnly", e.read_only);
+    if (!e.resource_name.empty()) w.Resource(e.resource_type, e.resource_name);
+    w.Str("eventType", "AwsApiCall");
+    w.Bool("managementEvent", !data);
+    w.Str("recipientAccountId", opt_.account_id);
+    w.Str("eventCategory", data ? "Data" : "Management");
+    if (c->secure) {
+      w.Open("tlsDetails");
+      w.Str("tlsVersion", "TLSv1.3");
+      w.End();
+    }
+    w.End();
+    return e;
+  }
+
+  auto& s = std::get<AuditedServiceEvent>(q.what);
+  const ServiceEvent& ev = s.event;
+  e.event_name = ev.event_name;
+  e.event_source = ev.event_source;
+  e.username = ev.username;
+  e.resource_type = ev.resource_type;
+  e.resource_name = ev.resource_arn;
+  json extra = ev.additional_event_data_json.empty()
+                   ? json::object()
+                   : json::parse(ev.additional_event_data_json, nullptr, false);
+  if (!extra.is_object()) extra = json::object();
+  if (s.summary) {
+    if (s.overflow) {
+      // The overflow window mixes devices: the summary names none of them.
+      extra.erase("policyVariables");
+      extra["overflow"] = true;
+    }
+    extra["aggregated"] = true;
+    extra["deniedCount"] = s.denied;
+    extra["firstEventTime"] = FormatIso8601(s.first_ms / 1000);
+    extra["lastEventTime"] = FormatIso8601(s.last_ms / 1000);
+    extra["resources"] = s.resources;
+  }
+  bool anonymous_summary = s.summary && s.overflow;
+  if (anonymous_summary) e.username.clear();
+  w.Open("userIdentity");
+  w.Str("type", ev.principal_type);
+  w.Str("principalId", anonymous_summary ? "*" : ev.principal_id);
+  w.Str("arn", anonymous_summary ? "*" : ev.principal_arn);
+  w.Str("accountId", opt_.account_id);
+  if (ev.principal_type == "IAMUser" && !anonymous_summary) w.Str("userName", ev.username);
+  w.End();
+  w.Str("eventTime", time_cache_);
+  w.Str("eventSource", ev.event_source);
+  w.Str("eventName", ev.event_name);
+  w.Str("awsRegion", opt_.region);
+  w.Str("sourceIPAddress", ev.source_ip);
+  w.Str("userAgent", ev.user_agent);
+  if (!ev.error_code.empty()) {
+    w.Str("errorCode", ev.error_code);
+    w.Str("errorMessage",
+          anonymous_summary ? "more denials than the tracked devices (overflow)" : ev.error_message);
+  }
+  if (anonymous_summary) {
+    w.Null("requestParameters");
+  } else {
+    w.StringMap("requestParameters", ev.request_parameters);
+  }
+  w.Null("responseElements");
+  w.Raw("additionalEventData", extra.dump(-1, ' ', false, json::error_handler_t::replace));
+  w.Str("eventID", e.event_id);
+  w.Bool("readOnly", false);
+  if (!ev.resource_arn.empty()) w.Resource(ev.resource_type, ev.resource_arn);
+  w.Str("eventType", "AwsApiCall");
+  w.Bool("managementEvent", false);
+  w.Str("recipientAccountId", opt_.account_id);
+  w.Str("eventCategory", "Data");
+  w.End();
+  return e;
+}
+
 Status AuditTrail::IndexPending() {
-  std::vector<IndexedEvent> events;
+  std::vector<Queued>& taken = spare_;  // empty; swapped with queue_ so both keep their capacity
   {
     std::lock_guard<std::mutex> lock(mu_);
-    events.swap(pending_);
+    taken.swap(queue_);
+    taken_ += taken.size();  // still counted against max_queued_events until indexed
   }
-  if (events.empty()) return Status::OK();
-  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
-    ASSIGN_OR_RETURN(Statement st, meta_->Prepare(
-        "INSERT INTO audit_events(event_id, event_time_ms, event_name, event_source, username, access_key_id, "
-        "read_only, resource_type, resource_name, record) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
-    for (const IndexedEvent& e : events) {
-      st.Bind(1, e.event_id).Bind(2, e.event_time_ms).Bind(3, e.event_name).Bind(4, e.event_source)
-          .Bind(5, e.username).Bind(6, e.access_key_id).Bind(7, int64_t(e.read_only ? 1 : 0))
-          .Bind(8, e.resource_type).Bind(9, e.resource_name).Bind(10, e.record_json);
-      RETURN_IF_ERROR(st.Run());
-      RETURN_IF_ERROR(st.Reset());
+  if (!taken.empty()) {
+    // Event and request ids for the whole batch from one call into the CSPRNG.
+    std::string random = RandomBytes(32 * taken.size());
+    unindexed_.reserve(unindexed_.size() + taken.size());
+    for (size_t i = 0; i < taken.size(); ++i) {
+      unindexed_.push_back(Format(taken[i], std::string_view(random).substr(32 * i, 32)));
     }
+    taken.clear();
+    if (taken.capacity() > 4 * kWakeEvents) std::vector<Queued>().swap(taken);  // after a burst
+  }
+  if (unindexed_.empty()) return Status::OK();
+  int64_t last_seq = 0;
+  // One transaction per batch (group commit). On failure the events stay in unindexed_, in
+  // order, and the next call retries them first.
+  RETURN_IF_ERROR(meta_->Transaction([&]() -> Status {
+    // kInsertRows events per INSERT: AUTOINCREMENT updates sqlite_sequence once per statement,
+    // not once per event.
+    static const std::string kInsertMany = InsertEventsSql(kInsertRows);
+    static const std::string kInsertOne = InsertEventsSql(1);
+    size_t i = 0;
+    for (size_t rows : {kInsertRows, size_t{1}}) {
+      if (unindexed_.size() - i < rows) continue;
+      ASSIGN_OR_RETURN(Statement st, meta_->Prepare(rows == 1 ? kInsertOne : kInsertMany));
+      for (; unindexed_.size() - i >= rows; i += rows) {
+        for (size_t r = 0; r < rows; ++r) {
+          const IndexedEvent& e = unindexed_[i + r];
+          int p = static_cast<int>(r * 10);
+          st.Bind(p + 1, e.event_id).Bind(p + 2, e.event_time_ms).Bind(p + 3, e.event_name)
+              .Bind(p + 4, e.event_source).Bind(p + 5, e.username).Bind(p + 6, e.access_key_id)
+              .Bind(p + 7, int64_t(e.read_only ? 1 : 0)).Bind(p + 8, e.resource_type)
+              .Bind(p + 9, e.resource_name).Bind(p + 10, e.record_json);
+        }
+        RETURN_IF_ERROR(st.Run());
+        RETURN_IF_ERROR(st.Reset());
+      }
+    }
+    last_seq = meta_->LastInsertRowId();
     return Status::OK();
   }));
-  for (IndexedEvent& e : events) {
+  size_t n = unindexed_.size();
+  for (IndexedEvent& e : unindexed_) {
     if (batch_.empty()) batch_oldest_ms_ = e.event_time_ms;
     batch_newest_ms_ = e.event_time_ms;
     batch_.push_back(std::move(e.record_json));
   }
+  batch_last_seq_ = last_seq;
+  unindexed_.clear();
+  indexed_->Inc(n);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    taken_ -= n;
+  }
+  room_cv_.notify_all();
   return Status::OK();
 }
 
 Status AuditTrail::WriteLogFile() {
   if (batch_.empty()) return Status::OK();
-  std::string body = "{\"Records\":[";
+  size_t size = 16;
+  for (const std::string& r : batch_) size += r.size() + 1;
+  std::string body;
+  body.reserve(size);
+  body = "{\"Records\":[";
   for (size_t i = 0; i < batch_.size(); ++i) {
     if (i) body += ',';
     body += batch_[i];
@@ -447,9 +724,10 @@ Status AuditTrail::WriteLogFile() {
         "INSERT INTO audit_log_files(key, sha256, oldest_ms, newest_ms, written) VALUES(?1, ?2, ?3, ?4, ?5)"));
     st.Bind(1, key).Bind(2, HexEncode(Sha256(gz))).Bind(3, batch_oldest_ms_).Bind(4, batch_newest_ms_).Bind(5, now);
     RETURN_IF_ERROR(st.Run());
-    // batch_ is exactly the set of events with log_key NULL (both change under write_mu_).
-    ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE audit_events SET log_key = ?1 WHERE log_key IS NULL"));
-    up.Bind(1, key);
+    // batch_ is exactly the events after the old mark up to batch_last_seq_ (both change
+    // under write_mu_).
+    ASSIGN_OR_RETURN(Statement up, meta_->Prepare("UPDATE audit_written SET seq = ?1 WHERE id = 1"));
+    up.Bind(1, batch_last_seq_);
     return up.Run();
   }));
   batch_.clear();
@@ -546,19 +824,38 @@ void AuditTrail::Start() {
 }
 
 void AuditTrail::Run() {
+  const auto interval = std::chrono::milliseconds(std::max<int64_t>(1, opt_.index_interval_ms));
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || pending_.size() >= kMaxBatch; });
+      // After a failed write, wait the whole interval before retrying (no busy loop on a full
+      // queue); otherwise wake early for a large batch or callers waiting for room.
+      cv_.wait_for(lock, interval, [&] {
+        return stop_ || (!failing_ && (queue_.size() >= kWakeEvents ||
+                                       queue_.size() + taken_ >= opt_.max_queued_events));
+      });
       if (stop_) return;
     }
-    FlushThrottles(/*all=*/false);
+    int64_t now_ms = opt_.clock->NowMillis();
+    if (now_ms - last_throttle_ms_ >= 1000 || now_ms < last_throttle_ms_) {
+      FlushThrottles(/*all=*/false);
+      last_throttle_ms_ = now_ms;
+    }
     std::lock_guard<std::mutex> lock(write_mu_);
     Status st = IndexPending();
     int64_t now = opt_.clock->NowSeconds();
     if (st.ok() && (now - last_flush_s_ >= opt_.flush_seconds || batch_.size() >= kMaxBatch)) st = WriteLogFile();
     if (st.ok() && now - last_digest_s_ >= opt_.digest_seconds) st = WriteDigest();
-    if (!st.ok()) TLOG_WARN("audit", "writing the audit trail: {}", st.ToString());
+    std::lock_guard<std::mutex> state(mu_);
+    if (!st.ok()) {
+      write_errors_->Inc();
+      // Once per streak: the events wait in memory (and callers, once the queue is full).
+      if (!failing_) TLOG_WARN("audit", "writing the audit trail (retrying): {}", st.ToString());
+      failing_ = true;
+    } else if (failing_) {
+      TLOG_INFO("audit", "writing the audit trail again");
+      failing_ = false;
+    }
   }
 }
 
@@ -568,6 +865,7 @@ void AuditTrail::Stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  room_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   FlushThrottles(/*all=*/true);  // nothing counted is lost at shutdown
   Status st = Flush(/*with_digest=*/true);

@@ -130,6 +130,7 @@ class LakeSession final : public pgwire::StatementHooks {
     size_t colon = info_.peer.rfind(':');
     remote_ip_ = colon == std::string::npos ? info_.peer : info_.peer.substr(0, colon);
     if (remote_ip_.size() > 2 && remote_ip_.front() == '[') remote_ip_ = remote_ip_.substr(1, remote_ip_.size() - 2);
+    session_id_ = std::to_string(info_.pid);
   }
 
   bool Owns(const std::string& sql) override {
@@ -197,38 +198,41 @@ class LakeSession final : public pgwire::StatementHooks {
   }
 
   void Finished(const std::string& sql, int64_t rows, int64_t duration_us, const Status& result) override {
-    if (!d_.audit || !d_.options.audit_statements || Trim(sql).empty()) return;
+    if (!d_.audit || !d_.options.audit_statements || Trim(sql).empty()) {
+      details_.clear();
+      return;
+    }
+    // Runs after every statement: only plain fields are captured here (no request id, no JSON);
+    // the audit trail's writer thread formats the record.
     net::ApiCall call;
     call.family = net::ApiFamily::kInternal;
     call.service = "redshift-data";
     call.action = "ExecuteStatement";
     call.region = d_.options.region;
-    call.request_id = NewUuid();
     call.identity = identity_;
-    std::string text = sql;
-    if (text.size() > d_.options.max_audited_sql) {
-      size_t cut = d_.options.max_audited_sql;
-      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8
-      text = text.substr(0, cut) + "…";
+    call.audit_params = std::move(details_);
+    details_.clear();
+    if (auto it = call.audit_params.find("tableArn"); it != call.audit_params.end()) {
+      call.resource = std::move(it->second);
+      call.audit_params.erase(it);
     }
-    call.audit_params = details_;
+    std::string& text = call.audit_params["sql"];
+    if (sql.size() > d_.options.max_audited_sql) {
+      size_t cut = d_.options.max_audited_sql;
+      while (cut > 0 && (static_cast<unsigned char>(sql[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8
+      text.assign(sql, 0, cut);
+      text += "…";
+    } else {
+      text = sql;
+    }
     call.audit_params["database"] = d_.options.database_name;
-    call.audit_params["sql"] = text;
     call.audit_params["rows"] = std::to_string(rows);
     call.audit_params["durationMs"] = std::to_string((duration_us + 500) / 1000);
-    call.audit_params["sessionId"] = std::to_string(info_.pid);
+    call.audit_params["sessionId"] = session_id_;
     if (!result.ok()) call.audit_params["sqlState"] = std::string(GetErrorInfo(result.code()).sqlstate);
-    if (auto it = details_.find("tableArn"); it != details_.end()) {
-      call.resource = it->second;
-      call.audit_params.erase("tableArn");
-    }
-    net::HttpRequest req;
-    req.method = "SQL";
-    req.remote_ip = remote_ip_;
-    req.secure = info_.tls;
-    req.headers.Set("User-Agent", "tarn-sql (PostgreSQL wire protocol)");
-    d_.audit->Record(call, req, result.ok() ? 200 : 400, result);
-    details_.clear();
+    d_.audit->Record(std::move(call),
+                     net::AuditContext{remote_ip_, "tarn-sql (PostgreSQL wire protocol)", "SQL", info_.tls},
+                     result.ok() ? 200 : 400, result);
   }
 
  private:
@@ -921,6 +925,7 @@ class LakeSession final : public pgwire::StatementHooks {
   pgwire::SessionInfo info_;
   Identity identity_;
   std::string remote_ip_;
+  std::string session_id_;  // the audit records' sessionId (the backend pid clients see)
   std::unique_ptr<PreparedStatement> serialize_;
   std::map<std::string, std::string> details_;   // for the statement's audit record
   std::map<std::string, std::string> policies_;  // bucket policies, per statement
