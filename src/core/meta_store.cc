@@ -251,6 +251,9 @@ Status MetaStore::Migrate(const std::string& module, const std::vector<Migration
     int64_t current = 0;
     ASSIGN_OR_RETURN(bool row, q.Step());
     if (row) current = q.ColumnInt(0);
+    // Done with the read: a statement still active on the connection would make a migration's
+    // DROP TABLE / DROP INDEX fail with "database table is locked".
+    RETURN_IF_ERROR(q.Reset());
     int64_t latest = current;
     for (const Migration& m : migrations) {
       if (m.version <= current) continue;
