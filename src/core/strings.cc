@@ -196,18 +196,77 @@ std::string Base64Encode(std::string_view bytes) {
   return out;
 }
 
+namespace {
+
+// Base64 decoding (RFC 4648 §4, standard alphabet) four characters at a time: kBase64Groups[k][c]
+// is the 6-bit value of character c already shifted to its place among the 24 bits of a group
+// when c is the group's k-th character, or kBase64Bad when c is not in the alphabet. ORing a
+// group's four look-ups gives its three bytes, with kBase64Bad set if any character was bad.
+constexpr uint32_t kBase64Bad = 1u << 31;
+struct Base64Groups {
+  uint32_t t[4][256];
+};
+constexpr Base64Groups MakeBase64Groups() {
+  Base64Groups g{};
+  for (int c = 0; c < 256; ++c) {
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
+    for (int k = 0; k < 4; ++k) {
+      g.t[k][c] = v < 0 ? kBase64Bad : uint32_t(v) << (6 * (3 - k));
+    }
+  }
+  return g;
+}
+constexpr Base64Groups kBase64Groups = MakeBase64Groups();
+
+inline uint32_t Base64Group(const unsigned char* p) {
+  return kBase64Groups.t[0][p[0]] | kBase64Groups.t[1][p[1]] | kBase64Groups.t[2][p[2]] |
+         kBase64Groups.t[3][p[3]];
+}
+
+}  // namespace
+
+bool Base64DecodeTo(std::string_view b64, std::string* out) {
+  std::string_view in = Trim(b64);
+  out->clear();
+  if (in.size() % 4) return false;
+  if (in.empty()) return true;
+  // Padding: one or two '=' close the last group, and only the last one.
+  size_t pad = in.back() == '=' ? (in[in.size() - 2] == '=' ? 2 : 1) : 0;
+  size_t groups = in.size() / 4;
+  out->resize(groups * 3 - pad);
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  auto* o = reinterpret_cast<unsigned char*>(out->data());
+  uint32_t bad = 0;
+  for (size_t g = 0; g + 1 < groups; ++g, p += 4, o += 3) {
+    uint32_t v = Base64Group(p);
+    bad |= v;
+    o[0] = uint8_t(v >> 16);
+    o[1] = uint8_t(v >> 8);
+    o[2] = uint8_t(v);
+  }
+  // The last group, its padding read as 'A' (zero bits); the unused low bits before the padding
+  // are ignored, as OpenSSL's decoder does.
+  unsigned char last[4] = {p[0], p[1], pad == 2 ? uint8_t('A') : p[2], pad ? uint8_t('A') : p[3]};
+  uint32_t v = Base64Group(last);
+  bad |= v;
+  o[0] = uint8_t(v >> 16);
+  if (pad < 2) o[1] = uint8_t(v >> 8);
+  if (pad < 1) o[2] = uint8_t(v);
+  if (bad & kBase64Bad) {
+    out->clear();
+    return false;
+  }
+  return true;
+}
+
 std::optional<std::string> Base64Decode(std::string_view b64) {
-  std::string in(Trim(b64));
-  if (in.size() % 4) return std::nullopt;
-  std::string out(in.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t pad = 0;
-  if (!in.empty() && in.back() == '=') ++pad;
-  if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(n) - pad);
+  std::string out;
+  if (!Base64DecodeTo(b64, &out)) return std::nullopt;
   return out;
 }
 

@@ -38,7 +38,12 @@ std::vector<std::pair<std::string, std::string>> ParseQueryString(std::string_vi
 std::string HexEncode(std::string_view bytes);
 std::optional<std::string> HexDecode(std::string_view hex);
 std::string Base64Encode(std::string_view bytes);
+// Base64 (RFC 4648 §4, standard alphabet, padded to a multiple of four characters; surrounding
+// whitespace ignored). '=' is accepted only as the padding of the last group (OpenSSL's
+// EVP_DecodeBlock reads it as zero bits anywhere); unused bits before the padding are ignored.
 std::optional<std::string> Base64Decode(std::string_view b64);
+// The same into `out` (replacing its contents); false, with `out` empty, for invalid input.
+bool Base64DecodeTo(std::string_view b64, std::string* out);
 
 // Strict parse of a decimal integer (whole string).
 std::optional<int64_t> ParseInt64(std::string_view s);

@@ -1,6 +1,9 @@
 #include "core/strings.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <random>
 
 #include "core/clock.h"
 #include "core/crypto.h"
@@ -47,6 +50,87 @@ TEST(StringsTest, AppendJsonString) {
   AppendJsonString(&out, "a\xff\xc3(\xed\xa0\x80z\xe2\x82");
   EXPECT_EQ(out, "\"a\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffdz\\ufffd\\ufffd\"");
   EXPECT_TRUE(IsValidUtf8(out));
+}
+
+// OpenSSL's block decoder with the padding bytes dropped: what Base64Decode returned before it
+// had its own decoder. nullopt when OpenSSL refuses the input.
+std::optional<std::string> OpenSslBase64(std::string_view b64) {
+  std::string in(Trim(b64));
+  if (in.size() % 4) return std::nullopt;
+  std::string out(in.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
+  if (n < 0) return std::nullopt;
+  size_t pad = (!in.empty() && in.back() == '=') + (in.size() > 1 && in[in.size() - 2] == '=');
+  out.resize(size_t(n) - pad);
+  return out;
+}
+
+TEST(StringsTest, Base64DecodeMatchesOpenSsl) {
+  std::mt19937_64 rnd(7);
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes(rnd() % 300, '\0');
+    for (char& c : bytes) c = char(rnd());
+    std::string b64 = Base64Encode(bytes);
+    auto ours = Base64Decode(b64);
+    ASSERT_TRUE(ours.has_value()) << b64;
+    EXPECT_EQ(*ours, bytes);
+    EXPECT_EQ(ours, OpenSslBase64(b64));
+    std::string again;
+    ASSERT_TRUE(Base64DecodeTo(" \r\n" + b64 + "\n\t ", &again));
+    EXPECT_EQ(again, bytes);
+  }
+}
+
+TEST(StringsTest, Base64DecodeMalformed) {
+  // Damaged encodings: whatever Tarn accepts, OpenSSL accepts with the same bytes; Tarn refuses
+  // '=' anywhere but the padding of the last group, which OpenSSL reads as zero bits.
+  std::mt19937_64 rnd(11);
+  const std::string alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n.\x80\xff";
+  int refused = 0;
+  for (int i = 0; i < 50000; ++i) {
+    std::string bytes(1 + rnd() % 40, '\0');
+    for (char& c : bytes) c = char(rnd());
+    std::string b64 = Base64Encode(bytes);
+    switch (rnd() % 4) {
+      case 0: b64[rnd() % b64.size()] = alphabet[rnd() % alphabet.size()]; break;
+      case 1: b64.erase(rnd() % b64.size(), 1); break;
+      case 2: b64.insert(rnd() % b64.size(), 1, alphabet[rnd() % alphabet.size()]); break;
+      default:
+        for (int k = 0; k < 4; ++k) b64[rnd() % b64.size()] = alphabet[rnd() % alphabet.size()];
+        break;
+    }
+    auto ours = Base64Decode(b64);
+    auto theirs = OpenSslBase64(b64);
+    if (ours) {
+      ASSERT_TRUE(theirs.has_value()) << b64;
+      EXPECT_EQ(*ours, *theirs) << b64;
+    } else {
+      ++refused;
+      if (theirs) {
+        // … because of an '=' that is not the padding of the last group.
+        std::string_view t = Trim(b64);
+        size_t eq = t.find('=');
+        ASSERT_NE(eq, std::string_view::npos) << b64;
+        EXPECT_TRUE(t.find_first_not_of('=', eq) != std::string_view::npos || t.size() - eq > 2)
+            << b64;
+      }
+    }
+    std::string out = "x";
+    EXPECT_EQ(Base64DecodeTo(b64, &out), ours.has_value());
+    if (!ours) {
+      EXPECT_EQ(out, "");
+    }
+  }
+  EXPECT_GT(refused, 10000);
+  for (const char* bad : {"=", "====", "a===", "ab=c", "aGU=aGU=", "aGVs bG8=", "-_ab", "aGVsbG8",
+                          "aGVs\x80G8="}) {
+    EXPECT_FALSE(Base64Decode(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(*Base64Decode("aGVsbG9="), "hello");  // unused bits ignored, as OpenSSL does
+  EXPECT_EQ(*Base64Decode("aG=="), "h");
+  EXPECT_EQ(*Base64Decode("  aGVsbG8=\r\n"), "hello");
 }
 
 TEST(StringsTest, Utf8) {

@@ -290,6 +290,17 @@ bool Coerce(const ColumnSpec& col, simdjson::dom::element v, Cell* c, std::strin
   return bad("unsupported type");
 }
 
+// Whether `key` lower-cased (ASCII letters, as the C locale's tolower) equals `lowered`.
+bool EqualsLowered(std::string_view key, std::string_view lowered) {
+  if (key.size() != lowered.size()) return false;
+  for (size_t i = 0; i < key.size(); ++i) {
+    char c = key[i];
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+    if (c != lowered[i]) return false;
+  }
+  return true;
+}
+
 Status AppendCell(sql::Appender& app, const Cell& c) {
   switch (c.kind) {
     case Cell::kNull: return app.AppendNull();
@@ -460,7 +471,7 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
 
   simdjson::dom::parser parser;
   std::vector<Cell> row(columns.size());
-  std::string key, why;
+  std::string why;
   size_t rows = 0;
   {
     ASSIGN_OR_RETURN(auto app, conn_->CreateAppender("main", table));
@@ -479,20 +490,21 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
         continue;
       }
       bool ok = true;
+      size_t next = 0;  // records usually list their keys in the table's column order
       for (auto field : obj) {
-        key.assign(field.key);
-        if (ci) {
-          for (char& ch : key) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-        }
-        // A handful of columns: a linear scan beats hashing and allocates nothing.
+        std::string_view key = field.key;
+        // A handful of columns: a linear scan, starting after the previous match, beats hashing
+        // and allocates nothing. json_key is lower-cased when matching is case-insensitive.
         size_t col = columns.size();
-        for (size_t i = 0; i < columns.size(); ++i) {
-          if (columns[i].json_key == key) {
+        for (size_t k = 0; k < columns.size(); ++k) {
+          size_t i = next + k < columns.size() ? next + k : next + k - columns.size();
+          if (ci ? EqualsLowered(key, columns[i].json_key) : key == columns[i].json_key) {
             col = i;
             break;
           }
         }
         if (col == columns.size()) continue;  // keys without a column are ignored (OpenX)
+        next = col + 1;
         if (!Coerce(columns[col], field.value, &row[col], &why)) {
           ok = false;
           break;

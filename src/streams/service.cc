@@ -130,10 +130,46 @@ void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
     }
   }
   PartitionBuffer& p = buffers[key];
-  if (p.records.empty()) p.first_mono = now_mono;
-  p.bytes += r.data.size();
   b.rec = std::move(r);
+  Buffer(p, std::move(b), now_mono);
+}
+
+void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_mono) {
+  if (p.records.empty()) {
+    p.first_mono = now_mono;
+    if (p.fill) p.last_fill = p.fill;  // the previous fill went to a flush
+    p.fill = 0;
+    p.records.reserve(p.last_fill + p.last_fill / 4);
+  }
+  ++p.fill;
+  p.bytes += b.rec.data.size();
   p.records.push_back(std::move(b));
+}
+
+void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mono) {
+  PartitionBuffer* run = nullptr;  // the previous record's partition, while keys cannot differ
+  int64_t run_second = -1;
+  for (WalRecord& r : records) {
+    int64_t second = r.arrival_micros / 1000000;
+    if (run && second == run_second) {
+      max_seen = std::max(max_seen, r.seq);
+      BufferedRecord b;
+      b.rec = std::move(r);
+      Buffer(*run, std::move(b), now_mono);
+      continue;
+    }
+    BufferedRecord b;
+    std::string key = PartitionOf(r, &b.error_code, &b.error_message);
+    if (!b.error_code.empty() && failed_processing) failed_processing->Inc();
+    max_seen = std::max(max_seen, r.seq);
+    PartitionBuffer& p = buffers[key];
+    // Without query keys a record's partition depends only on its arrival second (PartitionOf),
+    // and `p` stays valid while mu is held.
+    run = !jq && b.error_code.empty() ? &p : nullptr;
+    run_second = second;
+    b.rec = std::move(r);
+    Buffer(p, std::move(b), now_mono);
+  }
 }
 
 uint64_t DeliveryStream::LowWater() const {
@@ -323,14 +359,16 @@ Result<std::shared_ptr<DeliveryStream>> StreamService::OpenStream(const std::str
         {
           std::lock_guard<std::mutex> l(raw->mu);
           int64_t now = clock->MonotonicNanos();
-          for (auto& r : records) {
-            raw->incoming_records->Inc();
-            raw->incoming_bytes->Inc(r.data.size());
+          uint64_t bytes = 0;
+          for (const auto& r : records) {
+            bytes += r.data.size();
             // Indexed before the appender is acknowledged: a resend that arrives after the
             // acknowledgement always finds it.
             if (!r.meta.empty()) raw->origins->AddMeta(r.meta, r.seq, r.arrival_micros);
-            raw->Route(std::move(r), now, false);
           }
+          raw->incoming_records->Inc(records.size());
+          raw->incoming_bytes->Inc(bytes);
+          raw->RouteLive(std::move(records), now);
           due = raw->config->interval_seconds == 0;
           if (!due) {
             for (const auto& [k, p] : raw->buffers) {

@@ -13,12 +13,13 @@
 // The caller's thread never does I/O.
 //
 // On disk:
-//   <dir>/<first-seq, 20 digits>.wal   segments: 8-byte magic "TARNWAL2", then records
-//       record = u32 body length | u32 crc32(body) | body
+//   <dir>/<first-seq, 20 digits>.wal   segments: 8-byte magic "TARNWAL3", then records
+//       record = u32 body length | u32 crc32c(body) | body
 //       body   = u64 seq | i64 arrival time (µs since epoch) | u32 meta length | meta bytes |
 //                data bytes                                                  (little endian)
-//       Segments written before meta existed ("TARNWAL1") have no meta fields; they are still
-//       read. `meta` is the producer's small per-record attachment (the stream keeps a record's
+//       Segments written before meta existed ("TARNWAL1") have no meta fields, and those of
+//       "TARNWAL1" and "TARNWAL2" are checked with CRC-32 (zlib's) instead of CRC-32C; they are
+//       still read. `meta` is the producer's small per-record attachment (the stream keeps a record's
 //       origin there, for recognising a device's resend), opaque to the log.
 //   <dir>/checkpoint                   "<delivered-through seq>\n<opaque consumer state>",
 //                                      replaced atomically (temp, fsync, rename, fsync dir)
@@ -193,7 +194,10 @@ class Wal {
   std::vector<std::thread> committers_;
 };
 
-// CRC-32 (IEEE, as zlib's crc32) of `data`.
+// CRC-32 (IEEE, as zlib's crc32) of `data`: records of segments TARNWAL1/2, origin snapshots.
 uint32_t WalCrc(std::string_view data);
+// CRC-32C (Castagnoli, as iSCSI's and ext4's) of `data`: records of segments TARNWAL3. SSE 4.2's
+// crc32 instruction where the CPU has it.
+uint32_t WalCrc32c(std::string_view data);
 
 }  // namespace tarn::streams
