@@ -58,6 +58,9 @@ $PY "$ROOT/bench/streams/wrk_body.py" "$api" bench "$work/batch.lua"
 # with the neighbours than records per second.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 cpu0="$(cpu_s "$tarn_pid")"
+# Minor page faults (fresh memory touched): each costs a trap into this VM's hypervisor.
+faults() { awk '{print $10}' "/proc/$1/stat"; }
+faults0="$(faults "$tarn_pid")"
 start="$($PY -c 'import time; print(time.time())')"
 /usr/bin/time -f "%U %S" -o "$work/wrk.time" \
   wrk -t2 -c32 -d"${DURATION}s" --latency -s "$work/batch.lua" "http://$api/" >"$work/wrk.txt"
@@ -70,13 +73,14 @@ sent="$(incoming)"
 while [[ "$(delivered)" != "$sent" ]]; do sleep 0.02; sent="$(incoming)"; done
 end="$($PY -c 'import time; print(time.time())')"
 cpu1="$(cpu_s "$tarn_pid")"
+faults1="$(faults "$tarn_pid")"
 tarn_rps="$($PY -c "print(int($sent / ($end - $start)))")"
 tarn_cpu_us="$($PY -c "print(round(($cpu1 - $cpu0) * 1e6 / $sent, 2))")"
 # The client shares the two cores: its CPU per record is part of the absolute figure.
 wrk_cpu_us="$($PY -c "u, s = open('$work/wrk.time').read().split()[-2:]; print(round((float(u) + float(s)) * 1e6 / $sent, 2))")"
 echo "   $(grep -E 'Requests/sec' "$work/wrk.txt") (x500 records); latency p50/p99: $(awk '/ 50%/ {a=$2} / 99%/ {b=$2} END {print a" / "b}' "$work/wrk.txt")"
 echo "   end to end (first call → last record in Parquet): $sent records, $tarn_rps records/s," \
-     "server CPU $tarn_cpu_us us/record, client (wrk) CPU $wrk_cpu_us us/record; load average $(cut -d' ' -f1 /proc/loadavg)"
+     "server CPU $tarn_cpu_us us/record ($($PY -c "print(round(($faults1 - $faults0) * 1000 / $sent))") page faults per 1000), client (wrk) CPU $wrk_cpu_us us/record; load average $(cut -d' ' -f1 /proc/loadavg)"
 
 echo "== DuckDB alone: the same kind of NDJSON → Parquet (snappy), read_json + COPY"
 $PY -c "

@@ -259,6 +259,7 @@ Status StreamService::RunJob(FlushJob& j) {
     std::lock_guard<std::mutex> l(s.mu);
     if (s.wal) s.wal_bytes->Set(double(s.wal->disk_bytes()));
   }
+  s.RecycleRecords(std::move(j.records));  // delivered (or moved to redo): the vector only
   st = finish(st);
   if (more) Wake();  // the partition filled up while this job ran
   if (st.ok()) ScheduleCompactions(j.stream);  // its new object is durably delivered now

@@ -139,11 +139,24 @@ void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_
     p.first_mono = now_mono;
     if (p.fill) p.last_fill = p.fill;  // the previous fill went to a flush
     p.fill = 0;
-    p.records.reserve(p.last_fill + p.last_fill / 4);
+    // Twice the last fill: capacity never touched costs address space, not memory (a page is
+    // faulted in when first written), while growing mid-fill moves every record so far.
+    if (spare_records.capacity() > p.records.capacity()) p.records.swap(spare_records);
+    p.records.reserve(2 * p.last_fill);
   }
   ++p.fill;
   p.bytes += b.rec.data.size();
   p.records.push_back(std::move(b));
+}
+
+void DeliveryStream::RecycleRecords(std::vector<BufferedRecord>&& records) {
+  std::vector<BufferedRecord> v = std::move(records);
+  v.clear();  // the records' own memory is freed here, outside mu
+  // Kept up to a capacity of 512 Ki records (72 MiB of address space, of which only what the
+  // largest fill wrote is memory); a larger one is freed.
+  constexpr size_t kMaxSpare = 1u << 19;
+  std::lock_guard<std::mutex> l(mu);
+  if (v.capacity() > spare_records.capacity() && v.capacity() <= kMaxSpare) spare_records.swap(v);
 }
 
 void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mono) {
@@ -688,6 +701,8 @@ void StreamService::Put(const std::string& name, std::vector<std::string> record
   // Oversized records fail alone; the rest go to the WAL as one batch (one fsync).
   std::vector<WalRecord> batch;
   std::vector<size_t> index;
+  batch.reserve(records.size());
+  index.reserve(records.size());
   int64_t now = options_.clock->NowMicros();
   for (size_t i = 0; i < records.size(); ++i) {
     if (records[i].size() > kMaxRecordBytes) {

@@ -46,7 +46,7 @@ struct PartitionBuffer {
   int64_t retry_after = 0;
   int64_t retry_backoff_ns = 0;
   // Records routed here since `records` was last empty, and how many the previous fill reached:
-  // a new fill reserves that much at once instead of growing (and moving) the vector ~20 times.
+  // a new fill reserves room at once instead of growing (and moving) the vector ~20 times.
   size_t fill = 0;
   size_t last_fill = 0;
 };
@@ -163,6 +163,11 @@ class DeliveryStream {
   void RouteLive(std::vector<WalRecord>&& records, int64_t now_mono);
   // Appends a routed record to `p`. Caller holds mu.
   void Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_mono);
+  // Takes the record vector of a finished flush job back for a partition's next fill (its
+  // memory stays faulted in: a fresh vector of a large fill faulted a page per ~28 records).
+  // Caller does not hold mu.
+  void RecycleRecords(std::vector<BufferedRecord>&& records);
+  std::vector<BufferedRecord> spare_records;  // guarded by mu; empty, with capacity
   // The highest seq below which everything is delivered. Caller holds mu.
   uint64_t LowWater() const;
   // Checkpoint state; drops marks the low-water mark makes redundant. Caller holds mu.

@@ -32,6 +32,8 @@ constexpr size_t kRecordHeader = 8;   // length + crc
 constexpr size_t kBodyHeaderV1 = 16;  // seq + arrival time
 constexpr size_t kBodyHeader = 20;    // seq + arrival time + meta length
 constexpr uint32_t kMaxBody = 16u << 20;
+// Buffers of at most this size are kept for the next batch (Wal::spare_bytes_).
+constexpr size_t kMaxSpareBytes = 16u << 20;
 
 int64_t SteadyNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -415,6 +417,8 @@ void Wal::CommitterLoop(size_t index) {
         cv_.wait(l, [&] { return stop_ || !pending_.done.empty(); });
         if (pending_.done.empty()) return;  // stopping, nothing left
         std::swap(batch, pending_);
+        pending_.bytes.swap(spare_bytes_);
+        pending_.records.swap(spare_records_);
         st = failed_;  // appended before a failure: not written after it
       }
       if (st.ok() && file_bytes_ >= options_.segment_bytes) {
@@ -428,11 +432,16 @@ void Wal::CommitterLoop(size_t index) {
       }
       if (st.ok()) st = WriteAll(file_->fd, batch.bytes.data(), batch.bytes.size());
       size_t n = batch.bytes.size();
+      batch.bytes.clear();  // written: the buffer goes back to pending_ (see spare_bytes_)
       {
         std::lock_guard<std::mutex> l(mu_);
         if (st.ok()) {
           segments_.back().bytes += n;
           disk_bytes_ += n;
+        }
+        if (batch.bytes.capacity() > spare_bytes_.capacity() &&
+            batch.bytes.capacity() <= kMaxSpareBytes) {
+          spare_bytes_.swap(batch.bytes);
         }
       }
       if (st.ok()) {
@@ -497,6 +506,17 @@ void Wal::Complete(uint64_t durable, const Status& error) {
     // requested after an acknowledgement always includes them.
     if (reply.ok() && on_durable_) on_durable_(std::move(w.batch.records));
     for (size_t i = 0; i < w.batch.done.size(); ++i) w.batch.done[i](reply, w.batch.first_seqs[i]);
+  }
+  // The consumer took the records' contents; their vector goes back to pending_.
+  std::vector<WalRecord>* largest = nullptr;
+  for (Written& w : done) {
+    if (!largest || w.batch.records.capacity() > largest->capacity()) largest = &w.batch.records;
+  }
+  largest->clear();
+  std::lock_guard<std::mutex> l(mu_);
+  if (largest->capacity() > spare_records_.capacity() &&
+      largest->capacity() * sizeof(WalRecord) <= kMaxSpareBytes) {
+    spare_records_.swap(*largest);
   }
 }
 
