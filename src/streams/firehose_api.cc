@@ -58,7 +58,9 @@ struct PutRequest {
 };
 
 Result<PutRequest> ParsePut(std::string_view body, bool batch) {
-  simdjson::dom::parser parser;
+  // One parser per HTTP worker thread: its buffers (a copy of the ~140 KB body, the tape) stay
+  // allocated and faulted in from call to call instead of being built afresh for each.
+  thread_local simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.parse(body.data(), body.size()).get(doc) || !doc.is_object()) {
     return Error(ErrorCode::kSerializationError, "The request body is not a JSON object");

@@ -141,7 +141,10 @@ void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_
     p.fill = 0;
     // Twice the last fill: capacity never touched costs address space, not memory (a page is
     // faulted in when first written), while growing mid-fill moves every record so far.
-    if (spare_records.capacity() > p.records.capacity()) p.records.swap(spare_records);
+    if (!spare_records.empty() && spare_records.back().capacity() > p.records.capacity()) {
+      p.records.swap(spare_records.back());
+      spare_records.pop_back();
+    }
     p.records.reserve(2 * p.last_fill);
   }
   ++p.fill;
@@ -155,8 +158,16 @@ void DeliveryStream::RecycleRecords(std::vector<BufferedRecord>&& records) {
   // Kept up to a capacity of 512 Ki records (72 MiB of address space, of which only what the
   // largest fill wrote is memory); a larger one is freed.
   constexpr size_t kMaxSpare = 1u << 19;
+  constexpr size_t kMaxSpares = 3;
+  if (v.capacity() == 0 || v.capacity() > kMaxSpare) return;
   std::lock_guard<std::mutex> l(mu);
-  if (v.capacity() > spare_records.capacity() && v.capacity() <= kMaxSpare) spare_records.swap(v);
+  // Kept sorted by capacity, the largest last (the next fill takes it).
+  auto at = std::lower_bound(spare_records.begin(), spare_records.end(), v.capacity(),
+                             [](const std::vector<BufferedRecord>& a, size_t c) {
+                               return a.capacity() < c;
+                             });
+  spare_records.insert(at, std::move(v));
+  if (spare_records.size() > kMaxSpares) spare_records.erase(spare_records.begin());
 }
 
 void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mono) {

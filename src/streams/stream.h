@@ -167,7 +167,9 @@ class DeliveryStream {
   // memory stays faulted in: a fresh vector of a large fill faulted a page per ~28 records).
   // Caller does not hold mu.
   void RecycleRecords(std::vector<BufferedRecord>&& records);
-  std::vector<BufferedRecord> spare_records;  // guarded by mu; empty, with capacity
+  // Empty vectors with capacity, from finished jobs (a few: a new fill may start before the job
+  // of the previous one has handed its vector back). Guarded by mu.
+  std::vector<std::vector<BufferedRecord>> spare_records;
   // The highest seq below which everything is delivered. Caller holds mu.
   uint64_t LowWater() const;
   // Checkpoint state; drops marks the low-water mark makes redundant. Caller holds mu.
