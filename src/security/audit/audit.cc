@@ -104,16 +104,21 @@ Result<std::string> Gzip(const std::string& data) {
   if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     return Error(ErrorCode::kInternal, "deflateInit2 failed");
   }
-  std::string out;
-  out.resize(deflateBound(&zs, data.size()) + 32);
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
   zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&zs, Z_FINISH);
+  // Output in chunks: sizing the string to deflateBound() would write zeros over the whole
+  // input's size for an output several times smaller.
+  std::string out;
+  char buf[64 * 1024];
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    rc = deflate(&zs, Z_FINISH);
+    out.append(buf, sizeof(buf) - zs.avail_out);
+  }
   deflateEnd(&zs);
   if (rc != Z_STREAM_END) return Error(ErrorCode::kInternal, "gzip failed");
-  out.resize(zs.total_out);
   return out;
 }
 
@@ -648,7 +653,9 @@ Status AuditTrail::IndexPending() {
       unindexed_.push_back(Format(taken[i], std::string_view(random).substr(32 * i, 32)));
     }
     taken.clear();
-    if (taken.capacity() > 4 * kWakeEvents) std::vector<Queued>().swap(taken);  // after a burst
+    // Both buffers keep their capacity (no reallocation on the callers' path), unless a burst
+    // made them large.
+    if (taken.capacity() > 32 * kWakeEvents) std::vector<Queued>().swap(taken);
   }
   if (unindexed_.empty()) return Status::OK();
   int64_t last_seq = 0;
