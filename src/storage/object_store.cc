@@ -1,5 +1,7 @@
 #include "storage/object_store.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core/strings.h"
@@ -11,6 +13,20 @@ Result<size_t> StringSource::Read(char* buf, size_t n) {
   std::memcpy(buf, data_.data() + pos_, k);
   pos_ += k;
   return k;
+}
+
+Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Error(ErrorCode::kIoError, "opening " + path + ": " + std::strerror(errno));
+  return std::unique_ptr<FileSource>(new FileSource(f, path));
+}
+
+FileSource::~FileSource() { std::fclose(f_); }
+
+Result<size_t> FileSource::Read(char* buf, size_t n) {
+  size_t got = std::fread(buf, 1, n, f_);
+  if (got == 0 && std::ferror(f_)) return Error(ErrorCode::kIoError, "reading " + path_);
+  return got;
 }
 
 const char* ChecksumName(ChecksumAlgorithm a) {

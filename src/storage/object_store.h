@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -47,6 +48,23 @@ class StringSource final : public ByteSource {
  private:
   std::string data_;
   size_t pos_ = 0;
+};
+
+// A ByteSource over a local file: objects written from files a module made (Parquet from a
+// delivery stream or a merge, UNLOAD output).
+class FileSource final : public ByteSource {
+ public:
+  // Opens `path` for reading (kIoError when it cannot).
+  static Result<std::unique_ptr<FileSource>> Open(const std::string& path);
+  ~FileSource() override;
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+  Result<size_t> Read(char* buf, size_t n) override;
+
+ private:
+  FileSource(std::FILE* f, std::string path) : f_(f), path_(std::move(path)) {}
+  std::FILE* f_;
+  std::string path_;
 };
 
 // Checksum algorithms of S3's additional checksums (x-amz-checksum-*).

@@ -294,12 +294,10 @@ Result<bool> StreamService::CompactFolder(DeliveryStream& s, const std::string& 
     auto rows = writer->Merge(paths, compression.empty() ? "SNAPPY" : compression, tmp);
     flush_->ReturnWriter(std::move(writer));
     if (!rows.ok()) return rows.status();
-    FILE* file = std::fopen(tmp.c_str(), "rb");
-    if (!file) return Error(ErrorCode::kIoError, "opening " + tmp);
-    FileSource src(file);
+    ASSIGN_OR_RETURN(auto src, storage::FileSource::Open(tmp));
     storage::PutOptions po;
     po.attrs.content_type = "application/vnd.apache.parquet";
-    return store_->PutObject(bucket, merged_key, src, po);
+    return store_->PutObject(bucket, merged_key, *src, po);
   };
   auto info = merge();
   std::error_code ec;

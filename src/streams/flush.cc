@@ -378,13 +378,11 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
   }
   Status st;
   if (rows > 0) {
-    FILE* f = std::fopen(tmp.c_str(), "rb");
-    if (!f) return Error(ErrorCode::kIoError, "opening " + tmp);
-    FileSource src(f);
+    ASSIGN_OR_RETURN(auto src, storage::FileSource::Open(tmp));
     storage::PutOptions po;
     po.attrs.content_type = "application/vnd.apache.parquet";
     std::string ext = config.file_extension.empty() ? ".parquet" : config.file_extension;
-    auto info = store_->PutObject(config.bucket, partition + name + ext, src, po);
+    auto info = store_->PutObject(config.bucket, partition + name + ext, *src, po);
     std::error_code ec;
     fs::remove(tmp, ec);
     if (!info.ok()) return info.status();

@@ -33,23 +33,6 @@ struct StreamService::Flush {
   void ReturnWriter(std::unique_ptr<ParquetWriter> w);
 };
 
-// Streams a local file into the object store.
-class FileSource final : public storage::ByteSource {
- public:
-  explicit FileSource(FILE* f) : f_(f) {}
-  ~FileSource() override {
-    if (f_) std::fclose(f_);
-  }
-  Result<size_t> Read(char* buf, size_t n) override {
-    size_t got = std::fread(buf, 1, n, f_);
-    if (got == 0 && std::ferror(f_)) return Error(ErrorCode::kIoError, "reading a Parquet file");
-    return got;
-  }
-
- private:
-  FILE* f_;
-};
-
 // A WAL sequence number as object names spell it: 20 digits, zero-padded.
 std::string SeqText(uint64_t seq);
 

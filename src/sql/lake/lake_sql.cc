@@ -83,21 +83,6 @@ int64_t NowMs() {
       .count();
 }
 
-// A ByteSource over a local file (UNLOAD's output).
-class FileSource final : public storage::ByteSource {
- public:
-  explicit FileSource(FILE* f) : f_(f) {}
-  ~FileSource() override { std::fclose(f_); }
-  Result<size_t> Read(char* buf, size_t n) override {
-    size_t got = std::fread(buf, 1, n, f_);
-    if (got == 0 && std::ferror(f_)) return Error(ErrorCode::kIoError, "reading UNLOAD output");
-    return got;
-  }
-
- private:
-  FILE* f_;
-};
-
 // One lake table as a statement reads it: the partitions its predicate selects.
 struct ViewPlan {
   std::string database, table, predicate;
@@ -897,14 +882,12 @@ class LakeSession final : public pgwire::StatementHooks {
     }
     json entries = json::array();
     for (const auto& [path, key] : files) {
-      FILE* f = std::fopen(path.c_str(), "rb");
-      if (!f) return Error(ErrorCode::kIoError, "opening " + path);
-      FileSource src(f);
+      ASSIGN_OR_RETURN(auto src, storage::FileSource::Open(path));
       storage::PutOptions po;
       po.attrs.content_type = u.format == "parquet" ? "application/vnd.apache.parquet"
                               : u.format == "json"  ? "application/x-ndjson"
                                                     : "text/csv";
-      ASSIGN_OR_RETURN(storage::ObjectInfo info, d_.store->PutObject(bucket, key, src, po));
+      ASSIGN_OR_RETURN(storage::ObjectInfo info, d_.store->PutObject(bucket, key, *src, po));
       json e = {{"url", "s3://" + bucket + "/" + key}};
       if (u.manifest_verbose) e["meta"] = {{"content_length", info.size}};
       entries.push_back(e);
