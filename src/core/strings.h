@@ -17,7 +17,7 @@ std::string_view Trim(std::string_view s);
 std::vector<std::string> Split(std::string_view s, char sep);
 std::string Join(const std::vector<std::string>& parts, std::string_view sep);
 
-// JSON string escaping (no surrounding quotes).
+// JSON string escaping, as AppendJsonString but without the surrounding quotes.
 std::string JsonEscape(std::string_view s);
 // Appends `s` as a quoted JSON string (RFC 8259 §7). Bytes that are not well-formed UTF-8 each
 // become U+FFFD, so the output is valid JSON whatever the input (record text taken from the

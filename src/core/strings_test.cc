@@ -38,6 +38,7 @@ TEST(StringsTest, Encodings) {
   EXPECT_EQ(*Base64Decode(""), "");
   EXPECT_FALSE(Base64Decode("abc").has_value());
   EXPECT_EQ(JsonEscape("a\"b\n\x01"), "a\\\"b\\n\\u0001");
+  EXPECT_EQ(JsonEscape("caf\xc3\xa9 \xff"), "caf\xc3\xa9 \\ufffd");  // valid JSON whatever the bytes
   EXPECT_EQ(XmlEscape("<a&b>"), "&lt;a&amp;b&gt;");
 }
 
