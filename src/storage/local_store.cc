@@ -1301,6 +1301,8 @@ Result<UploadInfo> LocalObjectStore::CreateMultipartUpload(
     if (c == '+') c = '-';
     if (c == '/') c = '_';
   }
+  // Never a leading '-': `aws s3api upload-part --upload-id -A0u…` would read it as an option.
+  if (u.upload_id[0] == '-') u.upload_id[0] = 'A';
   u.initiated_ms = Clock::Real()->NowMillis();
   u.attrs = attrs;
   u.checksums = checksums;

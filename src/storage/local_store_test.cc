@@ -315,6 +315,17 @@ TEST_F(LocalStoreTest, ConcurrentPutsGroupCommit) {
   }
 }
 
+// Upload ids are passed on command lines (aws s3api … --upload-id ID): one starting with '-' is
+// read as an option. Random ids would start with one about once in 64.
+TEST_F(LocalStoreTest, UploadIdsNeverStartWithADash) {
+  for (int i = 0; i < 300; ++i) {
+    auto up = store_->CreateMultipartUpload("landing", "k" + std::to_string(i), {}, {}, false);
+    ASSERT_TRUE(up.ok());
+    ASSERT_FALSE(up->upload_id.empty());
+    EXPECT_NE(up->upload_id[0], '-') << up->upload_id;
+  }
+}
+
 TEST_F(LocalStoreTest, Multipart) {
   auto up = store_->CreateMultipartUpload("landing", "big", {}, {ChecksumAlgorithm::kCrc32}, false);
   ASSERT_TRUE(up.ok());
