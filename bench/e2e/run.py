@@ -3,6 +3,7 @@
 
   bench/e2e/run.py [--devices N] [--rate MSGS_PER_S] [--seconds S] [--samples N] [--warmup S]
                    [--fresh-load MSGS_PER_S] [--intervals 0,60] [--skip-throughput] [--no-compaction]
+                   [--gap-ms MS]
 
 1. Throughput: `tarn simulate` drives N devices (each its own thing and certificate, mutual TLS,
    QoS 1, ~200-byte JSON) through broker → rule → delivery stream → Parquet → catalog. Reports
@@ -79,8 +80,9 @@ def spec_for(work, devices, interval):
     return path, width
 
 
-# tarn.yaml for the server under test; --no-compaction switches the stream's compaction off to
-# compare with the same binary (docs/streams.md "Compaction").
+# tarn.yaml for the server under test; --no-compaction switches the stream's compaction off and
+# --gap-ms sets the zero-interval flush gap, to compare with the same binary (docs/streams.md
+# "Compaction", "Buffering").
 LAKE_CONFIG = None
 
 
@@ -285,10 +287,14 @@ def main():
     ap.add_argument("--intervals", default="0,60")
     ap.add_argument("--no-compaction", action="store_true",
                     help="streams.compaction_files: 0 (every small Parquet file stays)")
+    ap.add_argument("--gap-ms", type=int, default=None,
+                    help="streams.zero_interval_gap_ms (default: the server's)")
     args = ap.parse_args()
-    if args.no_compaction:
-        global LAKE_CONFIG
-        LAKE_CONFIG = "streams:\n  compaction_files: 0\n"
+    global LAKE_CONFIG
+    streams = ([] if not args.no_compaction else ["  compaction_files: 0\n"]) + \
+        ([] if args.gap_ms is None else ["  zero_interval_gap_ms: %d\n" % args.gap_ms])
+    if streams:
+        LAKE_CONFIG = "streams:\n" + "".join(streams)
     global SIM_THREADS
     SIM_THREADS = args.sim_threads
     rate = 0 if args.skip_throughput else throughput(args)

@@ -164,6 +164,7 @@ Result<Config> LoadConfigFile(const std::string& path, Config c) {
         else if (name == "dedup_max_entries") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.dedup_max_entries));
         else if (name == "compaction_files") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.compaction_files));
         else if (name == "compaction_grace_seconds") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.compaction_grace_seconds));
+        else if (name == "zero_interval_gap_ms") RETURN_IF_ERROR(Read(path, h->second, k, &c.streams.zero_interval_gap_ms));
         else return YamlError(path, h->first, "unknown field '" + k + "'");
       }
     } else if (key == "sql") {
@@ -283,6 +284,8 @@ Status ValidateConfig(const Config& c) {
     return Error(ErrorCode::kInvalidArgument,
                  "streams.compaction_files must be 0 (off) or 2 to 64 and "
                  "streams.compaction_grace_seconds 0 to 86400");
+  if (c.streams.zero_interval_gap_ms > 60000)
+    return Error(ErrorCode::kInvalidArgument, "streams.zero_interval_gap_ms must be at most 60000");
   if (c.mqtt_broker.max_packet_size < 64)
     return Error(ErrorCode::kInvalidArgument, "mqtt_broker.max_packet_size must be at least 64 bytes");
   if (c.sql_limits.max_connections < 1)

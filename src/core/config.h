@@ -61,6 +61,9 @@ struct StreamsConfig {
   // how long merged inputs stay for queries that listed them (0 = delete at once).
   uint64_t compaction_files = 8;
   double compaction_grace_seconds = 30;
+  // IntervalInSeconds 0: the least time between two flushes of one partition, so that a busy
+  // stream writes a few objects a second rather than one per commit (0 = back to back).
+  uint64_t zero_interval_gap_ms = 250;
 };
 
 // The SQL endpoint's limits (docs/sql.md "Limits"). YAML section `sql:`.

@@ -100,6 +100,14 @@ TEST(ConfigTest, StreamsSection) {
   c->streams.dedup_window_seconds = 86401;
   EXPECT_FALSE(ValidateConfig(*c).ok());
   std::filesystem::remove(path);
+  path = WriteTemp("account_id: '123456789012'\nstreams:\n  zero_interval_gap_ms: 100\n");
+  c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->streams.zero_interval_gap_ms, 100u);
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  c->streams.zero_interval_gap_ms = 60001;
+  EXPECT_FALSE(ValidateConfig(*c).ok());
+  std::filesystem::remove(path);
 }
 
 TEST(ConfigTest, SqlSection) {

@@ -297,6 +297,7 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
     so.dedup_max_entries = size_t(m.config.streams.dedup_max_entries);
     so.compaction_files = size_t(m.config.streams.compaction_files);
     so.compaction_grace_ms = int64_t(m.config.streams.compaction_grace_seconds * 1000);
+    so.zero_interval_gap_ms = int64_t(m.config.streams.zero_interval_gap_ms);
     ASSIGN_OR_RETURN(m.streams, streams::StreamService::Open(m.meta.get(), m.store.get(),
                                                             m.catalog.get(), so));
     m.firehose = std::make_unique<streams::FirehoseApi>(m.streams.get(), m.authz.get());

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 
@@ -123,13 +124,16 @@ Status StreamService::InitFlush() {
 }
 
 std::vector<FlushJob> StreamService::CollectJobs(const std::shared_ptr<DeliveryStream>& sp,
-                                                 bool all) {
+                                                 bool all, int64_t* paced_until) {
   std::vector<FlushJob> jobs;
   DeliveryStream& s = *sp;
   std::lock_guard<std::mutex> l(s.mu);
   if (s.deleted || !s.wal || s.paused) return jobs;
   int64_t now = options_.clock->MonotonicNanos();
   int64_t interval = int64_t(s.config->interval_seconds) * 1000000000LL;
+  const int64_t gap = options_.zero_interval_gap_ms * 1000000LL;
+  const bool paced = paced_until && interval == 0 && gap > 0;
+  std::erase_if(s.recent_flushes, [&](const auto& e) { return now - e.second >= gap; });
   for (auto& [key, p] : s.buffers) {
     if (p.busy) continue;  // its next flush follows the one in flight
     if (!p.redo.empty()) {  // an exact repeat; its intent is already recorded
@@ -144,6 +148,15 @@ std::vector<FlushJob> StreamService::CollectJobs(const std::shared_ptr<DeliveryS
         now - p.first_mono < interval) {
       continue;
     }
+    if (paced) {
+      auto it = s.recent_flushes.find(key);
+      if (it != s.recent_flushes.end() &&
+          double(p.bytes) * s.output_ratio < double(s.config->size_bytes)) {
+        *paced_until = std::min(*paced_until, it->second + gap);
+        continue;
+      }
+    }
+    if (interval == 0 && gap > 0) s.recent_flushes[key] = now;
     FlushJob j{sp, key, std::move(p.records), s.config, true};
     p.records.clear();
     p.bytes = 0;
@@ -545,10 +558,18 @@ void StreamService::FlusherLoop() {
   // partitions go to the flush pool without waiting; a partition with a job in flight is
   // skipped until it finishes. A failing delivery is retried (as an exact repeat) on a later
   // pass, the partition backing off up to 5 s (PartitionBuffer::retry_after).
+  // A zero-interval partition paced by zero_interval_gap_ms is due at `paced_until`: the wait
+  // ends then rather than at the next 100 ms poll.
+  const int64_t kPoll = 100000000;
+  int64_t paced_until = INT64_MAX;
   for (;;) {
     {
+      int64_t wait = kPoll;
+      if (paced_until != INT64_MAX) {
+        wait = std::clamp<int64_t>(paced_until - options_.clock->MonotonicNanos(), 1000000, kPoll);
+      }
       std::unique_lock<std::mutex> l(flusher_mu_);
-      flusher_cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stop_ || wake_; });
+      flusher_cv_.wait_for(l, std::chrono::nanoseconds(wait), [&] { return stop_ || wake_; });
       if (stop_) return;
       wake_ = false;
     }
@@ -557,8 +578,9 @@ void StreamService::FlusherLoop() {
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [n, s] : streams_) all.push_back(s);
     }
+    paced_until = INT64_MAX;
     for (auto& s : all) {
-      Dispatch(CollectJobs(s, false));
+      Dispatch(CollectJobs(s, false, &paced_until));
       UpdateFreshness(*s);
       ScheduleCompactions(s);  // merges that found no free slot, inputs past their grace
     }

@@ -61,6 +61,12 @@ struct StreamServiceOptions {
   // object landed, so that a query which listed them just before still finds them.
   size_t compaction_files = 8;
   int64_t compaction_grace_ms = 30000;
+  // IntervalInSeconds 0 (docs/streams.md "Buffering"): a partition's next flush starts at least
+  // this long after its previous one started, unless its buffer reached SizeInMBs. A busy stream
+  // then writes a few larger objects a second instead of one small object per WAL commit: fewer
+  // conversions, checkpoints, file creations and compaction rewrites, for at most this much
+  // more latency. 0 = flush as soon as the partition's previous flush ends.
+  int64_t zero_interval_gap_ms = 250;
 };
 
 struct PutResult {
@@ -134,7 +140,11 @@ class StreamService final : public RecordSink {
   // Flushes `s` (due partitions, or everything buffered) on the pool and waits.
   Status FlushStream(const std::shared_ptr<DeliveryStream>& s, bool all);
   // Takes the due (or all) partitions of `s` that have no job in flight, recording intents.
-  std::vector<FlushJob> CollectJobs(const std::shared_ptr<DeliveryStream>& s, bool all);
+  // The jobs of `s`'s due partitions (all of them with `all`). With `paced_until` (the background
+  // flusher), an IntervalInSeconds 0 partition also waits out options_.zero_interval_gap_ms since
+  // its previous flush; the earliest time such a partition becomes due is lowered into it.
+  std::vector<FlushJob> CollectJobs(const std::shared_ptr<DeliveryStream>& s, bool all,
+                                    int64_t* paced_until = nullptr);
   // Runs jobs on the pool: Dispatch returns at once; RunAndWait returns the first error.
   void Dispatch(std::vector<FlushJob> jobs);
   Status RunAndWait(std::vector<FlushJob> jobs);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ops/metrics.h"
@@ -93,6 +94,9 @@ class DeliveryStream {
   std::shared_ptr<JqQuery> jq;                      // guarded by mu; null without a query
   std::map<std::string, PartitionBuffer> buffers;   // guarded by mu
   std::map<std::string, PartitionMark> marks;       // guarded by mu
+  // IntervalInSeconds 0: when each partition flushed last, for those that flushed within
+  // StreamServiceOptions::zero_interval_gap_ms (older entries are dropped). Guarded by mu.
+  std::unordered_map<std::string, int64_t> recent_flushes;
   uint64_t max_seen = 0;                            // guarded by mu: last routed seq
   bool deleted = false;                             // guarded by mu
   // Output bytes per buffered input byte (after Parquet encoding or gzip), a moving average over

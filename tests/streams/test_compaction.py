@@ -92,7 +92,8 @@ def query(conn, name="small"):
 
 
 def test_small_objects_merge_and_sql_sees_each_row_once():
-    lake = Lake(config="streams:\n  compaction_files: 4\n  compaction_grace_seconds: 1\n")
+    lake = Lake(config="streams:\n  compaction_files: 4\n  compaction_grace_seconds: 1\n"
+                       "  zero_interval_gap_ms: 0\n")
     lake.start()
     try:
         fh = create_stream(lake)
@@ -136,7 +137,8 @@ def test_small_objects_merge_and_sql_sees_each_row_once():
 
 
 def test_kill_9_between_merged_put_and_deletes_loses_and_duplicates_nothing():
-    lake = Lake(config="streams:\n  compaction_files: 4\n  compaction_grace_seconds: 30\n",
+    lake = Lake(config="streams:\n  compaction_files: 4\n  compaction_grace_seconds: 30\n"
+                       "  zero_interval_gap_ms: 0\n",
                 env={"TARN_TEST_COMPACTION_KILL": "after-put"})
     lake.start()
     try:
@@ -172,6 +174,36 @@ def test_kill_9_between_merged_put_and_deletes_loses_and_duplicates_nothing():
             rows = {r[0] for r in conn.execute("SELECT n FROM iot.small").fetchall()}
         assert set(acked) <= rows, "acknowledged rows lost: %s" % sorted(set(acked) - rows)[:10]
         assert rows <= set(range(sent))
+    finally:
+        lake.cleanup()
+
+
+def test_zero_interval_flushes_are_paced_by_the_gap():
+    """IntervalInSeconds 0 with streams.zero_interval_gap_ms 300: a partition that receives a
+    batch every 20 ms is flushed about every 300 ms (not once per batch, not once at the end),
+    and the last batch is still visible within a second of its acknowledgement."""
+    lake = Lake(config="streams:\n  compaction_files: 0\n  zero_interval_gap_ms: 300\n")
+    lake.start()
+    try:
+        fh = create_stream(lake)
+        acked = []
+        start = time.time()
+        while time.time() - start < 3:
+            acked += put_batch(fh, "small", len(acked), 20)
+            time.sleep(0.02)
+        last_ack = time.time()
+        with psycopg.connect(dsn(lake), autocommit=True) as conn:
+            want = (len(acked), len(acked), sum(acked))
+            while query(conn) != want and time.time() - last_ack < 10:
+                time.sleep(0.02)
+            visible_after = time.time() - last_ack
+            assert query(conn) == want
+        keys, _ = objects(lake)
+        batches = len(acked) // 20
+        assert batches >= 40, batches  # the loop really sent a batch every few tens of ms
+        # ~3 s / 0.3 s flushes (+ the first at once and the tail); one per batch without the gap.
+        assert 4 <= len(keys) <= 14, (len(keys), batches)
+        assert visible_after < 1.5, visible_after
     finally:
         lake.cleanup()
 
