@@ -433,6 +433,10 @@ class TlsConn final : public ConnBase {
   }
 
   void ReadLoop() override {
+    // A client's first packet often follows its last handshake record at once (`tarn simulate`
+    // sends CONNECT with its Finished): read ahead with the handshake, it is in OpenSSL's buffer
+    // and will never make the socket readable again.
+    if (SSL_has_pending(ssl_)) return ReadReady();
     WaitFor(SSL_ERROR_WANT_READ, [](TlsConn* c) { c->ReadReady(); });
   }
 

@@ -42,6 +42,41 @@ def test_mqtts_self_signed_out_of_the_box(lake):
     mu.stop(c)
 
 
+def test_connect_in_the_same_segment_as_the_handshakes_last_record(lake):
+    # A client may send CONNECT right behind its TLS Finished (tarn simulate does): the server
+    # reads both at once with read-ahead, and must not then wait for the socket to become
+    # readable again for a packet OpenSSL already holds.
+    import socket
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import rawmqtt
+    host, port = lake.host_port("mqtts")
+    ctx = ssl.create_default_context(cafile=os.path.join(lake.data_dir, "keys", "mqtt-server.crt"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=host)
+    with socket.create_connection((host, port), timeout=10) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection during the handshake"
+                incoming.write(chunk)
+        tls.write(rawmqtt.connect(client_id="read-ahead", username="root", password=lake.PASSWORD))
+        sock.sendall(outgoing.read())  # Finished and CONNECT in one segment
+        got = b""
+        while len(got) < 4:
+            try:
+                got += tls.read(4096)
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)  # the socket timeout fails the test if CONNACK never comes
+                assert chunk, "the server closed the connection"
+                incoming.write(chunk)
+        assert got[:4] == b"\x20\x02\x00\x00"  # CONNACK, accepted
+
+
 def test_mutual_tls_client_certificate_identity():
     d = tempfile.mkdtemp(prefix="tarn-pki-")
     make_pki(d)
