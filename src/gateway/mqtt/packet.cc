@@ -529,28 +529,35 @@ std::string EncodeConnack(const Connack& c, int version) {
   return Finish(kConnack << 4, b);
 }
 
-std::string EncodePublishView(std::string_view topic, std::string_view payload, uint8_t qos,
-                              bool dup, bool retain, uint16_t packet_id, const Properties* props,
-                              int version) {
-  std::string vh;
-  PutStr(&vh, topic);
-  if (qos > 0) PutU16(&vh, packet_id);
+void AppendPublish(std::string* out, std::string_view topic, std::string_view payload, uint8_t qos,
+                   bool dup, bool retain, uint16_t packet_id, const Properties* props, int version) {
+  size_t topic_size = std::min<size_t>(topic.size(), 65535);
+  std::string props_wire;
   if (version == 5) {
     if (props) {
-      AppendProperties(&vh, *props);
+      AppendProperties(&props_wire, *props);
     } else {
-      vh.push_back(0);
+      props_wire.push_back(0);
     }
   }
+  size_t remaining = 2 + topic_size + (qos > 0 ? 2 : 0) + props_wire.size() + payload.size();
   uint8_t h = uint8_t(kPublish << 4) | uint8_t(qos << 1);
   if (dup) h |= 0x08;
   if (retain) h |= 0x01;
+  out->reserve(out->size() + remaining + 5);
+  out->push_back(char(h));
+  PutVarInt(out, uint32_t(remaining));
+  PutStr(out, topic);
+  if (qos > 0) PutU16(out, packet_id);
+  out->append(props_wire);
+  out->append(payload.data(), payload.size());
+}
+
+std::string EncodePublishView(std::string_view topic, std::string_view payload, uint8_t qos,
+                              bool dup, bool retain, uint16_t packet_id, const Properties* props,
+                              int version) {
   std::string out;
-  out.reserve(vh.size() + payload.size() + 5);
-  out.push_back(char(h));
-  PutVarInt(&out, uint32_t(vh.size() + payload.size()));
-  out += vh;
-  out.append(payload.data(), payload.size());
+  AppendPublish(&out, topic, payload, qos, dup, retain, packet_id, props, version);
   return out;
 }
 

@@ -195,6 +195,9 @@ std::string EncodePublish(const Publish& p, int version);
 std::string EncodePublishView(std::string_view topic, std::string_view payload, uint8_t qos,
                               bool dup, bool retain, uint16_t packet_id, const Properties* props,
                               int version);
+// The same appended to `out` (a client's reused buffer: no allocation once it has grown).
+void AppendPublish(std::string* out, std::string_view topic, std::string_view payload, uint8_t qos,
+                   bool dup, bool retain, uint16_t packet_id, const Properties* props, int version);
 std::string EncodeAck(uint8_t type, const Ack& a, int version);
 std::string EncodeSubscribe(const Subscribe& s, int version);
 std::string EncodeSuback(uint16_t packet_id, const std::vector<uint8_t>& reasons,

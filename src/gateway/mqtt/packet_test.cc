@@ -103,6 +103,24 @@ TEST(MqttPacket, PublishChecks) {
   EXPECT_EQ(ParsePublish(std::string("\x00\x09" "ab", 4), 0, 4, &td), rc::kMalformed);
 }
 
+TEST(MqttPacket, AppendPublishKeepsWhatTheBufferHeld) {
+  // A 3.1.1 QoS 1 resend as a client writes it: DUP set, packet id, no properties.
+  std::string out = "xy";
+  AppendPublish(&out, "sensors/d/t", "{\"v\":1}", 1, true, false, 513, nullptr, 4);
+  ASSERT_EQ(out.substr(0, 2), "xy");
+  std::string pkt = out.substr(2);
+  EXPECT_EQ(pkt, EncodePublishView("sensors/d/t", "{\"v\":1}", 1, true, false, 513, nullptr, 4));
+  uint8_t h;
+  std::string body = Body(pkt, &h);
+  EXPECT_EQ(h, 0x3A);  // PUBLISH, DUP, QoS 1
+  Publish d;
+  ASSERT_EQ(ParsePublish(body, h & 15, 4, &d), 0);
+  EXPECT_EQ(d.topic, "sensors/d/t");
+  EXPECT_EQ(d.packet_id, 513);
+  EXPECT_EQ(d.payload, "{\"v\":1}");
+  EXPECT_TRUE(d.dup);
+}
+
 TEST(MqttPacket, Utf8) {
   EXPECT_TRUE(ValidUtf8("caf\xc3\xa9"));
   EXPECT_FALSE(ValidUtf8("\xc0\xaf"));          // overlong
