@@ -1,16 +1,21 @@
-"""`tarn simulate` against the lake's MQTT broker, checked by a real subscriber (mosquitto_sub):
-the --json summary, readings with device and a gap-free per-device seq, determinism with --seed,
-malformed readings, and its refusals (docs/cli.md, "tarn simulate")."""
+"""`tarn simulate` against the lake's MQTT broker, checked by a real subscriber (mosquitto_sub,
+paho): the --json summary, readings with device and a gap-free per-device seq, determinism with
+--seed, malformed readings, QoS 0, the resend of unacknowledged messages after a broker restart,
+and its refusals (docs/cli.md, "tarn simulate")."""
+import collections
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import tarn_binary  # noqa: E402
+from harness import Lake, tarn_binary  # noqa: E402
 
 
 def need_mqtt(lake):
@@ -18,7 +23,7 @@ def need_mqtt(lake):
         pytest.skip("the MQTT broker is not on main yet")
 
 
-def run_sim(lake, seed, *extra, devices=4, rate=80, duration=2):
+def run_sim(lake, seed, *extra, devices=4, rate=80, duration=2, qos=1):
     host, port = lake.host_port("mqtt")
     sub = subprocess.Popen(["mosquitto_sub", "-h", host, "-p", str(port), "-u", "root", "-P", lake.PASSWORD,
                             "-t", "sensors/+/telemetry", "-q", "1", "-v"], stdout=subprocess.PIPE, text=True)
@@ -27,7 +32,7 @@ def run_sim(lake, seed, *extra, devices=4, rate=80, duration=2):
         r = subprocess.run([tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file,
                             "--things", "sensor-{001..%03d}" % devices, "--username", "root",
                             "--password", lake.PASSWORD, "--transport", "mqtt", "--devices", str(devices),
-                            "--rate", str(rate), "--duration", str(duration), "--qos", "1",
+                            "--rate", str(rate), "--duration", str(duration), "--qos", str(qos),
                             "--seed", str(seed), "--json"] + list(extra),
                            capture_output=True, text=True, timeout=120)
         time.sleep(0.5)
@@ -111,3 +116,96 @@ def test_threads_do_not_change_the_readings(lake):
     assert len(common) > 100
     assert all(k1[k] == k3[k] for k in common)
     assert any(k1[k]["temperature"] == "ERR_SENSOR" for k in common)
+
+
+def test_qos0_and_the_malformed_share(lake):
+    need_mqtt(lake)
+    r, readings = run_sim(lake, 3, "--malformed-ratio", "0.25", qos=0, rate=200)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["failed"] == 0 and s["acked"] == s["sent"] > 200       # QoS 0: acked once written
+    assert len(readings) == s["sent"]                                 # loopback, low rate: all arrive
+    bad = sum(1 for _, p in readings if p["temperature"] == "ERR_SENSOR")
+    assert bad == s["sent_malformed"] == s["acked_malformed"]
+    assert 0.15 < bad / s["sent"] < 0.35, (bad, s["sent"])            # --malformed-ratio 0.25
+
+
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def test_broker_restart_resends_the_unacknowledged_with_dup():
+    """Freeze the lake (SIGSTOP) so that every device fills its window of 100 unacknowledged
+    QoS 1 messages, kill -9 it, restart it on the same ports: the simulator reconnects and
+    resends the window (DUP, same packet ids). A persistent paho subscriber sees every reading
+    of every device (seq 1…N, no gap), at most `resent` of them twice, and acked == sent."""
+    import paho.mqtt.client as mqtt
+    ports = {name: "127.0.0.1:%d" % free_port() for name in ("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")}
+    # The witness is offline for a moment after the restart: its queue must hold the resent
+    # windows and what follows them (the default 1 000 per session would drop the excess).
+    lake = Lake(listeners=ports, config="mqtt_broker:\n  max_queued_messages: 100000\n")
+    lake.start()
+    got = collections.Counter()
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_connect(c, u, flags, rc):
+        if rc == 0:
+            c.subscribe("sensors/+/telemetry", 1)
+            subscribed.set()
+
+    def on_message(c, u, msg):
+        p = json.loads(msg.payload)
+        with lock:
+            got[(p["device"], p["seq"])] += 1
+
+    w = mqtt.Client(client_id="restart-witness", clean_session=False, protocol=mqtt.MQTTv311)
+    w.username_pw_set("root", lake.PASSWORD)
+    w.reconnect_delay_set(0.2, 1)
+    w.on_connect, w.on_message = on_connect, on_message
+    try:
+        host, port = lake.host_port("mqtt")
+        w.connect(host, port, keepalive=10)
+        w.loop_start()
+        assert subscribed.wait(10)
+        devices = 6
+        sim = subprocess.Popen([tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file,
+                                "--things", "sensor-{001..%03d}" % devices, "--username", "root",
+                                "--password", lake.PASSWORD, "--transport", "mqtt", "--devices", str(devices),
+                                "--rate", "900", "--duration", "10", "--qos", "1", "--seed", "9",
+                                "--malformed-ratio", "0.05", "--drain", "40", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        os.kill(lake.proc.pid, signal.SIGSTOP)   # PUBACKs stop; every window fills
+        time.sleep(1.5)
+        lake.kill()                               # what was in flight dies with it
+        time.sleep(0.5)
+        lake.start()
+        out, err = sim.communicate(timeout=120)
+        assert sim.returncode == 0, err[-2000:]
+        s = json.loads(out.strip().splitlines()[-1])
+        assert s["failed"] == 0 and s["acked"] == s["sent"] > 2000, s
+        assert s["acked_malformed"] == s["sent_malformed"] > 0, s
+        assert s["reconnects"] >= devices, s
+        assert s["resent"] >= devices * 50, s     # the frozen windows went out again
+        deadline = time.time() + 30
+        while time.time() < deadline and len(got) < s["sent"]:
+            time.sleep(0.2)
+        with lock:
+            seen = dict(got)
+        per = collections.defaultdict(set)
+        for dev, seq in seen:
+            per[dev].add(seq)
+        assert len(per) == devices
+        for dev, seqs in per.items():
+            assert seqs == set(range(1, max(seqs) + 1)), dev   # nothing lost
+        assert len(seen) == s["sent"]
+        dups = sum(n - 1 for n in seen.values())
+        assert dups <= s["resent"], (dups, s)
+    finally:
+        w.disconnect()
+        w.loop_stop()
+        lake.stop()
+        lake.cleanup()
