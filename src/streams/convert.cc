@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <simdjson.h>
 
@@ -301,20 +302,6 @@ bool EqualsLowered(std::string_view key, std::string_view lowered) {
   return true;
 }
 
-Status AppendCell(sql::Appender& app, const Cell& c) {
-  switch (c.kind) {
-    case Cell::kNull: return app.AppendNull();
-    case Cell::kBool: return app.Append(c.b);
-    case Cell::kInt: return app.Append(c.i);
-    case Cell::kDouble: return app.Append(c.d);
-    case Cell::kText: return app.Append(c.text);
-    case Cell::kMicros: return app.AppendTimestampMicros(c.i);
-    // Days → a timestamp at midnight; the DATE column casts it exactly.
-    case Cell::kDays: return app.AppendTimestampMicros(c.i * 86400000000LL);
-  }
-  return app.AppendNull();
-}
-
 }  // namespace
 
 nlohmann::json InferGlueColumns(const std::vector<const WalRecord*>& records,
@@ -444,87 +431,162 @@ Result<std::unique_ptr<ParquetWriter>> ParquetWriter::Create() {
   o.memory_limit = "512MB";
   ASSIGN_OR_RETURN(w->db_, sql::Database::Open(":memory:", o));
   ASSIGN_OR_RETURN(w->conn_, w->db_->Connect());
+  ASSIGN_OR_RETURN(w->records_, w->conn_->RegisterRowSource(kRecordsFunction));
   return w;
 }
+
+namespace {
+
+// The records of one Write as rows of the table function the COPY reads: each chunk DuckDB asks
+// for is converted record by record (simdjson, OpenX coercion) straight into its vectors, and the
+// records that cannot be converted go to `failed` on the way.
+class RecordRows final : public sql::RowSource {
+ public:
+  RecordRows(const std::vector<ColumnSpec>& columns, const std::vector<const WalRecord*>& records,
+             std::vector<FailedRecord>* failed)
+      : columns_(columns), records_(records), failed_(failed), row_(columns.size()) {
+    for (const auto& c : columns) {
+      if (c.json_key != ToLower(c.json_key)) ci_ = false;
+      sql::RowSourceColumn out{c.name, sql::ColumnType::kVarchar};
+      switch (c.kind) {
+        case ColumnKind::kString: out.type = sql::ColumnType::kVarchar; break;
+        case ColumnKind::kTinyInt: out.type = sql::ColumnType::kTinyInt; break;
+        case ColumnKind::kSmallInt: out.type = sql::ColumnType::kSmallInt; break;
+        case ColumnKind::kInt: out.type = sql::ColumnType::kInteger; break;
+        case ColumnKind::kBigInt: out.type = sql::ColumnType::kBigInt; break;
+        // FLOAT and DECIMAL leave as DOUBLE and are cast by the query, with DuckDB's own cast
+        // (rounding, range errors) as the appender applied it before.
+        case ColumnKind::kFloat:
+        case ColumnKind::kDouble:
+        case ColumnKind::kDecimal: out.type = sql::ColumnType::kDouble; break;
+        case ColumnKind::kBoolean: out.type = sql::ColumnType::kBoolean; break;
+        case ColumnKind::kTimestamp: out.type = sql::ColumnType::kTimestamp; break;
+        case ColumnKind::kDate: out.type = sql::ColumnType::kDate; break;
+      }
+      out_columns_.push_back(std::move(out));
+    }
+  }
+
+  const std::vector<sql::RowSourceColumn>& columns() const override { return out_columns_; }
+  size_t rows() const { return rows_; }
+
+  Result<size_t> Fill(sql::ChunkWriter& out, size_t capacity) override {
+    size_t n = 0;
+    while (n < capacity && next_ < records_.size()) {
+      const WalRecord* r = records_[next_++];
+      if (!Convert(*r)) continue;
+      for (size_t i = 0; i < columns_.size(); ++i) Put(out, i, n, row_[i]);
+      ++n;
+    }
+    rows_ += n;
+    return n;
+  }
+
+ private:
+  // The record's values into row_, or false (and the record in failed_).
+  bool Convert(const WalRecord& r) {
+    for (auto& c : row_) c.kind = Cell::kNull;
+    simdjson::dom::element doc;
+    auto err = parser_.parse(r.data.data(), r.data.size()).get(doc);
+    if (err) {
+      failed_->push_back({&r, "DataFormatConversion.MalformedData",
+                          std::string("the record is not valid JSON: ") + simdjson::error_message(err)});
+      return false;
+    }
+    simdjson::dom::object obj;
+    if (doc.get_object().get(obj)) {
+      failed_->push_back({&r, "DataFormatConversion.MalformedData", "the record is not a JSON object"});
+      return false;
+    }
+    size_t next = 0;  // records usually list their keys in the table's column order
+    for (auto field : obj) {
+      std::string_view key = field.key;
+      // A handful of columns: a linear scan, starting after the previous match, beats hashing
+      // and allocates nothing. json_key is lower-cased when matching is case-insensitive.
+      size_t col = columns_.size();
+      for (size_t k = 0; k < columns_.size(); ++k) {
+        size_t i = next + k < columns_.size() ? next + k : next + k - columns_.size();
+        if (ci_ ? EqualsLowered(key, columns_[i].json_key) : key == columns_[i].json_key) {
+          col = i;
+          break;
+        }
+      }
+      if (col == columns_.size()) continue;  // keys without a column are ignored (OpenX)
+      next = col + 1;
+      if (!Coerce(columns_[col], field.value, &row_[col], &why_)) {
+        failed_->push_back({&r, "DataFormatConversion.InvalidValue", why_});
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void Put(sql::ChunkWriter& out, size_t col, size_t row, const Cell& c) {
+    switch (c.kind) {
+      case Cell::kNull: out.SetNull(col, row); return;
+      case Cell::kBool: out.Set<bool>(col, row, c.b); return;
+      case Cell::kDouble: out.Set<double>(col, row, c.d); return;
+      case Cell::kText: out.SetString(col, row, c.text); return;
+      case Cell::kMicros: out.Set<int64_t>(col, row, c.i); return;
+      case Cell::kDays: out.Set<int32_t>(col, row, int32_t(c.i)); return;
+      case Cell::kInt:
+        // In range for the column's type: Coerce checked it.
+        switch (columns_[col].kind) {
+          case ColumnKind::kTinyInt: out.Set<int8_t>(col, row, int8_t(c.i)); return;
+          case ColumnKind::kSmallInt: out.Set<int16_t>(col, row, int16_t(c.i)); return;
+          case ColumnKind::kInt: out.Set<int32_t>(col, row, int32_t(c.i)); return;
+          default: out.Set<int64_t>(col, row, c.i); return;
+        }
+    }
+  }
+
+  const std::vector<ColumnSpec>& columns_;
+  const std::vector<const WalRecord*>& records_;
+  std::vector<FailedRecord>* failed_;
+  std::vector<sql::RowSourceColumn> out_columns_;
+  std::vector<Cell> row_;
+  simdjson::dom::parser parser_;
+  std::string why_;
+  bool ci_ = true;
+  size_t next_ = 0;
+  size_t rows_ = 0;
+};
+
+}  // namespace
 
 Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
                                     const std::vector<const WalRecord*>& records,
                                     const std::string& compression, const std::string& path,
                                     std::vector<FailedRecord>* failed) {
-  bool ci = true;
+  // COPY (SELECT …) reads the records through the table function, so no table holds them in
+  // between; the Parquet file has the catalog's names and types, in its column order.
+  std::string select;
   for (const auto& c : columns) {
-    if (c.json_key != ToLower(c.json_key)) ci = false;
-  }
-  std::string table = "firehose_buf_" + std::to_string(next_table_++);
-  std::string ddl = "CREATE TABLE " + table + " (";
-  for (size_t i = 0; i < columns.size(); ++i) {
-    if (i) ddl += ", ";
-    ddl += sql::QuoteIdentifier(columns[i].name) + " " + columns[i].sql_type;
-  }
-  ddl += ")";
-  RETURN_IF_ERROR(conn_->Execute(ddl));
-  struct Dropper {
-    sql::Connection* c;
-    std::string t;
-    ~Dropper() { c->Execute("DROP TABLE IF EXISTS " + t).IgnoreError(); }
-  } dropper{conn_.get(), table};
-
-  simdjson::dom::parser parser;
-  std::vector<Cell> row(columns.size());
-  std::string why;
-  size_t rows = 0;
-  {
-    ASSIGN_OR_RETURN(auto app, conn_->CreateAppender("main", table));
-    for (const WalRecord* r : records) {
-      for (auto& c : row) c.kind = Cell::kNull;
-      simdjson::dom::element doc;
-      auto err = parser.parse(r->data.data(), r->data.size()).get(doc);
-      if (err) {
-        failed->push_back({r, "DataFormatConversion.MalformedData",
-                           std::string("the record is not valid JSON: ") + simdjson::error_message(err)});
-        continue;
-      }
-      simdjson::dom::object obj;
-      if (doc.get_object().get(obj)) {
-        failed->push_back({r, "DataFormatConversion.MalformedData", "the record is not a JSON object"});
-        continue;
-      }
-      bool ok = true;
-      size_t next = 0;  // records usually list their keys in the table's column order
-      for (auto field : obj) {
-        std::string_view key = field.key;
-        // A handful of columns: a linear scan, starting after the previous match, beats hashing
-        // and allocates nothing. json_key is lower-cased when matching is case-insensitive.
-        size_t col = columns.size();
-        for (size_t k = 0; k < columns.size(); ++k) {
-          size_t i = next + k < columns.size() ? next + k : next + k - columns.size();
-          if (ci ? EqualsLowered(key, columns[i].json_key) : key == columns[i].json_key) {
-            col = i;
-            break;
-          }
-        }
-        if (col == columns.size()) continue;  // keys without a column are ignored (OpenX)
-        next = col + 1;
-        if (!Coerce(columns[col], field.value, &row[col], &why)) {
-          ok = false;
-          break;
-        }
-      }
-      if (!ok) {
-        failed->push_back({r, "DataFormatConversion.InvalidValue", why});
-        continue;
-      }
-      for (const Cell& c : row) RETURN_IF_ERROR(AppendCell(*app, c));
-      RETURN_IF_ERROR(app->EndRow());
-      ++rows;
+    std::string name = sql::QuoteIdentifier(c.name);
+    if (!select.empty()) select += ", ";
+    if (c.kind == ColumnKind::kFloat || c.kind == ColumnKind::kDecimal) {
+      select += "CAST(" + name + " AS " + c.sql_type + ") AS " + name;
+    } else {
+      select += name;
     }
-    RETURN_IF_ERROR(app->Close());
   }
-  if (rows == 0) return size_t{0};
-  RETURN_IF_ERROR(conn_->Execute("COPY " + table + " TO " + sql::QuoteLiteral(path) +
-                                 " (FORMAT parquet, COMPRESSION " + compression +
-                                 ", ROW_GROUP_SIZE 122880)"));
-  return rows;
+  RecordRows rows(columns, records, failed);
+  records_->source = &rows;
+  records_->error = Status::OK();
+  Status st = conn_->Execute("COPY (SELECT " + select + " FROM " + kRecordsFunction + "()) TO " +
+                             sql::QuoteLiteral(path) + " (FORMAT parquet, COMPRESSION " +
+                             compression + ", ROW_GROUP_SIZE 122880)");
+  records_->source = nullptr;
+  if (!st.ok()) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    return records_->error.ok() ? st : records_->error;
+  }
+  if (rows.rows() == 0) {  // every record failed: no object, only the error output
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+  return rows.rows();
 }
 
 Result<uint64_t> ParquetWriter::Merge(const std::vector<std::string>& inputs,

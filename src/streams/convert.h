@@ -27,6 +27,7 @@
 namespace tarn::sql {
 class Database;
 class Connection;
+struct RowSourceSlot;
 }  // namespace tarn::sql
 
 namespace tarn::streams {
@@ -39,7 +40,7 @@ struct ColumnSpec {
   std::string json_key;   // the key looked up (lower-cased when case-insensitive)
   ColumnKind kind = ColumnKind::kString;
   int precision = 0, scale = 0;  // decimal
-  std::string sql_type;   // DuckDB type for the temp table
+  std::string sql_type;   // DuckDB type of the Parquet column
 };
 
 // The data columns of a Glue `Table` (StorageDescriptor.Columns; PartitionKeys are in the
@@ -61,7 +62,8 @@ struct FailedRecord {
   std::string error_message;
 };
 
-// Writes Parquet files with DuckDB (appender into an in-memory temp table, then COPY … TO).
+// Writes Parquet files with DuckDB: `COPY (SELECT … FROM <table function>) TO … (FORMAT parquet)`,
+// the table function converting the records chunk by chunk straight into DuckDB's vectors.
 class ParquetWriter {
  public:
   static Result<std::unique_ptr<ParquetWriter>> Create();
@@ -82,9 +84,10 @@ class ParquetWriter {
 
  private:
   ParquetWriter() = default;
+  static constexpr const char* kRecordsFunction = "tarn_firehose_records";
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<sql::Connection> conn_;
-  uint64_t next_table_ = 0;
+  sql::RowSourceSlot* records_ = nullptr;  // owned by db_: the records of the Write in progress
 };
 
 // The raw output of `records`: their bytes concatenated (with '\n' after each when

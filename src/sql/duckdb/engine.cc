@@ -824,6 +824,79 @@ Result<std::unique_ptr<Appender>> Connection::CreateAppender(const std::string& 
   return out;
 }
 
+// ---- Row sources (table functions fed by the caller) ----
+
+void ChunkWriter::SetString(size_t col, size_t row, std::string_view v) {
+  duckdb_vector_assign_string_element_len(static_cast<duckdb_vector>(vectors_[col]), row, v.data(),
+                                          v.size());
+}
+
+void ChunkWriter::SetNull(size_t col, size_t row) {
+  if (!validity_[col]) {
+    auto vec = static_cast<duckdb_vector>(vectors_[col]);
+    duckdb_vector_ensure_validity_writable(vec);
+    validity_[col] = duckdb_vector_get_validity(vec);
+  }
+  duckdb_validity_set_row_invalid(validity_[col], row);
+}
+
+struct RowSourceCallbacks {
+  static void Bind(duckdb_bind_info info) {
+    auto* slot = static_cast<RowSourceSlot*>(duckdb_bind_get_extra_info(info));
+    if (!slot->source) {
+      duckdb_bind_set_error(info, "no rows are attached to this row source");
+      return;
+    }
+    for (const RowSourceColumn& c : slot->source->columns()) {
+      duckdb_logical_type t = duckdb_create_logical_type(static_cast<duckdb_type>(c.type));
+      duckdb_bind_add_result_column(info, c.name.c_str(), t);
+      duckdb_destroy_logical_type(&t);
+    }
+  }
+  static void Init(duckdb_init_info info) { duckdb_init_set_max_threads(info, 1); }
+  static void Scan(duckdb_function_info info, duckdb_data_chunk output) {
+    auto* slot = static_cast<RowSourceSlot*>(duckdb_function_get_extra_info(info));
+    // Exceptions never cross into DuckDB's C boundary (STYLE.md: they stay inside their walls).
+    try {
+      ChunkWriter w;
+      size_t n = duckdb_data_chunk_get_column_count(output);
+      w.vectors_.resize(n);
+      w.data_.resize(n);
+      w.validity_.assign(n, nullptr);
+      for (size_t i = 0; i < n; ++i) {
+        duckdb_vector v = duckdb_data_chunk_get_vector(output, i);
+        w.vectors_[i] = v;
+        w.data_[i] = duckdb_vector_get_data(v);
+      }
+      Result<size_t> rows = slot->source ? slot->source->Fill(w, duckdb_vector_size())
+                                         : Result<size_t>(size_t{0});
+      if (!rows.ok()) {
+        slot->error = rows.status();
+        duckdb_function_set_error(info, rows.status().message().c_str());
+        return;
+      }
+      duckdb_data_chunk_set_size(output, *rows);
+    } catch (const std::exception& e) {
+      slot->error = Error(ErrorCode::kInternal, e.what());
+      duckdb_function_set_error(info, e.what());
+    }
+  }
+};
+
+Result<RowSourceSlot*> Connection::RegisterRowSource(const std::string& name) {
+  duckdb_table_function f = duckdb_create_table_function();
+  auto* slot = new RowSourceSlot();
+  duckdb_table_function_set_name(f, name.c_str());
+  duckdb_table_function_set_extra_info(f, slot, [](void* p) { delete static_cast<RowSourceSlot*>(p); });
+  duckdb_table_function_set_bind(f, &RowSourceCallbacks::Bind);
+  duckdb_table_function_set_init(f, &RowSourceCallbacks::Init);
+  duckdb_table_function_set_function(f, &RowSourceCallbacks::Scan);
+  duckdb_state st = duckdb_register_table_function(static_cast<duckdb_connection>(conn_), f);
+  duckdb_destroy_table_function(&f);  // the catalog keeps its own copy (and owns `slot`)
+  if (st != DuckDBSuccess) return Error(ErrorCode::kSqlError, "cannot register table function " + name);
+  return slot;
+}
+
 std::string QuoteIdentifier(std::string_view name) {
   std::string out = "\"";
   for (char c : name) {

@@ -263,6 +263,50 @@ class Appender {
   void* appender_ = nullptr;  // duckdb_appender
 };
 
+// Rows a caller produces, read by a query through a table function (Connection::
+// RegisterRowSource) straight into DuckDB's vectors: no table in between (the streams' JSON →
+// Parquet conversion, `COPY (SELECT … FROM fn()) TO … (FORMAT parquet)`).
+struct RowSourceColumn {
+  std::string name;
+  // kBoolean, kTinyInt, kSmallInt, kInteger, kBigInt, kDouble, kDate, kTimestamp or kVarchar.
+  ColumnType type = ColumnType::kVarchar;
+};
+
+// One output chunk while a RowSource fills it. Valid during one RowSource::Fill call.
+class ChunkWriter {
+ public:
+  // Raw values; T is the column's physical type: bool, int8_t, int16_t, int32_t, int64_t,
+  // double, int32_t days for DATE, int64_t microseconds for TIMESTAMP.
+  template <typename T>
+  void Set(size_t col, size_t row, T v) { static_cast<T*>(data_[col])[row] = v; }
+  // VARCHAR: the bytes are copied into the chunk.
+  void SetString(size_t col, size_t row, std::string_view v);
+  void SetNull(size_t col, size_t row);
+
+ private:
+  friend struct RowSourceCallbacks;
+  std::vector<void*> vectors_;        // duckdb_vector per column
+  std::vector<void*> data_;           // per column
+  std::vector<uint64_t*> validity_;   // per column, made writable on the first NULL
+};
+
+// Thread-safety: called on the thread running the query (the connection's), one chunk at a time.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  virtual const std::vector<RowSourceColumn>& columns() const = 0;
+  // Writes up to `capacity` rows (rows 0..n-1 of `out`) and returns n; 0 ends the scan. An error
+  // fails the query (and is what the query returns).
+  virtual Result<size_t> Fill(ChunkWriter& out, size_t capacity) = 0;
+};
+
+// The source a registered row-source function reads (set it before the query, clear it after).
+// Owned by the database the function was registered in.
+struct RowSourceSlot {
+  RowSource* source = nullptr;
+  Status error;  // the error a Fill returned during the last query
+};
+
 class Connection {
  public:
   ~Connection();
@@ -275,6 +319,9 @@ class Connection {
   Result<std::unique_ptr<PreparedStatement>> Prepare(std::string_view sql);
 
   Result<std::unique_ptr<Appender>> CreateAppender(const std::string& schema, const std::string& table);
+  // Registers table function `name`() on this connection: it has the columns of, and yields the
+  // rows of, the RowSource in the returned slot when a query binds it (one thread, in order).
+  Result<RowSourceSlot*> RegisterRowSource(const std::string& name);
   // Cancels the running query (thread-safe); it then fails with kCancelled.
   void Interrupt();
 
