@@ -417,8 +417,14 @@ void Wal::CommitterLoop(size_t index) {
         cv_.wait(l, [&] { return stop_ || !pending_.done.empty(); });
         if (pending_.done.empty()) return;  // stopping, nothing left
         std::swap(batch, pending_);
-        pending_.bytes.swap(spare_bytes_);
-        pending_.records.swap(spare_records_);
+        if (!spare_bytes_.empty()) {
+          pending_.bytes.swap(spare_bytes_.back());
+          spare_bytes_.pop_back();
+        }
+        if (!spare_records_.empty()) {
+          pending_.records.swap(spare_records_.back());
+          spare_records_.pop_back();
+        }
         st = failed_;  // appended before a failure: not written after it
       }
       if (st.ok() && file_bytes_ >= options_.segment_bytes) {
@@ -439,9 +445,8 @@ void Wal::CommitterLoop(size_t index) {
           segments_.back().bytes += n;
           disk_bytes_ += n;
         }
-        if (batch.bytes.capacity() > spare_bytes_.capacity() &&
-            batch.bytes.capacity() <= kMaxSpareBytes) {
-          spare_bytes_.swap(batch.bytes);
+        if (batch.bytes.capacity() <= kMaxSpareBytes && spare_bytes_.size() < MaxSpares()) {
+          spare_bytes_.push_back(std::move(batch.bytes));
         }
       }
       if (st.ok()) {
@@ -507,16 +512,14 @@ void Wal::Complete(uint64_t durable, const Status& error) {
     if (reply.ok() && on_durable_) on_durable_(std::move(w.batch.records));
     for (size_t i = 0; i < w.batch.done.size(); ++i) w.batch.done[i](reply, w.batch.first_seqs[i]);
   }
-  // The consumer took the records' contents; their vector goes back to pending_.
-  std::vector<WalRecord>* largest = nullptr;
-  for (Written& w : done) {
-    if (!largest || w.batch.records.capacity() > largest->capacity()) largest = &w.batch.records;
-  }
-  largest->clear();
+  // The consumer took the records' contents; their vectors go back to pending_.
+  for (Written& w : done) w.batch.records.clear();
   std::lock_guard<std::mutex> l(mu_);
-  if (largest->capacity() > spare_records_.capacity() &&
-      largest->capacity() * sizeof(WalRecord) <= kMaxSpareBytes) {
-    spare_records_.swap(*largest);
+  for (Written& w : done) {
+    if (spare_records_.size() >= MaxSpares()) break;
+    if (w.batch.records.capacity() * sizeof(WalRecord) <= kMaxSpareBytes) {
+      spare_records_.push_back(std::move(w.batch.records));
+    }
   }
 }
 

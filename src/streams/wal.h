@@ -36,6 +36,7 @@
 // Append.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -160,6 +161,7 @@ class Wal {
   // position a successful sync covered); with an error, fails every written batch instead.
   void Complete(uint64_t durable, const Status& error);
   void DeleteDeliveredSegments();
+  size_t MaxSpares() const { return size_t(std::max(1, options_.committers)) + 1; }
 
   const std::string dir_;
   const WalOptions options_;
@@ -171,9 +173,12 @@ class Wal {
   Batch pending_;               // guarded by mu_
   // Buffers of written batches, cleared, for the next pending batch: the encoded bytes and the
   // record vector keep their pages, so the hot path does not fault fresh memory in per batch
-  // (a trap into the hypervisor per 4 KiB on a VM). Guarded by mu_.
-  std::string spare_bytes_;
-  std::vector<WalRecord> spare_records_;
+  // (a trap into the hypervisor per 4 KiB on a VM). One per batch that can be in flight (being
+  // written or synced by a committer, or waiting for acknowledgement) and one more: with a
+  // single spare, the next batch often started from an empty vector while the others synced.
+  // Guarded by mu_.
+  std::vector<std::string> spare_bytes_;
+  std::vector<std::vector<WalRecord>> spare_records_;
   uint64_t next_seq_ = 1;       // guarded by mu_
   uint64_t disk_bytes_ = 0;     // guarded by mu_ (segments on disk)
   uint64_t delivered_ = 0;      // guarded by mu_
