@@ -352,7 +352,9 @@ Status StreamService::WriteJob(DeliveryStream& s, const DestinationConfig& confi
     size_t colon = key.find(':', 2);
     std::string type = key.substr(2, colon - 2);
     std::vector<FailedRecord> failed;
-    for (const auto& b : recs) failed.push_back({&b.rec, b.error_code, b.error_message});
+    for (const auto& b : recs) {
+      failed.push_back({&b.rec, b.error ? b.error->code : "", b.error ? b.error->message : ""});
+    }
     RETURN_IF_ERROR(write_errors(failed, type, key.substr(colon + 1), ""));
     return Status::OK();
   }

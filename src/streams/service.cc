@@ -1,6 +1,7 @@
 #include "streams/service.h"
 
 #include <algorithm>
+#include <bit>
 #include <filesystem>
 #include <tuple>
 
@@ -114,8 +115,12 @@ std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_c
 
 void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
   BufferedRecord b;
-  std::string key = PartitionOf(r, &b.error_code, &b.error_message);
-  if (!b.error_code.empty() && failed_processing) failed_processing->Inc();
+  std::string code, message;
+  std::string key = PartitionOf(r, &code, &message);
+  if (!code.empty()) {
+    b.error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
+    if (failed_processing) failed_processing->Inc();
+  }
   max_seen = std::max(max_seen, r.seq);
   if (replay) {
     auto m = marks.find(key);
@@ -145,7 +150,10 @@ void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_
       p.records.swap(spare_records.back());
       spare_records.pop_back();
     }
-    p.records.reserve(2 * p.last_fill);
+    // Rounded up to a power of two, so that the recycled vectors settle at one capacity and
+    // are reused as they are instead of being replaced by a fresh (faulting) one whenever a fill
+    // is a little larger than the one before.
+    p.records.reserve(std::bit_ceil(2 * p.last_fill));
   }
   ++p.fill;
   p.bytes += b.rec.data.size();
@@ -183,13 +191,17 @@ void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mon
       continue;
     }
     BufferedRecord b;
-    std::string key = PartitionOf(r, &b.error_code, &b.error_message);
-    if (!b.error_code.empty() && failed_processing) failed_processing->Inc();
+    std::string code, message;
+    std::string key = PartitionOf(r, &code, &message);
+    if (!code.empty()) {
+      b.error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
+      if (failed_processing) failed_processing->Inc();
+    }
     max_seen = std::max(max_seen, r.seq);
     PartitionBuffer& p = buffers[key];
     // Without query keys a record's partition depends only on its arrival second (PartitionOf),
     // and `p` stays valid while mu is held.
-    run = !jq && b.error_code.empty() ? &p : nullptr;
+    run = !jq && !b.error ? &p : nullptr;
     run_second = second;
     b.rec = std::move(r);
     Buffer(p, std::move(b), now_mono);
