@@ -167,5 +167,61 @@ TEST(EngineTest, ParquetRoundTripOnDisk) {
   std::filesystem::remove_all(dir);
 }
 
+// A registered row source: the query sees its columns and rows (NULLs, strings longer than
+// DuckDB's 12-byte inline form, several chunks); an error from Fill is what the query returns;
+// without a source attached the function refuses to bind.
+TEST(EngineTest, RowSourceFeedsAQueryChunkByChunkAndItsErrorIsTheQuerys) {
+  class Counter final : public RowSource {
+   public:
+    explicit Counter(size_t n, bool fail = false) : n_(n), fail_(fail) {}
+    const std::vector<RowSourceColumn>& columns() const override { return columns_; }
+    Result<size_t> Fill(ChunkWriter& out, size_t capacity) override {
+      if (fail_ && next_ > 0) return Error(ErrorCode::kInvalidArgument, "source failed at row 5000");
+      size_t k = 0;
+      for (; k < capacity && next_ < n_; ++k, ++next_) {
+        out.Set<int64_t>(0, k, int64_t(next_));
+        if (next_ % 3 == 0) {
+          out.SetNull(1, k);
+        } else {
+          out.SetString(1, k, "value number " + std::to_string(next_));
+        }
+        out.Set<int32_t>(2, k, int32_t(next_ % 10));
+      }
+      return k;
+    }
+
+   private:
+    std::vector<RowSourceColumn> columns_ = {{"n", ColumnType::kBigInt},
+                                             {"s", ColumnType::kVarchar},
+                                             {"d", ColumnType::kDate}};
+    size_t n_, next_ = 0;
+    bool fail_;
+  };
+  auto db = std::move(Database::Open("")).value();
+  auto conn = std::move(db->Connect()).value();
+  auto slot = conn->RegisterRowSource("rows");
+  ASSERT_TRUE(slot.ok()) << slot.status().ToString();
+  EXPECT_FALSE(conn->Query("SELECT * FROM rows()").ok());
+
+  Counter src(5000);
+  (*slot)->source = &src;
+  auto r = conn->Query("SELECT count(*), count(s), sum(n), max(s), max(d)::VARCHAR FROM rows()");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto rows = std::move(r->ToRows()).value();
+  EXPECT_EQ(*rows[0][0], "5000");
+  EXPECT_EQ(*rows[0][1], "3333");
+  EXPECT_EQ(*rows[0][2], std::to_string(4999 * 5000 / 2));
+  EXPECT_EQ(*rows[0][3], "value number 998");
+  EXPECT_EQ(*rows[0][4], "1970-01-10");
+
+  Counter failing(5000, true);
+  (*slot)->source = &failing;
+  auto bad = conn->Query("SELECT count(*) FROM rows()");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ((*slot)->error.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE((*slot)->error.message().find("row 5000"), std::string::npos);
+  (*slot)->source = nullptr;
+}
+
 }  // namespace
 }  // namespace tarn::sql
