@@ -1,5 +1,6 @@
-// Async stream server on Boost.Asio: one io_context, a small thread pool, a strand per
-// connection. See stream_server.h for the contract.
+// Async stream server on Boost.Asio: a few event loops, each an io_context run by one thread;
+// a connection stays on the loop that accepted it, so its handlers are serialised without a
+// strand. See stream_server.h for the contract.
 //
 // Memory per idle connection is kept small on purpose (MQTT brokers hold many idle devices):
 // plain TCP and TLS wait for readability (async_wait) and then read into a per-thread buffer,
@@ -23,7 +24,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -47,7 +47,6 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 namespace websocket = boost::beast::websocket;
 using tcp = asio::ip::tcp;
-using Strand = asio::strand<asio::io_context::executor_type>;
 
 const char* StreamTransportName(StreamTransport t) {
   switch (t) {
@@ -68,9 +67,32 @@ class ServerImpl;
 // An io_context whose pending handlers can be destroyed before the context itself
 // (execution_context::shutdown), so connections that keep the context alive never form a
 // cycle with handlers that hold them.
-class OwnedIoContext final : public asio::io_context {
+class OwnedIoContext : public asio::io_context {
  public:
+  // Run by one thread (concurrency hint 1): Asio skips the cross-thread hand-offs it needs when
+  // several threads run one context; posting from other threads stays safe.
+  OwnedIoContext() : asio::io_context(1) {}
   using asio::io_context::shutdown;
+};
+
+class ConnBase;
+
+// One event loop. Shared with its connections (ConnBase::loop_), so a connection that outlives
+// the server still destroys its sockets against a live context.
+struct Loop {
+  OwnedIoContext io;
+  std::thread thread;
+  // Connections with bytes queued by Send and no write under way. Acknowledgements are released
+  // in bursts from other threads (the rules engine after a WAL group commit releases one
+  // PUBACK per message of the batch): the first Send of a burst posts one drain to the loop,
+  // the rest only append, so a burst costs one wake-up of the loop rather than one per message
+  // (on a VM each cross-thread wake-up — eventfd, epoll_ctl, futex — is an expensive exit).
+  std::mutex mu;
+  std::vector<std::shared_ptr<ConnBase>> to_write;  // guarded by mu
+  std::vector<std::shared_ptr<ConnBase>> writing;   // loop thread only: the batch being started
+
+  void ScheduleWrite(std::shared_ptr<ConnBase> c);
+  void DrainWrites();
 };
 
 struct ListenerState {
@@ -86,9 +108,8 @@ struct ListenerState {
 
 class ConnBase : public StreamConnection, public std::enable_shared_from_this<ConnBase> {
  public:
-  void KeepContextAlive(std::shared_ptr<void> io) { io_keepalive_ = std::move(io); }
-  ConnBase(ServerImpl* server, ListenerState* listener, Strand strand)
-      : server_(server), listener_(listener), strand_(std::move(strand)) {
+  ConnBase(ServerImpl* server, ListenerState* listener, std::shared_ptr<Loop> loop)
+      : loop_(std::move(loop)), server_(server), listener_(listener) {
     peer_.listener = listener->options.name;
     peer_.transport = listener->options.transport;
   }
@@ -116,42 +137,22 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
       Close(false);
       return false;
     }
-    asio::post(strand_, [self = shared_from_this()] { self->DoWrite(); });
+    loop_->ScheduleWrite(shared_from_this());
     return true;
   }
 
   size_t queued_bytes() const override { return queued_.load(std::memory_order_relaxed); }
 
   void Close(bool flush) override {
-    asio::post(strand_, [self = shared_from_this(), flush] { self->DoClose(flush); });
+    asio::post(loop_->io, [self = shared_from_this(), flush] { self->DoClose(flush); });
   }
 
   const StreamPeer& peer() const override { return peer_; }
 
-  // Runs on the strand: set up the transport, then create the handler and start reading.
+  // Runs on the loop: set up the transport, then create the handler and start reading.
   virtual void Start() = 0;
 
- protected:
-  // Called on the strand once the transport is ready.
-  void BecomeReady() {
-    handler_ = listener_->factory(shared_from_this());
-    bool write_now = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_ = true;
-      if (!out_.empty() && !writing_) write_now = writing_ = true;
-    }
-    if (write_now) DoWrite();
-    ReadLoop();
-  }
-
-  void Deliver(const char* data, size_t n) {
-    if (handler_ && !finished_) handler_->OnData(std::string_view(data, n));
-  }
-
-  // Every read chain ends here on error or EOF; runs on the strand.
-  void Finish();
-
+  // On the loop: starts writing what Send queued (Loop::DrainWrites).
   void DoWrite() {
     std::vector<std::string> batch;
     {
@@ -168,6 +169,27 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
     }
     WriteBatch(std::move(batch));
   }
+
+ protected:
+  // Called on the loop once the transport is ready.
+  void BecomeReady() {
+    handler_ = listener_->factory(shared_from_this());
+    bool write_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_ = true;
+      if (!out_.empty() && !writing_) write_now = writing_ = true;
+    }
+    if (write_now) DoWrite();
+    ReadLoop();
+  }
+
+  void Deliver(const char* data, size_t n) {
+    if (handler_ && !finished_) handler_->OnData(std::string_view(data, n));
+  }
+
+  // Every read chain ends here on error or EOF; runs on the loop.
+  void Finish();
 
   // Called by WriteBatch implementations when the batch has been written.
   void WriteDone(const beast::error_code& ec, size_t bytes) {
@@ -215,12 +237,11 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
 
   // A one-shot deadline (handshake, close flush): when it fires, the socket is closed.
   void ArmTimer(int ms) {
-    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(strand_);
+    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(loop_->io);
     timer_->expires_after(std::chrono::milliseconds(ms));
-    timer_->async_wait(asio::bind_executor(
-        strand_, [self = shared_from_this()](const beast::error_code& ec) {
-          if (!ec) self->DoClose(false);
-        }));
+    timer_->async_wait([self = shared_from_this()](const beast::error_code& ec) {
+      if (!ec) self->DoClose(false);
+    });
   }
   void DisarmTimer() {
     if (timer_) timer_->cancel();
@@ -230,26 +251,26 @@ class ConnBase : public StreamConnection, public std::enable_shared_from_this<Co
   virtual void WriteBatch(std::vector<std::string> batch) = 0;
   virtual void CloseSocket() = 0;
 
-  // Keeps the io_context alive while this connection exists: a handler (or a broker session)
-  // may hold its connection past the server's destruction, and an Asio socket must not
-  // outlive its context. Declared before every Asio member so it is destroyed after them.
-  std::shared_ptr<void> io_keepalive_;
+  // The loop this connection lives on. It also keeps the io_context alive while this connection
+  // exists: a handler (or a broker session) may hold its connection past the server's
+  // destruction, and an Asio socket must not outlive its context. Declared before every Asio
+  // member so it is destroyed after them.
+  std::shared_ptr<Loop> loop_;
   ServerImpl* server_;
   ListenerState* listener_;
-  Strand strand_;
   StreamPeer peer_;
-  std::unique_ptr<StreamHandler> handler_;  // strand only
+  std::unique_ptr<StreamHandler> handler_;  // loop only
   std::unique_ptr<asio::steady_timer> timer_;
-  bool finished_ = false;            // strand only
-  bool socket_closed_ = false;       // strand only
-  bool close_after_flush_ = false;   // strand only
+  bool finished_ = false;            // loop only
+  bool socket_closed_ = false;       // loop only
+  bool close_after_flush_ = false;   // loop only
   std::atomic<bool> reset_on_close_{false};
 
   mutable std::mutex mu_;
   std::deque<std::string> out_;  // guarded by mu_
   bool writing_ = false;         // guarded by mu_
   bool closed_ = false;          // guarded by mu_
-  bool ready_ = false;           // guarded by mu_ (written on strand)
+  bool ready_ = false;           // guarded by mu_ (written on the loop)
   std::atomic<size_t> queued_{0};
 };
 
@@ -276,8 +297,8 @@ std::vector<asio::const_buffer> Buffers(const std::vector<std::string>& batch, s
 // Plain TCP: wait for readability, read into the thread's buffer.
 class TcpConn final : public ConnBase {
  public:
-  TcpConn(ServerImpl* s, ListenerState* l, Strand strand, tcp::socket sock)
-      : ConnBase(s, l, std::move(strand)), sock_(std::move(sock)) {}
+  TcpConn(ServerImpl* s, ListenerState* l, std::shared_ptr<Loop> loop, tcp::socket sock)
+      : ConnBase(s, l, std::move(loop)), sock_(std::move(sock)) {}
 
   void Start() override {
     FillRemote(sock_, &peer_);
@@ -290,9 +311,9 @@ class TcpConn final : public ConnBase {
  private:
   void ReadLoop() override {
     sock_.async_wait(tcp::socket::wait_read,
-                     asio::bind_executor(strand_, [self = Self()](const beast::error_code& ec) {
+                     [self = Self()](const beast::error_code& ec) {
                        self->OnReadable(ec);
-                     }));
+                     });
   }
 
   std::shared_ptr<TcpConn> Self() { return std::static_pointer_cast<TcpConn>(shared_from_this()); }
@@ -317,10 +338,10 @@ class TcpConn final : public ConnBase {
     size_t total = 0;
     auto bufs = Buffers(*holder, &total);
     asio::async_write(sock_, bufs,
-                      asio::bind_executor(strand_, [self = Self(), holder, total](
+                      [self = Self(), holder, total](
                                                        const beast::error_code& ec, size_t) {
                         self->WriteDone(ec, total);
-                      }));
+                      });
   }
 
   void CloseSocket() override {
@@ -351,8 +372,8 @@ std::string Hex(const unsigned char* p, size_t n) {
 // SSL_MODE_RELEASE_BUFFERS (on the context) frees an idle connection's record buffers.
 class TlsConn final : public ConnBase {
  public:
-  TlsConn(ServerImpl* s, ListenerState* l, Strand strand, tcp::socket sock)
-      : ConnBase(s, l, std::move(strand)), sock_(std::move(sock)), ssl_(SSL_new(l->ssl->native_handle())) {}
+  TlsConn(ServerImpl* s, ListenerState* l, std::shared_ptr<Loop> loop, tcp::socket sock)
+      : ConnBase(s, l, std::move(loop)), sock_(std::move(sock)), ssl_(SSL_new(l->ssl->native_handle())) {}
   ~TlsConn() override {
     if (ssl_) SSL_free(ssl_);
   }
@@ -380,14 +401,14 @@ class TlsConn final : public ConnBase {
   std::shared_ptr<TlsConn> Self() { return std::static_pointer_cast<TlsConn>(shared_from_this()); }
 
   // Waits until the socket can do what OpenSSL asked for (SSL_ERROR_WANT_READ / _WRITE), then
-  // runs `next` on the strand; an error or a closed socket ends the connection.
+  // runs `next` on the loop; an error or a closed socket ends the connection.
   template <typename F>
   void WaitFor(int ssl_error, F next) {
     auto what = ssl_error == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
-    sock_.async_wait(what, asio::bind_executor(strand_, [self = Self(), next](const beast::error_code& ec) {
+    sock_.async_wait(what, [self = Self(), next](const beast::error_code& ec) {
                        if (ec || self->socket_closed_) return self->Finish();
                        next(self.get());
-                     }));
+                     });
   }
 
   // OpenSSL's reason for the last failure, for the debug log (never secrets: alerts and errors).
@@ -442,7 +463,7 @@ class TlsConn final : public ConnBase {
 
   // Decrypts what the socket holds into the thread's buffer. Bytes OpenSSL has already read
   // ahead do not show on the socket, so the loop goes back to waiting on the socket only when
-  // OpenSSL holds nothing, and yields through the strand (not through a socket wait) when it
+  // OpenSSL holds nothing, and yields through the loop (not through a socket wait) when it
   // stops early.
   void ReadReady() {
     thread_local std::unique_ptr<char[]> buf(new char[kThreadReadBuffer]);
@@ -468,7 +489,7 @@ class TlsConn final : public ConnBase {
       ERR_clear_error();
       return Finish();
     }
-    asio::post(strand_, [self = Self()] {
+    asio::post(loop_->io, [self = Self()] {
       if (self->socket_closed_) return self->Finish();
       self->ReadReady();
     });
@@ -499,10 +520,10 @@ class TlsConn final : public ConnBase {
       int e = SSL_get_error(ssl_, n);
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         auto what = e == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
-        sock_.async_wait(what, asio::bind_executor(strand_, [self = Self()](const beast::error_code& ec) {
+        sock_.async_wait(what, [self = Self()](const beast::error_code& ec) {
                            if (ec) return self->WriteDone(ec, self->wbuf_.size());
                            self->ContinueWrite();
-                         }));
+                         });
         return;
       }
       ERR_clear_error();
@@ -522,16 +543,16 @@ class TlsConn final : public ConnBase {
 
   tcp::socket sock_;
   SSL* ssl_;
-  std::string wbuf_;  // strand only: the batch being written
-  size_t woff_ = 0;   // strand only: how much of it SSL_write took
+  std::string wbuf_;  // loop only: the batch being written
+  size_t woff_ = 0;   // loop only: how much of it SSL_write took
 };
 
 // WebSocket: an HTTP upgrade on ws_path with the subprotocol, then binary messages whose
 // payloads are the byte stream (MQTT 5.0 §6: packets may span frames).
 class WsConn final : public ConnBase {
  public:
-  WsConn(ServerImpl* s, ListenerState* l, Strand strand, tcp::socket sock)
-      : ConnBase(s, l, std::move(strand)), ws_(std::move(sock)) {}
+  WsConn(ServerImpl* s, ListenerState* l, std::shared_ptr<Loop> loop, tcp::socket sock)
+      : ConnBase(s, l, std::move(loop)), ws_(std::move(sock)) {}
 
   void Start() override {
     FillRemote(ws_.next_layer(), &peer_);
@@ -540,8 +561,8 @@ class WsConn final : public ConnBase {
     ArmTimer(listener_->options.handshake_timeout_ms);
     req_ = std::make_unique<http::request<http::string_body>>();
     http::async_read(ws_.next_layer(), buf_, *req_,
-                     asio::bind_executor(strand_, [self = Self()](const beast::error_code& ec,
-                                                                  size_t) { self->OnRequest(ec); }));
+                     [self = Self()](const beast::error_code& ec,
+                                                                  size_t) { self->OnRequest(ec); });
   }
 
  private:
@@ -560,11 +581,11 @@ class WsConn final : public ConnBase {
       res->body() = "MQTT over WebSocket is served on " + listener_->options.ws_path + "\n";
       res->prepare_payload();
       http::async_write(ws_.next_layer(), *res,
-                        asio::bind_executor(strand_, [self = Self(), res](const beast::error_code&,
+                        [self = Self(), res](const beast::error_code&,
                                                                           size_t) {
                           self->DoClose(false);
                           self->Finish();
-                        }));
+                        });
       return;
     }
     std::string offered(req_->at(http::field::sec_websocket_protocol));
@@ -584,7 +605,7 @@ class WsConn final : public ConnBase {
       if (!proto.empty()) res.set(http::field::sec_websocket_protocol, proto);
     }));
     ws_.read_message_max(listener_->options.max_queued_bytes + 1024);
-    ws_.async_accept(*req_, asio::bind_executor(strand_, [self = Self()](const beast::error_code& ec) {
+    ws_.async_accept(*req_, [self = Self()](const beast::error_code& ec) {
                        if (ec || self->socket_closed_) return self->Finish();
                        self->DisarmTimer();
                        self->req_.reset();
@@ -592,11 +613,11 @@ class WsConn final : public ConnBase {
                        self->buf_.shrink_to_fit();
                        self->ws_.binary(true);
                        self->BecomeReady();
-                     }));
+                     });
   }
 
   void ReadLoop() override {
-    ws_.async_read(buf_, asio::bind_executor(strand_, [self = Self()](const beast::error_code& ec,
+    ws_.async_read(buf_, [self = Self()](const beast::error_code& ec,
                                                                       size_t) {
                      if (ec || self->socket_closed_) return self->Finish();
                      if (self->ws_.got_text()) {
@@ -610,7 +631,7 @@ class WsConn final : public ConnBase {
                      if (self->buf_.capacity() > 64 * 1024) self->buf_.shrink_to_fit();
                      if (self->socket_closed_) return self->Finish();
                      self->ReadLoop();
-                   }));
+                   });
   }
 
   void WriteBatch(std::vector<std::string> batch) override {
@@ -622,10 +643,10 @@ class WsConn final : public ConnBase {
     }
     size_t total = msg->size();
     ws_.async_write(asio::buffer(*msg),
-                    asio::bind_executor(strand_, [self = Self(), msg, total](
+                    [self = Self(), msg, total](
                                                      const beast::error_code& ec, size_t) {
                       self->WriteDone(ec, total);
-                    }));
+                    });
   }
 
   void CloseSocket() override {
@@ -642,19 +663,28 @@ class WsConn final : public ConnBase {
 
 class ServerImpl final : public StreamServer {
  public:
-  explicit ServerImpl(int threads) : work_(asio::make_work_guard(io_)) {
+  explicit ServerImpl(int threads) {
     for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this] {
+      auto loop = std::make_shared<Loop>();
+      work_.push_back(asio::make_work_guard(loop->io));
+      loop->thread = std::thread([io = &loop->io] {
         pthread_setname_np(pthread_self(), "stream-io");
-        io_.run();
+        io->run();
       });
+      loops_.push_back(std::move(loop));
     }
   }
   ~ServerImpl() override {
     Stop();
     // Drop every pending handler (and the connections they hold) now; connections still held
-    // elsewhere keep the context (not its handlers) alive until they go.
-    io_owner_->shutdown();
+    // elsewhere keep their loop's context (not its handlers) alive until they go.
+    for (auto& loop : loops_) {
+      {
+        std::lock_guard<std::mutex> lock(loop->mu);
+        loop->to_write.clear();
+      }
+      loop->io.shutdown();
+    }
   }
 
   Result<std::string> Listen(const StreamListenerOptions& options,
@@ -691,7 +721,7 @@ class ServerImpl final : public StreamServer {
       }
     }
     tcp::endpoint ep(addr, options.listen.port);
-    l->acceptor = std::make_unique<tcp::acceptor>(io_);
+    l->acceptor = std::make_unique<tcp::acceptor>(io());
     l->acceptor->open(ep.protocol(), ec);
     if (!ec) l->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) l->acceptor->bind(ep, ec);
@@ -726,7 +756,7 @@ class ServerImpl final : public StreamServer {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& l : listeners_) {
         ListenerState* raw = l.get();
-        asio::post(io_, [raw] {
+        asio::post(io(), [raw] {
           beast::error_code ec;
           raw->acceptor->close(ec);
         });
@@ -737,10 +767,11 @@ class ServerImpl final : public StreamServer {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::seconds(5), [this] { return conns_.empty(); });
     }
-    work_.reset();
-    io_.stop();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
+    work_.clear();
+    for (auto& loop : loops_) loop->io.stop();
+    for (auto& loop : loops_) {
+      if (loop->thread.joinable()) loop->thread.join();
+    }
     std::lock_guard<std::mutex> lock(mu_);
     conns_.clear();
   }
@@ -766,14 +797,19 @@ class ServerImpl final : public StreamServer {
   }
 
  private:
+  // Listeners accept on the first loop.
+  asio::io_context& io() { return loops_.front()->io; }
+
   void Accept(ListenerState* l) {
-    l->acceptor->async_accept(asio::make_strand(io_), [this, l](const beast::error_code& ec,
-                                                                tcp::socket sock) {
+    // Connections are spread round-robin over the loops and stay on theirs.
+    std::shared_ptr<Loop> loop = loops_[next_loop_++ % loops_.size()];
+    l->acceptor->async_accept(loop->io, [this, l, loop](const beast::error_code& ec,
+                                                        tcp::socket sock) {
       if (stopping_ || !l->acceptor->is_open()) return;
       if (ec) {
         if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
           TLOG_WARN("stream", "{}: accept failed: {}", l->options.name, ec.message());
-          auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+          auto t = std::make_shared<asio::steady_timer>(io(), std::chrono::milliseconds(50));
           t->async_wait([this, l, t](const beast::error_code&) { Accept(l); });
           return;
         }
@@ -785,39 +821,32 @@ class ServerImpl final : public StreamServer {
         sock.close(ignore);
         return Accept(l);
       }
-      Strand strand(sock.get_executor().template target<Strand>()
-                        ? *sock.get_executor().template target<Strand>()
-                        : asio::make_strand(io_));
       std::shared_ptr<ConnBase> conn;
       switch (l->options.transport) {
         case StreamTransport::kTcp:
-          conn = std::make_shared<TcpConn>(this, l, strand, std::move(sock));
+          conn = std::make_shared<TcpConn>(this, l, loop, std::move(sock));
           break;
         case StreamTransport::kTls:
-          conn = std::make_shared<TlsConn>(this, l, strand, std::move(sock));
+          conn = std::make_shared<TlsConn>(this, l, loop, std::move(sock));
           break;
         case StreamTransport::kWebSocket:
-          conn = std::make_shared<WsConn>(this, l, strand, std::move(sock));
+          conn = std::make_shared<WsConn>(this, l, loop, std::move(sock));
           break;
       }
-      conn->KeepContextAlive(io_owner_);
       {
         std::lock_guard<std::mutex> lock(mu_);
         conns_.insert(conn);
       }
       l->open.fetch_add(1);
       l->open_gauge->Add(1);
-      asio::post(strand, [conn] { conn->Start(); });
+      asio::post(loop->io, [conn] { conn->Start(); });
       Accept(l);
     });
   }
 
-  // Shared with every connection (ConnBase::io_keepalive_), so a connection that outlives the
-  // server still destroys its sockets against a live context.
-  std::shared_ptr<OwnedIoContext> io_owner_ = std::make_shared<OwnedIoContext>();
-  asio::io_context& io_ = *io_owner_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::vector<std::thread> threads_;
+  std::vector<std::shared_ptr<Loop>> loops_;  // fixed after the constructor
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  size_t next_loop_ = 0;  // first loop only (accept handlers)
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
   mutable std::mutex mu_;
@@ -825,6 +854,25 @@ class ServerImpl final : public StreamServer {
   std::vector<std::unique_ptr<ListenerState>> listeners_;    // guarded by mu_
   std::unordered_set<std::shared_ptr<ConnBase>> conns_;      // guarded by mu_
 };
+
+void Loop::ScheduleWrite(std::shared_ptr<ConnBase> c) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    first = to_write.empty();
+    to_write.push_back(std::move(c));
+  }
+  if (first) asio::post(io, [this] { DrainWrites(); });
+}
+
+void Loop::DrainWrites() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    writing.swap(to_write);
+  }
+  for (auto& c : writing) c->DoWrite();
+  writing.clear();
+}
 
 void ConnBase::Finish() {
   if (finished_) return;

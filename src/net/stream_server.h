@@ -2,8 +2,9 @@
 // optional mutual TLS, and WebSocket (binary frames). Boost.Asio/Beast stay inside
 // stream_server.cc; protocol code sees StreamConnection / StreamHandler only.
 //
-// Threading: all listeners of one StreamServer share one io_context run by a small thread pool
-// (StreamServerOptions::threads). There is no thread per connection, and an idle plain-TCP
+// Threading: a StreamServer runs a few event loops (StreamServer::Create's `threads`), each an
+// io_context with one thread; listeners accept on the first and spread connections round-robin,
+// and a connection stays on its loop. There is no thread per connection, and an idle plain-TCP
 // connection owns no read buffer (the server waits for readability and reads into a
 // per-thread buffer), so tens of thousands of idle clients cost little memory.
 //
