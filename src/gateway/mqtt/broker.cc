@@ -154,9 +154,34 @@ class AckQueue {
     e.packet_id = packet_id;
     e.msg = std::move(msg);
   }
-  void Hold(uint64_t ticket) {
+  // Hold + SetPublish in one step (one lock per PUBLISH); kNone reserves a place first.
+  // Returns the ticket.
+  uint64_t HoldPublish(uint64_t ticket, uint8_t ack_type, uint16_t packet_id, MessagePtr msg) {
     std::lock_guard<std::mutex> lock(mu_);
-    q_[ticket - first_].waits++;
+    if (ticket == kNone) {
+      q_.push_back(Entry{});
+      ticket = first_ + q_.size() - 1;
+    }
+    Entry& e = q_[ticket - first_];
+    e.waits++;
+    e.ack_type = ack_type;
+    e.packet_id = packet_id;
+    e.msg = std::move(msg);
+    return ticket;
+  }
+  // Set, `extra_holds` times Hold, then the caller's Release, in one step; kNone reserves a
+  // place first. Returns the ticket (for the holds' releases).
+  uint64_t Complete(uint64_t ticket, std::string bytes, int extra_holds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ticket == kNone) {
+      q_.push_back(Entry{});
+      ticket = first_ + q_.size() - 1;
+    }
+    Entry& e = q_[ticket - first_];
+    e.bytes = std::move(bytes);
+    e.waits += extra_holds;
+    ReleaseLocked(ticket, 0);
+    return ticket;
   }
   void Release(uint64_t ticket, uint16_t refusal = 0) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -663,13 +688,9 @@ class Conn final : public net::StreamHandler {
   // released: by the session log's group commit when it acknowledges something on its way to
   // disk (`lsn`), and by every AckHold of its PUBLISH (`ticket` from AckQueue::Reserve).
   void SendAck(std::string bytes, uint64_t lsn, uint64_t ticket = AckQueue::kNone) {
-    if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
-    acks_->Set(ticket, std::move(bytes));
-    if (b_->log_ && lsn) {
-      acks_->Hold(ticket);
-      b_->log_->WhenDurable(lsn, [q = acks_, ticket] { q->Release(ticket); });
-    }
-    acks_->Release(ticket);
+    bool durable_hold = b_->log_ && lsn;
+    ticket = acks_->Complete(ticket, std::move(bytes), durable_hold ? 1 : 0);
+    if (durable_hold) b_->log_->WhenDurable(lsn, [q = acks_, ticket] { q->Release(ticket); });
   }
 
   // Joins `ticket` to a still-held original of this QoS 1 resend (see HandlePublish): on this
@@ -934,9 +955,8 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
     if (p.qos > 0 && !a.local.empty()) {
       // Joinable before the broker lock is released: a resend on a newer connection, whose
       // CONNECT takes this lock, always finds it.
-      if (ticket == AckQueue::kNone) ticket = acks_->Reserve();
-      acks_->Hold(ticket);
-      acks_->SetPublish(ticket, p.qos == 1 ? kPuback : kPubrec, p.packet_id, p.qos == 1 ? msg : nullptr);
+      ticket = acks_->HoldPublish(ticket, p.qos == 1 ? kPuback : kPubrec, p.packet_id,
+                                  p.qos == 1 ? msg : nullptr);
     }
   }
   if (p.qos > 0 && !a.local.empty()) a.hold = std::make_shared<HeldAck>(acks_, ticket);
