@@ -80,6 +80,18 @@ void DevicePolicyHook::Invalidate() {
   ++generation_;
   decisions_.clear();
   contexts_.clear();
+  // After the cache is cleared: a caller that sees the new epoch never gets an old decision.
+  epoch_.fetch_add(1);
+}
+
+uint64_t DevicePolicyHook::PublishDecisionEpoch(const mqtt::ClientInfo& client) {
+  // Registered certificates (device policies), anonymous clients and certificates outside the
+  // registry (never restricted) — see Allow. IAM users' decisions also change with IAM.
+  if (StartsWith(client.identity, kCertIdentityPrefix) || client.identity.empty() ||
+      StartsWith(client.identity, "cert:")) {
+    return epoch_.load();
+  }
+  return 0;
 }
 
 Result<DeviceContext> DevicePolicyHook::Load(const std::string& cert_id, const std::string& client_id) {

@@ -22,6 +22,7 @@
 // Thread-safety: thread-safe. SetDenialSink() must be called before the hook is used.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -116,6 +117,9 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
                                    const std::optional<std::string>& username,
                                    const std::optional<std::string>& password) override;
   bool Allow(mqtt::AuthzAction action, const mqtt::ClientInfo& client, std::string_view topic) override;
+  // Certificate and anonymous clients: bumped by Invalidate(). IAM users: 0 (their decisions
+  // also follow IAM's generation).
+  uint64_t PublishDecisionEpoch(const mqtt::ClientInfo& client) override;
 
   // Drops every cached decision and context.
   void Invalidate();
@@ -146,6 +150,7 @@ class DevicePolicyHook final : public mqtt::Authenticator, public mqtt::Authoriz
   std::unordered_map<std::string, Cached> decisions_;  // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<const DeviceContext>> contexts_;  // guarded by mu_
   uint64_t generation_ = 0;  // guarded by mu_; bumped by Invalidate()
+  std::atomic<uint64_t> epoch_{1};  // bumped by Invalidate(); PublishDecisionEpoch
 
   const security::Authorizer* user_authz_ = nullptr;
   IdentityResolver identity_of_;

@@ -57,6 +57,12 @@ class AuthorizationHook {
  public:
   virtual ~AuthorizationHook() = default;
   virtual bool Allow(AuthzAction action, const ClientInfo& client, std::string_view topic) = 0;
+  // While this returns the same non-zero value for a client, the caller may remember that the
+  // client was allowed kPublish on a topic instead of asking again for every PUBLISH (the broker
+  // remembers each connection's last allowed topic); 0 = ask every time. A hook returns a new
+  // value as soon as any decision may have changed (a policy edit), so the change applies to
+  // the next packet. Denials are never remembered. Cheap; any thread.
+  virtual uint64_t PublishDecisionEpoch(const ClientInfo& client) { return 0; }
 };
 
 // Username/password against Tarn's IAM users (the user's password, checked against its SCRAM

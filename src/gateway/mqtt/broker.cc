@@ -707,7 +707,24 @@ class Conn final : public net::StreamHandler {
     return false;
   }
 
+  // The authorisation hook's answer for a PUBLISH; the connection's last allowed (non-retained)
+  // topic is remembered while the hook's PublishDecisionEpoch stays the same, so a device that
+  // publishes to one topic costs the hook one question, not one per message.
+  bool MayPublish(const std::string& topic, bool retain) {
+    if (!b_->authz_) return true;
+    if (retain) return b_->MayPublish(info_, topic, true);
+    // Read before asking: a policy change during the question makes the answer stale at once.
+    uint64_t epoch = b_->authz_->PublishDecisionEpoch(info_);
+    if (epoch != 0 && epoch == allowed_pub_epoch_ && topic == allowed_pub_topic_) return true;
+    bool ok = b_->MayPublish(info_, topic, false);
+    allowed_pub_epoch_ = ok ? epoch : 0;
+    if (ok && epoch != 0) allowed_pub_topic_ = topic;
+    return ok;
+  }
+
   // Conn-thread only.
+  std::string allowed_pub_topic_;
+  uint64_t allowed_pub_epoch_ = 0;  // 0: nothing remembered
   std::string in_;
   bool closing_ = false;
   bool got_connect_ = false;
@@ -892,7 +909,7 @@ void Conn::HandlePublish(uint8_t flags, std::string_view body) {
     r.reason = rc::kPayloadFormatInvalid;
     return SendAck(EncodeAck(p.qos == 1 ? kPuback : kPubrec, r, 5), 0);
   }
-  if (!b_->MayPublish(info_, p.topic, p.retain)) {
+  if (!MayPublish(p.topic, p.retain)) {
     if (version_ != 5) {
       // MQTT 3.1.1 has no negative acknowledgement; AWS IoT closes the connection of a client
       // that publishes where its policy does not allow it, and so do we (the will goes out).

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 namespace tarn::gateway::mqtt {
@@ -581,6 +582,80 @@ TEST_F(BrokerPolicyTest, DeniedPublishDisconnectsMqtt311) {
   ASSERT_EQ(p.size(), 1u);
   EXPECT_EQ(p[0].first >> 4, kPuback);
   EXPECT_FALSE(Closed(ok));
+}
+
+// A hook whose publish decisions may be remembered while its epoch stays the same.
+class EpochPolicy : public AuthorizationHook {
+ public:
+  bool Allow(AuthzAction a, const ClientInfo& c, std::string_view topic) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (a == AuthzAction::kPublish) ++publish_asks;
+    if (a == AuthzAction::kRetainPublish) ++retain_asks;
+    return a == AuthzAction::kConnect || topic.rfind(denied, 0) != 0;
+  }
+  uint64_t PublishDecisionEpoch(const ClientInfo&) override { return epoch.load(); }
+  void Change(const std::string& prefix) {
+    std::lock_guard<std::mutex> l(mu);
+    denied = prefix;
+    ++epoch;
+  }
+  int Asks() {
+    std::lock_guard<std::mutex> l(mu);
+    return publish_asks;
+  }
+  std::mutex mu;
+  std::string denied = "secret";  // guarded by mu
+  int publish_asks = 0;           // guarded by mu
+  int retain_asks = 0;            // guarded by mu
+  std::atomic<uint64_t> epoch{1};
+};
+
+TEST(BrokerPolicyEpoch, AllowIsRememberedPerConnectionUntilTheEpochChanges) {
+  AllowAll authn;
+  EpochPolicy authz;
+  auto b = Broker::Open(BrokerOptions(), &authn, &authz);
+  ASSERT_TRUE(b.ok());
+  Client c(b->get(), 4);
+  mqtt::Connect cp;
+  cp.protocol_level = 4;
+  cp.client_id = "dev";
+  c.Send(EncodeConnect(cp));
+  ASSERT_EQ(c.conn->Packets().size(), 1u);
+  auto pub = [&](const std::string& topic, bool retain = false) {
+    Publish p;
+    p.topic = topic;
+    p.payload = "x";
+    p.qos = 1;
+    p.packet_id = 9;
+    p.retain = retain;
+    c.Send(EncodePublish(p, 4));
+    return c.conn->Packets();
+  };
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(pub("dev/t").size(), 1u);
+  EXPECT_EQ(authz.Asks(), 1);  // asked once for three PUBLISHes to one topic
+  ASSERT_EQ(pub("dev/u").size(), 1u);
+  ASSERT_EQ(pub("dev/t").size(), 1u);
+  EXPECT_EQ(authz.Asks(), 3);  // another topic is asked (only the last one is remembered)
+  // Retained publishes are always asked (kRetainPublish too).
+  ASSERT_EQ(pub("dev/t", true).size(), 1u);
+  EXPECT_EQ(authz.Asks(), 4);
+  {
+    std::lock_guard<std::mutex> l(authz.mu);
+    EXPECT_EQ(authz.retain_asks, 1);
+  }
+  // A policy change applies to the next packet: 3.1.1 closes the connection of a denied
+  // publisher.
+  authz.Change("dev/");
+  EXPECT_TRUE(pub("dev/t").empty());
+  EXPECT_EQ(authz.Asks(), 5);
+  bool closed;
+  {
+    std::lock_guard<std::mutex> l(c.conn->mu);
+    closed = c.conn->closed;
+  }
+  EXPECT_TRUE(closed);
+  c.Close();
+  (*b)->Stop();
 }
 
 TEST_F(BrokerPolicyTest, DeniedPublishIsNotAuthorizedInMqtt5) {
