@@ -69,7 +69,13 @@ def test_users_keys_and_inline_policies(lake):
     root(lake, "iam", "update-access-key", "--user-name", "alice", "--access-key-id", akid, "--status", "Inactive")
     r = aws_with(lake, akid, secret, "sts", "get-caller-identity")
     assert r.returncode != 0 and "InvalidClientTokenId" in r.stderr
+    # Active again, then deleted: each change holds from the next request (the server remembers
+    # credentials it looked up until an IAM write).
+    root(lake, "iam", "update-access-key", "--user-name", "alice", "--access-key-id", akid, "--status", "Active")
+    ok(aws_with(lake, akid, secret, "sts", "get-caller-identity", "--output", "json"))
     root(lake, "iam", "delete-access-key", "--user-name", "alice", "--access-key-id", akid)
+    r = aws_with(lake, akid, secret, "sts", "get-caller-identity")
+    assert r.returncode != 0 and "InvalidClientTokenId" in r.stderr
     r = lake.aws("iam", "delete-user", "--user-name", "alice")
     assert r.returncode != 0 and "DeleteConflict" in r.stderr
     root(lake, "iam", "delete-user-policy", "--user-name", "alice", "--policy-name", "ReadIam")

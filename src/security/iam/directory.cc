@@ -366,6 +366,7 @@ Status IamDirectory::UpdateAccessKey(const std::string& user_name, const std::st
   ASSIGN_OR_RETURN(int changed, Write(meta_, "UPDATE iam_access_keys SET status = ?3 WHERE user_name = ?1 AND access_key_id = ?2",
                                       user_name, akid, active ? "Active" : "Inactive"));
   if (changed == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
+  Bump();  // remembered credentials (Lookup) follow the key's status at once
   return Status::OK();
 }
 
@@ -373,6 +374,7 @@ Status IamDirectory::DeleteAccessKey(const std::string& user_name, const std::st
   ASSIGN_OR_RETURN(int changed, Write(meta_, "DELETE FROM iam_access_keys WHERE user_name = ?1 AND access_key_id = ?2",
                                       user_name, akid));
   if (changed == 0) return NoSuch("The Access Key with id " + akid + " cannot be found.");
+  Bump();
   return Status::OK();
 }
 
@@ -700,6 +702,25 @@ Result<TemporaryCredentials> IamDirectory::CreateSession(const Identity& identit
 }
 
 Result<std::optional<sigv4::SigningCredential>> IamDirectory::Lookup(const std::string& akid) {
+  // Read before the store: a write that lands meanwhile makes this entry stale at once.
+  uint64_t generation = Generation();
+  {
+    std::lock_guard<std::mutex> l(credentials_mu_);
+    auto it = credentials_.find(akid);
+    if (it != credentials_.end() && it->second.generation == generation) {
+      return std::optional<sigv4::SigningCredential>(it->second.credential);
+    }
+  }
+  ASSIGN_OR_RETURN(std::optional<sigv4::SigningCredential> found, LookupStored(akid));
+  if (found) {  // unknown ids are not remembered: random ones cannot grow the map
+    std::lock_guard<std::mutex> l(credentials_mu_);
+    if (credentials_.size() >= 4096) credentials_.clear();
+    credentials_[akid] = {generation, *found};
+  }
+  return found;
+}
+
+Result<std::optional<sigv4::SigningCredential>> IamDirectory::LookupStored(const std::string& akid) {
   using Out = std::optional<sigv4::SigningCredential>;
   if (StartsWith(akid, "ASIA")) {
     ASSIGN_OR_RETURN(Statement st, meta_->Prepare(

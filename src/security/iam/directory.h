@@ -12,8 +12,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/clock.h"
@@ -131,7 +133,9 @@ class IamDirectory final : public sigv4::CredentialProvider, public PolicySource
   // STS sessions: temporary ASIA… credentials for `identity`, expiring after `seconds`.
   Result<TemporaryCredentials> CreateSession(const Identity& identity, int64_t seconds);
 
-  // sigv4::CredentialProvider
+  // sigv4::CredentialProvider. A found credential is remembered until the next IAM write
+  // (Generation()), so a signed request costs no metadata query and no unsealing; deleting or
+  // deactivating a key, deleting its user or role, takes effect on the next request.
   Result<std::optional<sigv4::SigningCredential>> Lookup(const std::string& access_key_id) override;
   // PolicySource
   Result<std::vector<NamedPolicyDocument>> IdentityPolicies(const Identity& identity) override;
@@ -139,6 +143,7 @@ class IamDirectory final : public sigv4::CredentialProvider, public PolicySource
 
  private:
   void Bump() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+  Result<std::optional<sigv4::SigningCredential>> LookupStored(const std::string& access_key_id);
   Status RequireEntity(const std::string& kind, const std::string& name);
   Status PoliciesOf(const std::string& kind, const std::string& name, std::vector<NamedPolicyDocument>* out);
 
@@ -147,6 +152,12 @@ class IamDirectory final : public sigv4::CredentialProvider, public PolicySource
   const Keyring* keyring_;
   const Clock* clock_;
   std::atomic<uint64_t> generation_{1};
+  struct CachedCredential {
+    uint64_t generation;
+    sigv4::SigningCredential credential;
+  };
+  std::mutex credentials_mu_;
+  std::unordered_map<std::string, CachedCredential> credentials_;  // guarded by credentials_mu_
 };
 
 // Validates an IAM entity name ([\w+=,.@-], 1..64/128) and path (/…/).
