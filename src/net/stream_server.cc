@@ -311,9 +311,7 @@ class TcpConn final : public ConnBase {
  private:
   void ReadLoop() override {
     sock_.async_wait(tcp::socket::wait_read,
-                     [self = Self()](const beast::error_code& ec) {
-                       self->OnReadable(ec);
-                     });
+                     [self = Self()](const beast::error_code& ec) { self->OnReadable(ec); });
   }
 
   std::shared_ptr<TcpConn> Self() { return std::static_pointer_cast<TcpConn>(shared_from_this()); }
@@ -338,8 +336,7 @@ class TcpConn final : public ConnBase {
     size_t total = 0;
     auto bufs = Buffers(*holder, &total);
     asio::async_write(sock_, bufs,
-                      [self = Self(), holder, total](
-                                                       const beast::error_code& ec, size_t) {
+                      [self = Self(), holder, total](const beast::error_code& ec, size_t) {
                         self->WriteDone(ec, total);
                       });
   }
@@ -406,9 +403,9 @@ class TlsConn final : public ConnBase {
   void WaitFor(int ssl_error, F next) {
     auto what = ssl_error == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
     sock_.async_wait(what, [self = Self(), next](const beast::error_code& ec) {
-                       if (ec || self->socket_closed_) return self->Finish();
-                       next(self.get());
-                     });
+      if (ec || self->socket_closed_) return self->Finish();
+      next(self.get());
+    });
   }
 
   // OpenSSL's reason for the last failure, for the debug log (never secrets: alerts and errors).
@@ -521,9 +518,9 @@ class TlsConn final : public ConnBase {
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         auto what = e == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
         sock_.async_wait(what, [self = Self()](const beast::error_code& ec) {
-                           if (ec) return self->WriteDone(ec, self->wbuf_.size());
-                           self->ContinueWrite();
-                         });
+          if (ec) return self->WriteDone(ec, self->wbuf_.size());
+          self->ContinueWrite();
+        });
         return;
       }
       ERR_clear_error();
@@ -561,8 +558,7 @@ class WsConn final : public ConnBase {
     ArmTimer(listener_->options.handshake_timeout_ms);
     req_ = std::make_unique<http::request<http::string_body>>();
     http::async_read(ws_.next_layer(), buf_, *req_,
-                     [self = Self()](const beast::error_code& ec,
-                                                                  size_t) { self->OnRequest(ec); });
+                     [self = Self()](const beast::error_code& ec, size_t) { self->OnRequest(ec); });
   }
 
  private:
@@ -581,8 +577,7 @@ class WsConn final : public ConnBase {
       res->body() = "MQTT over WebSocket is served on " + listener_->options.ws_path + "\n";
       res->prepare_payload();
       http::async_write(ws_.next_layer(), *res,
-                        [self = Self(), res](const beast::error_code&,
-                                                                          size_t) {
+                        [self = Self(), res](const beast::error_code&, size_t) {
                           self->DoClose(false);
                           self->Finish();
                         });
@@ -606,32 +601,31 @@ class WsConn final : public ConnBase {
     }));
     ws_.read_message_max(listener_->options.max_queued_bytes + 1024);
     ws_.async_accept(*req_, [self = Self()](const beast::error_code& ec) {
-                       if (ec || self->socket_closed_) return self->Finish();
-                       self->DisarmTimer();
-                       self->req_.reset();
-                       self->buf_.consume(self->buf_.size());
-                       self->buf_.shrink_to_fit();
-                       self->ws_.binary(true);
-                       self->BecomeReady();
-                     });
+      if (ec || self->socket_closed_) return self->Finish();
+      self->DisarmTimer();
+      self->req_.reset();
+      self->buf_.consume(self->buf_.size());
+      self->buf_.shrink_to_fit();
+      self->ws_.binary(true);
+      self->BecomeReady();
+    });
   }
 
   void ReadLoop() override {
-    ws_.async_read(buf_, [self = Self()](const beast::error_code& ec,
-                                                                      size_t) {
-                     if (ec || self->socket_closed_) return self->Finish();
-                     if (self->ws_.got_text()) {
-                       // MQTT 5.0 §6.0: a text frame is a protocol violation.
-                       self->DoClose(false);
-                       return self->Finish();
-                     }
-                     auto d = self->buf_.data();
-                     self->Deliver(static_cast<const char*>(d.data()), d.size());
-                     self->buf_.consume(self->buf_.size());
-                     if (self->buf_.capacity() > 64 * 1024) self->buf_.shrink_to_fit();
-                     if (self->socket_closed_) return self->Finish();
-                     self->ReadLoop();
-                   });
+    ws_.async_read(buf_, [self = Self()](const beast::error_code& ec, size_t) {
+      if (ec || self->socket_closed_) return self->Finish();
+      if (self->ws_.got_text()) {
+        // MQTT 5.0 §6.0: a text frame is a protocol violation.
+        self->DoClose(false);
+        return self->Finish();
+      }
+      auto d = self->buf_.data();
+      self->Deliver(static_cast<const char*>(d.data()), d.size());
+      self->buf_.consume(self->buf_.size());
+      if (self->buf_.capacity() > 64 * 1024) self->buf_.shrink_to_fit();
+      if (self->socket_closed_) return self->Finish();
+      self->ReadLoop();
+    });
   }
 
   void WriteBatch(std::vector<std::string> batch) override {
@@ -643,8 +637,7 @@ class WsConn final : public ConnBase {
     }
     size_t total = msg->size();
     ws_.async_write(asio::buffer(*msg),
-                    [self = Self(), msg, total](
-                                                     const beast::error_code& ec, size_t) {
+                    [self = Self(), msg, total](const beast::error_code& ec, size_t) {
                       self->WriteDone(ec, total);
                     });
   }
