@@ -138,7 +138,7 @@ def throughput(args):
         sim_cpu, sim_sched = 0.0, (0.0, 0.0)
         # The steady window: from the first progress line with every device connected (the
         # 1 000 mutual-TLS handshakes before it cost the server seconds of CPU) to the last one
-        # before the publishing window ends.
+        # before the publishing window ends, timed by the simulator's own progress lines.
         log_path = os.path.join(work, "simulate.log")
         steady = None  # (server cpu, simulator cpu, acked) at its start
         steady_end = None
@@ -155,7 +155,7 @@ def throughput(args):
                 lines = []
             if lines and float(lines[-1][0]) < args.seconds:
                 up, total, acked_now = (int(x) for x in lines[-1][1:])
-                point = (cpu_seconds(lake.proc.pid), sim_cpu, acked_now)
+                point = (cpu_seconds(lake.proc.pid), sim_cpu, acked_now, float(lines[-1][0]))
                 if steady is None and up == total:
                     steady = point
                 elif steady is not None:
@@ -187,8 +187,11 @@ def throughput(args):
               "connections' TLS handshakes)" % (server_cpu * 1e6 / max(acked, 1), sim_cpu * 1e6 / max(acked, 1)))
         if steady and steady_end and steady_end[2] > steady[2]:
             n = steady_end[2] - steady[2]
-            print("  … with every device connected: %d acked, server %.1f us, simulator %.1f us per message"
-                  % (n, (steady_end[0] - steady[0]) * 1e6 / n, (steady_end[1] - steady[1]) * 1e6 / n))
+            span = max(steady_end[3] - steady[3], 1e-3)
+            print("  … with every device connected: %d acked in %.1f s = %.0f msg/s sustained; "
+                  "server %.1f us, simulator %.1f us per message"
+                  % (n, span, n / span, (steady_end[0] - steady[0]) * 1e6 / n,
+                     (steady_end[1] - steady[1]) * 1e6 / n))
         print("  runnable but waiting for a core (run queue): server %.1f s, simulator %.1f s "
               "(against %.1f s / %.1f s on a core); load average %s"
               % (server_sched[1], sim_sched[1], server_sched[0], sim_sched[0],
