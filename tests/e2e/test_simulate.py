@@ -140,7 +140,10 @@ def test_broker_restart_resends_the_unacknowledged_with_dup():
     """Freeze the lake (SIGSTOP) so that every device fills its window of 100 unacknowledged
     QoS 1 messages, kill -9 it, restart it on the same ports: the simulator reconnects and
     resends the window (DUP, same packet ids). A persistent paho subscriber sees every reading
-    of every device (seq 1…N, no gap), at most `resent` of them twice, and acked == sent."""
+    of every device (seq 1…N, no gap) and acked == sent. Readings may arrive twice only around
+    the crash: the simulator's resent window, and the witness's own QoS 1 deliveries that the
+    killed broker had not yet recorded as acknowledged (at-least-once towards a subscriber).
+    Nothing published after the reconnection arrives twice."""
     import paho.mqtt.client as mqtt
     ports = {name: "127.0.0.1:%d" % free_port() for name in ("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")}
     # The witness is offline for a moment after the restart: its queue must hold the resent
@@ -179,6 +182,11 @@ def test_broker_restart_resends_the_unacknowledged_with_dup():
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         os.kill(lake.proc.pid, signal.SIGSTOP)   # PUBACKs stop; every window fills
+        time.sleep(0.2)
+        with lock:
+            before = collections.Counter()
+            for dev, seq in got:
+                before[dev] = max(before[dev], seq)
         time.sleep(1.5)
         lake.kill()                               # what was in flight dies with it
         time.sleep(0.5)
@@ -202,8 +210,12 @@ def test_broker_restart_resends_the_unacknowledged_with_dup():
         for dev, seqs in per.items():
             assert seqs == set(range(1, max(seqs) + 1)), dev   # nothing lost
         assert len(seen) == s["sent"]
-        dups = sum(n - 1 for n in seen.values())
-        assert dups <= s["resent"], (dups, s)
+        twice = sorted(k for k, n in seen.items() if n > 1)
+        # The last reading the witness had per device, plus the window in flight (at most 100
+        # unacknowledged per device) and some slack for the witness lagging behind the broker.
+        late = [(dev, seq) for dev, seq in twice if seq > before[dev] + 200]
+        assert not late, (late[:10], dict(before))
+        assert sum(seen[k] - 1 for k in twice) <= s["resent"] + sum(before.values()), (len(twice), s)
     finally:
         w.disconnect()
         w.loop_stop()
