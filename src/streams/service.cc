@@ -113,14 +113,19 @@ std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_c
   return "E:processing-failed:" + (e.ok() ? *e : std::string("errors/"));
 }
 
-void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
-  BufferedRecord b;
+std::string DeliveryStream::PartitionFor(const WalRecord& r, BufferedRecord* b) {
   std::string code, message;
   std::string key = PartitionOf(r, &code, &message);
   if (!code.empty()) {
-    b.error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
+    b->error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
     if (failed_processing) failed_processing->Inc();
   }
+  return key;
+}
+
+void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
+  BufferedRecord b;
+  std::string key = PartitionFor(r, &b);
   max_seen = std::max(max_seen, r.seq);
   if (replay) {
     auto m = marks.find(key);
@@ -191,12 +196,7 @@ void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mon
       continue;
     }
     BufferedRecord b;
-    std::string code, message;
-    std::string key = PartitionOf(r, &code, &message);
-    if (!code.empty()) {
-      b.error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
-      if (failed_processing) failed_processing->Inc();
-    }
+    std::string key = PartitionFor(r, &b);
     max_seen = std::max(max_seen, r.seq);
     PartitionBuffer& p = buffers[key];
     // Without query keys a record's partition depends only on its arrival second (PartitionOf),

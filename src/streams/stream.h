@@ -165,6 +165,8 @@ class DeliveryStream {
   // The partition key a record belongs to: "D:<evaluated prefix>" for data, or
   // "E:<error-output-type>:<evaluated error prefix>" with the error filled in. Caller holds mu.
   std::string PartitionOf(const WalRecord& r, std::string* error_code, std::string* error_message);
+  // PartitionOf for `r`, recording a routing error in `b` (and the failed-processing metric).
+  std::string PartitionFor(const WalRecord& r, BufferedRecord* b);
   // Buffers a durable record (live or replayed). Caller holds mu.
   void Route(WalRecord&& r, int64_t now_mono, bool replay);
   // Buffers one group commit's durable records, in order, as Route(…, false) would: without
