@@ -11,7 +11,7 @@ PACKAGES=(
   libboost-dev libssl-dev libsqlite3-dev libsimdjson-dev nlohmann-json3-dev libpugixml-dev
   libjq-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libre2-dev libabsl-dev
   zlib1g-dev libzstd-dev libsnappy-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcurl4-openssl-dev libmosquitto-dev libjemalloc-dev
+  libcurl4-openssl-dev libjemalloc-dev
   # real clients and peers for tests and benchmarks
   /usr/bin/python3 python3-pytest python3-boto3 python3-paho-mqtt python3-psycopg python3-sqlalchemy python3-psycopg2
   awscli s3cmd curl mosquitto mosquitto-clients postgresql-client wrk nginx-light npm

@@ -29,6 +29,34 @@ def tarn_binary():
     raise RuntimeError("set TARN_BIN or build with ./tarn.sh build")
 
 
+def restartable_ports(names=("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")):
+    """Listen addresses for a lake that is killed and restarted on the same ports. They are
+    taken below the kernel's ephemeral range: a port the kernel chose (bind to port 0) lies
+    inside it, and while the lake is down, a client's outgoing connection (a device
+    reconnecting) can be given that very port as its local one, so the restart fails with
+    "address already in use"."""
+    import random
+    import socket
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    chosen = {}
+    while len(chosen) < len(names):
+        port = rng.randrange(10000, max(10001, low))
+        if port in chosen.values():
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen[names[len(chosen)]] = port
+    return {name: "127.0.0.1:%d" % port for name, port in chosen.items()}
+
+
 class Lake:
     """A running `tarn serve` on free loopback ports."""
 

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import REPO, Lake, tarn_binary  # noqa: E402
+from harness import REPO, Lake, restartable_ports, tarn_binary  # noqa: E402
 
 DEVICES = 20
 RATE = 400            # messages per second, all devices together
@@ -41,11 +40,6 @@ KILL_AT = 12          # seconds into the run
 SEED = 42
 MALFORMED = 0.01
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(fn, timeout=60, interval=0.2):
@@ -106,8 +100,7 @@ def psql(lake, sql):
 
 @pytest.fixture(scope="module")
 def run():
-    ports = {name: "127.0.0.1:%d" % free_port()
-             for name in ("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")}
+    ports = restartable_ports()
     lake = Lake(listeners=ports, env={"TARN_AUDIT_FLUSH_SECONDS": "5"})
     lake.start()
     work = tempfile.mkdtemp(prefix="tarn-e2e-")

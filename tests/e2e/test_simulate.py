@@ -6,7 +6,6 @@ import collections
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import Lake, tarn_binary  # noqa: E402
+from harness import Lake, restartable_ports, tarn_binary  # noqa: E402
 
 
 def need_mqtt(lake):
@@ -130,11 +129,6 @@ def test_qos0_and_the_malformed_share(lake):
     assert 0.15 < bad / s["sent"] < 0.35, (bad, s["sent"])            # --malformed-ratio 0.25
 
 
-def free_port():
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        return sk.getsockname()[1]
-
 
 def test_broker_restart_resends_the_unacknowledged_with_dup():
     """Freeze the lake (SIGSTOP) so that every device fills its window of 100 unacknowledged
@@ -145,7 +139,7 @@ def test_broker_restart_resends_the_unacknowledged_with_dup():
     killed broker had not yet recorded as acknowledged (at-least-once towards a subscriber).
     Nothing published after the reconnection arrives twice."""
     import paho.mqtt.client as mqtt
-    ports = {name: "127.0.0.1:%d" % free_port() for name in ("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")}
+    ports = restartable_ports()
     # The witness is offline for a moment after the restart: its queue must hold the resent
     # windows and what follows them (the default 1 000 per session would drop the excess).
     lake = Lake(listeners=ports, config="mqtt_broker:\n  max_queued_messages: 100000\n")
