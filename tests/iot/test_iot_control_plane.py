@@ -235,11 +235,20 @@ def test_rules_engine_over_https_publish(lake):
     assert failure["failures"][0]["failedAction"] == "FirehoseAction"
     assert failure["failures"][0]["failedResource"] == "missing-stream"
 
-    metrics = urllib.request.urlopen(lake.url() + "/metrics").read().decode()
-    assert 'tarn_iot_rule_messages_matched_total{rule="hot"} 4' in metrics
-    assert 'tarn_iot_rule_messages_filtered_total{rule="hot"} 1' in metrics
-    assert 'tarn_iot_rule_messages_delivered_total{rule="hot"} 3' in metrics
-    assert 'tarn_iot_rule_messages_failed_total{rule="broken"} 1' in metrics
+    # A message counts as delivered once all of its rule's actions finished: the firehose action
+    # finishes after the S3 objects above are already visible (it waits for the WAL's fsync).
+    want = ['tarn_iot_rule_messages_matched_total{rule="hot"} 4',
+            'tarn_iot_rule_messages_filtered_total{rule="hot"} 1',
+            'tarn_iot_rule_messages_delivered_total{rule="hot"} 3',
+            'tarn_iot_rule_messages_failed_total{rule="broken"} 1']
+    deadline = time.time() + 10
+    while True:
+        metrics = urllib.request.urlopen(lake.url() + "/metrics").read().decode()
+        missing = [w for w in want if w not in metrics]
+        if not missing or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert not missing, [l for l in metrics.splitlines() if "tarn_iot_rule_messages" in l]
 
 
 def test_rule_dry_run_cli_and_api(lake):
