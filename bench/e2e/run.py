@@ -62,6 +62,27 @@ def sched_seconds(pid):
     return run / 1e9, wait / 1e9
 
 
+def thread_cpu(pid):
+    """CPU seconds of the process's threads grouped by name without its trailing number
+    ("rules-0" and "rules-1" count as "rules"), from /proc/<pid>/task/*/stat."""
+    out = {}
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        group = re.sub(r"[-_]?\d+$", "", comm)
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def psql(lake, sql):
     host, port = lake.host_port("sql")
     env = dict(os.environ, PGPASSWORD=lake.PASSWORD)
@@ -155,7 +176,8 @@ def throughput(args):
                 lines = []
             if lines and float(lines[-1][0]) < args.seconds:
                 up, total, acked_now = (int(x) for x in lines[-1][1:])
-                point = (cpu_seconds(lake.proc.pid), sim_cpu, acked_now, float(lines[-1][0]))
+                point = (cpu_seconds(lake.proc.pid), sim_cpu, acked_now, float(lines[-1][0]),
+                         thread_cpu(lake.proc.pid))
                 if steady is None and up == total:
                     steady = point
                 elif steady is not None:
@@ -192,6 +214,10 @@ def throughput(args):
                   "server %.1f us, simulator %.1f us per message"
                   % (n, span, n / span, (steady_end[0] - steady[0]) * 1e6 / n,
                      (steady_end[1] - steady[1]) * 1e6 / n))
+            groups = sorted(((steady_end[4].get(g, 0.0) - steady[4].get(g, 0.0)) * 1e6 / n, g)
+                            for g in steady_end[4])
+            print("  server threads, us per message in that window: " +
+                  ", ".join("%s %.1f" % (g, us) for us, g in reversed(groups) if us >= 0.05))
         print("  runnable but waiting for a core (run queue): server %.1f s, simulator %.1f s "
               "(against %.1f s / %.1f s on a core); load average %s"
               % (server_sched[1], sim_sched[1], server_sched[0], sim_sched[0],
