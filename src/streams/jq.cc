@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
+#include <atomic>
 #include <optional>
 #include <vector>
 
@@ -16,6 +18,8 @@ extern "C" {
 }
 
 namespace tarn::streams {
+
+static_assert(JqQuery::kPadding >= simdjson::SIMDJSON_PADDING);
 
 namespace {
 
@@ -64,6 +68,7 @@ struct JqQuery::Native {
     enum Kind { kDivide, kFloor, kStrftime } kind;
     double divisor = 1;
     std::string format;
+    uint64_t id = 0;  // kStrftime: unique in the process, the key of its memo (FormatTime)
   };
   struct Entry {
     std::string key;
@@ -73,8 +78,10 @@ struct JqQuery::Native {
   std::vector<Entry> entries;
 
   static std::unique_ptr<Native> Parse(std::string_view p);
-  // nullopt: let libjq answer.
-  std::optional<std::map<std::string, std::string>> Run(std::string_view json) const;
+  // False: let libjq answer (`*keys` is then unspecified). `padded`: `json` may be read
+  // JqQuery::kPadding bytes past its end.
+  bool Run(std::string_view json, bool padded, std::map<std::string, std::string>* keys) const;
+  std::vector<std::string> key_names;  // the output's keys, sorted as a std::map holds them
 };
 
 namespace {
@@ -197,7 +204,8 @@ class NativeParser {
           if (fmt[k] != '%') continue;
           if (++k == fmt.size() || !std::strchr("YmdHMSjyeFTbBaAIpuwCDRUWVGg%", fmt[k])) return false;
         }
-        e->steps.push_back({JqQuery::Native::Step::kStrftime, 1, std::move(fmt)});
+        static std::atomic<uint64_t> next_id{0};
+        e->steps.push_back({JqQuery::Native::Step::kStrftime, 1, std::move(fmt), ++next_id});
       } else if (Eat('.')) {
         if (!Eat('/') || !Divide(e)) return false;
       } else {
@@ -222,35 +230,84 @@ std::optional<simdjson::dom::element> Member(simdjson::dom::element e, std::stri
   return found;
 }
 
+// strftime of whole second `t` (UTC) with the format of step `id`, into `*out`; false when the
+// text is empty though the format is not (libjq answers then). The texts of the last seconds
+// formatted are kept per thread: a stream's records carry the same second over and over, and
+// gmtime_r + strftime cost more than the rest of a record's extraction.
+bool FormatTime(uint64_t id, const std::string& format, time_t t, std::string* out) {
+  struct Memo {
+    uint64_t id = 0;
+    time_t t = 0;
+    std::string text;
+  };
+  // Direct-mapped by step and second: two steps of one program (day and hour) and a second
+  // boundary within a batch each keep their own slot.
+  thread_local Memo memo[16];
+  Memo& m = memo[(id * 0x9e3779b97f4a7c15ull ^ uint64_t(t) * 0xbf58476d1ce4e5b9ull) >> 60];
+  if (m.id == id && m.t == t) {
+    out->assign(m.text);
+    return true;
+  }
+  struct tm tm;
+  if (!gmtime_r(&t, &tm)) return false;
+  char buf[512];
+  size_t n = std::strftime(buf, sizeof(buf), format.c_str(), &tm);
+  if (n == 0 && !format.empty()) return false;
+  m.id = id;
+  m.t = t;
+  m.text.assign(buf, n);
+  out->assign(buf, n);
+  return true;
+}
+
+// Assigns `value` to `keys[key]`, reusing the node and its string when the key is there.
+std::string& Slot(std::map<std::string, std::string>* keys, const std::string& key) {
+  auto it = keys->find(key);
+  if (it != keys->end()) return it->second;
+  return (*keys)[key];
+}
+
 }  // namespace
 
 std::unique_ptr<JqQuery::Native> JqQuery::Native::Parse(std::string_view p) {
   auto n = std::make_unique<Native>();
   NativeParser parser(p);
   if (!parser.Program(n.get())) return nullptr;
+  std::map<std::string, int> keys;
+  for (const Entry& e : n->entries) keys[e.key];
+  for (const auto& [k, unused] : keys) n->key_names.push_back(k);
   return n;
 }
 
-std::optional<std::map<std::string, std::string>> JqQuery::Native::Run(std::string_view json) const {
+bool JqQuery::Native::Run(std::string_view json, bool padded,
+                          std::map<std::string, std::string>* keys) const {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
-  if (parser.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
-  std::map<std::string, std::string> keys;
+  if (parser.parse(json.data(), json.size(), /*realloc_if_needed=*/!padded).get(root) !=
+      simdjson::SUCCESS) {
+    return false;
+  }
+  // The keys of an earlier run of this program are reused; others (libjq's) are dropped.
+  if (keys->size() != key_names.size() ||
+      !std::equal(key_names.begin(), key_names.end(), keys->begin(),
+                  [](const std::string& name, const auto& kv) { return name == kv.first; })) {
+    keys->clear();
+  }
   for (const Entry& e : entries) {
     simdjson::dom::element v = root;
     for (const std::string& k : e.path) {
       auto m = Member(v, k);
-      if (!m) return std::nullopt;
+      if (!m) return false;
       v = *m;
     }
     if (e.steps.empty()) {
       switch (v.type()) {
-        case simdjson::dom::element_type::STRING: keys[e.key] = std::string(std::string_view(v)); break;
-        case simdjson::dom::element_type::BOOL: keys[e.key] = bool(v) ? "true" : "false"; break;
-        case simdjson::dom::element_type::INT64: keys[e.key] = FormatNumber(double(int64_t(v))); break;
-        case simdjson::dom::element_type::UINT64: keys[e.key] = FormatNumber(double(uint64_t(v))); break;
-        case simdjson::dom::element_type::DOUBLE: keys[e.key] = FormatNumber(double(v)); break;
-        default: return std::nullopt;
+        case simdjson::dom::element_type::STRING: Slot(keys, e.key).assign(std::string_view(v)); break;
+        case simdjson::dom::element_type::BOOL: Slot(keys, e.key).assign(bool(v) ? "true" : "false"); break;
+        case simdjson::dom::element_type::INT64: Slot(keys, e.key) = FormatNumber(double(int64_t(v))); break;
+        case simdjson::dom::element_type::UINT64: Slot(keys, e.key) = FormatNumber(double(uint64_t(v))); break;
+        case simdjson::dom::element_type::DOUBLE: Slot(keys, e.key) = FormatNumber(double(v)); break;
+        default: return false;
       }
       continue;
     }
@@ -259,30 +316,25 @@ std::optional<std::map<std::string, std::string>> JqQuery::Native::Run(std::stri
       case simdjson::dom::element_type::INT64: d = double(int64_t(v)); break;
       case simdjson::dom::element_type::UINT64: d = double(uint64_t(v)); break;
       case simdjson::dom::element_type::DOUBLE: d = double(v); break;
-      default: return std::nullopt;
+      default: return false;
     }
-    std::optional<std::string> text;
+    bool formatted = false;
     for (const Step& s : e.steps) {
       switch (s.kind) {
         case Step::kDivide: d /= s.divisor; break;
         case Step::kFloor: d = std::floor(d); break;
         case Step::kStrftime: {
           // Whole seconds from 1970 to 9999 only; fractions and the rest are libjq's.
-          if (!(d >= 0 && d < 253402300800.0) || std::floor(d) != d) return std::nullopt;
-          time_t t = static_cast<time_t>(d);
-          struct tm tm;
-          if (!gmtime_r(&t, &tm)) return std::nullopt;
-          char buf[512];
-          size_t n = std::strftime(buf, sizeof(buf), s.format.c_str(), &tm);
-          if (n == 0 && !s.format.empty()) return std::nullopt;
-          text = std::string(buf, n);
+          if (!(d >= 0 && d < 253402300800.0) || std::floor(d) != d) return false;
+          if (!FormatTime(s.id, s.format, static_cast<time_t>(d), &Slot(keys, e.key))) return false;
+          formatted = true;
           break;
         }
       }
     }
-    keys[e.key] = text ? std::move(*text) : FormatNumber(d);
+    if (!formatted) Slot(keys, e.key) = FormatNumber(d);
   }
-  return keys;
+  return true;
 }
 
 Result<std::unique_ptr<JqQuery>> JqQuery::Compile(const std::string& program, bool native) {
@@ -308,13 +360,19 @@ JqQuery::~JqQuery() {
 }
 
 Result<std::map<std::string, std::string>> JqQuery::Extract(std::string_view json) {
-  if (native_) {
-    if (auto keys = native_->Run(json)) return std::move(*keys);
-  }
-  return ExtractWithLibjq(json);
+  std::map<std::string, std::string> keys;
+  RETURN_IF_ERROR(ExtractInto(json, 0, &keys));
+  return keys;
 }
 
-Result<std::map<std::string, std::string>> JqQuery::ExtractWithLibjq(std::string_view json) {
+Status JqQuery::ExtractInto(std::string_view json, size_t readable_after,
+                            std::map<std::string, std::string>* keys) {
+  if (native_ && native_->Run(json, readable_after >= kPadding, keys)) return Status::OK();
+  keys->clear();
+  return ExtractWithLibjq(json, keys);
+}
+
+Status JqQuery::ExtractWithLibjq(std::string_view json, std::map<std::string, std::string>* keys_out) {
   jv input = jv_parse_sized(json.data(), int(json.size()));
   if (!jv_is_valid(input)) {
     return Error(ErrorCode::kInvalidArgument, "record is not JSON: " + Message(input));
@@ -335,7 +393,7 @@ Result<std::map<std::string, std::string>> JqQuery::ExtractWithLibjq(std::string
     jv_free(out);
     return Error(ErrorCode::kInvalidArgument, "MetadataExtractionQuery must produce an object");
   }
-  std::map<std::string, std::string> keys;
+  std::map<std::string, std::string>& keys = *keys_out;
   Status st;
   for (int it = jv_object_iter(out); jv_object_iter_valid(out, it); it = jv_object_iter_next(out, it)) {
     jv k = jv_object_iter_key(out, it);
@@ -356,8 +414,7 @@ Result<std::map<std::string, std::string>> JqQuery::ExtractWithLibjq(std::string
     jv_free(v);
   }
   jv_free(out);
-  if (!st.ok()) return st;
-  return keys;
+  return st;
 }
 
 }  // namespace tarn::streams

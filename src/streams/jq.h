@@ -6,7 +6,9 @@
 // The shape Firehose users write most — an object of paths, optionally divided, floored and
 // formatted with strftime (`{day: (.ts / 1000 | floor | strftime("%Y-%m-%d")), device: .device}`)
 // — is compiled to a native program that reads the record with simdjson, without libjq and its
-// lock. It answers only when every step meets the types it expects; anything else (not JSON, a
+// lock, and remembers each strftime's text for the last few whole seconds it formatted (records
+// of the same second repeat it thousands of times). It answers only when every step meets the
+// types it expects; anything else (not JSON, a
 // missing key, a string where a number was expected, …) goes to libjq, so results and error
 // messages are libjq's in every case (tested against it, jq_test.cc).
 //
@@ -37,12 +39,20 @@ class JqQuery {
   // Runs over one JSON document; kInvalidArgument when it is not JSON, the program fails, the
   // output is not an object, or a value is null / not a scalar.
   Result<std::map<std::string, std::string>> Extract(std::string_view json);
+  // The same into `*keys`, which is replaced (its nodes and strings are reused: a native program
+  // run record after record allocates nothing). `readable_after`: bytes that may be read past
+  // the end of `json` (a std::string's capacity - size); with at least kPadding the record is
+  // parsed where it is, otherwise copied into the parser's padded buffer first.
+  Status ExtractInto(std::string_view json, size_t readable_after,
+                     std::map<std::string, std::string>* keys);
+  // simdjson's SIMDJSON_PADDING: a record with this much spare capacity is parsed without a copy.
+  static constexpr size_t kPadding = 64;
 
   struct Native;  // jq.cc
 
  private:
   JqQuery() = default;
-  Result<std::map<std::string, std::string>> ExtractWithLibjq(std::string_view json);
+  Status ExtractWithLibjq(std::string_view json, std::map<std::string, std::string>* keys);
   std::unique_ptr<Native> native_;
   std::mutex mu_;
   void* state_ = nullptr;  // jq_state*, guarded by mu_

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,79 @@ TEST(JqNative, CommonProgramsRunNatively) {
   ASSERT_TRUE(keys.ok());
   EXPECT_EQ((*keys)["day"], "2025-12-07");
   EXPECT_EQ((*keys)["hour"], "10");
+}
+
+// The strftime memo (the text of the last seconds formatted, per thread) gives libjq's answer on
+// both sides of second, hour and day boundaries, going back and forth between seconds, for two
+// programs whose formats share seconds.
+TEST(JqNative, StrftimeMemoAcrossBoundaries) {
+  const std::string program = kPrograms[0];  // day and hour
+  const std::string other = R"({m: (.ts / 1000 | floor | strftime("%M:%S")), d: (.ts / 1000 | floor | strftime("%j"))})";
+  auto native = JqQuery::Compile(program);
+  auto native2 = JqQuery::Compile(other);
+  auto libjq = JqQuery::Compile(program, false);
+  auto libjq2 = JqQuery::Compile(other, false);
+  ASSERT_TRUE(native.ok() && native2.ok() && libjq.ok() && libjq2.ok());
+  ASSERT_TRUE((*native)->native());
+  ASSERT_TRUE((*native2)->native());
+  // 2025-12-07 23:59:59 / 2025-12-08 00:00:00, 2025-12-07 00:59:59 / 01:00:00, 2025-12-31 /
+  // 2026-01-01, and a run of consecutive seconds (more than the memo's slots).
+  std::vector<int64_t> ms = {1765151999999, 1765152000000, 1765151999000, 1765152000999, 1765069199500,
+                             1765069200000, 1765069199999, 1767225599999, 1767225600000, 1767225599000};
+  for (int64_t s = 0; s < 40; ++s) ms.push_back((1765151990 + s) * 1000 + 17);
+  for (int64_t s = 39; s >= 0; --s) ms.push_back((1765151990 + s) * 1000 + 999);
+  std::map<std::string, std::string> keys, keys2;
+  for (int round = 0; round < 2; ++round) {
+    for (int64_t t : ms) {
+      std::string record = R"({"device":"d","ts":)" + std::to_string(t) + "}";
+      SCOPED_TRACE(record);
+      auto want = (*libjq)->Extract(record);
+      auto want2 = (*libjq2)->Extract(record);
+      ASSERT_TRUE(want.ok() && want2.ok());
+      ASSERT_TRUE((*native)->ExtractInto(record, 0, &keys).ok());
+      ASSERT_TRUE((*native2)->ExtractInto(record, 0, &keys2).ok());
+      EXPECT_EQ(keys, *want);
+      EXPECT_EQ(keys2, *want2);
+    }
+  }
+  auto k = (*native)->Extract(R"({"ts":1765152000000})");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ((*k)["day"], "2025-12-08");
+  EXPECT_EQ((*k)["hour"], "00");
+}
+
+// ExtractInto over records of every size, parsed in place when padding fits after them and
+// copied otherwise, into a map an earlier run left other keys in: Extract's answer each time
+// (under ASan: nothing read beyond the record's allocation).
+TEST(JqNative, ExtractIntoInPlaceAndReusingKeys) {
+  for (const std::string& program : kPrograms) {
+    auto q = JqQuery::Compile(program);
+    ASSERT_TRUE(q.ok());
+    std::map<std::string, std::string> keys = {{"stale", "x"}, {"device", "old"}};
+    for (size_t n = 0; n < 200; n += 3) {
+      for (bool padded : {false, true}) {
+        std::string text = R"({"device":")" + std::string(n, 'd') + R"(","ts":1765104367123,"n":)" +
+                           std::to_string(n) + R"(,"ok":true,"meta":{"site":"s"},"a":{"b":{"c":1}}})";
+        std::string record;
+        record.reserve(text.size() + (padded ? JqQuery::kPadding : 0));
+        record.append(text);
+        SCOPED_TRACE(program + " over " + record);
+        auto want = (*q)->Extract(text);
+        Status st = (*q)->ExtractInto(record, record.capacity() - record.size(), &keys);
+        ASSERT_EQ(st.ok(), want.ok());
+        if (want.ok()) {
+          EXPECT_EQ(keys, *want);
+        }
+      }
+    }
+    // After an error, and after a record libjq answers (other keys), the next is right again.
+    (void)(*q)->ExtractInto("not json", 0, &keys);
+    std::string record = R"({"device":"z","ts":1765104367123,"n":1,"ok":false,"meta":{"site":"t"},"a":{"b":{"c":2}}})";
+    auto want = (*q)->Extract(record);
+    ASSERT_TRUE(want.ok());
+    ASSERT_TRUE((*q)->ExtractInto(record, 0, &keys).ok());
+    EXPECT_EQ(keys, *want);
+  }
 }
 
 }  // namespace

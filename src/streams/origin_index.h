@@ -64,8 +64,12 @@ class OriginIndex {
   };
   void Expire(int64_t now_micros);
 
+  // Entries beyond which the table is sized for max_entries_ at once (see Add).
+  static constexpr size_t kReserveAt = 1 << 16;
+
   const int64_t window_;
   const size_t max_entries_;
+  bool reserved_ = false;
   // Open addressing: at a million entries a node per entry (std::unordered_map) made every
   // insert a cache miss and an allocation, a few per cent of the e2e server's CPU.
   absl::flat_hash_map<uint64_t, Entry> map_;

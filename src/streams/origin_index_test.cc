@@ -213,5 +213,49 @@ TEST_F(WalMetaTest, BeforeDeleteRunsWithTheLastSeqAndAnErrorKeepsTheSegments) {
   EXPECT_LT(segments(), before);
 }
 
+// Past the size where the table is sized for max_entries at once (OriginIndex::Add), the index
+// behaves as before: newest wins, max_entries oldest first, the window, snapshot and load.
+TEST(OriginIndexTest, LargeIndexKeepsItsRulesPastTheReservation) {
+  constexpr size_t kMax = 100000;
+  OriginIndex idx(600 * kSecond, kMax);
+  std::vector<std::string> clients;  // RecordOrigin::client_id is a view
+  for (size_t i = 0; i < 50000; ++i) clients.push_back("dev-" + std::to_string(i));
+  auto origin = [&clients](size_t i, std::string_view payload) {
+    return Origin(clients[i % 50000], uint16_t(1 + i / 50000), payload);
+  };
+  const size_t n = 150000;
+  for (size_t i = 0; i < n; ++i) {
+    RecordOrigin o = origin(i, "p" + std::to_string(i));
+    idx.Add(OriginIndex::Key(o), o.payload_hash, i + 1, 100 * kSecond + int64_t(i));
+  }
+  EXPECT_EQ(idx.size(), kMax);
+  int64_t now = 100 * kSecond + int64_t(n);
+  EXPECT_FALSE(idx.Contains(origin(0, "p0"), now));            // beyond max_entries: gone
+  EXPECT_FALSE(idx.Contains(origin(n - kMax - 1, "p" + std::to_string(n - kMax - 1)), now));
+  EXPECT_TRUE(idx.Contains(origin(n - kMax, "p" + std::to_string(n - kMax)), now));
+  EXPECT_TRUE(idx.Contains(origin(n - 1, "p" + std::to_string(n - 1)), now));
+  // A key reused by a newer record: the newest wins.
+  RecordOrigin again = origin(n - 1, "newer");
+  idx.Add(OriginIndex::Key(again), again.payload_hash, n + 1, now);
+  EXPECT_TRUE(idx.Contains(again, now));
+  EXPECT_FALSE(idx.Contains(origin(n - 1, "p" + std::to_string(n - 1)), now));
+  // Snapshot and load: the same answers.
+  std::string snap = idx.Snapshot(n + 1, now);
+  OriginIndex loaded(600 * kSecond, kMax);
+  ASSERT_TRUE(loaded.Load(snap, now));
+  EXPECT_EQ(loaded.size(), idx.size());
+  EXPECT_TRUE(loaded.Contains(again, now));
+  // The newer record pushed the oldest entry out (max_entries counts records).
+  EXPECT_FALSE(idx.Contains(origin(n - kMax, "p" + std::to_string(n - kMax)), now));
+  EXPECT_FALSE(loaded.Contains(origin(n - kMax, "p" + std::to_string(n - kMax)), now));
+  EXPECT_TRUE(loaded.Contains(origin(n - kMax + 1, "p" + std::to_string(n - kMax + 1)), now));
+  EXPECT_FALSE(loaded.Contains(origin(0, "p0"), now));
+  // The window: a record 601 s newer expires every earlier one.
+  RecordOrigin late = Origin("late", 1, "x");
+  idx.Add(OriginIndex::Key(late), late.payload_hash, n + 2, now + 601 * kSecond);
+  EXPECT_EQ(idx.size(), 1u);
+  EXPECT_TRUE(idx.Contains(late, now + 601 * kSecond));
+}
+
 }  // namespace
 }  // namespace tarn::streams

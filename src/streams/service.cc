@@ -79,23 +79,21 @@ bool InfersSchema(const json& tags) {
 // ---------------------------------------------------------------------------------------------
 // DeliveryStream
 
-std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_code,
+Status DeliveryStream::ExtractKeys(const WalRecord& r) {
+  if (!jq) return Status::OK();
+  // Records appended by the rules engine keep spare capacity for simdjson's padding: parsed
+  // where they are, without a copy.
+  return jq->ExtractInto(r.data, r.data.capacity() - r.data.size(), &query_keys);
+}
+
+std::string DeliveryStream::PartitionOf(const WalRecord& r, Status st, std::string* error_code,
                                         std::string* error_message) {
-  std::map<std::string, std::string> keys;
-  Status st;
-  if (jq) {
-    auto k = jq->Extract(r.data);
-    if (k.ok()) {
-      keys = std::move(k).value();
-    } else {
-      st = k.status();
-    }
-  }
+  static const std::map<std::string, std::string> kNoKeys;
   if (st.ok()) {
     // Without query keys the partition only changes with the arrival second: reuse it.
     int64_t sec = r.arrival_micros / 1000000;
     if (!jq && sec == cached_second && cached_config == config.get()) return cached_partition;
-    auto p = config->prefix.Evaluate(r.arrival_micros, keys);
+    auto p = config->prefix.Evaluate(r.arrival_micros, jq ? query_keys : kNoKeys);
     if (p.ok()) {
       if (!jq) {
         cached_second = sec;
@@ -113,9 +111,9 @@ std::string DeliveryStream::PartitionOf(const WalRecord& r, std::string* error_c
   return "E:processing-failed:" + (e.ok() ? *e : std::string("errors/"));
 }
 
-std::string DeliveryStream::PartitionFor(const WalRecord& r, BufferedRecord* b) {
+std::string DeliveryStream::PartitionFor(const WalRecord& r, Status extracted, BufferedRecord* b) {
   std::string code, message;
-  std::string key = PartitionOf(r, &code, &message);
+  std::string key = PartitionOf(r, std::move(extracted), &code, &message);
   if (!code.empty()) {
     b->error = std::make_unique<RecordError>(RecordError{std::move(code), std::move(message)});
     if (failed_processing) failed_processing->Inc();
@@ -125,7 +123,7 @@ std::string DeliveryStream::PartitionFor(const WalRecord& r, BufferedRecord* b) 
 
 void DeliveryStream::Route(WalRecord&& r, int64_t now_mono, bool replay) {
   BufferedRecord b;
-  std::string key = PartitionFor(r, &b);
+  std::string key = PartitionFor(r, ExtractKeys(r), &b);
   max_seen = std::max(max_seen, r.seq);
   if (replay) {
     auto m = marks.find(key);
@@ -184,11 +182,16 @@ void DeliveryStream::RecycleRecords(std::vector<BufferedRecord>&& records) {
 }
 
 void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mono) {
-  PartitionBuffer* run = nullptr;  // the previous record's partition, while keys cannot differ
+  // The previous record's partition, while the next record's cannot differ: a partition depends
+  // only on the arrival second and the query keys, so a record with the previous one's goes to
+  // the same buffer without evaluating the prefix and looking the partition up (with a query,
+  // the keys are still extracted from every record). `p` stays valid while mu is held.
+  PartitionBuffer* run = nullptr;
   int64_t run_second = -1;
   for (WalRecord& r : records) {
     int64_t second = r.arrival_micros / 1000000;
-    if (run && second == run_second) {
+    Status extracted = ExtractKeys(r);
+    if (run && second == run_second && (!jq || (extracted.ok() && query_keys == run_keys))) {
       max_seen = std::max(max_seen, r.seq);
       BufferedRecord b;
       b.rec = std::move(r);
@@ -196,12 +199,11 @@ void DeliveryStream::RouteLive(std::vector<WalRecord>&& records, int64_t now_mon
       continue;
     }
     BufferedRecord b;
-    std::string key = PartitionFor(r, &b);
+    std::string key = PartitionFor(r, std::move(extracted), &b);
     max_seen = std::max(max_seen, r.seq);
     PartitionBuffer& p = buffers[key];
-    // Without query keys a record's partition depends only on its arrival second (PartitionOf),
-    // and `p` stays valid while mu is held.
-    run = !jq && !b.error ? &p : nullptr;
+    run = !b.error ? &p : nullptr;
+    if (run && jq) run_keys = query_keys;  // assigned in place: nodes and strings are reused
     run_second = second;
     b.rec = std::move(r);
     Buffer(p, std::move(b), now_mono);

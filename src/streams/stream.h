@@ -113,6 +113,9 @@ class DeliveryStream {
   int64_t cached_second = -1;
   const DestinationConfig* cached_config = nullptr;
   std::string cached_partition;
+  // The query keys of the record being routed, and those of RouteLive's current run of records
+  // sharing a partition; kept so that their nodes and strings are reused. Guarded by mu.
+  std::map<std::string, std::string> query_keys, run_keys;
 
   // Compaction state, guarded by mu: folders by bucket + "/" + prefix; the delivered marks as
   // of the last checkpoint written (only objects whose records are durably delivered are merged,
@@ -162,11 +165,15 @@ class DeliveryStream {
   ops::GaugeMetric* freshness = nullptr;
   ops::GaugeMetric* wal_bytes = nullptr;
 
-  // The partition key a record belongs to: "D:<evaluated prefix>" for data, or
-  // "E:<error-output-type>:<evaluated error prefix>" with the error filled in. Caller holds mu.
-  std::string PartitionOf(const WalRecord& r, std::string* error_code, std::string* error_message);
+  // Runs the MetadataExtraction query (if any) over `r` into query_keys. Caller holds mu.
+  Status ExtractKeys(const WalRecord& r);
+  // The partition key a record belongs to, from ExtractKeys' result for it: "D:<evaluated
+  // prefix>" for data, or "E:<error-output-type>:<evaluated error prefix>" with the error filled
+  // in. Caller holds mu.
+  std::string PartitionOf(const WalRecord& r, Status extracted, std::string* error_code,
+                          std::string* error_message);
   // PartitionOf for `r`, recording a routing error in `b` (and the failed-processing metric).
-  std::string PartitionFor(const WalRecord& r, BufferedRecord* b);
+  std::string PartitionFor(const WalRecord& r, Status extracted, BufferedRecord* b);
   // Buffers a durable record (live or replayed). Caller holds mu.
   void Route(WalRecord&& r, int64_t now_mono, bool replay);
   // Buffers one group commit's durable records, in order, as Route(…, false) would: without
