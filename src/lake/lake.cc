@@ -385,7 +385,9 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
       if (!engine->AnyRuleFor(msg.topic)) return;
       gateway::rules::InboundMessage in;
       in.topic = msg.topic;
-      in.payload = msg.payload;
+      // With room for simdjson's padding after it: the rules engine parses it in place.
+      in.payload.reserve(msg.payload.size() + gateway::rules::ParsedPayload::kPadding);
+      in.payload.append(msg.payload);
       in.client_id = msg.origin;
       if (msg.packet_id && !msg.origin.empty()) {
         in.packet_id = msg.packet_id;

@@ -409,7 +409,7 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
       // One clock read per matched message: timestamp() and the latency's start.
       start_us = clock_->NowMicros();
       ctx.timestamp_ms = msg.timestamp_ms ? msg.timestamp_ms : start_us / 1000;
-      payload.Parse(msg.payload);
+      payload.Parse(msg.payload, msg.payload.capacity() - msg.payload.size());
       parsed = true;
       ctx.parsed = &payload;
     }
@@ -432,8 +432,9 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
 
 namespace {
 
-// The records a firehose action appends for the rule's output `body`.
-Status FirehoseRecords(const Action& a, const std::string& body, std::vector<std::string>* records) {
+// The records a firehose action appends for the rule's output `body`. `last_use`: nothing reads
+// `body` after this action, so it becomes the record itself instead of being copied.
+Status FirehoseRecords(const Action& a, std::string& body, bool last_use, std::vector<std::string>* records) {
   if (a.batch_mode) {
     // batchMode: the output must be a JSON array; each element is one record.
     json arr;
@@ -441,8 +442,15 @@ Status FirehoseRecords(const Action& a, const std::string& body, std::vector<std
       return Error(ErrorCode::kFirehoseInvalidArgument, "batchMode needs the rule to emit a JSON array");
     }
     for (const auto& e : arr) records->push_back(e.dump(-1, ' ', false, kReplaceInvalid) + a.separator);
+  } else if (last_use) {
+    body.append(a.separator);
+    records->push_back(std::move(body));
   } else {
-    records->push_back(body + a.separator);
+    // With room for simdjson's padding: the stream's MetadataExtraction parses it in place.
+    std::string r;
+    r.reserve(body.size() + a.separator.size() + ParsedPayload::kPadding);
+    r.append(body).append(a.separator);
+    records->push_back(std::move(r));
   }
   return Status::OK();
 }
@@ -492,7 +500,8 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
     case Action::kFirehose: {
       if (!t.streams) return Error(ErrorCode::kFirehoseResourceNotFound, "delivery streams are not available");
       std::vector<std::string> records;
-      RETURN_IF_ERROR(FirehoseRecords(a, body, &records));
+      std::string copy = body;
+      RETURN_IF_ERROR(FirehoseRecords(a, copy, /*last_use=*/true, &records));
       for (size_t i = 0; i < records.size(); ++i) {
         // Wait for the WAL fsync: the action succeeds only once the record is durable.
         auto p = std::make_shared<std::promise<Status>>();
@@ -516,7 +525,11 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
   RuleMetrics& m = *rule.metrics;
   m.matched->Inc();
   json failures;  // null until something fails (no allocation on the common path)
+  // The output usually becomes a firehose record (moved, not copied: FirehoseRecords) which the
+  // stream's MetadataExtraction parses in place if simdjson's padding fits after it: room for
+  // the payload, what the query adds and the padding, so that it is not grown while written.
   std::string body;
+  body.reserve(msg.payload.size() + 128 + ParsedPayload::kPadding);
   auto out = rule.query->EvaluateText(ctx, &body);
   if (out.ok() && !*out) {
     m.filtered->Inc();
@@ -536,7 +549,7 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
       if (a.kind == Action::kFirehose && batch && targets_.streams) {
         // Issued now, waited for with the rest of the batch (see Process).
         std::vector<std::string> records;
-        Status st = FirehoseRecords(a, body, &records);
+        Status st = FirehoseRecords(a, body, /*last_use=*/ai + 1 == rule.actions.size(), &records);
         if (st.ok()) {
           if (!deferred) {
             batch->runs.push_back({&rule, &msg, ctx, json(), Status(), start, {}});

@@ -63,8 +63,11 @@ std::optional<simdjson::dom::element> FindMember(simdjson::dom::object o, std::s
 
 }  // namespace
 
+static_assert(ParsedPayload::kPadding >= simdjson::SIMDJSON_PADDING);
+
 struct ParsedPayload::Impl {
   simdjson::dom::parser parser;
+  std::string_view text;  // the payload parsed
   simdjson::dom::element root;
   bool is_json = false;
   bool simd = false;  // root is valid; otherwise `fallback` holds the document
@@ -74,10 +77,14 @@ struct ParsedPayload::Impl {
 ParsedPayload::ParsedPayload() : impl_(std::make_unique<Impl>()) {}
 ParsedPayload::~ParsedPayload() = default;
 
-bool ParsedPayload::Parse(std::string_view payload) {
+bool ParsedPayload::Parse(std::string_view payload, size_t readable_after) {
   Impl& m = *impl_;
   m.fallback = json();
-  m.simd = m.parser.parse(payload.data(), payload.size()).get(m.root) == simdjson::SUCCESS;
+  m.text = payload;
+  // With simdjson's padding readable past the end, the payload is parsed where it is instead of
+  // being copied into the parser's padded buffer first.
+  m.simd = m.parser.parse(payload.data(), payload.size(), /*realloc_if_needed=*/readable_after < kPadding)
+               .get(m.root) == simdjson::SUCCESS;
   if (m.simd) {
     m.is_json = true;
   } else {
@@ -1042,6 +1049,12 @@ class Parser {
     if (Cur().kind != Tok::kEnd) {
       return SyntaxError(Cur().pos, "unexpected " + Describe(Cur()) + " after the query");
     }
+    // `SELECT *, <expr> AS <name>, …`: one `*`, first, and names that differ (EvaluateText).
+    q->splice_star_ = !q->select_value_ && !q->items_.empty() && !q->items_[0].expr;
+    for (size_t i = 1; i < q->items_.size() && q->splice_star_; ++i) {
+      q->splice_star_ = q->items_[i].expr != nullptr;
+      for (size_t j = 1; j < i && q->splice_star_; ++j) q->splice_star_ = q->items_[j].name != q->items_[i].name;
+    }
     return std::shared_ptr<const RuleQuery>(std::move(q));
   }
 
@@ -1601,6 +1614,145 @@ void WriteValue(const Value& v, std::string* out) {
   WriteJson(v.j(), out);
 }
 
+// --- `SELECT *, <expr> AS <name>, …` over a JSON object: the payload's own text ------------------
+//
+// The payload's members are copied as the device wrote them (their order, number forms and
+// escapes; whitespace between tokens dropped) and the query's members appended, instead of re-writing the whole document: the
+// rules threads' largest cost was formatting numbers the payload already held as text. The
+// result is the document the general path writes, member for member (sql_test.cc parses both).
+
+size_t SkipWs(std::string_view t, size_t i) {
+  while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) ++i;
+  return i;
+}
+
+// Past the string starting at t[i] ('"'); npos when it does not end.
+size_t SkipString(std::string_view t, size_t i) {
+  for (++i; i < t.size(); ++i) {
+    if (t[i] == '\\') {
+      ++i;
+    } else if (t[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Past the value starting at t[i]; npos when it does not end.
+size_t SkipValue(std::string_view t, size_t i) {
+  if (i >= t.size()) return std::string_view::npos;
+  if (t[i] == '"') return SkipString(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      char c = t[i];
+      if (c == '"') {
+        i = SkipString(t, i);
+        if (i == std::string_view::npos) return i;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if ((c == '}' || c == ']') && --depth == 0) return i + 1;
+      ++i;
+    }
+    return std::string_view::npos;
+  }
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' &&
+         t[i] != '\n' && t[i] != '\r') {
+    ++i;
+  }
+  return i;
+}
+
+// The text of each top-level member (`"key": value`) of the object `t`, which simdjson accepted;
+// false if the text is not shaped as expected (never for what simdjson accepts).
+template <typename Spans>
+bool MemberSpans(std::string_view t, Spans* spans) {
+  size_t i = SkipWs(t, 0);
+  if (i >= t.size() || t[i] != '{') return false;
+  i = SkipWs(t, i + 1);
+  if (i < t.size() && t[i] == '}') return true;
+  for (;;) {
+    if (i >= t.size() || t[i] != '"') return false;
+    size_t start = i;
+    i = SkipString(t, i);
+    if (i == std::string_view::npos) return false;
+    i = SkipWs(t, i);
+    if (i >= t.size() || t[i] != ':') return false;
+    i = SkipValue(t, SkipWs(t, i + 1));
+    if (i == std::string_view::npos) return false;
+    spans->push_back(t.substr(start, i - start));
+    i = SkipWs(t, i);
+    if (i >= t.size()) return false;
+    if (t[i] == '}') return true;
+    if (t[i] != ',') return false;
+    i = SkipWs(t, i + 1);
+  }
+}
+
+// Appends JSON text `t` without the whitespace between its tokens (strings are copied as they
+// are), so the output is compact whatever the device's spacing.
+void AppendCompact(std::string_view t, std::string* out) {
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < t.size();) {
+    char c = t[i];
+    if (c == '"') {
+      size_t end = SkipString(t, i);
+      i = end == std::string_view::npos ? t.size() : end;
+    } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      out->append(t.data() + run, i - run);
+      run = ++i;
+    } else {
+      ++i;
+    }
+  }
+  out->append(t.data() + run, t.size() - run);
+}
+
+struct AddedMember {
+  std::string_view name;
+  const Value* value;
+};
+
+// `{payload members not named by an added member, added members}` into `*out`, compact; false
+// when the general path must write it: a payload key that repeats (the general path keeps the
+// last) or more members than this path bothers with.
+template <typename Added>
+bool SpliceObject(std::string_view text, simdjson::dom::object o, const Added& added,
+                  std::string* out) {
+  constexpr size_t kMaxMembers = 32;
+  absl::InlinedVector<std::string_view, 16> keys;
+  for (auto [k, v] : o) {
+    if (keys.size() == kMaxMembers) return false;
+    for (std::string_view seen : keys) {
+      if (seen == k) return false;
+    }
+    keys.push_back(k);
+  }
+  absl::InlinedVector<std::string_view, 16> spans;
+  if (!MemberSpans(text, &spans) || spans.size() != keys.size()) return false;
+  out->reserve(text.size() + 16 * added.size() + 64);
+  out->push_back('{');
+  bool first = true;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    bool replaced = false;
+    for (const AddedMember& a : added) replaced |= a.name == keys[i];
+    if (replaced) continue;  // the query's member wins, as in the general path
+    if (!first) out->push_back(',');
+    first = false;
+    AppendCompact(spans[i], out);
+  }
+  for (const AddedMember& a : added) {
+    if (!first) out->push_back(',');
+    first = false;
+    WriteEscaped(a.name, out);
+    out->push_back(':');
+    WriteValue(*a.value, out);
+  }
+  out->push_back('}');
+  return true;
+}
+
 }  // namespace
 
 RuleQuery::~RuleQuery() = default;
@@ -1647,7 +1799,7 @@ Result<std::optional<json>> RuleQuery::Evaluate(const MessageContext& msg) const
   return std::optional<json>(std::move(out));
 }
 
-Result<bool> RuleQuery::EvaluateText(const MessageContext& msg, std::string* out) const {
+Result<bool> RuleQuery::EvaluateText(const MessageContext& msg, std::string* out, bool splice) const {
   out->clear();
   EvalContext ctx{&msg, {}};
   if (where_) {
@@ -1665,6 +1817,22 @@ Result<bool> RuleQuery::EvaluateText(const MessageContext& msg, std::string* out
       WriteValue(v, out);
     }
     return true;
+  }
+  if (splice && splice_star_ && msg.parsed && msg.parsed->impl().simd) {
+    const ParsedPayload::Impl& m = msg.parsed->impl();
+    simdjson::dom::object o;
+    if (m.root.get(o) == simdjson::SUCCESS) {
+      absl::InlinedVector<Value, 8> values;
+      values.reserve(items_.size());  // `added` points into it
+      absl::InlinedVector<AddedMember, 8> added;
+      for (size_t i = 1; i < items_.size(); ++i) {
+        values.push_back(items_[i].expr->Eval(ctx));
+        if (!ctx.error.empty()) return Error(ErrorCode::kIotRuleAction, ctx.error);
+        if (values.back().defined()) added.push_back({items_[i].name, &values.back()});
+      }
+      if (SpliceObject(m.text, o, added, out)) return true;
+      out->clear();
+    }
   }
   // The members Evaluate() would assign, in order: a `*`'s payload members (an element, or an
   // nlohmann value of a payload simdjson refused) and the defined items.

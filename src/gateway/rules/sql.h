@@ -37,7 +37,11 @@ class ParsedPayload {
   ParsedPayload(const ParsedPayload&) = delete;
   ParsedPayload& operator=(const ParsedPayload&) = delete;
   // False when `payload` is not a JSON document. `payload` must outlive the use of this parse.
-  bool Parse(std::string_view payload);
+  // `readable_after`: bytes that may be read past the payload's end (a std::string's capacity -
+  // size); with at least kPadding, simdjson parses the payload where it is, without a copy.
+  bool Parse(std::string_view payload, size_t readable_after = 0);
+  // simdjson's SIMDJSON_PADDING.
+  static constexpr size_t kPadding = 64;
   bool is_json() const;
 
   struct Impl;  // sql.cc
@@ -84,8 +88,12 @@ class RuleQuery {
   Result<std::optional<nlohmann::json>> Evaluate(const MessageContext& msg) const;
   // The same, written as JSON text into `*out` (replacing it): true when the rule emits, false
   // when WHERE drops the message. The text is what Evaluate()'s document dumps to (keys in
-  // nlohmann's order, numbers and escapes as nlohmann writes them), without building it.
-  Result<bool> EvaluateText(const MessageContext& msg, std::string* out) const;
+  // nlohmann's order, numbers and escapes as nlohmann writes them), without building it —
+  // except, with `splice`, for `SELECT *, <expr> AS <name>, …` over a JSON object payload
+  // (`parsed`, one line, no repeated key): then the payload's members are copied as its text
+  // has them, in its order, less those the query's members replace, and the query's members
+  // follow. Both texts are the same document.
+  Result<bool> EvaluateText(const MessageContext& msg, std::string* out, bool splice = true) const;
 
   struct Item {
     std::shared_ptr<Expr> expr;  // null for `*`
@@ -99,6 +107,7 @@ class RuleQuery {
   std::string topic_filter_;
   std::vector<Item> items_;
   bool select_value_ = false;
+  bool splice_star_ = false;  // `SELECT *, <expr> AS <name>, …` with distinct names (EvaluateText)
   std::shared_ptr<Expr> where_;
 };
 

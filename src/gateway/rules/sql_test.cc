@@ -61,7 +61,8 @@ TEST(RuleSql, Cases) {
 }
 
 // The engine's path — the payload parsed by simdjson (ParsedPayload) and the output written as
-// text (EvaluateText) — gives byte for byte what the document path gives: Evaluate() over
+// text (EvaluateText, its splice of `SELECT *` off: see SpliceGivesTheSameDocument) — gives byte
+// for byte what the document path gives: Evaluate() over
 // nlohmann's parse, dumped. Every case of sql_cases.json, and payloads chosen for the writer's
 // edges (key order, repeated keys, escapes, number forms, nesting, values simdjson refuses).
 TEST(RuleSql, TextPathEqualsDocumentPath) {
@@ -115,7 +116,7 @@ TEST(RuleSql, TextPathEqualsDocumentPath) {
     by_parse.parsed = &parsed;
     auto want = (*q)->Evaluate(by_doc);
     std::string text;
-    auto got = (*q)->EvaluateText(by_parse, &text);
+    auto got = (*q)->EvaluateText(by_parse, &text, /*splice=*/false);
     auto got_doc = (*q)->Evaluate(by_parse);
     ASSERT_EQ(got.ok(), want.ok()) << (want.ok() ? got.status().ToString() : want.status().ToString());
     ASSERT_EQ(got_doc.ok(), want.ok());
@@ -128,6 +129,143 @@ TEST(RuleSql, TextPathEqualsDocumentPath) {
     if (!*got) continue;
     EXPECT_EQ(text, (**want).dump(-1, ' ', false, json::error_handler_t::replace));
     EXPECT_EQ(**got_doc, **want);
+  }
+}
+
+// The top-level keys of a JSON object text, in order, repeats included (nlohmann's parser keeps
+// only the last of a repeated key, which would hide one).
+std::vector<std::string> TopKeys(const std::string& text) {
+  std::vector<std::string> keys;
+  json::parser_callback_t cb = [&keys](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) keys.push_back(parsed.get<std::string>());
+    return true;
+  };
+  json ignored = json::parse(text, cb);
+  (void)ignored;
+  return keys;
+}
+
+// `SELECT *, <expr> AS <name>, …` over an object payload copies the payload's members as its text
+// has them (less the whitespace between tokens) and appends the query's: the same document the
+// general path writes (parsed and compared), with no key twice, compact; where the splice does not
+// apply (a repeated key, a payload simdjson refuses or that is not an object, `*` not first) the
+// text is the general path's, byte for byte.
+TEST(RuleSql, SpliceGivesTheSameDocument) {
+  struct Run {
+    const char* payload;
+    bool spliced;  // false: the general path's bytes
+  };
+  const Run payloads[] = {
+      {R"({"device":"sensor-0001","seq":12,"temperature":21.50,"humidity":40.00,"pressure":1000.25,"battery":3.90})", true},
+      {R"({"seq":1,"temperature":21.5})", true},
+      {R"( { "zeta" : 1 ,	"alpha": {"b": 2, "a": [3, {"y": 1, "x": "}]{[,\""}]}, "m": "é\"\\\u00e9\t\u0001/"	} )", true},
+      {R"({"d": 1.0, "e": 1e300, "f": -0.0, "g": 0.1, "h": 1e-7, "j": 18446744073709551615, "k": -9223372036854775808, "l": 1E2, "n": null, "t": true, "u": false, "s": "", "o": {}, "a": []})", true},
+      {R"({"device":"from-payload","ts":5,"keep":[1,2]})", true},
+      {R"({"ts":5})", true},
+      {R"({})", true},
+      {"{ }", true},
+      {R"({"dup": 1, "x": 2, "dup": 3})", false},
+      {"{\"a\": 1,\r\n \"b\": [1,\n 2, {\"c\" :\t\"x y\\n\"}]\n}", true},
+      {R"({"huge": 123456789012345678901234567890, "x": 1})", false},  // simdjson refuses
+      {R"([{"b": 1, "a": 2}, 3])", false},
+      {R"("text")", false},
+      {"7", false},
+  };
+  const char* sqls[] = {
+      "SELECT *, topic(2) AS device, timestamp() AS ts FROM 'a/+'",
+      "SELECT * FROM 'a/+'",
+      "SELECT *, nope AS device, seq + 1 AS next FROM 'a/+'",  // an Undefined item adds nothing
+      "SELECT *, {'k': [1, 'é\n']} AS obj, 'x\"y' AS \"quoted-name\" FROM 'a/+'",
+  };
+  ParsedPayload parsed;
+  for (const char* sql : sqls) {
+    auto q = RuleQuery::Compile(sql);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    for (const Run& run : payloads) {
+      std::string payload = run.payload;
+      SCOPED_TRACE(std::string(sql) + " / " + payload);
+      ASSERT_TRUE(parsed.Parse(payload));
+      MessageContext msg;
+      msg.topic = "a/dev-7";
+      msg.client_id = "dev-1";
+      msg.timestamp_ms = 1700000000123;
+      msg.payload = payload;
+      msg.parsed = &parsed;
+      std::string general, spliced;
+      auto g = (*q)->EvaluateText(msg, &general, /*splice=*/false);
+      auto f = (*q)->EvaluateText(msg, &spliced);
+      ASSERT_TRUE(g.ok()) << g.status().ToString();
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      ASSERT_TRUE(*g && *f);
+      json a = json::parse(general), b = json::parse(spliced);
+      EXPECT_EQ(b, a) << spliced;
+      // Compact: no whitespace outside strings (the payloads' strings hold none but "x y").
+      std::string outside = spliced;
+      for (size_t at; (at = outside.find("x y")) != std::string::npos;) outside.erase(at, 3);
+      EXPECT_EQ(outside.find_first_of(" \t\n\r"), std::string::npos) << spliced;
+      if (b.is_object()) {
+        std::vector<std::string> keys = TopKeys(spliced);
+        EXPECT_EQ(keys.size(), b.size()) << spliced;  // no key twice
+      }
+      if (!run.spliced) {
+        EXPECT_EQ(spliced, general);
+      }
+    }
+  }
+  // The splice keeps the payload's own text: its member order and number forms.
+  auto q = RuleQuery::Compile("SELECT *, topic(2) AS device, timestamp() AS ts FROM 'a/+'");
+  ASSERT_TRUE(q.ok());
+  std::string payload = R"({"device":"old","seq":12,"temperature":21.50, "n": 1E2, "s": " a "})";
+  ASSERT_TRUE(parsed.Parse(payload));
+  MessageContext msg;
+  msg.topic = "a/dev-7";
+  msg.timestamp_ms = 1700000000123;
+  msg.payload = payload;
+  msg.parsed = &parsed;
+  std::string out;
+  ASSERT_TRUE(*(*q)->EvaluateText(msg, &out));
+  EXPECT_EQ(out, R"({"seq":12,"temperature":21.50,"n":1E2,"s":" a ","device":"dev-7","ts":1700000000123})");
+  // The alias of a repeated name, or `*` after an item, is the general path's.
+  for (const char* sql : {"SELECT *, seq AS x, temperature AS x FROM 'a/+'", "SELECT seq AS n, * FROM 'a/+'",
+                          "SELECT *, * FROM 'a/+'"}) {
+    SCOPED_TRACE(sql);
+    auto q2 = RuleQuery::Compile(sql);
+    ASSERT_TRUE(q2.ok()) << q2.status().ToString();
+    std::string general, fast;
+    ASSERT_TRUE(*(*q2)->EvaluateText(msg, &general, false));
+    ASSERT_TRUE(*(*q2)->EvaluateText(msg, &fast));
+    EXPECT_EQ(fast, general);
+  }
+  // A payload that is not JSON: the same error either way.
+  std::string bad = "not json";
+  EXPECT_FALSE(parsed.Parse(bad));
+  msg.payload = bad;
+  std::string t1, t2;
+  auto e1 = (*q)->EvaluateText(msg, &t1, false), e2 = (*q)->EvaluateText(msg, &t2);
+  ASSERT_FALSE(e1.ok());
+  ASSERT_FALSE(e2.ok());
+  EXPECT_EQ(e2.status().message(), e1.status().message());
+}
+
+// A payload with simdjson's padding readable after it is parsed in place: the same answers,
+// whatever the size (ASan checks nothing is read beyond the allocation).
+TEST(RulePayload, ParsedInPlaceWithPadding) {
+  ParsedPayload parsed;
+  auto q = RuleQuery::Compile("SELECT *, topic(2) AS device FROM 'a/+'");
+  ASSERT_TRUE(q.ok());
+  for (size_t n = 0; n < 300; n += 7) {
+    std::string payload = "{\"s\":\"" + std::string(n, 'x') + "\",\"v\":" + std::to_string(n) + "}";
+    std::string padded;
+    padded.reserve(payload.size() + ParsedPayload::kPadding);
+    padded.append(payload);
+    ASSERT_TRUE(parsed.Parse(padded, padded.capacity() - padded.size()));
+    MessageContext msg;
+    msg.topic = "a/d";
+    msg.payload = padded;
+    msg.parsed = &parsed;
+    std::string out;
+    ASSERT_TRUE(*(*q)->EvaluateText(msg, &out));
+    EXPECT_EQ(json::parse(out), json::parse(payload.substr(0, payload.size() - 1) + ",\"device\":\"d\"}"));
   }
 }
 
