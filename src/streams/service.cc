@@ -149,14 +149,22 @@ void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_
     p.fill = 0;
     // Twice the last fill: capacity never touched costs address space, not memory (a page is
     // faulted in when first written), while growing mid-fill moves every record so far.
-    if (!spare_records.empty() && spare_records.back().capacity() > p.records.capacity()) {
-      p.records.swap(spare_records.back());
-      spare_records.pop_back();
-    }
     // Rounded up to a power of two, so that the recycled vectors settle at one capacity and
     // are reused as they are instead of being replaced by a fresh (faulting) one whenever a fill
     // is a little larger than the one before.
-    p.records.reserve(std::bit_ceil(2 * p.last_fill));
+    const size_t want = std::bit_ceil(2 * p.last_fill);
+    if (p.records.capacity() < want) {
+      // The smallest spare that holds the fill: a larger one stays for a busier partition.
+      auto fit = std::lower_bound(spare_records.begin(), spare_records.end(), want,
+                                  [](const std::vector<BufferedRecord>& a, size_t c) {
+                                    return a.capacity() < c;
+                                  });
+      if (fit != spare_records.end()) {
+        p.records.swap(*fit);
+        spare_records.erase(fit);
+      }
+    }
+    p.records.reserve(want);
   }
   ++p.fill;
   p.bytes += b.rec.data.size();
@@ -165,14 +173,19 @@ void DeliveryStream::Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_
 
 void DeliveryStream::RecycleRecords(std::vector<BufferedRecord>&& records) {
   std::vector<BufferedRecord> v = std::move(records);
+  const size_t filled = v.size();
   v.clear();  // the records' own memory is freed here, outside mu
-  // Kept up to a capacity of 512 Ki records (72 MiB of address space, of which only what the
-  // largest fill wrote is memory); a larger one is freed.
-  constexpr size_t kMaxSpare = 1u << 19;
+  // Kept whatever its size, as long as the fill it held used a fair share of it: at a few
+  // hundred thousand records/s a partition's fills reach 300–650 k records (the flush of the
+  // previous fill takes that long), so its vectors hold 2^20 records (88 MiB of address space,
+  // of which the fill's 30–60 MiB were written); with the earlier cap of 2^19 those were freed
+  // after every flush. A vector far larger than its fill (a burst that ended) is freed, so the
+  // memory held follows the load down within a fill or two.
+  constexpr size_t kAlwaysKeep = 1u << 16;
   constexpr size_t kMaxSpares = 3;
-  if (v.capacity() == 0 || v.capacity() > kMaxSpare) return;
+  if (v.capacity() == 0 || v.capacity() > std::max(kAlwaysKeep, 16 * filled)) return;
   std::lock_guard<std::mutex> l(mu);
-  // Kept sorted by capacity, the largest last (the next fill takes it).
+  // Kept sorted by capacity (Buffer takes the smallest that fits).
   auto at = std::lower_bound(spare_records.begin(), spare_records.end(), v.capacity(),
                              [](const std::vector<BufferedRecord>& a, size_t c) {
                                return a.capacity() < c;

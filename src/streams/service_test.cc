@@ -21,6 +21,7 @@
 #include "security/authz.h"
 #include "streams/firehose_api.h"
 #include "streams/prefix.h"
+#include "streams/stream.h"
 
 namespace tarn::streams {
 namespace {
@@ -801,6 +802,82 @@ TEST_F(StreamServiceTest, AppendWithOriginReportsTheStreamsErrors) {
   EXPECT_EQ(AppendFrom("s1", std::string(1001 * 1024, 'x'), DeviceOrigin("c", 1, "x", false)).code(),
             ErrorCode::kFirehoseInvalidArgument);
 }
+
+// A partition's record vector goes back to the stream after its flush and takes the next fill
+// — also at the sizes a busy partition reaches (fills of 300 k records need vectors of 2^20,
+// which were freed after every flush before) — while two partitions' records stay apart and
+// every record is intact after the vector was reused. A vector far larger than its last fill is
+// not kept.
+TEST(PartitionBufferTest, RecycledVectorsKeepPartitionsApartAndRecordsIntact) {
+  DeliveryStream s;
+  PartitionBuffer a, b;
+  uint64_t seq = 0;
+  auto fill = [&](size_t n_a, size_t n_b) {
+    for (size_t i = 0; i < std::max(n_a, n_b); ++i) {
+      for (auto [p, n, tag] : {std::tuple{&a, n_a, 'a'}, std::tuple{&b, n_b, 'b'}}) {
+        if (i >= n) continue;
+        BufferedRecord r;
+        r.rec.seq = ++seq;
+        r.rec.arrival_micros = int64_t(seq);
+        r.rec.data = std::string(1, tag) + std::to_string(seq);
+        s.Buffer(*p, std::move(r), 0);
+      }
+    }
+  };
+  // What CollectJobs does at a flush: the job takes the vector, the partition starts empty.
+  auto take = [](PartitionBuffer& p) {
+    std::vector<BufferedRecord> v = std::move(p.records);
+    p.records.clear();
+    p.bytes = 0;
+    return v;
+  };
+  auto intact = [](const std::vector<BufferedRecord>& v, char tag, size_t n) {
+    EXPECT_EQ(v.size(), n);
+    for (size_t i = 0; i < v.size(); ++i) {
+      const WalRecord& r = v[i].rec;
+      ASSERT_EQ(r.data, std::string(1, tag) + std::to_string(r.seq)) << i;
+      ASSERT_EQ(r.arrival_micros, int64_t(r.seq));
+      if (i) {
+        ASSERT_GT(r.seq, v[i - 1].rec.seq);
+      }
+    }
+  };
+  const size_t kBig = 300000, kSmall = 1000;
+  fill(kBig, kSmall);
+  auto a1 = take(a), b1 = take(b);
+  intact(a1, 'a', kBig);
+  intact(b1, 'b', kSmall);
+  s.RecycleRecords(std::move(a1));
+  s.RecycleRecords(std::move(b1));
+  // Second fill: 2 × 300 k rounds up to 2^20, more than the first vector held: a new one.
+  fill(kBig, kSmall);
+  ASSERT_GE(a.records.capacity(), size_t(1) << 20);
+  const BufferedRecord* second = a.records.data();
+  auto a2 = take(a), b2 = take(b);
+  // Third fill while nothing is handed back yet, then the second fill's vectors come back.
+  fill(kBig, kSmall);
+  auto a3 = take(a), b3 = take(b);
+  s.RecycleRecords(std::move(a2));
+  s.RecycleRecords(std::move(b2));
+  EXPECT_TRUE(std::any_of(s.spare_records.begin(), s.spare_records.end(),
+                          [](const auto& v) { return v.capacity() >= size_t(1) << 20; }));
+  intact(a3, 'a', kBig);
+  intact(b3, 'b', kSmall);
+  // Fourth fill: the busy partition writes into the second fill's memory again, the quiet one
+  // does not take that large vector.
+  fill(kBig, kSmall);
+  EXPECT_EQ(a.records.data(), second);
+  EXPECT_LT(b.records.capacity(), size_t(1) << 20);
+  intact(a.records, 'a', kBig);
+  intact(b.records, 'b', kSmall);
+  // A vector whose fill used a sliver of it is freed, not kept.
+  auto a4 = take(a);
+  a4.resize(10);
+  const size_t spares = s.spare_records.size();
+  s.RecycleRecords(std::move(a4));
+  EXPECT_EQ(s.spare_records.size(), spares);
+}
+
 
 }  // namespace
 }  // namespace tarn::streams

@@ -183,11 +183,11 @@ class DeliveryStream {
   // Appends a routed record to `p`. Caller holds mu.
   void Buffer(PartitionBuffer& p, BufferedRecord&& b, int64_t now_mono);
   // Takes the record vector of a finished flush job back for a partition's next fill (its
-  // memory stays faulted in: a fresh vector of a large fill faulted a page per ~28 records).
-  // Caller does not hold mu.
+  // memory stays faulted in: a fresh vector of a large fill faulted a page per ~46 records), of
+  // any size unless it is far larger than the fill it held. Caller does not hold mu.
   void RecycleRecords(std::vector<BufferedRecord>&& records);
   // Empty vectors with capacity, from finished jobs (a few: a new fill may start before the job
-  // of the previous one has handed its vector back). Guarded by mu.
+  // of the previous one has handed its vector back), sorted by capacity. Guarded by mu.
   std::vector<std::vector<BufferedRecord>> spare_records;
   // The highest seq below which everything is delivered. Caller holds mu.
   uint64_t LowWater() const;
