@@ -21,6 +21,10 @@ void PutU64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) b[i] = char((v >> (8 * i)) & 0xff);
   out->append(b, 8);
 }
+// Little-endian, as PutU64.
+void StoreU64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = char((v >> (8 * i)) & 0xff);
+}
 uint64_t GetU64(const char* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | uint8_t(p[i]);
@@ -82,14 +86,21 @@ bool OriginIndex::Contains(const RecordOrigin& o, int64_t now_micros) const {
 }
 
 std::string OriginIndex::Snapshot(uint64_t through, int64_t now_micros) const {
-  std::string out(kSnapshotMagic, sizeof(kSnapshotMagic));
+  // Sized once and written in place: at a million entries, appending 8 bytes at a time (the
+  // string growing to 32 MiB by doubling) cost ~1 % of the e2e server's CPU, under the stream's
+  // mutex, at every deletion of delivered segments.
+  std::string out(sizeof(kSnapshotMagic) + map_.size() * kSnapshotEntry + 4, '\0');  // + CRC
+  std::memcpy(out.data(), kSnapshotMagic, sizeof(kSnapshotMagic));
+  char* p = out.data() + sizeof(kSnapshotMagic);
   for (const auto& [key, e] : map_) {
     if (e.seq > through || e.arrival_micros < now_micros - window_) continue;
-    PutU64(&out, key);
-    PutU64(&out, e.payload_hash);
-    PutU64(&out, e.seq);
-    PutU64(&out, uint64_t(e.arrival_micros));
+    StoreU64(p, key);
+    StoreU64(p + 8, e.payload_hash);
+    StoreU64(p + 16, e.seq);
+    StoreU64(p + 24, uint64_t(e.arrival_micros));
+    p += kSnapshotEntry;
   }
+  out.resize(size_t(p - out.data()));  // the capacity keeps room for the CRC
   uint32_t crc = WalCrc(out);
   for (int i = 0; i < 4; ++i) out.push_back(char((crc >> (8 * i)) & 0xff));
   return out;

@@ -257,5 +257,26 @@ TEST(OriginIndexTest, LargeIndexKeepsItsRulesPastTheReservation) {
   EXPECT_TRUE(idx.Contains(late, now + 601 * kSecond));
 }
 
+// The snapshot file's bytes are fixed (files outlive upgrades): magic, then per entry key,
+// payload hash, seq and arrival as little-endian 64-bit words, then the CRC of all that.
+TEST(OriginIndexTest, SnapshotBytesAreFixed) {
+  OriginIndex idx(600 * kSecond, 1000);
+  idx.Add(0x0102030405060708ull, 0x1112131415161718ull, 42, 100 * kSecond);
+  idx.Add(7, 8, 43, 101 * kSecond);  // seq beyond `through`: not written
+  std::string want = "TARNORG1";
+  for (uint64_t v : std::initializer_list<uint64_t>{0x0102030405060708ull, 0x1112131415161718ull, 42,
+                                                   uint64_t(100 * kSecond)}) {
+    for (int i = 0; i < 8; ++i) want.push_back(char((v >> (8 * i)) & 0xff));
+  }
+  uint32_t crc = WalCrc(want);
+  for (int i = 0; i < 4; ++i) want.push_back(char((crc >> (8 * i)) & 0xff));
+  EXPECT_EQ(idx.Snapshot(42, 101 * kSecond), want);
+  OriginIndex empty(600 * kSecond, 1000);
+  std::string none = "TARNORG1";
+  crc = WalCrc(none);
+  for (int i = 0; i < 4; ++i) none.push_back(char((crc >> (8 * i)) & 0xff));
+  EXPECT_EQ(empty.Snapshot(100, 0), none);
+}
+
 }  // namespace
 }  // namespace tarn::streams
