@@ -8,6 +8,7 @@ Usable from pytest (the `lake` fixture in conftest.py) and from shell scripts:
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,26 @@ def tarn_binary():
         if os.path.exists(p):
             return p
     raise RuntimeError("set TARN_BIN or build with ./tarn.sh build")
+
+def thread_cpu(pid):
+    """CPU seconds of the process's threads grouped by name without its trailing number
+    ("rules-0" and "rules-1" count as "rules"), from /proc/<pid>/task/*/stat."""
+    out = {}
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        group = re.sub(r"[-_]?\d+$", "", comm)
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def restartable_ports(names=("api", "sql", "mqtt", "mqtts", "mqtt-ws", "console")):

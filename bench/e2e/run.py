@@ -32,7 +32,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from harness import Lake, tarn_binary  # noqa: E402
+from harness import Lake, tarn_binary, thread_cpu  # noqa: E402
 
 
 def cpu_seconds(pid):
@@ -62,25 +62,6 @@ def sched_seconds(pid):
     return run / 1e9, wait / 1e9
 
 
-def thread_cpu(pid):
-    """CPU seconds of the process's threads grouped by name without its trailing number
-    ("rules-0" and "rules-1" count as "rules"), from /proc/<pid>/task/*/stat."""
-    out = {}
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for t in tasks:
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                text = f.read()
-        except OSError:
-            continue
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        group = re.sub(r"[-_]?\d+$", "", comm)
-        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
 
 
 def psql(lake, sql):

@@ -26,7 +26,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from harness import Lake  # noqa: E402
+from harness import Lake, thread_cpu  # noqa: E402
 
 BENCH = os.path.join(ROOT, "build", "bin", "mqtt_bench")
 QUICK = "--quick" in sys.argv
@@ -62,18 +62,7 @@ def cpu_seconds(pid):
 
 def engine_cpu_seconds(pid):
     """CPU of the rules engine's own threads (named rules-N)."""
-    total = 0.0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                text = f.read()
-        except FileNotFoundError:
-            continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        if name.startswith("rules-"):
-            parts = text.rsplit(")", 1)[1].split()
-            total += (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return thread_cpu(pid).get("rules", 0.0)
 
 
 def rss_mib(pid):
