@@ -29,6 +29,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from harness import Lake, thread_cpu  # noqa: E402
 
 BENCH = os.path.join(ROOT, "build", "bin", "mqtt_bench")
+if set(sys.argv[1:]) - {"--quick"}:
+    sys.exit("usage: bench/rules/run.py [--quick]   (ROUNDS=N in the environment: rounds, default 3)\n\n"
+             + __doc__)
 QUICK = "--quick" in sys.argv
 ROUNDS = 1 if QUICK else int(os.environ.get("ROUNDS", "3"))
 SECONDS = "1.5" if QUICK else "3"
