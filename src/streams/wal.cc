@@ -34,6 +34,11 @@ constexpr size_t kBodyHeader = 20;    // seq + arrival time + meta length
 constexpr uint32_t kMaxBody = 16u << 20;
 // Buffers of at most this size are kept for the next batch (Wal::spare_bytes_).
 constexpr size_t kMaxSpareBytes = 16u << 20;
+// Retired segment files are renamed <kSparePrefix><n> until a new segment reuses them, for at
+// most kSpareMaxAgeNs (after that their pages may have left the page cache, and overwriting a
+// partly written page that is not cached would read it from the disk first).
+constexpr const char* kSparePrefix = "recycle-";
+constexpr int64_t kSpareMaxAgeNs = 60'000'000'000;
 
 int64_t SteadyNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -234,11 +239,21 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
   std::vector<std::pair<uint64_t, std::string>> files;
   for (const auto& e : fs::directory_iterator(dir_)) {
     std::string name = e.path().filename().string();
+    if (name.rfind(kSparePrefix, 0) == 0) {
+      // A retired segment of the previous run: how long ago, and whether its pages are still
+      // cached, is unknown, so it is not reused.
+      std::error_code rm;
+      fs::remove(e.path(), rm);
+      continue;
+    }
     if (name.size() != 24 || name.substr(20) != ".wal") continue;
     files.emplace_back(std::strtoull(name.substr(0, 20).c_str(), nullptr, 10), e.path().string());
   }
   std::sort(files.begin(), files.end());
   uint64_t last_seq = 0;
+  // Sequence numbers continue after the newest segment's name even when it holds no record
+  // (a crash right after it was started).
+  uint64_t named = files.empty() || files.back().first == 0 ? 0 : files.back().first - 1;
   for (const auto& [first, path] : files) {
     std::string buf;
     RETURN_IF_ERROR(ReadWhole(path, &buf));
@@ -276,7 +291,10 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
         r.seq = GetU64(b);
         r.arrival_micros = int64_t(GetU64(b + 8));
         uint32_t meta = v1 ? 0 : GetU32(b + 16);
-        if ((expect && r.seq != expect) || r.seq <= last_seq || meta > len - body_header) {
+        // Every record of a segment has a sequence number from its name's on: the records of
+        // an earlier use of a reused file, after the last one written, are all below it.
+        if ((expect && r.seq != expect) || r.seq <= last_seq || r.seq < first ||
+            meta > len - body_header) {
           bad = true;
         }
         if (!bad) {
@@ -288,8 +306,8 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
         }
       }
       if (bad) {
-        TLOG_WARN("wal", "{}: damaged record at offset {} (torn or corrupt tail); truncating "
-                  "{} bytes", path, pos, buf.size() - pos);
+        TLOG_WARN("wal", "{}: the log ends at offset {} (a torn or corrupt tail, or a reused "
+                  "file's earlier contents); truncating {} bytes", path, pos, buf.size() - pos);
         if (::truncate(path.c_str(), off_t(pos)) != 0) {
           return Error(ErrorCode::kIoError, "truncating " + path + ": " + std::strerror(errno));
         }
@@ -304,7 +322,7 @@ Status Wal::Recover(const std::function<void(WalRecord&&)>& replay) {
     segments_.push_back({first, path, buf.size()});
     disk_bytes_ += buf.size();
   }
-  next_seq_ = std::max(last_seq, delivered_) + 1;
+  next_seq_ = std::max({last_seq, delivered_, named}) + 1;
   // Segments left entirely behind the checkpoint (a crash between checkpoint and delete).
   DeleteDeliveredSegments();
   return Status::OK();
@@ -318,7 +336,20 @@ Wal::SegmentFile::~SegmentFile() {
 Status Wal::OpenNewSegment(uint64_t first_seq) {
   std::string path = dir_ + "/" + SegmentName(first_seq);
   auto file = std::make_shared<SegmentFile>();
-  file->fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A retired segment's file, when one was retired recently: overwritten from the start. Its
+  // new name is durable (directory fsync below) before anything in it is acknowledged.
+  std::vector<std::string> stale;
+  std::string spare = TakeSpareFile(&stale);
+  for (const auto& f : stale) {
+    std::error_code rm;
+    fs::remove(f, rm);
+  }
+  const bool reused = !spare.empty() && ::rename(spare.c_str(), path.c_str()) == 0;
+  if (!spare.empty() && !reused) {
+    std::error_code rm;
+    fs::remove(spare, rm);
+  }
+  file->fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (reused ? 0 : O_TRUNC), 0644);
   if (file->fd < 0) {
     return Error(ErrorCode::kIoError, "creating " + path + ": " + std::strerror(errno));
   }
@@ -355,6 +386,11 @@ Wal::~Wal() {
   }
   cv_.notify_all();
   for (auto& t : committers_) t.join();
+  // A reused segment holds its earlier contents after the last record: cut them off, so that
+  // the next Open finds a clean end (after a crash it finds the end by sequence numbers).
+  if (file_ && ::ftruncate(file_->fd, off_t(file_bytes_)) != 0) {
+    TLOG_WARN("wal", "{}: truncating the active segment: {}", dir_, std::strerror(errno));
+  }
 }
 
 void Wal::Append(std::vector<WalRecord> records, AppendDone done) {
@@ -571,10 +607,39 @@ void Wal::DeleteDeliveredSegments() {
     }
   }
   for (const auto& p : doomed) {
+    std::string spare;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (spare_files_.size() < size_t(std::max(0, options_.recycled_segments))) {
+        spare = dir_ + "/" + kSparePrefix + std::to_string(spare_counter_++);
+      }
+    }
+    if (!spare.empty() && ::rename(p.c_str(), spare.c_str()) == 0) {
+      std::lock_guard<std::mutex> l(mu_);
+      spare_files_.emplace_back(std::move(spare), SteadyNs());
+      continue;
+    }
     std::error_code ec;
     fs::remove(p, ec);
     if (ec) TLOG_WARN("wal", "removing delivered segment {}: {}", p, ec.message());
   }
+}
+
+std::string Wal::TakeSpareFile(std::vector<std::string>* stale) {
+  // The newest spare (the likeliest to be cached), unless it is too old to reuse; the spares
+  // that are too old go to `stale`, for deletion.
+  std::string reuse;
+  std::lock_guard<std::mutex> l(mu_);
+  const int64_t now = SteadyNs();
+  while (!spare_files_.empty() && now - spare_files_.front().second > kSpareMaxAgeNs) {
+    stale->push_back(std::move(spare_files_.front().first));
+    spare_files_.pop_front();
+  }
+  if (!spare_files_.empty()) {
+    reuse = std::move(spare_files_.back().first);
+    spare_files_.pop_back();
+  }
+  return reuse;
 }
 
 uint64_t Wal::delivered_through() const {

@@ -27,8 +27,15 @@
 // Open() replays every record after the checkpoint's sequence to the caller, in order. A torn
 // or corrupt tail (a crash mid-write) is truncated with a warning; Open never refuses to start
 // over a damaged log. Sequence numbers are dense and strictly increasing across restarts.
-// A segment is deleted only when the consumer's checkpoint says every record in it is
-// delivered. When the log's segments reach the disk quota, Append fails with
+// A segment is retired only when the consumer's checkpoint says every record in it is
+// delivered: it is then renamed `recycle-<n>` (a few are kept, the rest deleted) and a later new
+// segment takes such a file over and overwrites it from the start — its blocks are allocated
+// and its pages are usually still cached, so the log's writes copy into existing pages instead
+// of allocating fresh ones, and fdatasync has no file size to record. The bytes after a reused
+// segment's last record are its earlier contents; their records have sequence numbers below the
+// segment's first (its name), which is how Open tells the end of the log from them. A clean
+// close truncates the active segment to its records. Spares older than a minute, or found at
+// Open, are deleted instead (their pages may be gone from the cache: overwriting would read). When the log's segments reach the disk quota, Append fails with
 // kFirehoseServiceUnavailable (backpressure) until a checkpoint frees space.
 //
 // Thread-safety: every method is thread-safe. Completions run on a committer thread, one batch
@@ -68,6 +75,8 @@ struct WalOptions {
   uint64_t quota_bytes = 1ull << 30;     // segments + pending bytes above this → backpressure
   // Committer threads, i.e. fdatasyncs that may be in flight at once (at least 1).
   int committers = 3;
+  // Delivered segment files kept for reuse by new segments (0: delete them at once).
+  int recycled_segments = 2;
   // Test hook: no fdatasync (the crash test's child never skips it).
   bool sync = true;
   // Optional (may be null): seconds per fdatasync, and from Append to acknowledgement.
@@ -160,7 +169,10 @@ class Wal {
   // Acknowledges, in order, every written batch that ends at or before `durable` (a log
   // position a successful sync covered); with an error, fails every written batch instead.
   void Complete(uint64_t durable, const Status& error);
-  void DeleteDeliveredSegments();
+  void DeleteDeliveredSegments();  // retires them: renamed for reuse, or deleted
+  // A retired segment file to reuse for a new segment ("" for none); appends to `stale` the
+  // spares too old to reuse.
+  std::string TakeSpareFile(std::vector<std::string>* stale);
   size_t MaxSpares() const { return size_t(std::max(1, options_.committers)) + 1; }
 
   const std::string dir_;
@@ -184,6 +196,10 @@ class Wal {
   uint64_t delivered_ = 0;      // guarded by mu_
   std::string state_;           // guarded by mu_
   std::deque<Segment> segments_;  // guarded by mu_; the last one is being written
+  // Retired segment files waiting for reuse, oldest first, with when they were retired
+  // (steady clock ns); guarded by mu_.
+  std::deque<std::pair<std::string, int64_t>> spare_files_;
+  uint64_t spare_counter_ = 0;    // guarded by mu_: names recycle-<n>
   Status failed_;               // guarded by mu_; set after an I/O error, then appends fail
   bool stop_ = false;           // guarded by mu_
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,6 +290,109 @@ TEST_F(WalTest, QuotaGivesBackpressureUntilCheckpointFreesSpace) {
   EXPECT_GT(accepted, 5);
   ASSERT_TRUE(wal->Checkpoint(wal->next_seq() - 1, "").ok());
   EXPECT_TRUE(wal->AppendSync(Recs({std::string(200, 'x')})).ok());
+}
+
+// Retired segments are renamed for reuse, a new segment takes one over (its old bytes after the
+// new records), and neither a crash nor a clean restart ever replays those old bytes.
+TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
+  WalOptions o;
+  o.segment_bytes = 600;
+  auto spares = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      n += e.path().filename().string().rfind("recycle-", 0) == 0;
+    }
+    return n;
+  };
+  auto seg = [&](uint64_t first) {
+    char b[32];
+    std::snprintf(b, sizeof(b), "/%020llu.wal", static_cast<unsigned long long>(first));
+    return dir_ + b;
+  };
+  const std::string big(100, 'o');  // a 128-byte record
+  // A child runs until segment 16 has taken over segment 1's file, then dies without closing:
+  // that file still holds segment 1's records after segment 16's one — valid records with
+  // sequence numbers 2 to 8.
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto w = Wal::Open(dir_, o, [](WalRecord&&) {}, nullptr);
+    if (!w.ok()) ::_exit(3);
+    Wal& wal = **w;
+    if (!wal.AppendSync(Recs({big, big, big, big, big, big, big, big})).ok()) ::_exit(4);  // 1-8
+    if (!wal.AppendSync(Recs({"b9"})).ok()) ::_exit(5);  // 9: segment 9
+    if (!wal.Checkpoint(8, "").ok() || fs::exists(seg(1)) || spares() != 1) ::_exit(6);
+    if (!wal.AppendSync(Recs({big, big, big, big, big, big})).ok()) ::_exit(7);  // 10-15
+    if (!wal.AppendSync(Recs({big})).ok()) ::_exit(8);  // 16: segment 16, segment 1's file
+    ::_exit(spares() == 0 && fs::exists(seg(16)) ? 0 : 9);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(fs::file_size(seg(16)), 8u + 8u * 128u);  // a fresh file would hold 8 + 128
+  std::vector<WalRecord> replayed;
+  {
+    auto wal = OpenWal(&replayed, o);
+    ASSERT_EQ(replayed.size(), 8u);  // 9 to 16; nothing of segment 1
+    for (size_t i = 0; i < replayed.size(); ++i) EXPECT_EQ(replayed[i].seq, 9 + i);
+    EXPECT_EQ(replayed[0].data, "b9");
+    EXPECT_EQ(replayed[7].data, big);
+    EXPECT_EQ(wal->next_seq(), 17u);
+    EXPECT_EQ(fs::file_size(seg(16)), 8u + 128u);  // recovery cut the old records off
+    // Segments 9 and 16 retire; segment 23 takes over the newest spare (segment 16's file), and
+    // a clean close cuts its old bytes off.
+    ASSERT_TRUE(wal->Checkpoint(16, "").ok());
+    EXPECT_EQ(spares(), 2u);
+    ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big, big})).ok());  // 17-22
+    ASSERT_TRUE(wal->AppendSync(Recs({"x23"})).ok());
+    EXPECT_EQ(spares(), 1u);
+  }
+  EXPECT_EQ(fs::file_size(seg(23)), 8u + 8u + 20u + 3u);
+  replayed.clear();
+  auto wal = OpenWal(&replayed, o);
+  ASSERT_EQ(replayed.size(), 7u);
+  EXPECT_EQ(replayed[0].seq, 17u);
+  EXPECT_EQ(replayed[6].data, "x23");
+  EXPECT_EQ(spares(), 0u);  // spares of an earlier run are deleted at Open
+}
+
+// A crash right after a new segment took a spare over and wrote its header, before any record:
+// the file holds the header and the retired segment's records, whose sequence numbers are below
+// the new segment's name. Even with the checkpoint gone (every record replayed), none of them
+// comes back, and the sequence continues after the segment's name.
+TEST_F(WalTest, ReusedSegmentWithOnlyOldRecordsReplaysNothing) {
+  WalOptions o;
+  o.segment_bytes = 300;
+  auto seg = [&](uint64_t first) {
+    char b[32];
+    std::snprintf(b, sizeof(b), "/%020llu.wal", static_cast<unsigned long long>(first));
+    return dir_ + b;
+  };
+  std::vector<WalRecord> replayed;
+  {
+    auto wal = OpenWal(&replayed, o);
+    ASSERT_TRUE(wal->AppendSync(Recs({std::string(100, 'a'), std::string(100, 'b'),
+                                      std::string(100, 'c')})).ok());  // segment 1
+    ASSERT_TRUE(wal->AppendSync(Recs({"d"})).ok());                      // segment 4
+    ASSERT_TRUE(wal->Checkpoint(4, "").ok());
+  }
+  // What the crash leaves: segment 1's file under the name of segment 5, the active segment
+  // 4 delivered and gone, and no checkpoint.
+  std::string spare;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (e.path().filename().string().rfind("recycle-", 0) == 0) spare = e.path();
+  }
+  ASSERT_FALSE(spare.empty());
+  fs::rename(spare, seg(5));
+  fs::remove(seg(4));
+  fs::remove(dir_ + "/checkpoint");
+  auto wal = OpenWal(&replayed, o);
+  EXPECT_TRUE(replayed.empty());
+  EXPECT_EQ(wal->next_seq(), 5u);
+  auto s = wal->AppendSync(Recs({"e"}));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, 5u);
 }
 
 // A child appends in a loop and reports each acknowledged record on a pipe; the parent kills it
