@@ -5,6 +5,10 @@
 #include <cctype>
 #include <charconv>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace tarn {
 
 std::string ToLower(std::string_view s) {
@@ -209,9 +213,115 @@ inline uint32_t Base64Group(const unsigned char* p) {
          kBase64Groups.t[3][p[3]];
 }
 
-}  // namespace
+// Decodes `groups` whole groups of four alphabet characters (no padding); returns kBase64Bad's
+// bit when one of them was not in the alphabet.
+uint32_t Base64DecodeGroups(const unsigned char* p, size_t groups, unsigned char* o) {
+  uint32_t bad = 0;
+  for (size_t g = 0; g < groups; ++g, p += 4, o += 3) {
+    uint32_t v = Base64Group(p);
+    bad |= v;
+    o[0] = uint8_t(v >> 16);
+    o[1] = uint8_t(v >> 8);
+    o[2] = uint8_t(v);
+  }
+  return bad & kBase64Bad;
+}
 
-bool Base64DecodeTo(std::string_view b64, std::string* out) {
+#if defined(__x86_64__)
+// AVX2 decoding of 32 characters into 24 bytes per step, after Muła and Lemire, "Faster Base64
+// Encoding and Decoding Using AVX2 Instructions" (ACM TOW 2018): each character is classified by
+// its high and its low nibble with two 16-entry byte look-ups (vpshufb) whose AND is non-zero
+// exactly for characters outside the alphabet; a third look-up by the high nibble gives the
+// offset from the character to its 6-bit value; two multiply-adds join four 6-bit values into 24
+// bits and two shuffles squeeze out the empty fourth bytes.
+//
+// The classes of the validity look-up: for each high nibble, the low nibbles that complete a
+// character of the alphabet. One bit per distinct class; bit 4 for the high nibbles with none.
+constexpr bool Base64InAlphabet(int c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+constexpr uint8_t Base64HighClass(int hi) {
+  switch (hi) {
+    case 0x2: return 1 << 0;               // '+' '/'
+    case 0x3: return 1 << 1;               // '0'-'9'
+    case 0x4: case 0x6: return 1 << 2;     // 'A'-'O', 'a'-'o'
+    case 0x5: case 0x7: return 1 << 3;     // 'P'-'Z', 'p'-'z'
+    default: return 1 << 4;                // no character of the alphabet
+  }
+}
+struct Base64Nibbles {
+  uint8_t high[16];  // the class bit of a high nibble
+  uint8_t low[16];   // the class bits in which a low nibble does *not* make an alphabet character
+};
+constexpr Base64Nibbles MakeBase64Nibbles() {
+  Base64Nibbles n{};
+  for (int hi = 0; hi < 16; ++hi) n.high[hi] = Base64HighClass(hi);
+  for (int lo = 0; lo < 16; ++lo) {
+    for (int hi = 0; hi < 16; ++hi) {
+      if (!Base64InAlphabet(hi * 16 + lo)) n.low[lo] |= Base64HighClass(hi);
+    }
+  }
+  return n;
+}
+constexpr Base64Nibbles kBase64Nibbles = MakeBase64Nibbles();
+// The check that the classes are exact: every byte is flagged iff it is outside the alphabet.
+constexpr bool Base64NibblesExact() {
+  for (int c = 0; c < 256; ++c) {
+    bool flagged = (kBase64Nibbles.high[c >> 4] & kBase64Nibbles.low[c & 15]) != 0;
+    if (flagged == Base64InAlphabet(c)) return false;
+  }
+  return true;
+}
+static_assert(Base64NibblesExact());
+// Value minus character, by high nibble; '/' (0x2F) shares its high nibble with '+' (0x2B) and
+// is looked up one entry lower.
+constexpr int8_t kBase64Offsets[16] = {0, 63 - '/', 62 - '+', 52 - '0', 0 - 'A', 0 - 'A',
+                                       26 - 'a', 26 - 'a'};
+
+__attribute__((target("avx2"))) size_t Base64DecodeAvx2(const unsigned char* p, size_t n,
+                                                        unsigned char* o) {
+  const __m256i high_class = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kBase64Nibbles.high)));
+  const __m256i low_class = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kBase64Nibbles.low)));
+  const __m256i offsets = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kBase64Offsets)));
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const __m256i slash = _mm256_set1_epi8('/');
+  // (a, b, c, d) -> a * 64 + b, c * 64 + d as 16-bit lanes -> (a * 64 + b) << 12 | c * 64 + d.
+  const __m256i join_pairs = _mm256_set1_epi32(0x01400140);
+  const __m256i join_quads = _mm256_set1_epi32(0x00011000);
+  // Each 32-bit lane holds its three bytes little-endian: take bytes 2, 1, 0 of each lane.
+  const __m256i squeeze = _mm256_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1,
+                                           2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+  size_t done = 0;
+  for (; done + 32 <= n; done += 32, o += 24) {
+    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + done));
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi32(c, 4), nibble);
+    __m256i lo = _mm256_and_si256(c, nibble);
+    __m256i flags = _mm256_and_si256(_mm256_shuffle_epi8(high_class, hi),
+                                     _mm256_shuffle_epi8(low_class, lo));
+    if (!_mm256_testz_si256(flags, flags)) break;  // the portable decoder reports it
+    __m256i index = _mm256_add_epi8(hi, _mm256_cmpeq_epi8(c, slash));
+    __m256i v = _mm256_add_epi8(c, _mm256_shuffle_epi8(offsets, index));
+    v = _mm256_madd_epi16(_mm256_maddubs_epi16(v, join_pairs), join_quads);
+    v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, squeeze), lanes);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(v));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + 16), _mm256_extracti128_si256(v, 1));
+  }
+  return done;
+}
+
+const bool kHaveAvx2 = [] {
+  __builtin_cpu_init();  // may run before libgcc's own constructor
+  return __builtin_cpu_supports("avx2") != 0;
+}();
+#endif
+
+// The decoder behind Base64DecodeTo; `fast` allows the vector path.
+bool Base64DecodeImpl(std::string_view b64, std::string* out, bool fast) {
   std::string_view in = Trim(b64);
   out->clear();
   if (in.size() % 4) return false;
@@ -222,14 +332,21 @@ bool Base64DecodeTo(std::string_view b64, std::string* out) {
   out->resize(groups * 3 - pad);
   const auto* p = reinterpret_cast<const unsigned char*>(in.data());
   auto* o = reinterpret_cast<unsigned char*>(out->data());
-  uint32_t bad = 0;
-  for (size_t g = 0; g + 1 < groups; ++g, p += 4, o += 3) {
-    uint32_t v = Base64Group(p);
-    bad |= v;
-    o[0] = uint8_t(v >> 16);
-    o[1] = uint8_t(v >> 8);
-    o[2] = uint8_t(v);
+  // Every group but the last: alphabet characters only.
+  size_t body = (groups - 1) * 4;
+#if defined(__x86_64__)
+  if (fast && kHaveAvx2 && body >= 32) {
+    size_t done = Base64DecodeAvx2(p, body, o);
+    p += done;
+    o += done / 4 * 3;
+    body -= done;
   }
+#else
+  (void)fast;
+#endif
+  uint32_t bad = Base64DecodeGroups(p, body / 4, o);
+  p += body;
+  o += body / 4 * 3;
   // The last group, its padding read as 'A' (zero bits); the unused low bits before the padding
   // are ignored, as OpenSSL's decoder does.
   unsigned char last[4] = {p[0], p[1], pad == 2 ? uint8_t('A') : p[2], pad ? uint8_t('A') : p[3]};
@@ -244,6 +361,18 @@ bool Base64DecodeTo(std::string_view b64, std::string* out) {
   }
   return true;
 }
+
+}  // namespace
+
+bool Base64DecodeTo(std::string_view b64, std::string* out) {
+  return Base64DecodeImpl(b64, out, /*fast=*/true);
+}
+
+namespace internal {
+bool Base64DecodeToPortable(std::string_view b64, std::string* out) {
+  return Base64DecodeImpl(b64, out, /*fast=*/false);
+}
+}  // namespace internal
 
 std::optional<std::string> Base64Decode(std::string_view b64) {
   std::string out;

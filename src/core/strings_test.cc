@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <cctype>
+#include <cstring>
 #include <random>
 
 #include "core/clock.h"
@@ -132,6 +134,120 @@ TEST(StringsTest, Base64DecodeMalformed) {
   EXPECT_EQ(*Base64Decode("aGVsbG9="), "hello");  // unused bits ignored, as OpenSSL does
   EXPECT_EQ(*Base64Decode("aG=="), "h");
   EXPECT_EQ(*Base64Decode("  aGVsbG8=\r\n"), "hello");
+}
+
+// The vector decoder (32 characters per step where the CPU has AVX2) against the portable one,
+// which the tests above pin to OpenSSL: the same answer and the same `out` for every input.
+void ExpectSameAsPortable(std::string_view b64) {
+  std::string fast = "x", portable = "y";
+  bool ok = Base64DecodeTo(b64, &fast);
+  ASSERT_EQ(ok, internal::Base64DecodeToPortable(b64, &portable)) << b64;
+  ASSERT_EQ(fast, portable) << b64;
+  if (!ok) {
+    ASSERT_EQ(fast, "") << b64;
+  }
+}
+
+TEST(StringsTest, Base64VectorMatchesPortableEveryLengthAndAlignment) {
+  std::mt19937_64 rnd(13);
+  const std::string alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  alignas(64) static char buf[64 + 2008];
+  for (size_t len = 0; len <= 2000; ++len) {
+    // A valid encoding of len rounded down to whole groups (random padding), then len % 4
+    // alphabet characters: lengths that are not a multiple of four are refused.
+    size_t groups = len / 4, pad = groups ? rnd() % 3 : 0;
+    std::string bytes(groups * 3 - pad, '\0');
+    for (char& c : bytes) c = char(rnd());
+    std::string b64 = Base64Encode(bytes);
+    ASSERT_EQ(b64.size(), groups * 4);
+    for (size_t k = 0; k < len % 4; ++k) b64 += alphabet[rnd() % 64];
+    for (size_t off = 0; off < 64; ++off) {
+      std::memcpy(buf + off, b64.data(), b64.size());
+      std::string_view in(buf + off, b64.size());
+      ExpectSameAsPortable(in);
+      if (len % 4 == 0) {
+        std::string out;
+        ASSERT_TRUE(Base64DecodeTo(in, &out)) << len << " " << off;
+        ASSERT_EQ(out, bytes) << len << " " << off;
+      }
+    }
+  }
+}
+
+TEST(StringsTest, Base64VectorRefusesEveryBadCharacterAtEveryPosition) {
+  // 128 characters: three 32-character vector steps, then the portable groups and the last one.
+  std::mt19937_64 rnd(17);
+  std::string bytes(96, '\0');
+  for (char& c : bytes) c = char(rnd());
+  const std::string good = Base64Encode(bytes);
+  ASSERT_EQ(good.size(), 128u);
+  int bad_chars = 0;
+  for (int c = 0; c < 256; ++c) {
+    bool in_alphabet = std::isalnum(c) || c == '+' || c == '/';
+    if (in_alphabet) continue;
+    ++bad_chars;
+    for (size_t pos = 0; pos < good.size(); ++pos) {
+      std::string b64 = good;
+      b64[pos] = char(c);
+      for (size_t off : {0, 1, 31}) {
+        std::string shifted = std::string(off, 'A') + b64;
+        std::string_view in = std::string_view(shifted).substr(off);
+        ExpectSameAsPortable(in);
+        std::string out = "x";
+        bool ok = Base64DecodeTo(in, &out);
+        // Only the padding of the last group, or whitespace at either end, can be accepted.
+        bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+        bool may = (pos >= 126 && c == '=') || ((pos == 0 || pos == 127) && space);
+        if (!may) {
+          ASSERT_FALSE(ok) << pos << " " << c << " " << off;
+          ASSERT_EQ(out, "");
+        }
+      }
+    }
+  }
+  EXPECT_EQ(bad_chars, 192);
+}
+
+TEST(StringsTest, Base64VectorPaddingAndWhitespace) {
+  std::mt19937_64 rnd(19);
+  for (size_t n : {46, 47, 48, 94, 95, 96, 200, 201, 202}) {
+    std::string bytes(n, '\0');
+    for (char& c : bytes) c = char(rnd());
+    std::string b64 = Base64Encode(bytes);
+    std::string out;
+    // Whitespace around the encoding is ignored; inside it, it is refused.
+    ASSERT_TRUE(Base64DecodeTo(" \r\n\t" + b64 + "\r\n \t", &out)) << n;
+    EXPECT_EQ(out, bytes);
+    for (size_t pos = 1; pos < b64.size(); ++pos) {
+      for (char ws : {' ', '\n', '\r', '\t'}) {
+        std::string with = b64;
+        with.insert(pos, 1, ws);
+        ExpectSameAsPortable(with);
+        std::string_view t = Trim(with);
+        EXPECT_FALSE(Base64DecodeTo(with, &out)) << pos;
+        // (A length that is a multiple of four again is still refused for the inner space.)
+        ExpectSameAsPortable(std::string(t) + "AAA");
+        EXPECT_FALSE(Base64DecodeTo(std::string(t) + "AAA", &out)) << pos;
+      }
+    }
+    // '=' before the last group, alone or as a whole padded group, is refused.
+    for (size_t pos = 0; pos + 4 < b64.size(); ++pos) {
+      std::string with = b64;
+      with[pos] = '=';
+      ExpectSameAsPortable(with);
+      EXPECT_FALSE(Base64DecodeTo(with, &out)) << pos;
+    }
+    ExpectSameAsPortable(b64 + "AA==");
+    EXPECT_TRUE(Base64DecodeTo(b64.substr(0, b64.size() / 4 * 4 - 4) + "AA==", &out));
+    std::string padded_inside = b64.substr(0, 36) + "AA==" + b64.substr(36);
+    ExpectSameAsPortable(padded_inside);
+    EXPECT_FALSE(Base64DecodeTo(padded_inside, &out));
+    for (const char* tail : {"A===", "====", "A=A=", "AAA="}) {
+      std::string t = b64.substr(0, b64.size() / 4 * 4 - 4) + tail;
+      ExpectSameAsPortable(t);
+    }
+  }
 }
 
 TEST(StringsTest, Utf8) {
