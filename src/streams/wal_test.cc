@@ -91,6 +91,42 @@ TEST(WalCrcTest, Crc32cKnownAnswers) {
   }
 }
 
+TEST(WalCrcTest, Crc32cThreeStreamsMatchOneStream) {
+  // RFC 3720 §B.4's vectors through each path on its own, whatever the length threshold.
+  std::string inc(32, '\0'), dec(32, '\0');
+  for (int i = 0; i < 32; ++i) inc[i] = char(i), dec[i] = char(31 - i);
+  for (auto crc : {internal::WalCrc32cThreeWay, internal::WalCrc32cOneStream,
+                   internal::WalCrc32cPortable}) {
+    EXPECT_EQ(crc(std::string(32, '\0')), 0x8A9136AAu);
+    EXPECT_EQ(crc(std::string(32, '\xff')), 0x62A8AB43u);
+    EXPECT_EQ(crc(inc), 0x46DD794Eu);
+    EXPECT_EQ(crc(dec), 0x113FDB5Cu);
+    EXPECT_EQ(crc("123456789"), 0xE3069283u);
+  }
+  // Every length through several 3 KiB blocks, at every alignment, against the table.
+  std::mt19937 rnd(5);
+  std::string buf(64 + 7000, '\0');
+  for (char& c : buf) c = char(rnd());
+  for (size_t n = 0; n <= 7000; ++n) {
+    size_t off = rnd() % 64;
+    std::string_view d = std::string_view(buf).substr(off, n);
+    uint32_t want = internal::WalCrc32cPortable(d);
+    ASSERT_EQ(internal::WalCrc32cThreeWay(d), want) << n << " " << off;
+    ASSERT_EQ(internal::WalCrc32cOneStream(d), want) << n << " " << off;
+    ASSERT_EQ(WalCrc32c(d), want) << n << " " << off;
+  }
+  for (size_t off = 0; off < 64; ++off) {
+    for (size_t n : {0, 1, 23, 24, 127, 128, 129, 230, 231, 3072, 3073}) {
+      std::string_view d = std::string_view(buf).substr(off, n);
+      ASSERT_EQ(internal::WalCrc32cThreeWay(d), internal::WalCrc32cPortable(d)) << n << " " << off;
+    }
+  }
+  // A long run of ones and zeros (where a wrong shift constant would show).
+  std::string big(100000, '\xff');
+  for (size_t i = 0; i < big.size(); i += 3) big[i] = 0;
+  EXPECT_EQ(WalCrc32c(big), internal::WalCrc32cPortable(big));
+}
+
 // Segments of the previous format (TARNWAL2: CRC-32 instead of CRC-32C) are still read after an
 // upgrade, and new records go to a new segment in the current format.
 TEST_F(WalTest, VersionTwoSegmentsAreStillRead) {
