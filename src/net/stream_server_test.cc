@@ -362,6 +362,11 @@ class TlsClient {
     }
     return got;
   }
+  // Sends `m` as one TLS record and checks that the server echoes it back whole.
+  ::testing::AssertionResult Echo(const std::string& m) {
+    SendAll(fd_, Seal(m));
+    return Same(Read(m.size()), m);
+  }
 
  private:
   SSL_CTX* ctx_ = nullptr;
@@ -380,8 +385,7 @@ TEST(StreamServerRead, TlsSizesAroundTheBuffersArriveIntact) {
   for (size_t n : {size_t(1), size_t(470), size_t(490), size_t(511), size_t(512), size_t(513),
                    size_t(16384), size_t(16385), size_t(65537), size_t(300 * 1024)}) {
     std::string m = Pattern(n, ++seed);
-    SendAll(c.fd(), c.Seal(m));
-    ASSERT_TRUE(Same(c.Read(n), m)) << n;
+    ASSERT_TRUE(c.Echo(m)) << n;
     all += m;
   }
   EXPECT_TRUE(Same(f.Got(), all));
@@ -425,8 +429,7 @@ TEST(StreamServerRead, TlsKeyUpdateBetweenRecords) {
     // it with its own (requested) and still deliver the record that follows in the same segment.
     ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
     std::string m = Pattern(200 + size_t(i) * 300, 40 + i);
-    SendAll(c.fd(), c.Seal(m));
-    ASSERT_TRUE(Same(c.Read(m.size()), m)) << i;
+    ASSERT_TRUE(c.Echo(m)) << i;
     all += m;
   }
   EXPECT_TRUE(Same(f.Got(), all));
@@ -437,9 +440,7 @@ TEST(StreamServerRead, TlsCloseNotifyAndPeerGoneMidRecord) {
   {
     TlsClient c(f.addr);
     ASSERT_TRUE(c.ok());
-    std::string m = Pattern(100, 1);
-    SendAll(c.fd(), c.Seal(m));
-    ASSERT_TRUE(Same(c.Read(m.size()), m));
+    ASSERT_TRUE(c.Echo(Pattern(100, 1)));
     SSL_shutdown(c.ssl());  // close_notify
     SendAll(c.fd(), c.Pending());
     EXPECT_TRUE(WaitFor([&] { return f.Closes() == 1; }));

@@ -271,17 +271,6 @@ constexpr size_t kCrcThreeWayMin = 128;
 
 }  // namespace
 
-uint32_t WalCrc32c(std::string_view data) {
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-#if defined(__x86_64__)
-  if (kHaveClmul && data.size() >= kCrcThreeWayMin) {
-    return ~Crc32cSse42ThreeWay(p, data.size(), ~0u);
-  }
-  if (kHaveSse42) return ~Crc32cSse42(p, data.size(), ~0u);
-#endif
-  return ~Crc32cPortable(p, data.size(), ~0u);
-}
-
 namespace internal {
 uint32_t WalCrc32cOneStream(std::string_view data) {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
@@ -301,6 +290,13 @@ uint32_t WalCrc32cPortable(std::string_view data) {
   return ~Crc32cPortable(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~0u);
 }
 }  // namespace internal
+
+uint32_t WalCrc32c(std::string_view data) {
+#if defined(__x86_64__)
+  if (kHaveClmul && data.size() >= kCrcThreeWayMin) return internal::WalCrc32cThreeWay(data);
+#endif
+  return internal::WalCrc32cOneStream(data);
+}
 
 Wal::Wal(std::string dir, WalOptions options, DurableFn on_durable, WalHooks hooks)
     : dir_(std::move(dir)),
