@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <simdjson.h>
 
@@ -219,6 +220,12 @@ bool Coerce(const ColumnSpec& col, simdjson::dom::element v, Cell* c, std::strin
         c->kind = Cell::kNull;
         return bad("value is not a number");
       }
+      // DuckDB's CAST to FLOAT fails the whole COPY on a finite value beyond FLOAT's range.
+      if (col.kind == ColumnKind::kFloat && std::isfinite(c->d) &&
+          std::fabs(c->d) > double(std::numeric_limits<float>::max())) {
+        c->kind = Cell::kNull;
+        return bad("value out of range");
+      }
       return true;
     }
     case ColumnKind::kBoolean: {
@@ -302,7 +309,74 @@ bool EqualsLowered(std::string_view key, std::string_view lowered) {
   return true;
 }
 
+// Whether the columns' JSON keys are all lower-case, i.e. matched case-insensitively
+// (SchemaFromGlueTable lower-cases them unless CaseInsensitive is false).
+bool KeysLowered(const std::vector<ColumnSpec>& columns) {
+  for (const auto& c : columns) {
+    for (char ch : c.json_key) {
+      if (ch >= 'A' && ch <= 'Z') return false;
+    }
+  }
+  return true;
+}
+
+// One record's values into `row` (a cell per column), or false with the error code and reason:
+// the conversion the Parquet writer's table function applies and CheckRecord repeats, so that a
+// check and a flush agree. `ci`: KeysLowered(columns).
+bool ConvertRecord(const std::vector<ColumnSpec>& columns, bool ci, simdjson::dom::parser& parser,
+                   std::string_view data, std::vector<Cell>* row, const char** code,
+                   std::string* why) {
+  for (auto& c : *row) c.kind = Cell::kNull;
+  simdjson::dom::element doc;
+  auto err = parser.parse(data.data(), data.size()).get(doc);
+  if (err) {
+    *code = "DataFormatConversion.MalformedData";
+    *why = std::string("the record is not valid JSON: ") + simdjson::error_message(err);
+    return false;
+  }
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) {
+    *code = "DataFormatConversion.MalformedData";
+    *why = "the record is not a JSON object";
+    return false;
+  }
+  size_t next = 0;  // records usually list their keys in the table's column order
+  for (auto field : obj) {
+    std::string_view key = field.key;
+    // A handful of columns: a linear scan, starting after the previous match, beats hashing
+    // and allocates nothing. json_key is lower-cased when matching is case-insensitive.
+    size_t col = columns.size();
+    for (size_t k = 0; k < columns.size(); ++k) {
+      size_t i = next + k < columns.size() ? next + k : next + k - columns.size();
+      if (ci ? EqualsLowered(key, columns[i].json_key) : key == columns[i].json_key) {
+        col = i;
+        break;
+      }
+    }
+    if (col == columns.size()) continue;  // keys without a column are ignored (OpenX)
+    next = col + 1;
+    if (!Coerce(columns[col], field.value, &(*row)[col], why)) {
+      *code = "DataFormatConversion.InvalidValue";
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+bool CheckRecord(const std::vector<ColumnSpec>& columns, std::string_view data,
+                 std::string* error_code, std::string* error_message) {
+  thread_local simdjson::dom::parser parser;
+  thread_local std::vector<Cell> row;
+  row.resize(columns.size());
+  const char* code = nullptr;
+  if (ConvertRecord(columns, KeysLowered(columns), parser, data, &row, &code, error_message)) {
+    return true;
+  }
+  *error_code = code;
+  return false;
+}
 
 nlohmann::json InferGlueColumns(const std::vector<const WalRecord*>& records,
                                 const std::vector<std::string>& skip) {
@@ -444,9 +518,9 @@ class RecordRows final : public sql::RowSource {
  public:
   RecordRows(const std::vector<ColumnSpec>& columns, const std::vector<const WalRecord*>& records,
              std::vector<FailedRecord>* failed)
-      : columns_(columns), records_(records), failed_(failed), row_(columns.size()) {
+      : columns_(columns), records_(records), failed_(failed), row_(columns.size()),
+        ci_(KeysLowered(columns)) {
     for (const auto& c : columns) {
-      if (c.json_key != ToLower(c.json_key)) ci_ = false;
       sql::RowSourceColumn out{c.name, sql::ColumnType::kVarchar};
       switch (c.kind) {
         case ColumnKind::kString: out.type = sql::ColumnType::kVarchar; break;
@@ -483,42 +557,11 @@ class RecordRows final : public sql::RowSource {
   }
 
  private:
-  // The record's values into row_, or false (and the record in failed_).
   bool Convert(const WalRecord& r) {
-    for (auto& c : row_) c.kind = Cell::kNull;
-    simdjson::dom::element doc;
-    auto err = parser_.parse(r.data.data(), r.data.size()).get(doc);
-    if (err) {
-      failed_->push_back({&r, "DataFormatConversion.MalformedData",
-                          std::string("the record is not valid JSON: ") + simdjson::error_message(err)});
-      return false;
-    }
-    simdjson::dom::object obj;
-    if (doc.get_object().get(obj)) {
-      failed_->push_back({&r, "DataFormatConversion.MalformedData", "the record is not a JSON object"});
-      return false;
-    }
-    size_t next = 0;  // records usually list their keys in the table's column order
-    for (auto field : obj) {
-      std::string_view key = field.key;
-      // A handful of columns: a linear scan, starting after the previous match, beats hashing
-      // and allocates nothing. json_key is lower-cased when matching is case-insensitive.
-      size_t col = columns_.size();
-      for (size_t k = 0; k < columns_.size(); ++k) {
-        size_t i = next + k < columns_.size() ? next + k : next + k - columns_.size();
-        if (ci_ ? EqualsLowered(key, columns_[i].json_key) : key == columns_[i].json_key) {
-          col = i;
-          break;
-        }
-      }
-      if (col == columns_.size()) continue;  // keys without a column are ignored (OpenX)
-      next = col + 1;
-      if (!Coerce(columns_[col], field.value, &row_[col], &why_)) {
-        failed_->push_back({&r, "DataFormatConversion.InvalidValue", why_});
-        return false;
-      }
-    }
-    return true;
+    const char* code = nullptr;
+    if (ConvertRecord(columns_, ci_, parser_, r.data, &row_, &code, &why_)) return true;
+    failed_->push_back({&r, code, why_});
+    return false;
   }
 
   void Put(sql::ChunkWriter& out, size_t col, size_t row, const Cell& c) {
@@ -547,7 +590,7 @@ class RecordRows final : public sql::RowSource {
   std::vector<Cell> row_;
   simdjson::dom::parser parser_;
   std::string why_;
-  bool ci_ = true;
+  const bool ci_;
   size_t next_ = 0;
   size_t rows_ = 0;
 };

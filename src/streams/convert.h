@@ -56,6 +56,14 @@ Result<std::vector<ColumnSpec>> SchemaFromGlueTable(const nlohmann::json& table,
 nlohmann::json InferGlueColumns(const std::vector<const WalRecord*>& records,
                                 const std::vector<std::string>& skip);
 
+// Checks one record as the Parquet conversion would convert it — the same code, so that the
+// verdict agrees with a flush under the same columns: true, or false with the error code
+// ("DataFormatConversion.MalformedData" / ".InvalidValue") and the reason. For telling a rule's
+// error action about a record before the stream takes it (docs/streams.md "Records that will
+// not convert"). Thread-safe (a parser per thread).
+bool CheckRecord(const std::vector<ColumnSpec>& columns, std::string_view data,
+                 std::string* error_code, std::string* error_message);
+
 struct FailedRecord {
   const WalRecord* record;
   std::string error_code;     // e.g. "DataFormatConversion.MalformedData"

@@ -42,6 +42,14 @@ class RecordSink {
   virtual void Append(const std::string& stream, std::string data,
                       std::function<void(const Status&)> done,
                       const RecordOrigin* origin = nullptr) = 0;
+
+  // Whether `data` would fail stream `stream`'s record format conversion (JSON → Parquet) as
+  // its schema is now, checked with the conversion's own code, without appending anything: OK
+  // when it would convert, when the stream converts nothing, or when there is no such stream or
+  // no schema yet; otherwise kFirehoseInvalidArgument with "<errorCode>: <reason>" (errorCode
+  // DataFormatConversion.MalformedData or .InvalidValue, as its error output will say). The
+  // rules engine uses it to tell a rule's error action about such records (docs/iot.md).
+  virtual Status CheckConversion(const std::string& stream, std::string_view data) = 0;
 };
 
 }  // namespace tarn::streams

@@ -810,4 +810,39 @@ void StreamService::Append(const std::string& stream, std::string data,
   });
 }
 
+Status StreamService::CheckConversion(const std::string& stream, std::string_view data) {
+  auto s = Find(stream);
+  if (!s || !catalog_) return Status::OK();
+  std::shared_ptr<const std::vector<ColumnSpec>> columns;
+  {
+    std::lock_guard<std::mutex> l(s->check_mu);
+    int64_t now = options_.clock->MonotonicNanos();
+    if (s->check_read_mono == 0 || now - s->check_read_mono >= 1000000000) {
+      std::shared_ptr<const DestinationConfig> config;
+      {
+        std::lock_guard<std::mutex> sl(s->mu);
+        config = s->config;
+      }
+      s->check_columns = nullptr;
+      if (config && config->convert) {
+        // No table yet (schema inference before the first flush) or one Tarn cannot convert
+        // to: nothing to check against; the flush reports what it finds.
+        auto table = catalog_->GetTable(config->schema_database, config->schema_table);
+        if (table.ok()) {
+          auto cols = SchemaFromGlueTable(*table, *config);
+          if (cols.ok()) {
+            s->check_columns = std::make_shared<const std::vector<ColumnSpec>>(std::move(cols).value());
+          }
+        }
+      }
+      s->check_read_mono = now;
+    }
+    columns = s->check_columns;
+  }
+  if (!columns) return Status::OK();
+  std::string code, why;
+  if (CheckRecord(*columns, data, &code, &why)) return Status::OK();
+  return Invalid(code + ": " + why);
+}
+
 }  // namespace tarn::streams

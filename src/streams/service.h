@@ -109,6 +109,9 @@ class StreamService final : public RecordSink {
   void Append(const std::string& stream, std::string data,
               std::function<void(const Status&)> done,
               const RecordOrigin* origin = nullptr) override;
+  // Checks against the schema table as read at most a second ago (a schema change reaches the
+  // check within a second, the flush at once).
+  Status CheckConversion(const std::string& stream, std::string_view data) override;
 
   // --- flushing ---
   // Flushes every partition whose buffer is due (size or interval reached) and waits for it.

@@ -16,6 +16,7 @@
 #include "catalog/store.h"
 #include "core/data_dir.h"
 #include "core/hash.h"
+#include "core/strings.h"
 #include "sql/duckdb/engine.h"
 #include "storage/local_store.h"
 #include "security/authz.h"
@@ -391,6 +392,87 @@ TEST_F(StreamServiceTest, ParquetConversionWithCatalogSchemaCoercionAndErrorPref
   auto has = catalog_->HasPartition("iot", "readings", {"2025", "11", "25", "12"});
   ASSERT_TRUE(has.ok());
   EXPECT_TRUE(*has);
+}
+
+// CheckConversion (the rules engine's question before a record is taken) gives the verdict the
+// flush gives: the same records fail, with the same error code and reason; a stream that
+// converts nothing, or none at all, has nothing to check; a schema change reaches the check
+// within a second.
+TEST_F(StreamServiceTest, CheckConversionAgreesWithTheFlush) {
+  ASSERT_TRUE(catalog_->CreateDatabase({{"Name", "iot"}}).ok());
+  json table = {{"Name", "checked"},
+                {"StorageDescriptor",
+                 {{"Columns", json::array({{{"Name", "device"}, {"Type", "string"}},
+                                           {{"Name", "temp"}, {"Type", "double"}},
+                                           {{"Name", "n"}, {"Type", "smallint"}},
+                                           {{"Name", "f"}, {"Type", "float"}}})},
+                  {"Location", "s3://landing/iot/checked/"}}}};
+  ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
+  json j = Raw(0);
+  j.erase("ProcessingConfiguration");
+  j["DataFormatConversionConfiguration"] = {
+      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "checked"}}},
+      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
+      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
+  ASSERT_TRUE(svc_->Create("chk", "DirectPut", j, json()).ok());
+  ASSERT_TRUE(svc_->Create("raw", "DirectPut", Raw(0), json()).ok());
+  std::vector<std::string> recs = {
+      R"({"DEVICE":"d1","temp":"21.5","n":"7"})",  // converts (OpenX coercions)
+      R"({"device":"d2","temp":"ERR_SENSOR"})",    // InvalidValue
+      R"({"device":"d3","n":40000})",              // out of SMALLINT's range
+      R"({"device":"d4","f":1e300})",              // out of FLOAT's range
+      R"({"device":"d5","f":3.5})",                // converts
+      "not json {",                                // MalformedData
+      "[1, 2]",                                    // not an object
+      R"({"device":"d6"})"};                       // converts (missing keys are NULL)
+  std::map<std::string, std::string> predicted;   // record → "code: reason"
+  for (const auto& r : recs) {
+    Status st = svc_->CheckConversion("chk", r);
+    if (!st.ok()) {
+      EXPECT_EQ(st.code(), ErrorCode::kFirehoseInvalidArgument);
+      predicted[r] = st.message();
+    }
+  }
+  EXPECT_EQ(predicted.size(), 5u);
+  EXPECT_EQ(predicted[recs[1]].rfind("DataFormatConversion.InvalidValue: column 'temp' (DOUBLE)", 0), 0u)
+      << predicted[recs[1]];
+  EXPECT_EQ(predicted[recs[5]].rfind("DataFormatConversion.MalformedData: ", 0), 0u) << predicted[recs[5]];
+  EXPECT_TRUE(svc_->CheckConversion("raw", "not json {").ok());
+  EXPECT_TRUE(svc_->CheckConversion("nosuch", "not json {").ok());
+
+  for (const auto& x : Put("chk", recs)) ASSERT_TRUE(x.status.ok());
+  ASSERT_TRUE(svc_->FlushDue().ok());
+  std::map<std::string, std::string> flushed;  // what the error output says
+  std::string parquet_key;
+  for (const auto& [k, body] : Objects()) {
+    if (k.rfind("iot/chk/", 0) == 0) parquet_key = k;
+    if (k.rfind("errors/chk/", 0) != 0) continue;
+    size_t at = 0;
+    while (at < body.size()) {
+      size_t nl = body.find('\n', at);
+      json e = json::parse(body.substr(at, nl - at));
+      flushed[Base64Decode(e["rawData"].get<std::string>()).value()] =
+          e["errorCode"].get<std::string>() + ": " + e["errorMessage"].get<std::string>();
+      at = nl + 1;
+    }
+  }
+  EXPECT_EQ(flushed, predicted);
+  ASSERT_FALSE(parquet_key.empty());
+  auto path = store_->LocalPath("landing", parquet_key);
+  ASSERT_TRUE(path.ok());
+  auto db = std::move(sql::Database::Open("")).value();
+  auto conn = std::move(db->Connect()).value();
+  auto q = conn->Query("SELECT string_agg(device, ',' ORDER BY device) FROM read_parquet(" +
+                       sql::QuoteLiteral(*path) + ")");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_EQ(*std::move(q->ToRows()).value()[0][0], "d1,d5,d6");
+
+  // temp becomes a string column: the check follows once its second is over.
+  table["StorageDescriptor"]["Columns"][1]["Type"] = "string";
+  ASSERT_TRUE(catalog_->UpdateTable("iot", table, true, "").ok());
+  EXPECT_FALSE(svc_->CheckConversion("chk", recs[1]).ok()) << "read less than a second ago";
+  clock_.Advance(1000000);
+  EXPECT_TRUE(svc_->CheckConversion("chk", recs[1]).ok());
 }
 
 // Opt-in schema inference (tag tarn:schema-inference=on): without it a missing table is refused

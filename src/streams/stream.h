@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ops/metrics.h"
+#include "streams/convert.h"
 #include "streams/destination.h"
 #include "streams/jq.h"
 #include "streams/origin_index.h"
@@ -134,6 +135,13 @@ class DeliveryStream {
   // Origins of recent records (device resends), guarded by mu; persisted through the WAL's
   // record meta and <wal dir>/origins (origin_index.h).
   std::unique_ptr<OriginIndex> origins;
+  // CheckConversion's columns: the schema table as read at check_read_mono (Clock::MonotonicNanos,
+  // 0 = never), read again when a second older; null when the stream converts nothing or its
+  // table cannot be read. Guarded by check_mu (not mu: checks run beside the stream's appends).
+  std::mutex check_mu;
+  std::shared_ptr<const std::vector<ColumnSpec>> check_columns;
+  int64_t check_read_mono = 0;
+
   // Tag tarn:schema-inference=on: a missing SchemaConfiguration table is created from the first
   // records converted (docs/streams.md).
   std::atomic<bool> infer_schema{false};

@@ -471,10 +471,29 @@ const streams::RecordOrigin* OriginOf(const InboundMessage& msg, uint64_t slot_b
   return out;
 }
 
+// With an error action to tell (`failures` set): a failure entry for each of a firehose
+// action's records that its stream will not be able to convert (docs/iot.md "Records a stream
+// cannot convert"). The records are appended all the same — the stream writes them under its
+// error output prefix — so the entries never make the message unhandled.
+void NoteUnconvertible(const Action& a, streams::RecordSink* sink,
+                       const std::vector<std::string>& records, json* failures) {
+  if (!failures) return;
+  for (const std::string& r : records) {
+    Status st = sink->CheckConversion(a.resource, r);
+    if (st.ok()) continue;
+    failures->push_back({{"failedAction", a.type_name},
+                         {"failedResource", a.resource},
+                         {"errorMessage", "the record will not convert to the stream's format (" +
+                                              st.message() +
+                                              "); it is delivered to the stream's error output prefix"}});
+  }
+}
+
 // Runs one action; the error says what failed, for the failure document. `slot_base`: see
-// OriginOf.
+// OriginOf. `unconvertible`: see NoteUnconvertible.
 Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& ctx,
-                 const std::string& body, const InboundMessage& msg, uint64_t slot_base) {
+                 const std::string& body, const InboundMessage& msg, uint64_t slot_base,
+                 json* unconvertible = nullptr) {
   switch (a.kind) {
     case Action::kRepublish: {
       if (!t.republish) {
@@ -502,6 +521,7 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
       std::vector<std::string> records;
       std::string copy = body;
       RETURN_IF_ERROR(FirehoseRecords(a, copy, /*last_use=*/true, &records));
+      NoteUnconvertible(a, t.streams, records, unconvertible);
       for (size_t i = 0; i < records.size(); ++i) {
         // Wait for the WAL fsync: the action succeeds only once the record is durable.
         auto p = std::make_shared<std::promise<Status>>();
@@ -551,6 +571,7 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
         std::vector<std::string> records;
         Status st = FirehoseRecords(a, body, /*last_use=*/ai + 1 == rule.actions.size(), &records);
         if (st.ok()) {
+          NoteUnconvertible(a, targets_.streams, records, rule.error_action ? &failures : nullptr);
           if (!deferred) {
             batch->runs.push_back({&rule, &msg, ctx, json(), Status(), start, {}});
             batch->runs.back().ctx.parsed = nullptr;
@@ -583,7 +604,8 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
                             {"errorMessage", st.ToString()}});
         continue;
       }
-      Status st = RunAction(a, targets_, ctx, body, msg, slot_base);
+      Status st = RunAction(a, targets_, ctx, body, msg, slot_base,
+                            rule.error_action ? &failures : nullptr);
       if (st.ok()) {
         m.actions_ok->Inc();
       } else {

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "core/strings.h"
 #include "ops/metrics.h"
 #include "streams/record_sink.h"
 
@@ -48,8 +49,19 @@ class FakeSink final : public streams::RecordSink {
     }
     done(Status::OK());
   }
+  // Records of stream "known" containing `unconvertible` (when set) fail the conversion check.
+  Status CheckConversion(const std::string& stream, std::string_view data) override {
+    ++checks;
+    if (stream == "known" && !unconvertible.empty() && data.find(unconvertible) != std::string_view::npos) {
+      return Error(ErrorCode::kFirehoseInvalidArgument,
+                   "DataFormatConversion.InvalidValue: column 'temperature' (DOUBLE): value is not a number");
+    }
+    return Status::OK();
+  }
   std::vector<std::string> records;
   std::vector<Origin> origins;
+  std::string unconvertible;
+  std::atomic<int> checks{0};
 };
 
 class EngineTest : public ::testing::Test {
@@ -178,6 +190,72 @@ TEST_F(EngineTest, DoneReportsAFailedActionThatNoErrorActionTookOver) {
   EXPECT_TRUE(outcome("x/sql", "not json {").ok());
   EXPECT_TRUE(outcome("x/unmatched").ok());
   EXPECT_FALSE(RetryMaySucceed(Error(ErrorCode::kFirehoseInvalidArgument, "record too large")));
+}
+
+// A record its stream will not be able to convert is appended all the same (the stream keeps it
+// under its error output prefix) and reported to the rule's error action with the reason; the
+// message counts as handled even when the error action fails, since the record is taken. Rules
+// without an error action do not check at all.
+TEST_F(EngineTest, UnconvertibleRecordsAreTakenAndReportedToTheErrorAction) {
+  sink_.unconvertible = "ERR_SENSOR";
+  auto rule = [&](const std::string& name, const std::string& filter, const json& error_action) {
+    TopicRuleSpec r;
+    r.name = name;
+    r.sql = "SELECT *, topic(2) AS device FROM '" + filter + "'";
+    r.actions = json::array({{{"firehose", {{"deliveryStreamName", "known"}, {"separator", "\n"}}}}});
+    r.error_action = error_action;
+    ASSERT_TRUE(engine_.Put(r).ok());
+  };
+  rule("telemetry", "sensors/+/telemetry", {{"republish", {{"topic", "errors/rules/${topic(2)}"}}}});
+  rule("quiet", "quiet/+/telemetry", json());
+  rule("error_action_fails", "fails/+/telemetry", {{"republish", {{"topic", "fail/me"}}}});
+  auto outcome = [&](const std::string& topic, const std::string& payload, bool now) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    InboundMessage m;
+    m.topic = topic;
+    m.payload = payload;
+    m.client_id = "dev";
+    m.packet_id = 7;
+    m.done = [&](const Status& st) { p.set_value(st); };
+    if (now) {
+      engine_.ProcessNow(m);  // actions run in place
+    } else {
+      engine_.Submit(std::move(m));  // the batch path: appends waited for together
+    }
+    return f.get();
+  };
+  for (bool now : {false, true}) {
+    SCOPED_TRACE(now ? "ProcessNow" : "Submit");
+    size_t records = sink_.records.size(), published = published_.size();
+    EXPECT_TRUE(outcome("sensors/s1/telemetry", R"({"temperature": 21.5})", now).ok());
+    EXPECT_EQ(published_.size(), published) << "a record that converts is not reported";
+    EXPECT_TRUE(outcome("sensors/s2/telemetry", R"({"temperature": "ERR_SENSOR"})", now).ok());
+    ASSERT_EQ(sink_.records.size(), records + 2);
+    EXPECT_EQ(json::parse(sink_.records.back()), json::parse(R"({"temperature":"ERR_SENSOR","device":"s2"})"));
+    ASSERT_EQ(published_.size(), published + 1);
+    EXPECT_EQ(published_.back().topic, "errors/rules/s2");
+    json doc = json::parse(published_.back().payload);
+    EXPECT_EQ(doc["ruleName"], "telemetry");
+    EXPECT_EQ(doc["topic"], "sensors/s2/telemetry");
+    EXPECT_EQ(doc["base64OriginalPayload"], Base64Encode(R"({"temperature": "ERR_SENSOR"})"));
+    ASSERT_EQ(doc["failures"].size(), 1u) << doc.dump();
+    EXPECT_EQ(doc["failures"][0]["failedAction"], "FirehoseAction");
+    EXPECT_EQ(doc["failures"][0]["failedResource"], "known");
+    std::string why = doc["failures"][0]["errorMessage"];
+    EXPECT_NE(why.find("DataFormatConversion.InvalidValue: column 'temperature' (DOUBLE)"), std::string::npos) << why;
+    EXPECT_NE(why.find("error output prefix"), std::string::npos) << why;
+    // The error action failing too does not refuse the message: its record is taken.
+    EXPECT_TRUE(outcome("fails/s3/telemetry", R"({"temperature": "ERR_SENSOR"})", now).ok());
+    EXPECT_EQ(sink_.records.size(), records + 3);
+  }
+  EXPECT_EQ(Count("tarn_iot_rule_messages_failed_total", "telemetry"), 2u);
+  EXPECT_EQ(Count("tarn_iot_rule_actions_succeeded_total", "telemetry"), 4u);
+  EXPECT_EQ(Count("tarn_iot_rule_actions_failed_total", "telemetry"), 0u);
+  int checks = sink_.checks.load();
+  Send("quiet/s4/telemetry", R"({"temperature": "ERR_SENSOR"})");
+  EXPECT_EQ(sink_.checks.load(), checks) << "no error action, nothing to tell: no check";
+  EXPECT_EQ(Count("tarn_iot_rule_messages_delivered_total", "quiet"), 1u);
 }
 
 TEST_F(EngineTest, RepublishesOnlyHotReadings) {
@@ -322,6 +400,7 @@ class AsyncSink final : public streams::RecordSink {
     pending.push_back({std::move(data), std::move(done)});
     cv.notify_all();
   }
+  Status CheckConversion(const std::string&, std::string_view) override { return Status::OK(); }
   bool WaitPending(size_t n) {
     std::unique_lock<std::mutex> l(mu);
     return cv.wait_for(l, std::chrono::seconds(10), [&] { return pending.size() >= n; });
