@@ -123,6 +123,8 @@ echo "    AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY='$SK' AWS_DEFAULT_REGION=$
 if [[ -n "$MQTT" ]]; then
   if ((HAVE_RULES)); then
     echo "    mosquitto_sub -h ${MQTT%:*} -p ${MQTT##*:} -u root -P '$PW' -t 'alerts/hot/#' -v"
+    echo "  The readings the lake could not convert (1 %), each with the reason:"
+    echo "    mosquitto_sub -h ${MQTT%:*} -p ${MQTT##*:} -u root -P '$PW' -t 'errors/rules/#' -v"
   else
     echo "    mosquitto_sub -h ${MQTT%:*} -p ${MQTT##*:} -u root -P '$PW' -t 'sensors/#' -v   # hot-readings rule needs the rules engine"
   fi

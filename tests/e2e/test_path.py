@@ -7,7 +7,8 @@
   - the broker delivered every acknowledged reading (a persistent paho subscriber as witness);
   - psql: per device the rows of iot.telemetry equal the acknowledged well-formed readings,
     each once (resends after the kill are recognised, docs/streams.md);
-  - the stream's error prefix holds exactly the malformed ones;
+  - the stream's error prefix holds exactly the malformed ones, and the rule's error action
+    republishes a failure document with the reason for exactly those;
   - the catalog lists the day/hour partitions the stream registered;
   - the audit log shows the set-up's API calls;
   - a device publishing on another device's topic is refused and nothing of it lands.
@@ -51,15 +52,33 @@ def wait_for(fn, timeout=60, interval=0.2):
         time.sleep(interval)
 
 
-class Witness:
-    """A persistent-session paho subscriber on sensors/+/telemetry: what the broker delivered."""
+def reading_key(payload):
+    """(device, seq, malformed) of a simulated reading."""
+    j = json.loads(payload)
+    return (j["device"], int(j["seq"]), j.get("temperature") == "ERR_SENSOR")
 
-    def __init__(self, lake):
+
+def error_report_key(payload):
+    """(device, seq, rule, reason) of an error action's failure document about a reading."""
+    doc = json.loads(payload)
+    reading = json.loads(base64.b64decode(doc["base64OriginalPayload"]))
+    return (reading["device"], int(reading["seq"]), doc["ruleName"],
+            " | ".join(f["failedAction"] + " " + f["failedResource"] + ": " + f["errorMessage"]
+                       for f in doc["failures"]))
+
+
+class Witness:
+    """A persistent-session paho subscriber (QoS 1): what the broker delivered on `topic`,
+    counted by key_fn(payload) — ("?", -1, True) for a payload key_fn cannot read."""
+
+    def __init__(self, lake, client_id="e2e-witness", topic="sensors/+/telemetry", key_fn=reading_key):
         import paho.mqtt.client as mqtt
         self.lake = lake
+        self.topic = topic
+        self.key_fn = key_fn
         self.got = collections.Counter()
         self.lock = threading.Lock()
-        self.c = mqtt.Client(client_id="e2e-witness", clean_session=False, protocol=mqtt.MQTTv311)
+        self.c = mqtt.Client(client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311)
         self.c.username_pw_set("root", lake.PASSWORD)
         self.c.reconnect_delay_set(0.2, 1)
         self.connected = threading.Event()
@@ -68,13 +87,12 @@ class Witness:
 
     def _on_connect(self, c, u, flags, rc):
         if rc == 0:
-            c.subscribe("sensors/+/telemetry", 1)
+            c.subscribe(self.topic, 1)
             self.connected.set()
 
     def _on_message(self, c, u, msg):
         try:
-            j = json.loads(msg.payload)
-            key = (j["device"], int(j["seq"]), j.get("temperature") == "ERR_SENSOR")
+            key = self.key_fn(msg.payload)
         except Exception:
             key = ("?", -1, True)
         with self.lock:
@@ -125,6 +143,10 @@ def run():
         witness = Witness(lake)
         witness.start()
         state["witness"] = witness
+        # The rule's error action (examples/iot/tarn.yaml) republishes its failure documents here.
+        reports = Witness(lake, "e2e-error-reports", "errors/rules/telemetry_to_lake", error_report_key)
+        reports.start()
+        state["reports"] = reports
 
         sim = [tarn_binary(), "simulate", "--endpoint-file", lake.endpoints_file,
                "--devices", str(DEVICES), "--rate", str(RATE), "--duration", str(DURATION),
@@ -154,13 +176,17 @@ def run():
         sent = state["sim"]["sent"]
         wait_for(lambda: sum(1 for k in witness.got if k[1] > 0) >= sent, timeout=30)
         witness.stop()
+        malformed = state["sim"]["sent_malformed"]
+        wait_for(lambda: len({k[:2] for k in reports.got if k[1] > 0}) >= malformed, timeout=30)
+        reports.stop()
         yield state
     finally:
-        if state.get("witness"):
-            try:
-                state["witness"].stop()
-            except Exception:
-                pass
+        for w in ("witness", "reports"):
+            if state.get(w):
+                try:
+                    state[w].stop()
+                except Exception:
+                    pass
         lake.stop()
         lake.cleanup()
         shutil.rmtree(work, ignore_errors=True)
@@ -258,6 +284,25 @@ def test_error_prefix_holds_exactly_the_malformed_readings(run):
         return found
     got = wait_for(lambda: (lambda f: f if f == want else None)(errors()), timeout=60) or errors()
     assert got == want, "missing %s, unexpected %s" % (sorted(want - got)[:20], sorted(got - want)[:20])
+
+
+def test_the_rules_error_action_reports_exactly_the_malformed_readings_with_the_reason(run):
+    """Malformed readings are valid JSON with a value the catalog's schema cannot take: the rule's
+    firehose action takes them (they land under the error prefix) and its error action
+    republishes AWS's failure document, with the conversion's reason, to
+    errors/rules/telemetry_to_lake — for exactly those readings, none of the good ones."""
+    need(run, "mqtt", "rules")
+    want = {(dev, seq) for dev, seq, bad in expected(run) if bad}
+    assert want
+    reports = run["reports"].got
+    assert ("?", -1, True) not in reports, "an error report that is not AWS's failure document"
+    got = {(dev, seq) for dev, seq, _, _ in reports}
+    assert got == want, "missing %s, unexpected %s" % (sorted(want - got)[:20], sorted(got - want)[:20])
+    for dev, seq, rule, reason in reports:
+        assert rule == "telemetry_to_lake"
+        assert reason.startswith("FirehoseAction telemetry: "), reason
+        assert "DataFormatConversion.InvalidValue: column 'temperature' (DOUBLE)" in reason, reason
+        assert "error output prefix" in reason, reason
 
 
 def test_catalog_lists_the_partitions_the_stream_wrote(run):
