@@ -265,7 +265,12 @@ bool Coerce(const ColumnSpec& col, simdjson::dom::element v, Cell* c, std::strin
           micros = ParseTimestampText(tt, &date_only);
         }
       }
-      if (numeric) micros = int64_t(std::fabs(num) >= 1e11 ? num * 1000 : num * 1000000);
+      if (numeric) {
+        // Beyond ±9.2e18 µs (year ±294 000, DuckDB's range) or not finite: not a timestamp (the
+        // conversion to int64 would be undefined).
+        double m = std::fabs(num) >= 1e11 ? num * 1000 : num * 1000000;
+        if (std::isfinite(m) && std::fabs(m) < 9.2e18) micros = int64_t(m);
+      }
       if (!micros) return bad("value is not a timestamp (ISO 8601 or epoch seconds/milliseconds)");
       if (col.kind == ColumnKind::kTimestamp) {
         c->kind = Cell::kMicros;
@@ -287,7 +292,12 @@ bool Coerce(const ColumnSpec& col, simdjson::dom::element v, Cell* c, std::strin
       }
       double d = 0;
       if (!ParseDouble(num, &d) || !std::isfinite(d)) return bad("'" + num + "' is not a number");
-      if (std::fabs(d) >= std::pow(10.0, col.precision - col.scale)) {
+      // DuckDB's CAST rounds to the scale, and fails the whole COPY when the rounded value has
+      // more digits than the precision (9.9995 into DECIMAL(4,3)): refuse what could round up
+      // to 10^precision (DuckDB nudges the scaled value by 1e-9 before rounding; a few ulps more
+      // cover the double arithmetic).
+      const double scaled = std::fabs(d) * std::pow(10.0, col.scale);
+      if (scaled + 1e-9 + scaled * 1e-15 >= std::pow(10.0, col.precision) - 0.5) {
         return bad("value " + num + " does not fit");
       }
       c->kind = Cell::kDouble;

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "sql/duckdb/engine.h"
 
@@ -175,6 +178,78 @@ TEST_F(ConvertTest, RowGroupsOrderReuseAndNoFileWhenEveryRecordFails) {
   EXPECT_EQ(*n, 0u);
   EXPECT_EQ(failed.size(), 2u);
   EXPECT_FALSE(std::filesystem::exists(none));
+}
+
+// No value can fail a whole file: a record whose value the column's type cannot hold (beyond
+// the range of FLOAT, DECIMAL, TIMESTAMP or DATE, or an integer out of range) fails alone, so
+// one bad record never blocks a stream whose flush would otherwise be retried forever. Each
+// value is written in a file of its own and with all the others in one file.
+TEST_F(ConvertTest, ExtremeValuesFailAloneNeverTheFile) {
+  auto columns = Schema(nlohmann::json::parse(R"j([
+    {"Name":"i8","Type":"tinyint"}, {"Name":"i32","Type":"int"}, {"Name":"i64","Type":"bigint"},
+    {"Name":"f","Type":"float"}, {"Name":"d","Type":"double"}, {"Name":"dec","Type":"decimal(4,3)"},
+    {"Name":"ts","Type":"timestamp"}, {"Name":"day","Type":"date"}])j"));
+  const std::map<std::string, std::vector<std::string>> values = {
+      {"i8", {"1e300", "-1e300", "128", "-129", "1.5", "\"1e3\"", "18446744073709551615"}},
+      {"i32", {"2147483648", "-2147483649", "1e300"}},
+      {"i64", {"9223372036854775807", "9223372036854775808", "-9223372036854775808",
+               "-9223372036854775809", "9.3e18", "-9.3e18", "1e300", "\"99999999999999999999\""}},
+      {"f", {"1e300", "-1e300", "3.4e38", "3.5e38", "1e-300", "\"NaN\"", "\"Infinity\"",
+             "\"-inf\"", "\"1e400\""}},
+      {"d", {"1e308", "\"1e309\"", "\"nan\"", "-1e308", "\"-1e999\""}},
+      {"dec", {"9.999", "9.9994", "9.9995", "9.9999", "-9.9999", "10", "1e300", "\"NaN\"",
+               "\"inf\"", "1e-300", "\"9.99951\""}},
+      {"ts", {"1e300", "-1e300", "9.2e18", "-9.2e18", "1e17", "-1e17", "253402300800",
+              "\"1e20\"", "\"294247-01-10T04:00:54Z\"", "\"0001-01-01T00:00:00Z\"",
+              "\"9999-12-31T23:59:59.999999Z\"", "\"2025-02-30\"", "\"NaN\"", "\"inf\""}},
+      {"day", {"1e300", "-1e300", "1e15", "-1e15", "9.2e18", "\"5881580-07-11\"",
+               "\"9999-12-31\"", "\"0001-01-01\"", "\"nan\""}}};
+  // The values that must fail (their column's type cannot hold them); every other one converts.
+  const std::set<std::string> refused = {
+      R"({"i8":1e300})", R"({"i8":-1e300})", R"({"i8":128})", R"({"i8":-129})", R"({"i8":1.5})",
+      R"({"i8":"1e3"})", R"({"i8":18446744073709551615})",
+      R"({"i32":2147483648})", R"({"i32":-2147483649})", R"({"i32":1e300})",
+      R"({"i64":9223372036854775808})", R"({"i64":-9223372036854775809})", R"({"i64":9.3e18})",
+      R"({"i64":-9.3e18})", R"({"i64":1e300})", R"({"i64":"99999999999999999999"})",
+      R"({"f":1e300})", R"({"f":-1e300})", R"({"f":3.5e38})",
+      R"({"dec":9.9995})", R"({"dec":9.9999})", R"({"dec":-9.9999})", R"({"dec":10})",
+      R"({"dec":1e300})", R"({"dec":"NaN"})", R"({"dec":"inf"})", R"({"dec":"9.99951"})",
+      R"({"ts":1e300})", R"({"ts":-1e300})", R"({"ts":9.2e18})", R"({"ts":-9.2e18})",
+      R"({"ts":1e17})", R"({"ts":-1e17})", R"({"ts":"1e20"})", R"({"ts":"294247-01-10T04:00:54Z"})",
+      R"({"ts":"2025-02-30"})", R"({"ts":"NaN"})", R"({"ts":"inf"})",
+      R"({"day":1e300})", R"({"day":-1e300})", R"({"day":9.2e18})", R"({"day":"5881580-07-11"})",
+      R"({"day":"nan"})"};
+  std::vector<std::string> all;
+  for (const auto& [col, vs] : values) {
+    for (const auto& v : vs) all.push_back("{\"" + col + "\":" + v + "}");
+  }
+  for (const auto& r : refused) EXPECT_NE(std::find(all.begin(), all.end(), r), all.end()) << r;
+  auto records = Records(all);
+  auto pointers = Pointers(records);
+  ParquetWriter* writer = nullptr;
+  auto created = ParquetWriter::Create();
+  ASSERT_TRUE(created.ok());
+  writer = created->get();
+  size_t converted_alone = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    std::vector<FailedRecord> failed;
+    auto w = writer->Write(columns, {pointers[i]}, "snappy", Path("one.parquet"), &failed);
+    ASSERT_TRUE(w.ok()) << records[i].data << ": " << w.status().ToString();
+    EXPECT_EQ(*w + failed.size(), 1u) << records[i].data;
+    EXPECT_EQ(*w == 0, refused.count(records[i].data) == 1) << records[i].data;
+    converted_alone += *w;
+    std::string code, why;
+    EXPECT_EQ(CheckRecord(columns, records[i].data, &code, &why), *w == 1) << records[i].data;
+  }
+  std::vector<FailedRecord> failed;
+  auto w = writer->Write(columns, pointers, "snappy", Path("all.parquet"), &failed);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(*w, converted_alone);
+  EXPECT_EQ(*w + failed.size(), records.size());
+  // Every row written reads back.
+  auto n = Query("SELECT count(*) FROM read_parquet('" + Path("all.parquet") + "')");
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_EQ(*n[0][0], std::to_string(*w));
 }
 
 }  // namespace
