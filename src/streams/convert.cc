@@ -611,6 +611,55 @@ Result<size_t> ParquetWriter::Write(const std::vector<ColumnSpec>& columns,
                                     const std::vector<const WalRecord*>& records,
                                     const std::string& compression, const std::string& path,
                                     std::vector<FailedRecord>* failed) {
+  const size_t failed_before = failed->size();
+  auto w = WriteOnce(columns, records, compression, path, failed);
+  if (w.ok() || w.status().code() != ErrorCode::kSqlConversion) return w;
+  // A value that the conversion took and DuckDB's cast refuses (the conversion checks every
+  // case known, ConvertTest.ExtremeValuesFailAloneNeverTheFile): such a record would fail the
+  // file at every retry and stall the stream. Halve the records until the refused ones are
+  // alone — they fail with DuckDB's reason — then write the others. Deterministic, so a replay
+  // after a crash writes the same object.
+  failed->resize(failed_before);
+  std::vector<const WalRecord*> good;
+  RETURN_IF_ERROR(Isolate(columns, records, compression, path, &good, failed));
+  std::vector<FailedRecord> none;
+  return WriteOnce(columns, good, compression, path, &none);
+}
+
+Status ParquetWriter::Isolate(const std::vector<ColumnSpec>& columns,
+                              const std::vector<const WalRecord*>& records,
+                              const std::string& compression, const std::string& path,
+                              std::vector<const WalRecord*>* good,
+                              std::vector<FailedRecord>* failed) {
+  std::vector<FailedRecord> own;
+  auto w = WriteOnce(columns, records, compression, path, &own);
+  if (w.ok()) {
+    size_t f = 0;  // `own` is in record order
+    for (const WalRecord* r : records) {
+      if (f < own.size() && own[f].record == r) {
+        failed->push_back(std::move(own[f++]));
+      } else {
+        good->push_back(r);
+      }
+    }
+    return Status::OK();
+  }
+  if (w.status().code() != ErrorCode::kSqlConversion) return w.status();
+  if (records.size() == 1) {
+    failed->push_back({records[0], "DataFormatConversion.InvalidValue", w.status().message()});
+    return Status::OK();
+  }
+  const size_t half = records.size() / 2;
+  std::vector<const WalRecord*> left(records.begin(), records.begin() + half);
+  std::vector<const WalRecord*> right(records.begin() + half, records.end());
+  RETURN_IF_ERROR(Isolate(columns, left, compression, path, good, failed));
+  return Isolate(columns, right, compression, path, good, failed);
+}
+
+Result<size_t> ParquetWriter::WriteOnce(const std::vector<ColumnSpec>& columns,
+                                        const std::vector<const WalRecord*>& records,
+                                        const std::string& compression, const std::string& path,
+                                        std::vector<FailedRecord>* failed) {
   // COPY (SELECT …) reads the records through the table function, so no table holds them in
   // between; the Parquet file has the catalog's names and types, in its column order.
   std::string select;

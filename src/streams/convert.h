@@ -78,7 +78,8 @@ class ParquetWriter {
   ~ParquetWriter();
 
   // Converts `records` and writes the ones that convert to `path` (when there is at least one);
-  // the others are appended to `failed`. Returns the number of rows written.
+  // the others are appended to `failed` — including a record with a value DuckDB's cast
+  // refuses, which never fails the whole file. Returns the number of rows written.
   Result<size_t> Write(const std::vector<ColumnSpec>& columns,
                        const std::vector<const WalRecord*>& records,
                        const std::string& compression, const std::string& path,
@@ -92,6 +93,17 @@ class ParquetWriter {
 
  private:
   ParquetWriter() = default;
+  // One COPY of `records` (Write without the isolation of records DuckDB refuses).
+  Result<size_t> WriteOnce(const std::vector<ColumnSpec>& columns,
+                           const std::vector<const WalRecord*>& records,
+                           const std::string& compression, const std::string& path,
+                           std::vector<FailedRecord>* failed);
+  // Splits `records` in halves until each part writes or is one record DuckDB refuses; the
+  // records that write go to `good`, the others to `failed` (record order kept).
+  Status Isolate(const std::vector<ColumnSpec>& columns,
+                 const std::vector<const WalRecord*>& records, const std::string& compression,
+                 const std::string& path, std::vector<const WalRecord*>* good,
+                 std::vector<FailedRecord>* failed);
   static constexpr const char* kRecordsFunction = "tarn_firehose_records";
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<sql::Connection> conn_;

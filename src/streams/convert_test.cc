@@ -252,5 +252,43 @@ TEST_F(ConvertTest, ExtremeValuesFailAloneNeverTheFile) {
   EXPECT_EQ(*n[0][0], std::to_string(*w));
 }
 
+// A value the conversion takes but DuckDB's cast refuses (provoked here with a column whose
+// DuckDB type is narrower than the catalog's) fails its record alone, with DuckDB's reason; the
+// other records, including ones the conversion refuses, are handled as always.
+TEST_F(ConvertTest, RecordsDuckDbRefusesAreIsolatedAndFailAlone) {
+  auto columns = Schema(nlohmann::json::parse(R"j([
+    {"Name":"id","Type":"int"}, {"Name":"v","Type":"decimal(10,2)"}])j"));
+  ASSERT_EQ(columns.size(), 2u);
+  columns[1].sql_type = "DECIMAL(3,1)";  // holds at most 99.9
+  std::vector<std::string> data;
+  std::set<int> refused_by_duckdb = {3, 17, 18, 40}, refused_by_conversion = {9};
+  for (int i = 0; i < 50; ++i) {
+    std::string v = refused_by_duckdb.count(i) ? "500.5" : refused_by_conversion.count(i) ? "\"x\"" : "1.5";
+    data.push_back("{\"id\":" + std::to_string(i) + ",\"v\":" + v + "}");
+  }
+  auto records = Records(data);
+  auto writer = std::move(ParquetWriter::Create()).value();
+  std::vector<FailedRecord> failed;
+  auto w = writer->Write(columns, Pointers(records), "snappy", Path("x.parquet"), &failed);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(*w, 45u);
+  ASSERT_EQ(failed.size(), 5u);
+  std::vector<uint64_t> seqs;
+  for (const auto& f : failed) {
+    seqs.push_back(f.record->seq);
+    int id = int(f.record->seq) - 1;
+    if (refused_by_duckdb.count(id)) {
+      EXPECT_EQ(f.error_code, "DataFormatConversion.InvalidValue");
+      EXPECT_NE(f.error_message.find("DECIMAL(3,1)"), std::string::npos) << f.error_message;
+    }
+  }
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{4, 10, 18, 19, 41}));  // record order
+  auto rows = Query("SELECT count(*), min(id), max(id), CAST(sum(v) AS VARCHAR) FROM read_parquet('" + Path("x.parquet") + "')");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(*rows[0][0], "45");
+  EXPECT_EQ(*rows[0][2], "49");
+  EXPECT_EQ(*rows[0][3], "67.5");
+}
+
 }  // namespace
 }  // namespace tarn::streams
