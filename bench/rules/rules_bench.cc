@@ -54,8 +54,10 @@ int main(int argc, char** argv) {
   int n = argc > 1 ? std::atoi(argv[1]) : 200000;
   uint64_t republished = 0;
   rules::ActionTargets t;
-  t.republish = [&republished](const std::string&, const std::string&, int) {
+  t.republish = [&republished](const std::string&, const std::string&, int,
+                                std::function<void()> durable) {
     ++republished;
+    durable();
     return Status::OK();
   };
   rules::RulesEngine none(t, Clock::Real(), 1);

@@ -343,8 +343,9 @@ Result<std::unique_ptr<Lake>> Lake::Open(Config config) {
   targets.streams = m.streams.get();
   if (m.mqtt) {
     gateway::mqtt::Broker* broker = m.mqtt.get();
-    targets.republish = [broker](const std::string& topic, const std::string& payload, int qos) {
-      return broker->Publish(topic, payload, qos);
+    targets.republish = [broker](const std::string& topic, const std::string& payload, int qos,
+                                 std::function<void()> durable) {
+      return broker->PublishDurable(topic, payload, qos, std::move(durable));
     };
   }
   m.rules = std::make_unique<gateway::rules::RulesEngine>(std::move(targets), Clock::Real(), 2);

@@ -389,6 +389,16 @@ class BrokerImpl final : public Broker {
 
   Status Publish(const std::string& topic, std::string payload, int qos, bool retain,
                  Properties props) override {
+    return PublishInProcess(topic, std::move(payload), qos, retain, std::move(props), nullptr);
+  }
+
+  Status PublishDurable(const std::string& topic, std::string payload, int qos,
+                        std::function<void()> durable) override {
+    return PublishInProcess(topic, std::move(payload), qos, false, Properties(), &durable);
+  }
+
+  Status PublishInProcess(const std::string& topic, std::string payload, int qos, bool retain,
+                          Properties props, std::function<void()>* durable) {
     if (!ValidUtf8(topic) || !ValidTopicName(topic)) {
       return Error(ErrorCode::kInvalidArgument, "invalid MQTT topic name '" + topic + "'");
     }
@@ -399,7 +409,15 @@ class BrokerImpl final : public Broker {
       std::lock_guard<std::mutex> lock(mu_);
       RouteLocked(msg, &a);
     }
+    const uint64_t lsn = a.lsn;  // the log records routing wrote (queued messages, retained)
     RunAfter(&a);
+    if (durable) {
+      if (log_ && lsn) {
+        log_->WhenDurable(lsn, std::move(*durable));
+      } else {
+        (*durable)();
+      }
+    }
     return Status::OK();
   }
 

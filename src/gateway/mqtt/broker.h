@@ -86,6 +86,13 @@ class Broker {
   // message's `origin` is empty. Fails with kInvalidArgument on an invalid topic or QoS.
   virtual Status Publish(const std::string& topic, std::string payload, int qos = 0,
                          bool retain = false, Properties props = Properties()) = 0;
+  // Publish, then `durable` once what the publish stored for later — QoS 1/2 messages queued
+  // for persistent sessions — is in the session log on disk: at once when it stored nothing, or
+  // nothing persists. Called only after an OK return; on the log's writer thread or the caller's.
+  // The rules engine's republishes use it, so that a device's PUBACK waits for them
+  // (docs/iot.md "When a rule cannot take a message").
+  virtual Status PublishDurable(const std::string& topic, std::string payload, int qos,
+                                std::function<void()> durable) = 0;
   // In-process subscribe; returns a handle for Unsubscribe. The callback runs on the
   // publishing thread after the broker lock is released; it may call Publish. A tap
   // (`counts_as_subscriber` false, e.g. the rules engine watching "#") sees messages without

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <future>
 #include <mutex>
 
 namespace tarn::gateway::mqtt {
@@ -209,6 +213,63 @@ TEST_F(BrokerTest, PersistentSessionQueuesQos1AndBounds) {
   ASSERT_EQ(got.size(), 3u);  // max_queued_messages = 3: the newest two were dropped
   EXPECT_EQ(got[0].payload, "0");
   EXPECT_EQ(got[2].payload, "2");
+}
+
+// PublishDurable's callback runs once the QoS 1 message it queued for an offline persistent
+// session is in the session log: a copy of the log directory taken in the callback delivers it
+// when a broker is opened on it. With nothing stored it runs at once; after an error, never.
+TEST(BrokerDurable, PublishDurableRunsOnceTheQueuedMessageIsInTheLog) {
+  char tmpl[] = "/tmp/tarn-broker-durable-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  AllowAll authn;
+  BrokerOptions o;
+  o.data_dir = dir + "/live";
+  auto connect = [](Broker* b, const std::string& id) {
+    auto c = std::make_unique<Client>(b, 4);
+    mqtt::Connect cp;
+    cp.protocol_level = 4;
+    cp.client_id = id;
+    cp.clean_start = false;
+    c->Send(EncodeConnect(cp));
+    return c;
+  };
+  {
+    auto b = std::move(Broker::Open(o, &authn, nullptr)).value();
+    bool ran = false;
+    ASSERT_TRUE(b->PublishDurable("err/none", "nobody listens", 1, [&] { ran = true; }).ok());
+    EXPECT_TRUE(ran) << "nothing stored: durable at once";
+    EXPECT_FALSE(b->PublishDurable("err/+", "x", 1, [] { ADD_FAILURE() << "ran after an error"; }).ok());
+    auto w = connect(b.get(), "watcher");
+    Subscribe s;
+    s.packet_id = 1;
+    SubscribeTopic t;
+    t.filter = "err/#";
+    t.qos = 1;
+    s.topics.push_back(t);
+    w->Send(EncodeSubscribe(s, 4));
+    w->Close();  // offline: the next message is queued in its session
+    std::promise<void> durable;
+    ASSERT_TRUE(b->PublishDurable("err/x", "report", 1, [&] {
+      std::filesystem::copy(dir + "/live", dir + "/copy", std::filesystem::copy_options::recursive);
+      durable.set_value();
+    }).ok());
+    ASSERT_EQ(durable.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    b->Stop();
+  }
+  o.data_dir = dir + "/copy";
+  auto b = std::move(Broker::Open(o, &authn, nullptr)).value();
+  auto w = connect(b.get(), "watcher");
+  std::vector<std::string> got;
+  for (auto& [h, body] : w->conn->Packets()) {
+    if ((h >> 4) != kPublish) continue;
+    Publish p;
+    ASSERT_EQ(ParsePublish(body, h & 15, 4, &p), 0);
+    got.push_back(p.topic + " " + p.payload);
+  }
+  EXPECT_EQ(got, std::vector<std::string>{"err/x report"});
+  w->Close();
+  b->Stop();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(BrokerTest, TakeoverDisconnectsOld) {

@@ -181,16 +181,37 @@ constexpr size_t kWakeBatch = 64;
 constexpr auto kLinger = std::chrono::milliseconds(1);
 }  // namespace
 
-// Firehose appends issued while a batch is processed, and the rule runs and messages that wait
-// for them. The appends' callbacks (on a WAL committer thread) only record their status.
+// Completions being waited for: firehose appends (their WAL fsync) and republishes (the broker's
+// session log). Whoever waits outlives every callback: Wait returns once `left` is 0, and a
+// callback touches nothing after it has decremented it (under `mu`).
+struct CompletionWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;   // guarded by mu
+  size_t added = 0;  // guarded by mu: every Add so far
+  void Add(size_t n) {
+    std::lock_guard<std::mutex> l(mu);
+    left += n;
+    added += n;
+  }
+  void Done() {
+    std::lock_guard<std::mutex> l(mu);
+    if (--left == 0) cv.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return left == 0; });
+  }
+  size_t Added() {
+    std::lock_guard<std::mutex> l(mu);
+    return added;
+  }
+};
+
+// Firehose appends and republishes issued while a batch is processed, and the rule runs and
+// messages that wait for them. The callbacks (on a WAL committer or the broker's log writer)
+// only record a status and count down `pending`.
 struct RulesEngine::Batch {
-  // The batch outlives every callback: FinishBatch waits for `left` to reach 0, and a callback
-  // touches nothing after it has decremented it (under `mu`).
-  struct Pending {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t left = 0;  // guarded by mu
-  };
   struct Append {
     const Action* action;
     size_t first = 0, count = 0;  // its records' slots in `statuses`
@@ -204,7 +225,7 @@ struct RulesEngine::Batch {
     int64_t start_us = 0;
     std::vector<Append> appends;
   };
-  Pending pending;
+  CompletionWait pending;
   std::deque<Status> statuses;  // one per appended record; a deque keeps their addresses
   std::vector<Run> runs;
   std::vector<const InboundMessage*> done_after;  // their `done` waits for the appends
@@ -404,6 +425,7 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
   ctx.payload = msg.payload;
   int64_t start_us = 0;
   size_t runs_before = batch ? batch->runs.size() : 0;
+  size_t waits_before = batch ? batch->pending.Added() : 0;
   auto run = [&](const CompiledRule& r) {
     if (!parsed) {
       // One clock read per matched message: timestamp() and the latency's start.
@@ -423,8 +445,9 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
     }
   }
   if (!msg.done) return;
-  if (batch && batch->runs.size() > runs_before) {
-    batch->done_after.push_back(&msg);  // a PUBACK waits until its records are durable
+  if (batch && (batch->runs.size() > runs_before || batch->pending.Added() > waits_before)) {
+    // A PUBACK waits until its records and republishes are durable.
+    batch->done_after.push_back(&msg);
   } else {
     msg.done(msg.unhandled);
   }
@@ -490,10 +513,11 @@ void NoteUnconvertible(const Action& a, streams::RecordSink* sink,
 }
 
 // Runs one action; the error says what failed, for the failure document. `slot_base`: see
-// OriginOf. `unconvertible`: see NoteUnconvertible.
+// OriginOf. `unconvertible`: see NoteUnconvertible. A republish is durable in the broker when
+// `wait` (a batch's) has counted it down, or, without `wait`, when RunAction returns.
 Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& ctx,
                  const std::string& body, const InboundMessage& msg, uint64_t slot_base,
-                 json* unconvertible = nullptr) {
+                 json* unconvertible = nullptr, CompletionWait* wait = nullptr) {
   switch (a.kind) {
     case Action::kRepublish: {
       if (!t.republish) {
@@ -504,7 +528,16 @@ Status RunAction(const Action& a, const ActionTargets& t, const MessageContext& 
       if (topic.empty() || topic.find_first_of("+#") != std::string::npos) {
         return Error(ErrorCode::kIotInvalidRequest, "republish topic '" + topic + "' is not a valid topic name");
       }
-      return t.republish(topic, body, a.qos);
+      CompletionWait own;
+      CompletionWait* w = wait ? wait : &own;
+      w->Add(1);
+      Status st = t.republish(topic, body, a.qos, [w] { w->Done(); });
+      if (!st.ok()) {
+        w->Done();  // not published: nothing to wait for
+        return st;
+      }
+      if (!wait) own.Wait();
+      return st;
     }
     case Action::kS3: {
       if (!t.store) return Error(ErrorCode::kUnavailable, "object storage is not available");
@@ -578,11 +611,8 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
             deferred = &batch->runs.back();
           }
           Batch::Append ap{&a, batch->statuses.size(), records.size()};
-          Batch::Pending* pending = &batch->pending;
-          {
-            std::lock_guard<std::mutex> l(pending->mu);
-            pending->left += records.size();
-          }
+          CompletionWait* pending = &batch->pending;
+          pending->Add(records.size());
           for (size_t i = 0; i < records.size(); ++i) {
             Status* status = &batch->statuses.emplace_back();
             streams::RecordOrigin o;
@@ -590,8 +620,7 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
                 a.resource, std::move(records[i]),
                 [status, pending](const Status& s) {
                   *status = s;
-                  std::lock_guard<std::mutex> l(pending->mu);
-                  if (--pending->left == 0) pending->cv.notify_all();
+                  pending->Done();
                 },
                 OriginOf(msg, slot_base, i, &o));
           }
@@ -605,7 +634,7 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
         continue;
       }
       Status st = RunAction(a, targets_, ctx, body, msg, slot_base,
-                            rule.error_action ? &failures : nullptr);
+                            rule.error_action ? &failures : nullptr, batch ? &batch->pending : nullptr);
       if (st.ok()) {
         m.actions_ok->Inc();
       } else {
@@ -623,7 +652,8 @@ void RulesEngine::RunRule(const CompiledRule& rule, const MessageContext& ctx, c
     deferred->action_error = std::move(action_error);
     return;
   }
-  FinishRule(rule, ctx, msg, std::move(failures), std::move(action_error), start);
+  FinishRule(rule, ctx, msg, std::move(failures), std::move(action_error), start,
+             batch ? &batch->pending : nullptr);
 }
 
 bool RetryMaySucceed(const Status& error) {
@@ -639,7 +669,7 @@ bool RetryMaySucceed(const Status& error) {
 }
 
 void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                             json failures, Status action_error, int64_t start) {
+                             json failures, Status action_error, int64_t start, CompletionWait* wait) {
   RuleMetrics& m = *rule.metrics;
   if (failures.empty()) {
     m.delivered->Inc();
@@ -655,7 +685,7 @@ void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx
     if (rule.error_action) {
       Status st = RunAction(*rule.error_action, targets_, ctx,
                             doc.dump(-1, ' ', false, kReplaceInvalid), msg,
-                            StableHashCombine(rule.name_hash, kErrorActionSlot));
+                            StableHashCombine(rule.name_hash, kErrorActionSlot), nullptr, wait);
       if (!st.ok()) {
         m.error_action_failed->Inc();
         TLOG_WARN("rules", "rule {}: error action failed too: {}", rule.name, st.ToString());
@@ -673,10 +703,7 @@ void RulesEngine::FinishRule(const CompiledRule& rule, const MessageContext& ctx
 
 void RulesEngine::FinishBatch(Batch& batch) {
   if (batch.runs.empty() && batch.done_after.empty()) return;
-  {
-    std::unique_lock<std::mutex> l(batch.pending.mu);
-    batch.pending.cv.wait(l, [&] { return batch.pending.left == 0; });
-  }
+  batch.pending.Wait();
   for (Batch::Run& r : batch.runs) {
     RuleMetrics& m = *r.rule->metrics;
     for (const Batch::Append& ap : r.appends) {
@@ -700,8 +727,10 @@ void RulesEngine::FinishBatch(Batch& batch) {
       again->Parse(r.msg->payload);
       r.ctx.parsed = &*again;
     }
-    FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), std::move(r.action_error), r.start_us);
+    FinishRule(*r.rule, r.ctx, *r.msg, std::move(r.failures), std::move(r.action_error), r.start_us,
+               &batch.pending);
   }
+  batch.pending.Wait();  // the error actions' republishes
   for (const InboundMessage* msg : batch.done_after) msg->done(msg->unhandled);
 }
 

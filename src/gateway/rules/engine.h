@@ -45,8 +45,13 @@ struct TopicRuleSpec {
 // Where actions deliver. An unset target makes its action fail with a clear error, which the
 // error action then receives.
 struct ActionTargets {
-  // Publishes through the broker (the republish action); `done` as RecordSink's.
-  std::function<Status(const std::string& topic, const std::string& payload, int qos)> republish;
+  // Publishes through the broker (the republish action). After an OK return, `durable` runs
+  // once what the publish stored for later delivery (QoS 1 messages queued for persistent
+  // sessions) is on disk — at once when nothing was — and the message's `done` (its PUBACK)
+  // waits for it, as for a firehose record (docs/iot.md).
+  std::function<Status(const std::string& topic, const std::string& payload, int qos,
+                       std::function<void()> durable)>
+      republish;
   storage::ObjectStore* store = nullptr;
   streams::RecordSink* streams = nullptr;
 };
@@ -79,7 +84,8 @@ struct InboundMessage {
 // over the size limit, a batchMode output that is not an array, a bad republish topic).
 bool RetryMaySucceed(const Status& error);
 
-class CompiledRule;  // engine.cc
+class CompiledRule;    // engine.cc
+struct CompletionWait;  // engine.cc
 
 class RulesEngine {
  public:
@@ -137,8 +143,10 @@ class RulesEngine {
   void RunRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
                int64_t start_us, Batch* batch);
   // `action_error`: the first failed action's status (OK when only the SQL failed, or nothing).
+  // `wait`: the batch's, for the error action's republish (null: waited for in place).
   void FinishRule(const CompiledRule& rule, const MessageContext& ctx, const InboundMessage& msg,
-                  nlohmann::json failures, Status action_error, int64_t start_us);
+                  nlohmann::json failures, Status action_error, int64_t start_us,
+                  CompletionWait* wait);
   void FinishBatch(Batch& batch);
 
   ActionTargets targets_;

@@ -69,10 +69,17 @@ class EngineTest : public ::testing::Test {
   EngineTest() : engine_(Targets(), &clock_, 1) {}
   ActionTargets Targets() {
     ActionTargets t;
-    t.republish = [this](const std::string& topic, const std::string& payload, int qos) {
-      std::lock_guard<std::mutex> l(mu_);
+    t.republish = [this](const std::string& topic, const std::string& payload, int qos,
+                         std::function<void()> durable) {
+      std::unique_lock<std::mutex> l(mu_);
       if (topic == "fail/me") return Error(ErrorCode::kUnavailable, "broker said no");
       published_.push_back({topic, payload, qos});
+      if (hold_durable_) {
+        held_.push_back(std::move(durable));  // the test makes it durable later
+      } else {
+        l.unlock();
+        durable();
+      }
       return Status::OK();
     };
     t.streams = &sink_;
@@ -94,9 +101,27 @@ class EngineTest : public ::testing::Test {
     return std::stoull(text.substr(p + needle.size()));
   }
 
+  // Makes held republishes durable (as the broker's session log writer would, on its thread).
+  void ReleaseDurable() {
+    std::vector<std::function<void()>> h;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      h.swap(held_);
+    }
+    std::thread([&h] {
+      for (auto& f : h) f();
+    }).join();
+  }
+  size_t Held() {
+    std::lock_guard<std::mutex> l(mu_);
+    return held_.size();
+  }
+
   ManualClock clock_{1700000000000000};
   std::mutex mu_;
   std::vector<Published> published_;
+  bool hold_durable_ = false;                // guarded by mu_
+  std::vector<std::function<void()>> held_;  // guarded by mu_
   FakeSink sink_;
   RulesEngine engine_;
 };
@@ -256,6 +281,58 @@ TEST_F(EngineTest, UnconvertibleRecordsAreTakenAndReportedToTheErrorAction) {
   Send("quiet/s4/telemetry", R"({"temperature": "ERR_SENSOR"})");
   EXPECT_EQ(sink_.checks.load(), checks) << "no error action, nothing to tell: no check";
   EXPECT_EQ(Count("tarn_iot_rule_messages_delivered_total", "quiet"), 1u);
+}
+
+// A message's `done` (the device's PUBACK) waits until its republishes are durable in the
+// broker — an action's, and an error action's — as it waits for its firehose records; on the
+// batch path (Submit) and in place (ProcessNow).
+TEST_F(EngineTest, DoneWaitsForRepublishesToBeDurable) {
+  TopicRuleSpec r;
+  r.name = "republish_durable";
+  r.sql = "SELECT * FROM 'rp/#'";
+  r.actions = json::array({{{"republish", {{"topic", "out/${topic()}"}, {"qos", 1}}}}});
+  ASSERT_TRUE(engine_.Put(r).ok());
+  TopicRuleSpec e;
+  e.name = "error_republish_durable";
+  e.sql = "SELECT * FROM 'rpe/#'";
+  e.actions = json::array({{{"firehose", {{"deliveryStreamName", "missing"}}}}});
+  e.error_action = {{"republish", {{"topic", "errors/x"}, {"qos", 1}}}};
+  ASSERT_TRUE(engine_.Put(e).ok());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    hold_durable_ = true;
+  }
+  auto wait_held = [&] {
+    for (int i = 0; i < 500 && Held() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return Held();
+  };
+  for (bool now : {false, true}) {
+    for (std::string topic : {"rp/1", "rpe/1"}) {
+      SCOPED_TRACE(topic + (now ? " ProcessNow" : " Submit"));
+      std::promise<Status> p;
+      auto f = p.get_future();
+      InboundMessage m;
+      m.topic = topic;
+      m.payload = "{}";
+      m.client_id = "dev";
+      m.packet_id = 3;
+      m.done = [&](const Status& st) { p.set_value(st); };
+      std::thread in_place;
+      if (now) {
+        in_place = std::thread([&] { engine_.ProcessNow(m); });
+      } else {
+        engine_.Submit(std::move(m));
+      }
+      ASSERT_EQ(wait_held(), 1u);
+      EXPECT_EQ(f.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout)
+          << "acknowledged before the republish was durable";
+      ReleaseDurable();
+      ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+      EXPECT_TRUE(f.get().ok());
+      if (in_place.joinable()) in_place.join();
+    }
+  }
+  EXPECT_EQ(published_.size(), 4u);
 }
 
 TEST_F(EngineTest, RepublishesOnlyHotReadings) {
@@ -434,9 +511,13 @@ TEST(EngineBatch, FirehoseAppendsOfABatchAreWaitedForTogether) {
   std::vector<Published> published;
   ActionTargets t;
   t.streams = &sink;
-  t.republish = [&](const std::string& topic, const std::string& payload, int qos) {
-    std::lock_guard<std::mutex> l(mu);
-    published.push_back({topic, payload, qos});
+  t.republish = [&](const std::string& topic, const std::string& payload, int qos,
+                    std::function<void()> durable) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      published.push_back({topic, payload, qos});
+    }
+    durable();
     return Status::OK();
   };
   ManualClock clock(1700000000000000);
@@ -486,12 +567,14 @@ TEST(EngineQueue, FullQueueBlocksThenDrops) {
   bool entered = false, release = false;
   int republished = 0;
   ActionTargets t;
-  t.republish = [&](const std::string&, const std::string&, int) {
+  t.republish = [&](const std::string&, const std::string&, int, std::function<void()> durable) {
     std::unique_lock<std::mutex> l(mu);
     entered = true;
     cv.notify_all();
     cv.wait(l, [&] { return release; });
     ++republished;
+    l.unlock();
+    durable();
     return Status::OK();
   };
   ManualClock clock;
