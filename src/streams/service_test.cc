@@ -105,6 +105,18 @@ class StreamServiceTest : public ::testing::Test {
               {"Processors", json::array({{{"Type", "AppendDelimiterToRecord"}}})}}}};
   }
 
+  // Raw(0) converting JSON to Parquet against catalog table `database`.`table`.
+  json ToParquet(const std::string& database, const std::string& table,
+                 const json& serde = json::object()) {
+    json j = Raw(0);
+    j.erase("ProcessingConfiguration");
+    j["DataFormatConversionConfiguration"] = {
+        {"SchemaConfiguration", {{"DatabaseName", database}, {"TableName", table}}},
+        {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
+        {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", serde}}}}}};
+    return j;
+  }
+
   Status AppendFrom(const std::string& stream, std::string data, const RecordOrigin& origin) {
     std::promise<Status> p;
     auto f = p.get_future();
@@ -257,14 +269,9 @@ TEST_F(StreamServiceTest, CompactionMergesSmallObjectsAndRecoveryDeletesCoveredL
                                            {{"Name", "n"}, {"Type", "bigint"}}})},
                   {"Location", "s3://landing/small/"}}}};
   ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
-  json j = Raw(0);
-  j.erase("ProcessingConfiguration");
+  json j = ToParquet("iot", "small");
   j["Prefix"] = "small/";
   j["ErrorOutputPrefix"] = "errors/small/";
-  j["DataFormatConversionConfiguration"] = {
-      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "small"}}},
-      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
-      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
   auto c = svc_->Create("small", "DirectPut", j, json());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   int n = 0;
@@ -343,13 +350,7 @@ TEST_F(StreamServiceTest, ParquetConversionWithCatalogSchemaCoercionAndErrorPref
                                                {{"Name", "day"}, {"Type", "string"}},
                                                {{"Name", "hour"}, {"Type", "string"}}})}};
   ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
-  json j = Raw(0);
-  j.erase("ProcessingConfiguration");
-  j["DataFormatConversionConfiguration"] = {
-      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "readings"}}},
-      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
-      {"OutputFormatConfiguration",
-       {{"Serializer", {{"ParquetSerDe", {{"Compression", "ZSTD"}}}}}}}};
+  json j = ToParquet("iot", "readings", {{"Compression", "ZSTD"}});
   auto c = svc_->Create("conv", "DirectPut", j, json());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto r = Put("conv", {R"({"Device":"d1","TEMP":"21.5","count":3,"ok":true,"ts":"2025-11-25T12:00:01Z","extra":1})",
@@ -408,12 +409,7 @@ TEST_F(StreamServiceTest, CheckConversionAgreesWithTheFlush) {
                                            {{"Name", "f"}, {"Type", "float"}}})},
                   {"Location", "s3://landing/iot/checked/"}}}};
   ASSERT_TRUE(catalog_->CreateTable("iot", table).ok());
-  json j = Raw(0);
-  j.erase("ProcessingConfiguration");
-  j["DataFormatConversionConfiguration"] = {
-      {"SchemaConfiguration", {{"DatabaseName", "iot"}, {"TableName", "checked"}}},
-      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
-      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
+  json j = ToParquet("iot", "checked");
   ASSERT_TRUE(svc_->Create("chk", "DirectPut", j, json()).ok());
   ASSERT_TRUE(svc_->Create("raw", "DirectPut", Raw(0), json()).ok());
   std::vector<std::string> recs = {
@@ -479,12 +475,7 @@ TEST_F(StreamServiceTest, CheckConversionAgreesWithTheFlush) {
 // at create; with it the table is created from the first records — columns by JSON kind, the
 // prefix's Hive keys as partition keys — and the records convert against it.
 TEST_F(StreamServiceTest, SchemaInferredFromTheFirstRecordsWhenTagged) {
-  json j = Raw(0);
-  j.erase("ProcessingConfiguration");
-  j["DataFormatConversionConfiguration"] = {
-      {"SchemaConfiguration", {{"DatabaseName", "auto"}, {"TableName", "inferred"}}},
-      {"InputFormatConfiguration", {{"Deserializer", {{"OpenXJsonSerDe", json::object()}}}}},
-      {"OutputFormatConfiguration", {{"Serializer", {{"ParquetSerDe", json::object()}}}}}};
+  json j = ToParquet("auto", "inferred");
   auto refused = svc_->Create("inf", "DirectPut", j, json());
   EXPECT_EQ(refused.status().code(), ErrorCode::kFirehoseInvalidArgument);
   EXPECT_NE(refused.status().message().find("tarn:schema-inference"), std::string::npos);

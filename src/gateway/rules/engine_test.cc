@@ -93,6 +93,24 @@ class EngineTest : public ::testing::Test {
     engine_.Submit(std::move(m));
     engine_.Drain();
   }
+  // The message's outcome (its `done`: the device's PUBACK), through Submit (the batch path) or
+  // ProcessNow (actions run in place).
+  Status Outcome(const std::string& topic, const std::string& payload = "{}", bool now = false) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    InboundMessage m;
+    m.topic = topic;
+    m.payload = payload;
+    m.client_id = "dev";
+    m.packet_id = 1;
+    m.done = [&](const Status& st) { p.set_value(st); };
+    if (now) {
+      engine_.ProcessNow(m);
+    } else {
+      engine_.Submit(std::move(m));
+    }
+    return f.get();
+  }
   uint64_t Count(const std::string& metric, const std::string& rule) {
     std::string text = ops::Metrics().RenderPrometheus();
     std::string needle = metric + "{rule=\"" + rule + "\"} ";
@@ -195,16 +213,7 @@ TEST_F(EngineTest, DoneReportsAFailedActionThatNoErrorActionTookOver) {
   sql.actions = json::array({{{"firehose", {{"deliveryStreamName", "known"}}}}});
   ASSERT_TRUE(engine_.Put(sql).ok());
   auto outcome = [&](const std::string& topic, const std::string& payload = "{}") {
-    std::promise<Status> p;
-    auto f = p.get_future();
-    InboundMessage m;
-    m.topic = topic;
-    m.payload = payload;
-    m.client_id = "dev";
-    m.packet_id = 1;
-    m.done = [&](const Status& st) { p.set_value(st); };
-    engine_.Submit(std::move(m));
-    return f.get();
+    return Outcome(topic, payload);
   };
   Status st = outcome("x/none");
   EXPECT_EQ(st.code(), ErrorCode::kFirehoseResourceNotFound) << st.ToString();
@@ -235,20 +244,7 @@ TEST_F(EngineTest, UnconvertibleRecordsAreTakenAndReportedToTheErrorAction) {
   rule("quiet", "quiet/+/telemetry", json());
   rule("error_action_fails", "fails/+/telemetry", {{"republish", {{"topic", "fail/me"}}}});
   auto outcome = [&](const std::string& topic, const std::string& payload, bool now) {
-    std::promise<Status> p;
-    auto f = p.get_future();
-    InboundMessage m;
-    m.topic = topic;
-    m.payload = payload;
-    m.client_id = "dev";
-    m.packet_id = 7;
-    m.done = [&](const Status& st) { p.set_value(st); };
-    if (now) {
-      engine_.ProcessNow(m);  // actions run in place
-    } else {
-      engine_.Submit(std::move(m));  // the batch path: appends waited for together
-    }
-    return f.get();
+    return Outcome(topic, payload, now);
   };
   for (bool now : {false, true}) {
     SCOPED_TRACE(now ? "ProcessNow" : "Submit");
