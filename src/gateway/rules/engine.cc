@@ -206,6 +206,10 @@ struct CompletionWait {
     std::lock_guard<std::mutex> l(mu);
     return added;
   }
+  bool Outstanding() {
+    std::lock_guard<std::mutex> l(mu);
+    return left > 0;
+  }
 };
 
 // Firehose appends and republishes issued while a batch is processed, and the rule runs and
@@ -445,8 +449,11 @@ void RulesEngine::Process(const RuleSet& rules_ref, const InboundMessage& msg, B
     }
   }
   if (!msg.done) return;
-  if (batch && (batch->runs.size() > runs_before || batch->pending.Added() > waits_before)) {
-    // A PUBACK waits until its records and republishes are durable.
+  // A PUBACK waits until its records and republishes are durable. A republish that stored
+  // nothing (QoS 0, no persistent subscriber) was counted down before it returned: unless the
+  // batch still waits for something, the message is acknowledged at once.
+  if (batch && (batch->runs.size() > runs_before ||
+                (batch->pending.Added() > waits_before && batch->pending.Outstanding()))) {
     batch->done_after.push_back(&msg);
   } else {
     msg.done(msg.unhandled);
