@@ -25,7 +25,16 @@ trap cleanup EXIT
 export TARN_ROOT_ACCESS_KEY_ID=AKIATESTROOT00000001
 export TARN_ROOT_SECRET_ACCESS_KEY='testsecretkey/0000000000000000000000000+'
 export TARN_ROOT_PASSWORD=bench-password TARN_ACCOUNT_ID=123456789012 TARN_REGION=us-east-1
-"$TARN" serve --data-dir "$work/data" --api-listen 127.0.0.1:0 --sql-listen off --mqtt-listen off \
+# COMPACTION=off: the server without compaction (streams.compaction_files: 0). IntervalInSeconds
+# 0 writes an object per flush, and compaction merges them into SizeInMBs objects in the
+# background, rewriting each byte about once (README: "Compaction in phase 1").
+serve_args=()
+if [[ "${COMPACTION:-on}" == off ]]; then
+  mkdir -p "$work"
+  printf 'streams:\n  compaction_files: 0\n' >"$work/serve.yaml"
+  serve_args=(--config "$work/serve.yaml")
+fi
+"$TARN" serve "${serve_args[@]}" --data-dir "$work/data" --api-listen 127.0.0.1:0 --sql-listen off --mqtt-listen off \
   --mqtts-listen off --mqtt-ws-listen off --console-listen off >"$work/tarn.log" 2>&1 &
 tarn_pid=$!
 for _ in $(seq 400); do [[ -f "$work/data/run/endpoints.json" ]] && break; sleep 0.05; done
@@ -52,7 +61,7 @@ delivered() {
 }
 
 if [[ " $PHASES " == *" 1 "* ]]; then
-echo "== Tarn: PutRecordBatch x500 (pre-signed, wrk -t2 -c32, ${DURATION}s), WAL fsync, Parquet (snappy)"
+echo "== Tarn: PutRecordBatch x500 (pre-signed, wrk -t2 -c32, ${DURATION}s), WAL fsync, Parquet (snappy), compaction ${COMPACTION:-on}"
 $PY "$ROOT/bench/streams/wrk_body.py" "$api" bench "$work/batch.lua"
 # CPU seconds (user + system) of a process: on a shared machine, CPU per record moves much less
 # with the neighbours than records per second.
