@@ -715,7 +715,9 @@ void Wal::DeleteDeliveredSegments() {
     std::string spare;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (spare_files_.size() < size_t(std::max(0, options_.recycled_segments))) {
+      if (spare_files_.size() < size_t(std::max(0, options_.recycled_segments)) &&
+          disk_bytes_ + (spare_files_.size() + 1) * options_.segment_bytes <=
+              options_.quota_bytes) {
         spare = dir_ + "/" + kSparePrefix + std::to_string(spare_counter_++);
       }
     }

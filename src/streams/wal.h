@@ -75,8 +75,11 @@ struct WalOptions {
   uint64_t quota_bytes = 1ull << 30;     // segments + pending bytes above this → backpressure
   // Committer threads, i.e. fdatasyncs that may be in flight at once (at least 1).
   int committers = 3;
-  // Delivered segment files kept for reuse by new segments (0: delete them at once).
-  int recycled_segments = 2;
+  // Delivered segment files kept for reuse by new segments (0: delete them at once), while the
+  // live and kept segments together fit in quota_bytes. A busy stream retires several segments
+  // at each checkpoint and needs as many new ones before the next: with too few kept, the rest
+  // are written into fresh page-cache pages (docs/streams.md).
+  int recycled_segments = 16;
   // Test hook: no fdatasync (the crash test's child never skips it).
   bool sync = true;
   // Optional (may be null): seconds per fdatasync, and from Append to acknowledgement.

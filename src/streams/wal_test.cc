@@ -393,6 +393,51 @@ TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
   EXPECT_EQ(spares(), 0u);  // spares of an earlier run are deleted at Open
 }
 
+// A busy stream retires several segments at one checkpoint and needs as many new ones before the
+// next: all of them are kept for reuse (up to recycled_segments, within the quota), so that the
+// next segments overwrite cached pages instead of taking fresh ones.
+TEST_F(WalTest, EverySegmentRetiredAtOnceIsKeptForReuseWithinTheQuota) {
+  WalOptions o;
+  o.segment_bytes = 600;
+  o.quota_bytes = 10 * 600;
+  auto spares = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      n += e.path().filename().string().rfind("recycle-", 0) == 0;
+    }
+    return n;
+  };
+  const std::string big(100, 'o');  // a 128-byte record: five fill a segment
+  std::vector<WalRecord> replayed;
+  auto wal = OpenWal(&replayed, o);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big})).ok());  // segment 1 + 5i
+  }
+  ASSERT_TRUE(wal->AppendSync(Recs({"x"})).ok());  // 31: segment 31
+  ASSERT_TRUE(wal->Checkpoint(30, "").ok());
+  EXPECT_EQ(spares(), 6u);
+  // The next six segments take them over (the first batch still goes into segment 31): no new
+  // file.
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big})).ok());
+  }
+  EXPECT_EQ(spares(), 0u);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) files += e.path().extension() == ".wal";
+  EXPECT_EQ(files, 7u);
+  // A cap below the burst keeps only that many.
+  ASSERT_TRUE(wal->Checkpoint(wal->next_seq() - 1, "").ok());
+  wal.reset();
+  o.recycled_segments = 2;
+  wal = OpenWal(&replayed, o);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big})).ok());
+  }
+  ASSERT_TRUE(wal->AppendSync(Recs({"x"})).ok());
+  ASSERT_TRUE(wal->Checkpoint(wal->next_seq() - 2, "").ok());
+  EXPECT_EQ(spares(), 2u);
+}
+
 // A crash right after a new segment took a spare over and wrote its header, before any record:
 // the file holds the header and the retired segment's records, whose sequence numbers are below
 // the new segment's name. Even with the checkpoint gone (every record replayed), none of them
