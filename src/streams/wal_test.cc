@@ -42,6 +42,15 @@ class WalTest : public ::testing::Test {
     return std::move(w).value();
   }
 
+  // Retired segment files waiting for reuse (recycle-<n>).
+  size_t Spares() const {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      n += e.path().filename().string().rfind("recycle-", 0) == 0;
+    }
+    return n;
+  }
+
   std::string dir_;
 };
 
@@ -333,13 +342,6 @@ TEST_F(WalTest, QuotaGivesBackpressureUntilCheckpointFreesSpace) {
 TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
   WalOptions o;
   o.segment_bytes = 600;
-  auto spares = [&] {
-    size_t n = 0;
-    for (const auto& e : fs::directory_iterator(dir_)) {
-      n += e.path().filename().string().rfind("recycle-", 0) == 0;
-    }
-    return n;
-  };
   auto seg = [&](uint64_t first) {
     char b[32];
     std::snprintf(b, sizeof(b), "/%020llu.wal", static_cast<unsigned long long>(first));
@@ -357,10 +359,10 @@ TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
     Wal& wal = **w;
     if (!wal.AppendSync(Recs({big, big, big, big, big, big, big, big})).ok()) ::_exit(4);  // 1-8
     if (!wal.AppendSync(Recs({"b9"})).ok()) ::_exit(5);  // 9: segment 9
-    if (!wal.Checkpoint(8, "").ok() || fs::exists(seg(1)) || spares() != 1) ::_exit(6);
+    if (!wal.Checkpoint(8, "").ok() || fs::exists(seg(1)) || Spares() != 1) ::_exit(6);
     if (!wal.AppendSync(Recs({big, big, big, big, big, big})).ok()) ::_exit(7);  // 10-15
     if (!wal.AppendSync(Recs({big})).ok()) ::_exit(8);  // 16: segment 16, segment 1's file
-    ::_exit(spares() == 0 && fs::exists(seg(16)) ? 0 : 9);
+    ::_exit(Spares() == 0 && fs::exists(seg(16)) ? 0 : 9);
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
@@ -379,10 +381,10 @@ TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
     // Segments 9 and 16 retire; segment 23 takes over the newest spare (segment 16's file), and
     // a clean close cuts its old bytes off.
     ASSERT_TRUE(wal->Checkpoint(16, "").ok());
-    EXPECT_EQ(spares(), 2u);
+    EXPECT_EQ(Spares(), 2u);
     ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big, big})).ok());  // 17-22
     ASSERT_TRUE(wal->AppendSync(Recs({"x23"})).ok());
-    EXPECT_EQ(spares(), 1u);
+    EXPECT_EQ(Spares(), 1u);
   }
   EXPECT_EQ(fs::file_size(seg(23)), 8u + 8u + 20u + 3u);
   replayed.clear();
@@ -390,7 +392,7 @@ TEST_F(WalTest, RetiredSegmentsAreReusedAndTheirOldRecordsNeverReplay) {
   ASSERT_EQ(replayed.size(), 7u);
   EXPECT_EQ(replayed[0].seq, 17u);
   EXPECT_EQ(replayed[6].data, "x23");
-  EXPECT_EQ(spares(), 0u);  // spares of an earlier run are deleted at Open
+  EXPECT_EQ(Spares(), 0u);  // spares of an earlier run are deleted at Open
 }
 
 // A busy stream retires several segments at one checkpoint and needs as many new ones before the
@@ -400,13 +402,6 @@ TEST_F(WalTest, EverySegmentRetiredAtOnceIsKeptForReuseWithinTheQuota) {
   WalOptions o;
   o.segment_bytes = 600;
   o.quota_bytes = 10 * 600;
-  auto spares = [&] {
-    size_t n = 0;
-    for (const auto& e : fs::directory_iterator(dir_)) {
-      n += e.path().filename().string().rfind("recycle-", 0) == 0;
-    }
-    return n;
-  };
   const std::string big(100, 'o');  // a 128-byte record: five fill a segment
   std::vector<WalRecord> replayed;
   auto wal = OpenWal(&replayed, o);
@@ -415,13 +410,13 @@ TEST_F(WalTest, EverySegmentRetiredAtOnceIsKeptForReuseWithinTheQuota) {
   }
   ASSERT_TRUE(wal->AppendSync(Recs({"x"})).ok());  // 31: segment 31
   ASSERT_TRUE(wal->Checkpoint(30, "").ok());
-  EXPECT_EQ(spares(), 6u);
+  EXPECT_EQ(Spares(), 6u);
   // The next six segments take them over (the first batch still goes into segment 31): no new
   // file.
   for (int i = 0; i < 7; ++i) {
     ASSERT_TRUE(wal->AppendSync(Recs({big, big, big, big, big})).ok());
   }
-  EXPECT_EQ(spares(), 0u);
+  EXPECT_EQ(Spares(), 0u);
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir_)) files += e.path().extension() == ".wal";
   EXPECT_EQ(files, 7u);
@@ -435,7 +430,7 @@ TEST_F(WalTest, EverySegmentRetiredAtOnceIsKeptForReuseWithinTheQuota) {
   }
   ASSERT_TRUE(wal->AppendSync(Recs({"x"})).ok());
   ASSERT_TRUE(wal->Checkpoint(wal->next_seq() - 2, "").ok());
-  EXPECT_EQ(spares(), 2u);
+  EXPECT_EQ(Spares(), 2u);
 }
 
 // A crash right after a new segment took a spare over and wrote its header, before any record:
